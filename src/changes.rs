@@ -1,0 +1,154 @@
+//! The changes feed as an iterator, and subscriptions to new commits.
+
+use std::collections::VecDeque;
+
+use tokio::sync::watch;
+
+use crate::error::Result;
+use crate::hash::Hash;
+use crate::log::{read_seq, seq_key, split_feed_value, Log};
+use crate::node::Node;
+
+const CHUNK: usize = 512;
+
+/// One feed entry: a node and its local arrival position.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FeedEntry {
+    /// Position in the feed (1-based).
+    pub seq: u64,
+    /// The node.
+    pub node: Node,
+}
+
+/// One feed entry as stored: hash and canonical bytes, not decoded (what sync sends).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawEntry {
+    /// Position in the feed (1-based).
+    pub seq: u64,
+    /// The node's hash.
+    pub hash: Hash,
+    /// The node's canonical encoding.
+    pub bytes: Vec<u8>,
+}
+
+/// Iterator over the changes feed; see [`Log::changes`].
+pub struct Changes {
+    log: Log,
+    after: u64,
+    buf: VecDeque<RawEntry>,
+    failed: bool,
+}
+
+impl Changes {
+    pub(crate) fn new(log: Log, since: u64) -> Changes {
+        Changes {
+            log,
+            after: since,
+            buf: VecDeque::new(),
+            failed: false,
+        }
+    }
+
+    /// Yields raw entries (hash and bytes) instead of decoded nodes.
+    pub fn raw(self) -> RawChanges {
+        RawChanges(self)
+    }
+
+    fn next_raw(&mut self) -> Option<Result<RawEntry>> {
+        if self.failed {
+            return None;
+        }
+        if self.buf.is_empty() {
+            if let Err(e) = self.fill() {
+                self.failed = true;
+                return Some(Err(e));
+            }
+        }
+        let e = self.buf.pop_front()?;
+        self.after = e.seq;
+        Some(Ok(e))
+    }
+
+    fn fill(&mut self) -> Result<()> {
+        let store = self.log.store();
+        let r = store.read()?;
+        let from = seq_key(self.after + 1);
+        for item in store
+            .feed
+            .range(&r.txn, &crate::log::from_key(&from))?
+            .take(CHUNK)
+        {
+            let (k, v) = item?;
+            let (hash, bytes) = split_feed_value(v)?;
+            self.buf.push_back(RawEntry {
+                seq: read_seq(k)?,
+                hash,
+                bytes: bytes.to_vec(),
+            });
+        }
+        Ok(())
+    }
+}
+
+impl Iterator for Changes {
+    type Item = Result<FeedEntry>;
+    fn next(&mut self) -> Option<Self::Item> {
+        Some(self.next_raw()?.and_then(|e| {
+            Ok(FeedEntry {
+                seq: e.seq,
+                node: Node::decode_trusted(&e.bytes, e.hash)?,
+            })
+        }))
+    }
+}
+
+/// Iterator over raw feed entries; see [`Changes::raw`].
+pub struct RawChanges(Changes);
+
+impl Iterator for RawChanges {
+    type Item = Result<RawEntry>;
+    fn next(&mut self) -> Option<Self::Item> {
+        self.0.next_raw()
+    }
+}
+
+/// Tells its holder when new nodes are committed, without queueing them: it carries only the
+/// newest seq, so a slow subscriber costs no memory; it then reads [`Log::changes`] from the
+/// last seq it handled. Works from async code (`changed`) and from threads (`wait_blocking`).
+///
+/// ```
+/// # fn main() -> Result<(), braidlog::Error> {
+/// let dir = tempfile::tempdir().unwrap();
+/// let log = braidlog::Log::open(dir.path())?;
+/// let mut sub = log.subscribe();
+/// let writer = log.clone();
+/// std::thread::spawn(move || writer.append(b"x".to_vec()).unwrap());
+/// assert_eq!(sub.wait_blocking(), Some(1));
+/// # Ok(()) }
+/// ```
+pub struct Subscription {
+    rx: watch::Receiver<u64>,
+}
+
+impl Subscription {
+    pub(crate) fn new(rx: watch::Receiver<u64>) -> Subscription {
+        Subscription { rx }
+    }
+
+    /// The newest committed seq.
+    pub fn latest(&self) -> u64 {
+        *self.rx.borrow()
+    }
+
+    /// Waits for a commit after the last one this subscription saw; returns the newest seq,
+    /// or `None` when the log was dropped.
+    pub async fn changed(&mut self) -> Option<u64> {
+        self.rx.changed().await.ok()?;
+        Some(*self.rx.borrow_and_update())
+    }
+
+    /// [`Subscription::changed`] for threads outside an async runtime.
+    pub fn wait_blocking(&mut self) -> Option<u64> {
+        pollster::block_on(self.changed())
+    }
+}

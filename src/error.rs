@@ -1,0 +1,58 @@
+//! Errors: one enum per layer, all converting into the umbrella [`Error`].
+
+use std::path::PathBuf;
+
+use crate::hash::Hash;
+use crate::node::NodeError;
+
+/// Errors from the store and the log API.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A node is malformed or over a limit.
+    #[error(transparent)]
+    Node(#[from] NodeError),
+    /// A node links to a node that is not stored (nor earlier in the same batch).
+    #[error("node {node} links to {link}, which is not stored")]
+    MissingLink {
+        /// The node being added.
+        node: Hash,
+        /// The link that is not stored.
+        link: Hash,
+    },
+    /// The store on disk was written by a format this release does not read.
+    #[error("store at {path} has format version {got}, this release reads {expected}")]
+    FormatVersion {
+        /// The store directory.
+        path: PathBuf,
+        /// The version on disk.
+        got: u32,
+        /// The version this release reads.
+        expected: u32,
+    },
+    /// Stored bytes that should have been valid are not (see [`crate::Log::verify`]).
+    #[error("store is corrupt: {0}")]
+    Corrupt(String),
+    /// LMDB failed.
+    #[error("storage error: {0}")]
+    Storage(#[from] heed::Error),
+    /// The file system failed (creating the directory, for example).
+    #[error("i/o error on {path}: {source}")]
+    Io {
+        /// The path involved.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// A view failed to apply a change.
+    #[error("view {view}: {message}")]
+    View {
+        /// The view's name.
+        view: String,
+        /// What went wrong.
+        message: String,
+    },
+}
+
+/// Shorthand for results of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

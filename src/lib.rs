@@ -1,0 +1,67 @@
+//! # braidlog
+//!
+//! Replicated, auditable history without a master. Every replica accepts writes at any time;
+//! replicas converge by exchanging what the other lacks.
+//!
+//! History is a content-addressed merkle DAG: a [`Node`] holds a payload and links to earlier
+//! nodes, and its id is the blake3 [`Hash`] of its canonical encoding, so any two replicas agree
+//! on ids and any tampering shows. A [`Log`] stores one replica's DAG in LMDB: nodes, heads
+//! (nodes nothing links to yet), and a local changes feed in arrival order, which is always
+//! topological. Every write is one transaction.
+//!
+//! ```
+//! # fn main() -> Result<(), braidlog::Error> {
+//! use braidlog::Log;
+//!
+//! let dir = tempfile::tempdir().unwrap();
+//! let log = Log::open(dir.path())?;
+//!
+//! let root = log.append(b"genesis".to_vec())?;          // links to the current heads
+//! let left = log.add([root.hash()], b"left".to_vec())?;  // explicit links
+//! let right = log.add([root.hash()], b"right".to_vec())?;
+//! assert_eq!(log.heads()?.len(), 2);                     // a fork: two heads
+//!
+//! let merge = log.append(b"merge".to_vec())?;            // links both heads
+//! assert_eq!(merge.links().len(), 2);
+//! assert_eq!(log.heads()?, vec![merge.hash()]);
+//!
+//! // The feed is arrival order, and every node comes after its links.
+//! let feed: Vec<_> = log.changes(0).map(|c| c.unwrap().node.hash()).collect();
+//! assert_eq!(feed, vec![root.hash(), left.hash(), right.hash(), merge.hash()]);
+//! assert!(log.verify()?.is_ok());
+//! # Ok(()) }
+//! ```
+//!
+//! ## Layout
+//! - [`hash`]: `Hash`, the blake3 digest naming every node.
+//! - [`node`]: `Node`, its canonical encoding and its limits.
+//! - [`store`]: the LMDB environment, tables, map growth.
+//! - [`log`]: `Log`, the replica API: add, insert, get, heads, feed.
+//! - [`changes`]: the feed iterator and subscriptions.
+//! - [`view`]: indexes maintained in the log's write transactions.
+//! - [`verify`]: the fsck.
+//! - [`peer`]: replica identity.
+//! - [`error`]: the error types.
+
+pub mod changes;
+pub mod error;
+pub mod hash;
+pub mod log;
+pub mod node;
+pub mod peer;
+pub mod store;
+pub mod verify;
+pub mod view;
+
+pub use changes::{Changes, FeedEntry, RawEntry, Subscription};
+pub use error::{Error, Result};
+pub use hash::Hash;
+pub use log::{Durability, Inserted, Log, LogOptions};
+pub use node::{Node, NodeError, MAX_LINKS, MAX_NODE_BYTES, MAX_PAYLOAD_BYTES};
+pub use peer::PeerId;
+pub use store::Table;
+pub use verify::{VerifyReport, Violation};
+pub use view::{Change, View};
+
+/// The LMDB binding, re-exported for views that need its transaction types.
+pub use heed;

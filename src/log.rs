@@ -1,0 +1,567 @@
+//! `Log`: one replica's DAG on LMDB, and the operations on it.
+
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+
+use heed::{PutFlags, RwTxn};
+use tokio::sync::watch;
+
+use crate::error::{Error, Result};
+use crate::hash::{Hash, HASH_LEN};
+use crate::node::{Node, MAX_LINKS};
+use crate::peer::PeerId;
+use crate::store::{ReadTxn, Store, Table};
+use crate::view::{decode_watermark, encode_watermark, watermark_key, Change, View};
+
+/// How commits reach the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// Every commit is flushed before it returns (LMDB's default). Survives power loss.
+    #[default]
+    Sync,
+    /// Commits are left to the OS to flush. A crash of the machine may lose the latest commits
+    /// but never corrupts the store; a crash of the process loses nothing.
+    NoSync,
+}
+
+/// Options for [`Log::open_with`].
+#[derive(Debug, Clone)]
+pub struct LogOptions {
+    /// Initial LMDB map size in bytes. The map doubles whenever it fills, so this only sets
+    /// where growth starts. Default 64 MiB.
+    pub map_size: usize,
+    /// Default [`Durability::Sync`].
+    pub durability: Durability,
+}
+
+impl Default for LogOptions {
+    fn default() -> Self {
+        LogOptions {
+            map_size: 64 << 20,
+            durability: Durability::Sync,
+        }
+    }
+}
+
+/// What [`Log::insert`] did with a node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Inserted {
+    /// Stored at this seq.
+    New(u64),
+    /// Already stored at this seq; nothing changed.
+    Existing(u64),
+}
+
+/// A replica: one LMDB environment holding one DAG, its feed, heads and views.
+///
+/// Cheap to clone (an `Arc`), `Send + Sync`. Reads run in parallel; writes are serialised by
+/// LMDB, each one a single transaction.
+///
+/// ```
+/// # fn main() -> Result<(), braidlog::Error> {
+/// let dir = tempfile::tempdir().unwrap();
+/// let log = braidlog::Log::open(dir.path())?;
+/// let a = log.add([], b"hello".to_vec())?;
+/// let b = log.add([a.hash()], b"world".to_vec())?;
+/// assert_eq!(log.heads()?, vec![b.hash()]);
+/// assert_eq!(log.len()?, 2);
+/// assert!(log.verify()?.is_ok());
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Log {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    views: RwLock<Vec<Arc<dyn View>>>,
+    committed: watch::Sender<u64>,
+    peer_id: PeerId,
+}
+
+pub(crate) fn seq_key(seq: u64) -> [u8; 8] {
+    seq.to_be_bytes()
+}
+
+pub(crate) fn read_seq(bytes: &[u8]) -> Result<u64> {
+    bytes
+        .try_into()
+        .map(u64::from_be_bytes)
+        .map_err(|_| Error::Corrupt(format!("seq of {} bytes", bytes.len())))
+}
+
+/// Splits a feed value into the node hash and its canonical bytes.
+pub(crate) fn split_feed_value(value: &[u8]) -> Result<(Hash, &[u8])> {
+    if value.len() < HASH_LEN {
+        return Err(Error::Corrupt(format!(
+            "feed value of {} bytes",
+            value.len()
+        )));
+    }
+    let (h, bytes) = value.split_at(HASH_LEN);
+    Ok((Hash::from_slice(h).expect("32 bytes"), bytes))
+}
+
+impl Log {
+    /// Opens the store in `dir` (created if missing) with default options.
+    pub fn open(dir: impl AsRef<Path>) -> Result<Log> {
+        Log::open_with(dir, LogOptions::default())
+    }
+
+    /// Opens the store in `dir` (created if missing).
+    pub fn open_with(dir: impl AsRef<Path>, options: LogOptions) -> Result<Log> {
+        let store = Store::open(
+            dir.as_ref(),
+            options.map_size,
+            options.durability == Durability::NoSync,
+        )?;
+        let peer_id = crate::peer::load_or_create(&store)?;
+        let last = {
+            let r = store.read()?;
+            last_seq(&store.feed, &r.txn)?
+        };
+        let (committed, _) = watch::channel(last);
+        Ok(Log {
+            inner: Arc::new(Inner {
+                store,
+                views: RwLock::new(Vec::new()),
+                committed,
+                peer_id,
+            }),
+        })
+    }
+
+    /// This replica's id, as peers see it.
+    pub fn peer_id(&self) -> PeerId {
+        self.inner.peer_id
+    }
+
+    /// The directory of the store.
+    pub fn path(&self) -> &Path {
+        self.inner.store.path()
+    }
+
+    /// The current LMDB map size in bytes (it grows on demand).
+    pub fn map_size(&self) -> usize {
+        self.inner.store.map_size()
+    }
+
+    pub(crate) fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    /// Adds a node with these links and payload. Every link must be stored.
+    pub fn add(&self, links: impl IntoIterator<Item = Hash>, payload: Vec<u8>) -> Result<Node> {
+        let node = Node::new(links, payload)?;
+        self.commit(std::slice::from_ref(&node))?;
+        Ok(node)
+    }
+
+    /// Adds a node that links to every current head (up to [`MAX_LINKS`] of them), read in
+    /// the same transaction, so the new node is the single head afterwards.
+    pub fn append(&self, payload: Vec<u8>) -> Result<Node> {
+        let mut made = None;
+        self.write_with(|txn, views, seq| {
+            let links = self.heads_in(txn, MAX_LINKS)?;
+            let node = Node::new(links, payload.clone())?;
+            let outcome = store_node(self.store(), txn, views, seq, &node)?;
+            made = Some(node);
+            Ok(vec![outcome])
+        })?;
+        Ok(made.expect("set by the committed closure"))
+    }
+
+    /// Adds many nodes in one transaction: all or none. A node may link to nodes earlier in
+    /// the batch.
+    pub fn add_batch(
+        &self,
+        nodes: impl IntoIterator<Item = (Vec<Hash>, Vec<u8>)>,
+    ) -> Result<Vec<Node>> {
+        let nodes = nodes
+            .into_iter()
+            .map(|(links, payload)| Node::new(links, payload))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.commit(&nodes)?;
+        Ok(nodes)
+    }
+
+    /// Stores a node built or received elsewhere. Idempotent.
+    pub fn insert(&self, node: &Node) -> Result<Inserted> {
+        Ok(self.commit(std::slice::from_ref(node))?[0])
+    }
+
+    /// Decodes canonical bytes (checking limits and form) and stores the node.
+    pub fn insert_bytes(&self, bytes: &[u8]) -> Result<Inserted> {
+        self.insert(&Node::decode(bytes)?)
+    }
+
+    /// Stores many nodes in one transaction, all or none. Nodes already stored are skipped;
+    /// each link must be stored or earlier in the batch.
+    pub fn insert_batch(&self, nodes: &[Node]) -> Result<Vec<Inserted>> {
+        self.commit(nodes)
+    }
+
+    fn commit(&self, nodes: &[Node]) -> Result<Vec<Inserted>> {
+        self.write_with(|txn, views, seq| {
+            nodes
+                .iter()
+                .map(|n| store_node(self.store(), txn, views, seq, n))
+                .collect()
+        })
+    }
+
+    /// Runs a write: `f` stores nodes (advancing `seq`); views' watermarks follow; subscribers
+    /// hear of the new last seq after the commit.
+    fn write_with(
+        &self,
+        mut f: impl FnMut(&mut RwTxn<'_>, &[Arc<dyn View>], &mut u64) -> Result<Vec<Inserted>>,
+    ) -> Result<Vec<Inserted>> {
+        let views = self.views();
+        let store = self.store();
+        let (out, last) = store.write(|txn| {
+            let start = last_seq(&store.feed, txn)?;
+            let mut seq = start;
+            let out = f(txn, &views, &mut seq)?;
+            if seq != start {
+                for v in &views {
+                    let wm = encode_watermark(v.version(), seq);
+                    store.meta.put(txn, &watermark_key(v.as_ref()), &wm)?;
+                }
+            }
+            Ok((out, (seq != start).then_some(seq)))
+        })?;
+        if let Some(last) = last {
+            self.inner.committed.send_replace(last);
+        }
+        Ok(out)
+    }
+
+    fn views(&self) -> Vec<Arc<dyn View>> {
+        self.inner
+            .views
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// The node with this hash, if stored.
+    pub fn get(&self, hash: &Hash) -> Result<Option<Node>> {
+        let r = self.store().read()?;
+        get_in(self.store(), &r.txn, hash)
+    }
+
+    /// Whether a node is stored.
+    pub fn contains(&self, hash: &Hash) -> Result<bool> {
+        Ok(self.seq_of(hash)?.is_some())
+    }
+
+    /// The feed position of a stored node.
+    pub fn seq_of(&self, hash: &Hash) -> Result<Option<u64>> {
+        let r = self.store().read()?;
+        seq_in(self.store(), &r.txn, hash)
+    }
+
+    /// The node at a feed position.
+    pub fn get_by_seq(&self, seq: u64) -> Result<Option<Node>> {
+        let r = self.store().read()?;
+        match self.store().feed.get(&r.txn, &seq_key(seq))? {
+            None => Ok(None),
+            Some(v) => {
+                let (hash, bytes) = split_feed_value(v)?;
+                Ok(Some(Node::decode_trusted(bytes, hash)?))
+            }
+        }
+    }
+
+    /// The heads: stored nodes that no stored node links to, in hash order.
+    pub fn heads(&self) -> Result<Vec<Hash>> {
+        let r = self.store().read()?;
+        self.heads_in(&r.txn, usize::MAX)
+    }
+
+    fn heads_in(&self, txn: &ReadTxn<'_>, limit: usize) -> Result<Vec<Hash>> {
+        let mut out = Vec::new();
+        for item in self.store().heads.iter(txn)?.take(limit) {
+            let (k, _) = item?;
+            out.push(Hash::from_slice(k).map_err(|e| Error::Corrupt(e.to_string()))?);
+        }
+        Ok(out)
+    }
+
+    /// Number of stored nodes.
+    pub fn len(&self) -> Result<u64> {
+        let r = self.store().read()?;
+        Ok(self.store().index.len(&r.txn)?)
+    }
+
+    /// Whether the log has no nodes.
+    pub fn is_empty(&self) -> Result<bool> {
+        Ok(self.len()? == 0)
+    }
+
+    /// The seq of the newest node (0 when empty).
+    pub fn last_seq(&self) -> Result<u64> {
+        let r = self.store().read()?;
+        last_seq(&self.store().feed, &r.txn)
+    }
+
+    /// The changes feed after `since` (exclusive; 0 for everything), oldest first. The
+    /// iterator reads in chunks, each in its own short read transaction, so it holds little
+    /// memory and never pins the map; it also yields nodes added while it runs.
+    pub fn changes(&self, since: u64) -> crate::changes::Changes {
+        crate::changes::Changes::new(self.clone(), since)
+    }
+
+    /// Tells the caller about every commit from now on (see [`crate::Subscription`]).
+    pub fn subscribe(&self) -> crate::changes::Subscription {
+        crate::changes::Subscription::new(self.inner.committed.subscribe())
+    }
+
+    /// Creates or opens a table for a view. Name it with a version, like `"kv-heads-v1"`.
+    pub fn create_table(&self, name: &str) -> Result<Table> {
+        self.store().create_table(name)
+    }
+
+    /// Runs `f` in one read transaction (a consistent snapshot).
+    pub fn read<R>(&self, f: impl FnOnce(&ReadTxn<'_>) -> Result<R>) -> Result<R> {
+        let r = self.store().read()?;
+        f(&r.txn)
+    }
+
+    /// Registers a view: from now on it sees every stored node in the same transaction. If its
+    /// watermark is behind the feed (or its version changed) it is caught up (or rebuilt)
+    /// first, in one transaction.
+    pub fn register_view(&self, view: Arc<dyn View>) -> Result<()> {
+        // Hold the views lock for writing across the catch-up so no write slips between the
+        // catch-up and the registration.
+        let mut views = self.inner.views.write().unwrap_or_else(|e| e.into_inner());
+        if views.iter().any(|v| v.name() == view.name()) {
+            return Err(Error::View {
+                view: view.name().into(),
+                message: "a view with this name is already registered".into(),
+            });
+        }
+        let store = self.store();
+        store.write(|txn| {
+            let key = watermark_key(view.as_ref());
+            let from = match store.meta.get(txn, &key)?.and_then(decode_watermark) {
+                Some((version, seq)) if version == view.version() => seq,
+                _ => {
+                    for t in view.tables() {
+                        t.clear(txn)?;
+                    }
+                    0
+                }
+            };
+            let last = replay(store, txn, view.as_ref(), from)?;
+            store
+                .meta
+                .put(txn, &key, &encode_watermark(view.version(), last))?;
+            Ok(())
+        })?;
+        views.push(view);
+        Ok(())
+    }
+
+    /// Clears every registered view and rebuilds it from the feed, in one transaction.
+    pub fn reindex(&self) -> Result<()> {
+        let views = self.inner.views.write().unwrap_or_else(|e| e.into_inner());
+        let store = self.store();
+        store.write(|txn| {
+            for view in views.iter() {
+                for t in view.tables() {
+                    t.clear(txn)?;
+                }
+                let last = replay(store, txn, view.as_ref(), 0)?;
+                store.meta.put(
+                    txn,
+                    &watermark_key(view.as_ref()),
+                    &encode_watermark(view.version(), last),
+                )?;
+            }
+            Ok(())
+        })
+    }
+
+    pub(crate) fn registered_views(&self) -> Vec<Arc<dyn View>> {
+        self.views()
+    }
+
+    /// Reads a meta value (replication keeps per-peer state here).
+    #[allow(dead_code)]
+    pub(crate) fn meta_get(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        let r = self.store().read()?;
+        Ok(self
+            .store()
+            .meta
+            .get(&r.txn, key.as_bytes())?
+            .map(<[u8]>::to_vec))
+    }
+
+    /// Writes a meta value.
+    #[allow(dead_code)]
+    pub(crate) fn meta_put(&self, key: &str, value: &[u8]) -> Result<()> {
+        let store = self.store();
+        store.write(|txn| Ok(store.meta.put(txn, key.as_bytes(), value)?))
+    }
+
+    /// Walks back from `starts` through links in strictly decreasing seq order, visiting each
+    /// reachable node once. `visit` returns whether to continue into that node's links. Memory
+    /// is the frontier (the width of the DAG), not the visited set: descending seq order means
+    /// every path to a node is exhausted before the node is popped, so duplicates are adjacent.
+    pub fn walk_back(
+        &self,
+        starts: impl IntoIterator<Item = Hash>,
+        mut visit: impl FnMut(u64, &Node) -> Result<bool>,
+    ) -> Result<()> {
+        use std::collections::BinaryHeap;
+        let r = self.store().read()?;
+        let mut frontier = BinaryHeap::new();
+        for h in starts {
+            if let Some(seq) = seq_in(self.store(), &r.txn, &h)? {
+                frontier.push(seq);
+            }
+        }
+        let mut last = None;
+        while let Some(seq) = frontier.pop() {
+            if last == Some(seq) {
+                continue;
+            }
+            last = Some(seq);
+            let v = self
+                .store()
+                .feed
+                .get(&r.txn, &seq_key(seq))?
+                .ok_or_else(|| {
+                    Error::Corrupt(format!(
+                        "index points at seq {seq}, which is not in the feed"
+                    ))
+                })?;
+            let (hash, bytes) = split_feed_value(v)?;
+            let node = Node::decode_trusted(bytes, hash)?;
+            if visit(seq, &node)? {
+                for l in node.links() {
+                    let s = seq_in(self.store(), &r.txn, l)?.ok_or(Error::MissingLink {
+                        node: hash,
+                        link: *l,
+                    })?;
+                    frontier.push(s);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl std::fmt::Debug for Log {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Log")
+            .field("path", &self.path())
+            .field("peer_id", &self.peer_id())
+            .finish()
+    }
+}
+
+/// A key range from `key` (inclusive) to the end of a table.
+pub(crate) fn from_key(key: &[u8]) -> (std::ops::Bound<&[u8]>, std::ops::Bound<&[u8]>) {
+    (std::ops::Bound::Included(key), std::ops::Bound::Unbounded)
+}
+
+pub(crate) fn last_seq(feed: &Table, txn: &ReadTxn<'_>) -> Result<u64> {
+    match feed.last(txn)? {
+        None => Ok(0),
+        Some((k, _)) => read_seq(k),
+    }
+}
+
+pub(crate) fn seq_in(store: &Store, txn: &ReadTxn<'_>, hash: &Hash) -> Result<Option<u64>> {
+    store
+        .index
+        .get(txn, hash.as_bytes())?
+        .map(read_seq)
+        .transpose()
+}
+
+pub(crate) fn get_in(store: &Store, txn: &ReadTxn<'_>, hash: &Hash) -> Result<Option<Node>> {
+    let Some(seq) = seq_in(store, txn, hash)? else {
+        return Ok(None);
+    };
+    let v = store
+        .feed
+        .get(txn, &seq_key(seq))?
+        .ok_or_else(|| Error::Corrupt(format!("{hash} indexed at seq {seq}, not in the feed")))?;
+    let (_, bytes) = split_feed_value(v)?;
+    Ok(Some(Node::decode_trusted(bytes, *hash)?))
+}
+
+/// Stores one node in `txn` unless present: feed, index, heads, views. `seq` is the last
+/// used seq and advances when the node is new.
+fn store_node(
+    store: &Store,
+    txn: &mut RwTxn<'_>,
+    views: &[Arc<dyn View>],
+    seq: &mut u64,
+    node: &Node,
+) -> Result<Inserted> {
+    let hash = node.hash();
+    if let Some(existing) = seq_in(store, txn, &hash)? {
+        return Ok(Inserted::Existing(existing));
+    }
+    for link in node.links() {
+        if store.index.get(txn, link.as_bytes())?.is_none() {
+            return Err(Error::MissingLink {
+                node: hash,
+                link: *link,
+            });
+        }
+    }
+    *seq += 1;
+    let mut value = Vec::with_capacity(HASH_LEN + node.encoded_len());
+    value.extend_from_slice(hash.as_bytes());
+    value.extend_from_slice(&node.encode());
+    store
+        .feed
+        .put_with_flags(txn, PutFlags::APPEND, &seq_key(*seq), &value)?;
+    store.index.put(txn, hash.as_bytes(), &seq_key(*seq))?;
+    for link in node.links() {
+        store.heads.delete(txn, link.as_bytes())?;
+    }
+    // Nothing stored can link to a node that was not stored (links are checked above), so a
+    // new node is always a head.
+    store.heads.put(txn, hash.as_bytes(), &[])?;
+    let change = Change { seq: *seq, node };
+    for v in views {
+        v.apply(txn, change)?;
+    }
+    Ok(Inserted::New(*seq))
+}
+
+/// Feeds a view every node after `from`, in feed order, inside `txn`. Returns the last seq.
+pub(crate) fn replay(
+    store: &Store,
+    txn: &mut RwTxn<'_>,
+    view: &dyn View,
+    from: u64,
+) -> Result<u64> {
+    let mut next = from + 1;
+    let mut last = from;
+    loop {
+        // Read a chunk, then apply it: the iterator borrows txn immutably, apply mutably.
+        let mut chunk = Vec::with_capacity(256);
+        let start = seq_key(next);
+        for item in store.feed.range(txn, &from_key(&start))?.take(256) {
+            let (k, v) = item?;
+            let (hash, bytes) = split_feed_value(v)?;
+            chunk.push((read_seq(k)?, Node::decode_trusted(bytes, hash)?));
+        }
+        if chunk.is_empty() {
+            return Ok(last);
+        }
+        for (seq, node) in &chunk {
+            view.apply(txn, Change { seq: *seq, node })?;
+            last = *seq;
+        }
+        next = last + 1;
+    }
+}

@@ -1,0 +1,103 @@
+//! `PeerId`: a replica's random identity, and the guard against copied directories.
+//!
+//! Peers remember replication state per peer id, so two replicas sharing an id would confuse
+//! every peer that talks to both (copying a hyperlog directory is a known way to corrupt data
+//! this way). The id is therefore bound to the identity of the `data.mdb` file (device and
+//! inode): a copied or restored directory has another file, and on open it gets a fresh id.
+
+use std::fmt;
+use std::str::FromStr;
+
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::store::{meta, Store};
+
+/// A replica's 16-byte random id. Shown as 32 hex characters.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct PeerId(pub [u8; 16]);
+
+impl PeerId {
+    /// A fresh random id.
+    pub fn random() -> PeerId {
+        let mut b = [0u8; 16];
+        rand::rng().fill_bytes(&mut b);
+        PeerId(b)
+    }
+}
+
+impl fmt::Display for PeerId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&hex::encode(self.0))
+    }
+}
+
+impl fmt::Debug for PeerId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PeerId({})", &hex::encode(self.0)[..8])
+    }
+}
+
+impl FromStr for PeerId {
+    type Err = hex::FromHexError;
+    fn from_str(s: &str) -> Result<PeerId, hex::FromHexError> {
+        let mut b = [0u8; 16];
+        hex::decode_to_slice(s, &mut b)?;
+        Ok(PeerId(b))
+    }
+}
+
+fn file_identity(store: &Store) -> Vec<u8> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        if let Ok(m) = std::fs::metadata(store.path().join("data.mdb")) {
+            let mut out = m.dev().to_be_bytes().to_vec();
+            out.extend_from_slice(&m.ino().to_be_bytes());
+            return out;
+        }
+    }
+    let _ = store;
+    Vec::new()
+}
+
+/// Reads the peer id, creating it on first open and replacing it (and forgetting per-peer
+/// state, which belonged to the original) when the store was copied.
+pub(crate) fn load_or_create(store: &Store) -> Result<PeerId> {
+    let identity = file_identity(store);
+    store.write(|txn| {
+        let current = store
+            .meta
+            .get(txn, meta::PEER_ID.as_bytes())?
+            .map(<[u8]>::to_vec);
+        let bound = store
+            .meta
+            .get(txn, meta::PEER_ID_FILE.as_bytes())?
+            .map(<[u8]>::to_vec);
+        if let (Some(id), Some(bound)) = (&current, &bound) {
+            if *bound == identity {
+                let arr: [u8; 16] = id
+                    .as_slice()
+                    .try_into()
+                    .map_err(|_| Error::Corrupt(format!("peer id of {} bytes", id.len())))?;
+                return Ok(PeerId(arr));
+            }
+            // A copy: the state kept about peers was the original's view of them.
+            let stale: Vec<Vec<u8>> = store
+                .meta
+                .prefix_iter(txn, meta::PEER_PREFIX.as_bytes())?
+                .map(|r| r.map(|(k, _)| k.to_vec()))
+                .collect::<Result<_, _>>()?;
+            for k in stale {
+                store.meta.delete(txn, &k)?;
+            }
+        }
+        let id = PeerId::random();
+        store.meta.put(txn, meta::PEER_ID.as_bytes(), &id.0)?;
+        store
+            .meta
+            .put(txn, meta::PEER_ID_FILE.as_bytes(), &identity)?;
+        Ok(id)
+    })
+}

@@ -1,0 +1,306 @@
+//! `verify`: the store's fsck. Checks every invariant of the schema and names each violation.
+//!
+//! 1. every feed entry's bytes hash to its hash and decode canonically;
+//! 2. closure and order: every link is stored at an earlier seq;
+//! 3. heads are exactly the stored nodes that no stored node links to;
+//! 4. the index is a bijection with the feed;
+//! 5. every registered view equals a rebuild from the feed.
+//!
+//! Checks 1-4 run in one read transaction (a consistent snapshot). Check 3 keeps the set of
+//! linked hashes in memory (32 bytes per distinct link target). Check 5 rebuilds each view in a
+//! write transaction that is then aborted, so it blocks writers while it runs.
+
+use std::collections::HashSet;
+
+use crate::error::Result;
+use crate::hash::Hash;
+use crate::log::{read_seq, replay, seq_key, split_feed_value, Log};
+use crate::node::{Node, NodeError};
+use crate::store::Table;
+
+/// At most this many violations are listed; the rest are counted.
+pub const MAX_REPORTED_VIOLATIONS: usize = 1000;
+
+/// One broken invariant.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Violation {
+    /// Stored bytes hash to something other than their key.
+    #[error("seq {seq}: stored as {stored} but the bytes hash to {actual}")]
+    HashMismatch {
+        /// Feed position.
+        seq: u64,
+        /// The hash the store files it under.
+        stored: Hash,
+        /// The hash of the bytes.
+        actual: Hash,
+    },
+    /// Stored bytes are not a canonical node.
+    #[error("seq {seq} ({hash}): undecodable: {error}")]
+    Undecodable {
+        /// Feed position.
+        seq: u64,
+        /// The hash it is filed under.
+        hash: Hash,
+        /// Why decoding failed.
+        error: NodeError,
+    },
+    /// A link to a node that is not stored.
+    #[error("{node} links to {link}, which is not stored")]
+    MissingLink {
+        /// The linking node.
+        node: Hash,
+        /// The absent node.
+        link: Hash,
+    },
+    /// A link to a node that arrived later: the feed is not topological.
+    #[error("{node} (seq {seq}) links to {link} at later seq {link_seq}")]
+    LinkNotEarlier {
+        /// The linking node.
+        node: Hash,
+        /// Its seq.
+        seq: u64,
+        /// The linked node.
+        link: Hash,
+        /// The linked node's seq.
+        link_seq: u64,
+    },
+    /// A feed entry the index does not point at.
+    #[error("{hash} at seq {seq} is missing from the index")]
+    NotIndexed {
+        /// The node.
+        hash: Hash,
+        /// Its feed position.
+        seq: u64,
+    },
+    /// An index entry that points at a wrong or absent feed entry.
+    #[error("index maps {hash} to seq {seq}, which does not hold it")]
+    BadIndexEntry {
+        /// The indexed hash.
+        hash: Hash,
+        /// The seq it points at.
+        seq: u64,
+    },
+    /// A node with no stored child that is not in the heads table.
+    #[error("{hash} has no children but is not a head")]
+    MissingHead {
+        /// The node.
+        hash: Hash,
+    },
+    /// A heads entry for a node that has a child or is not stored.
+    #[error("{hash} is listed as a head but {reason}")]
+    StaleHead {
+        /// The listed hash.
+        hash: Hash,
+        /// "has a child" or "is not stored".
+        reason: &'static str,
+    },
+    /// A key or value of the wrong shape in a table.
+    #[error("table {table}: malformed entry ({detail})")]
+    MalformedEntry {
+        /// The table.
+        table: &'static str,
+        /// What is wrong.
+        detail: String,
+    },
+    /// A view differs from a rebuild of it.
+    #[error("view {view} differs from a rebuild from the feed")]
+    ViewMismatch {
+        /// The view's name.
+        view: String,
+    },
+}
+
+/// The result of [`Log::verify`].
+#[derive(Debug, Clone, Default)]
+pub struct VerifyReport {
+    /// Feed entries checked.
+    pub nodes: u64,
+    /// Heads found.
+    pub heads: u64,
+    /// Views compared with a rebuild.
+    pub views: usize,
+    /// What is broken (at most [`MAX_REPORTED_VIOLATIONS`]).
+    pub violations: Vec<Violation>,
+    /// Violations found beyond those listed.
+    pub unlisted: u64,
+}
+
+impl VerifyReport {
+    /// True when no invariant is broken.
+    pub fn is_ok(&self) -> bool {
+        self.violations.is_empty()
+    }
+
+    fn push(&mut self, v: Violation) {
+        if self.violations.len() < MAX_REPORTED_VIOLATIONS {
+            self.violations.push(v);
+        } else {
+            self.unlisted += 1;
+        }
+    }
+}
+
+impl Log {
+    /// Checks every storage invariant (module [`crate::verify`]) and reports each violation.
+    /// An `Err` means the check itself could not run (I/O), not that the store is corrupt.
+    pub fn verify(&self) -> Result<VerifyReport> {
+        let mut report = VerifyReport::default();
+        self.verify_nodes(&mut report)?;
+        self.verify_views(&mut report)?;
+        Ok(report)
+    }
+
+    fn verify_nodes(&self, report: &mut VerifyReport) -> Result<()> {
+        let store = self.store();
+        let r = store.read()?;
+        let txn = &r.txn;
+        let mut linked: HashSet<Hash> = HashSet::new();
+        for item in store.feed.iter(txn)? {
+            let (k, v) = item?;
+            let Ok(seq) = read_seq(k) else {
+                report.push(Violation::MalformedEntry {
+                    table: "feed",
+                    detail: format!("key of {} bytes", k.len()),
+                });
+                continue;
+            };
+            let Ok((hash, bytes)) = split_feed_value(v) else {
+                report.push(Violation::MalformedEntry {
+                    table: "feed",
+                    detail: format!("seq {seq}: value of {} bytes", v.len()),
+                });
+                continue;
+            };
+            report.nodes += 1;
+            let actual = Hash::of(bytes);
+            if actual != hash {
+                report.push(Violation::HashMismatch {
+                    seq,
+                    stored: hash,
+                    actual,
+                });
+            }
+            match store.index.get(txn, hash.as_bytes())?.map(read_seq) {
+                Some(Ok(s)) if s == seq => {}
+                _ => report.push(Violation::NotIndexed { hash, seq }),
+            }
+            let node = match Node::decode(bytes) {
+                Ok(n) => n,
+                Err(error) => {
+                    report.push(Violation::Undecodable { seq, hash, error });
+                    continue;
+                }
+            };
+            for link in node.links() {
+                linked.insert(*link);
+                match store.index.get(txn, link.as_bytes())?.map(read_seq) {
+                    Some(Ok(link_seq)) if link_seq < seq => {}
+                    Some(Ok(link_seq)) => report.push(Violation::LinkNotEarlier {
+                        node: hash,
+                        seq,
+                        link: *link,
+                        link_seq,
+                    }),
+                    _ => report.push(Violation::MissingLink {
+                        node: hash,
+                        link: *link,
+                    }),
+                }
+            }
+        }
+        for item in store.index.iter(txn)? {
+            let (k, v) = item?;
+            let (Ok(hash), Ok(seq)) = (Hash::from_slice(k), read_seq(v)) else {
+                report.push(Violation::MalformedEntry {
+                    table: "index",
+                    detail: format!("key {} / value {} bytes", k.len(), v.len()),
+                });
+                continue;
+            };
+            let holds = store
+                .feed
+                .get(txn, &seq_key(seq))?
+                .and_then(|fv| split_feed_value(fv).ok())
+                .is_some_and(|(h, _)| h == hash);
+            if !holds {
+                report.push(Violation::BadIndexEntry { hash, seq });
+            }
+        }
+        let mut listed = HashSet::new();
+        for item in store.heads.iter(txn)? {
+            let (k, _) = item?;
+            let Ok(hash) = Hash::from_slice(k) else {
+                report.push(Violation::MalformedEntry {
+                    table: "heads",
+                    detail: format!("key of {} bytes", k.len()),
+                });
+                continue;
+            };
+            listed.insert(hash);
+            if store.index.get(txn, k)?.is_none() {
+                report.push(Violation::StaleHead {
+                    hash,
+                    reason: "is not stored",
+                });
+            } else if linked.contains(&hash) {
+                report.push(Violation::StaleHead {
+                    hash,
+                    reason: "has a child",
+                });
+            }
+        }
+        report.heads = listed.len() as u64;
+        for item in store.index.iter(txn)? {
+            let (k, _) = item?;
+            if let Ok(hash) = Hash::from_slice(k) {
+                if !linked.contains(&hash) && !listed.contains(&hash) {
+                    report.push(Violation::MissingHead { hash });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn verify_views(&self, report: &mut VerifyReport) -> Result<()> {
+        let views = self.registered_views();
+        if views.is_empty() {
+            return Ok(());
+        }
+        let store = self.store();
+        // Rebuild in a transaction that is never committed.
+        let _gate = store.read()?; // holds the map-growth gate; its read txn is harmless
+        let mut txn = store.env.write_txn()?;
+        for view in &views {
+            let tables = view.tables();
+            let before = digest(&txn, &tables)?;
+            for t in &tables {
+                t.clear(&mut txn)?;
+            }
+            replay(store, &mut txn, view.as_ref(), 0)?;
+            if digest(&txn, &tables)? != before {
+                report.push(Violation::ViewMismatch {
+                    view: view.name().to_string(),
+                });
+            }
+            report.views += 1;
+        }
+        drop(txn); // abort
+        Ok(())
+    }
+}
+
+fn digest(txn: &heed::RoTxn<'_, heed::WithoutTls>, tables: &[Table]) -> Result<Hash> {
+    let mut h = blake3::Hasher::new();
+    for t in tables {
+        for item in t.iter(txn)? {
+            let (k, v) = item?;
+            h.update(&(k.len() as u64).to_le_bytes());
+            h.update(k);
+            h.update(&(v.len() as u64).to_le_bytes());
+            h.update(v);
+        }
+        h.update(b"|table|");
+    }
+    Ok(Hash(*h.finalize().as_bytes()))
+}
