@@ -304,3 +304,192 @@ fn digest(txn: &heed::RoTxn<'_, heed::WithoutTls>, tables: &[Table]) -> Result<H
     }
     Ok(Hash(*h.finalize().as_bytes()))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::log::seq_key;
+    use crate::view::{Change, View};
+
+    fn diamond() -> (tempfile::TempDir, Log, Vec<Node>) {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Log::open(dir.path()).unwrap();
+        let a = log.add([], b"a".to_vec()).unwrap();
+        let b = log.add([a.hash()], b"b".to_vec()).unwrap();
+        let c = log.add([a.hash()], b"c".to_vec()).unwrap();
+        let d = log.add([b.hash(), c.hash()], b"d".to_vec()).unwrap();
+        assert!(log.verify().unwrap().is_ok());
+        (dir, log, vec![a, b, c, d])
+    }
+
+    fn tamper(log: &Log, f: impl Fn(&mut heed::RwTxn<'_>, &crate::store::Store)) {
+        let store = log.store();
+        store
+            .write(|txn| {
+                f(txn, store);
+                Ok(())
+            })
+            .unwrap();
+    }
+
+    #[test]
+    fn catches_a_flipped_byte() {
+        let (_d, log, nodes) = diamond();
+        tamper(&log, |txn, s| {
+            let mut v = s.feed.get(txn, &seq_key(2)).unwrap().unwrap().to_vec();
+            *v.last_mut().unwrap() ^= 1;
+            s.feed.put(txn, &seq_key(2), &v).unwrap();
+        });
+        let r = log.verify().unwrap();
+        assert!(
+            matches!(r.violations.as_slice(), [Violation::HashMismatch { seq: 2, stored, .. }] if *stored == nodes[1].hash()),
+            "{r:?}"
+        );
+    }
+
+    #[test]
+    fn catches_a_deleted_linked_node() {
+        let (_d, log, nodes) = diamond();
+        tamper(&log, |txn, s| {
+            s.feed.delete(txn, &seq_key(1)).unwrap();
+            s.index.delete(txn, nodes[0].hash().as_bytes()).unwrap();
+        });
+        let r = log.verify().unwrap();
+        let missing: Vec<_> = r
+            .violations
+            .iter()
+            .filter_map(|v| match v {
+                Violation::MissingLink { node, link } => Some((*node, *link)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            missing,
+            vec![
+                (nodes[1].hash(), nodes[0].hash()),
+                (nodes[2].hash(), nodes[0].hash())
+            ]
+        );
+        assert_eq!(r.violations.len(), 2, "{r:?}");
+    }
+
+    #[test]
+    fn catches_a_dropped_head() {
+        let (_d, log, nodes) = diamond();
+        tamper(&log, |txn, s| {
+            s.heads.delete(txn, nodes[3].hash().as_bytes()).unwrap();
+        });
+        let r = log.verify().unwrap();
+        assert_eq!(
+            r.violations,
+            vec![Violation::MissingHead {
+                hash: nodes[3].hash()
+            }]
+        );
+    }
+
+    #[test]
+    fn catches_stale_heads() {
+        let (_d, log, nodes) = diamond();
+        let ghost = Hash([7; 32]);
+        tamper(&log, |txn, s| {
+            s.heads.put(txn, nodes[1].hash().as_bytes(), &[]).unwrap();
+            s.heads.put(txn, ghost.as_bytes(), &[]).unwrap();
+        });
+        let mut got = log.verify().unwrap().violations;
+        got.sort_by_key(|v| v.to_string());
+        let mut want = vec![
+            Violation::StaleHead {
+                hash: nodes[1].hash(),
+                reason: "has a child",
+            },
+            Violation::StaleHead {
+                hash: ghost,
+                reason: "is not stored",
+            },
+        ];
+        want.sort_by_key(|v| v.to_string());
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn catches_index_damage() {
+        let (_d, log, nodes) = diamond();
+        tamper(&log, |txn, s| {
+            s.index
+                .put(txn, nodes[2].hash().as_bytes(), &seq_key(1))
+                .unwrap();
+        });
+        let r = log.verify().unwrap();
+        assert!(r.violations.contains(&Violation::NotIndexed {
+            hash: nodes[2].hash(),
+            seq: 3
+        }));
+        assert!(r.violations.contains(&Violation::BadIndexEntry {
+            hash: nodes[2].hash(),
+            seq: 1
+        }));
+    }
+
+    #[test]
+    fn catches_out_of_order_feed() {
+        let (_d, log, nodes) = diamond();
+        // Swap the entries of seq 1 (a) and seq 4 (d) so d precedes its links.
+        tamper(&log, |txn, s| {
+            let first = s.feed.get(txn, &seq_key(1)).unwrap().unwrap().to_vec();
+            let last = s.feed.get(txn, &seq_key(4)).unwrap().unwrap().to_vec();
+            s.feed.put(txn, &seq_key(1), &last).unwrap();
+            s.feed.put(txn, &seq_key(4), &first).unwrap();
+            s.index
+                .put(txn, nodes[3].hash().as_bytes(), &seq_key(1))
+                .unwrap();
+            s.index
+                .put(txn, nodes[0].hash().as_bytes(), &seq_key(4))
+                .unwrap();
+        });
+        let r = log.verify().unwrap();
+        assert!(r.violations.iter().any(|v| matches!(v, Violation::LinkNotEarlier { node, seq: 1, .. } if *node == nodes[3].hash())), "{r:?}");
+    }
+
+    struct CountView(Table);
+    impl View for CountView {
+        fn name(&self) -> &str {
+            "count"
+        }
+        fn tables(&self) -> Vec<Table> {
+            vec![self.0]
+        }
+        fn apply(&self, txn: &mut heed::RwTxn<'_>, change: Change<'_>) -> Result<()> {
+            self.0.put(
+                txn,
+                change.node.hash().as_bytes(),
+                &change.seq.to_be_bytes(),
+            )?;
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn catches_a_view_that_drifted() {
+        let (_d, log, nodes) = diamond();
+        let table = log.create_table("count-v1").unwrap();
+        log.register_view(Arc::new(CountView(table))).unwrap();
+        assert!(log.verify().unwrap().is_ok());
+        tamper(&log, |txn, _| {
+            table.delete(txn, nodes[0].hash().as_bytes()).unwrap();
+        });
+        let r = log.verify().unwrap();
+        assert_eq!(
+            r.violations,
+            vec![Violation::ViewMismatch {
+                view: "count".into()
+            }]
+        );
+        // verify rebuilt inside an aborted transaction: the damage is still there to repair.
+        assert!(!log.verify().unwrap().is_ok());
+        log.reindex().unwrap();
+        assert!(log.verify().unwrap().is_ok());
+    }
+}

@@ -1,0 +1,208 @@
+//! DAG-level commands: init, add, heads, log, show, graph, verify.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use braidlog::{Hash, Log};
+use clap::Subcommand;
+use serde_json::json;
+
+use crate::output::{node_json, show_bytes, Out};
+
+#[derive(Subcommand)]
+pub enum DagCommand {
+    /// Create a replica in --dir (writes also create it).
+    #[command(after_help = "Example:\n  braid --dir ./replica init")]
+    Init,
+    /// Add a raw node to the DAG; prints its hash.
+    #[command(
+        after_help = "Examples:\n  braid add 'first entry'\n  braid add --link 3f2a...e1 'child of 3f2a'"
+    )]
+    Add {
+        /// The payload (text).
+        payload: String,
+        /// Link to this node (repeatable). Without any, the node links to the current heads.
+        #[arg(long = "link", value_name = "HASH")]
+        links: Vec<Hash>,
+    },
+    /// List the heads: nodes nothing links to yet.
+    #[command(after_help = "Example:\n  braid heads")]
+    Heads,
+    /// Print the changes feed (arrival order, links always first).
+    #[command(after_help = "Example:\n  braid log --since 10")]
+    Log {
+        /// Start after this seq.
+        #[arg(long, default_value_t = 0)]
+        since: u64,
+        /// Print at most this many entries.
+        #[arg(long)]
+        limit: Option<usize>,
+    },
+    /// Show one node.
+    #[command(after_help = "Example:\n  braid show 3f2a...e1")]
+    Show {
+        /// The node's hash (64 hex characters).
+        hash: Hash,
+    },
+    /// Print the DAG as Graphviz dot.
+    #[command(after_help = "Example:\n  braid graph | dot -Tsvg > dag.svg")]
+    Graph,
+    /// Check every storage invariant; exits non-zero on any violation.
+    #[command(after_help = "Example:\n  braid verify")]
+    Verify,
+}
+
+/// Opens an existing replica (read commands must not create one by accident).
+pub fn open_existing(dir: &Path) -> Result<Log> {
+    if !dir.join("data.mdb").exists() {
+        bail!(
+            "no replica at {} (create one with `braid init` or any write)",
+            dir.display()
+        );
+    }
+    open_or_create(dir)
+}
+
+/// Opens the replica, creating it when missing.
+pub fn open_or_create(dir: &Path) -> Result<Log> {
+    Log::open(dir).with_context(|| format!("opening {}", dir.display()))
+}
+
+impl DagCommand {
+    pub fn run(self, dir: &Path, out: &Out) -> Result<ExitCode> {
+        match self {
+            DagCommand::Init => {
+                let log = open_or_create(dir)?;
+                out.print(
+                    json!({"dir": dir.display().to_string(), "peer_id": log.peer_id().to_string(), "nodes": log.len()?}),
+                    || format!("replica at {} (peer {}), {} nodes", dir.display(), log.peer_id(), log.len().unwrap_or(0)),
+                );
+            }
+            DagCommand::Add { payload, links } => {
+                let log = open_or_create(dir)?;
+                let node = if links.is_empty() {
+                    log.append(payload.into_bytes())?
+                } else {
+                    log.add(links, payload.into_bytes())?
+                };
+                out.print(json!({"hash": node.hash().to_string()}), || {
+                    node.hash().to_string()
+                });
+            }
+            DagCommand::Heads => {
+                let log = open_existing(dir)?;
+                let heads = log.heads()?;
+                out.print(
+                    json!(heads.iter().map(|h| h.to_string()).collect::<Vec<_>>()),
+                    || {
+                        heads
+                            .iter()
+                            .map(|h| h.to_string())
+                            .collect::<Vec<_>>()
+                            .join("\n")
+                    },
+                );
+            }
+            DagCommand::Log { since, limit } => {
+                let log = open_existing(dir)?;
+                let stdout = std::io::stdout();
+                let mut w = std::io::BufWriter::new(stdout.lock());
+                for entry in log.changes(since).take(limit.unwrap_or(usize::MAX)) {
+                    let e = entry?;
+                    if out.is_json() {
+                        writeln!(w, "{}", node_json(Some(e.seq), &e.node))?;
+                    } else {
+                        let links: Vec<String> = e.node.links().iter().map(|h| h.short()).collect();
+                        writeln!(
+                            w,
+                            "#{:<6} {}  links [{}]  {}",
+                            e.seq,
+                            e.node.hash().short(),
+                            links.join(" "),
+                            show_bytes(e.node.payload())
+                        )?;
+                    }
+                }
+                w.flush()?;
+            }
+            DagCommand::Show { hash } => {
+                let log = open_existing(dir)?;
+                let Some(node) = log.get(&hash)? else {
+                    bail!("no node {hash} in this replica")
+                };
+                let seq = log.seq_of(&hash)?;
+                out.print(node_json(seq, &node), || {
+                    let mut s = format!("node    {}\nseq     {}\n", node.hash(), seq.unwrap_or(0));
+                    for l in node.links() {
+                        s.push_str(&format!("link    {l}\n"));
+                    }
+                    s.push_str(&format!(
+                        "size    {} bytes\npayload {}",
+                        node.encoded_len(),
+                        show_bytes(node.payload())
+                    ));
+                    s
+                });
+            }
+            DagCommand::Graph => {
+                let log = open_existing(dir)?;
+                let stdout = std::io::stdout();
+                let mut w = std::io::BufWriter::new(stdout.lock());
+                writeln!(
+                    w,
+                    "digraph braid {{\n  rankdir=BT;\n  node [shape=box, fontname=monospace];"
+                )?;
+                for entry in log.changes(0) {
+                    let e = entry?;
+                    let label = show_bytes(e.node.payload())
+                        .chars()
+                        .take(24)
+                        .collect::<String>();
+                    writeln!(
+                        w,
+                        "  \"{}\" [label=\"{}\\n{}\"];",
+                        e.node.hash().short(),
+                        e.node.hash().short(),
+                        label.replace('\\', "\\\\").replace('"', "\\\"")
+                    )?;
+                    for l in e.node.links() {
+                        writeln!(w, "  \"{}\" -> \"{}\";", e.node.hash().short(), l.short())?;
+                    }
+                }
+                writeln!(w, "}}")?;
+                w.flush()?;
+            }
+            DagCommand::Verify => {
+                let log = open_existing(dir)?;
+                let report = log.verify()?;
+                out.print(
+                    json!({
+                        "ok": report.is_ok(),
+                        "nodes": report.nodes,
+                        "heads": report.heads,
+                        "views": report.views,
+                        "violations": report.violations.iter().map(|v| v.to_string()).collect::<Vec<_>>(),
+                        "unlisted": report.unlisted,
+                    }),
+                    || {
+                        let mut s = report.violations.iter().map(|v| format!("violation: {v}\n")).collect::<String>();
+                        s.push_str(&format!(
+                            "{}: {} nodes, {} heads, {} views checked",
+                            if report.is_ok() { "ok" } else { "CORRUPT" },
+                            report.nodes,
+                            report.heads,
+                            report.views
+                        ));
+                        s
+                    },
+                );
+                if !report.is_ok() {
+                    return Ok(ExitCode::FAILURE);
+                }
+            }
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+}

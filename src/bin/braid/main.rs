@@ -1,0 +1,48 @@
+//! `braid`: the braidlog command line. Thin over the library: each command is a few calls.
+
+mod dag;
+mod output;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use output::Out;
+
+/// Replicated, auditable history without a master.
+#[derive(Parser)]
+#[command(name = "braid", version, about, long_about = None)]
+struct Cli {
+    /// The replica's directory.
+    #[arg(long, global = true, env = "BRAID_DIR", default_value = ".braid")]
+    dir: PathBuf,
+    /// Print machine-readable JSON instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    #[command(flatten)]
+    Dag(dag::DagCommand),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let out = Out::new(cli.json);
+    let result = match cli.command {
+        Command::Dag(cmd) => cmd.run(&cli.dir, &out),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            // One line: the error and its causes.
+            let chain: Vec<String> = e.chain().map(|c| c.to_string()).collect();
+            eprintln!("braid: {}", chain.join(": "));
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,57 @@
+//! Printing: text for people, JSON for programs (`--json`).
+
+use braidlog::Node;
+use serde_json::{json, Value};
+
+/// Where command output goes, and in which form.
+pub struct Out {
+    json: bool,
+}
+
+impl Out {
+    pub fn new(json: bool) -> Out {
+        Out { json }
+    }
+
+    pub fn is_json(&self) -> bool {
+        self.json
+    }
+
+    /// Prints `value` as JSON in `--json` mode, else the text `human` builds.
+    pub fn print(&self, value: Value, human: impl FnOnce() -> String) {
+        if self.json {
+            println!("{value}");
+        } else {
+            let text = human();
+            if !text.is_empty() {
+                println!("{text}");
+            }
+        }
+    }
+}
+
+/// A payload shown to a person: the text when it is UTF-8, else hex.
+pub fn show_bytes(bytes: &[u8]) -> String {
+    match std::str::from_utf8(bytes) {
+        Ok(s) => s.to_string(),
+        Err(_) => format!("0x{}", hex::encode(bytes)),
+    }
+}
+
+/// Bytes as JSON: a string when UTF-8, else `{"hex": ...}`.
+pub fn json_bytes(bytes: &[u8]) -> Value {
+    match std::str::from_utf8(bytes) {
+        Ok(s) => json!(s),
+        Err(_) => json!({ "hex": hex::encode(bytes) }),
+    }
+}
+
+pub fn node_json(seq: Option<u64>, node: &Node) -> Value {
+    json!({
+        "hash": node.hash().to_string(),
+        "seq": seq,
+        "links": node.links().iter().map(|h| h.to_string()).collect::<Vec<_>>(),
+        "payload": json_bytes(node.payload()),
+        "size": node.encoded_len(),
+    })
+}
