@@ -346,9 +346,7 @@ fn prop_reinserting_is_idempotent(ops: Vec<(Vec<u8>, u8)>, seed: u64) -> bool {
 #[test]
 fn properties() {
     // Each case opens LMDB environments, so keep the case count moderate.
-    let mut qc = quickcheck::QuickCheck::new()
-        .tests(60)
-        .set_rng(Gen::new(40));
+    let mut qc = quickcheck::QuickCheck::new().tests(60).rng(Gen::new(40));
     qc.quickcheck(prop_adds_keep_invariants as fn(Vec<(Vec<u8>, u8)>) -> TestResult);
     qc.quickcheck(
         prop_any_topological_order_gives_the_same_replica as fn(Vec<(Vec<u8>, u8)>, u64) -> bool,
