@@ -1,7 +1,8 @@
 //! `Log`: one replica's DAG on LMDB, and the operations on it.
 
-use std::path::Path;
-use std::sync::{Arc, RwLock};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 
 use heed::{PutFlags, RwTxn};
 use tokio::sync::watch;
@@ -80,6 +81,9 @@ struct Inner {
     peer_id: PeerId,
 }
 
+/// Logs open in this process, by canonical directory, so a second open shares the first.
+static OPEN_LOGS: Mutex<BTreeMap<PathBuf, Weak<Inner>>> = Mutex::new(BTreeMap::new());
+
 pub(crate) fn seq_key(seq: u64) -> [u8; 8] {
     seq.to_be_bytes()
 }
@@ -110,9 +114,32 @@ impl Log {
     }
 
     /// Opens the store in `dir` (created if missing).
+    ///
+    /// Opening a directory that is already open in this process returns another handle to
+    /// the same replica (LMDB allows one environment per file per process); `options` are then
+    /// those of the first open.
     pub fn open_with(dir: impl AsRef<Path>, options: LogOptions) -> Result<Log> {
+        let mut open = OPEN_LOGS.lock().unwrap_or_else(|e| e.into_inner());
+        std::fs::create_dir_all(dir.as_ref()).map_err(|source| Error::Io {
+            path: dir.as_ref().into(),
+            source,
+        })?;
+        let key = std::fs::canonicalize(dir.as_ref()).map_err(|source| Error::Io {
+            path: dir.as_ref().into(),
+            source,
+        })?;
+        open.retain(|_, weak| weak.strong_count() > 0);
+        if let Some(inner) = open.get(&key).and_then(Weak::upgrade) {
+            return Ok(Log { inner });
+        }
+        let log = Log::open_new(dir.as_ref(), options)?;
+        open.insert(key, Arc::downgrade(&log.inner));
+        Ok(log)
+    }
+
+    fn open_new(dir: &Path, options: LogOptions) -> Result<Log> {
         let store = Store::open(
-            dir.as_ref(),
+            dir,
             options.map_size,
             options.durability == Durability::NoSync,
         )?;

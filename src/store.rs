@@ -160,9 +160,28 @@ impl Store {
     }
 
     pub fn read(&self) -> Result<Reader<'_>> {
-        let gate = self.gate.read().unwrap_or_else(|e| e.into_inner());
-        let txn = self.env.read_txn()?;
-        Ok(Reader { txn, _gate: gate })
+        loop {
+            let gate = self.gate.read().unwrap_or_else(|e| e.into_inner());
+            match self.env.read_txn() {
+                Ok(txn) => return Ok(Reader { txn, _gate: gate }),
+                Err(e) => {
+                    drop(gate);
+                    self.adopt_if_resized(e.into())?;
+                }
+            }
+        }
+    }
+
+    /// Another process grew the map: adopt its size (LMDB: set the map size to 0) and let
+    /// the caller retry. Any other error is returned.
+    fn adopt_if_resized(&self, e: Error) -> Result<()> {
+        if !matches!(e, Error::Storage(heed::Error::Mdb(MdbError::MapResized))) {
+            return Err(e);
+        }
+        let _exclusive = self.gate.write().unwrap_or_else(|e| e.into_inner());
+        // SAFETY: as in `grow`: the exclusive gate means no transaction of ours is live.
+        unsafe { self.env.resize(0) }?;
+        Ok(())
     }
 
     /// Runs `f` in one write transaction and commits. Retries after growing the map when LMDB
@@ -171,7 +190,14 @@ impl Store {
         loop {
             let attempt = {
                 let _gate = self.gate.read().unwrap_or_else(|e| e.into_inner());
-                let mut txn = self.env.write_txn()?;
+                let mut txn = match self.env.write_txn() {
+                    Ok(txn) => txn,
+                    Err(e) => {
+                        drop(_gate);
+                        self.adopt_if_resized(e.into())?;
+                        continue;
+                    }
+                };
                 match f(&mut txn) {
                     Ok(r) => txn.commit().map(|()| r).map_err(Error::from),
                     Err(e) => Err(e), // dropping txn aborts it

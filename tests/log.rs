@@ -363,3 +363,13 @@ quickcheck! {
         log.verify().unwrap().is_ok()
     }
 }
+
+#[test]
+fn opening_an_open_directory_shares_the_replica() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = Log::open(dir.path()).unwrap();
+    let second = Log::open(dir.path().join(".")).unwrap();
+    let node = first.append(b"shared".to_vec()).unwrap();
+    assert!(second.contains(&node.hash()).unwrap());
+    assert_eq!(first.peer_id(), second.peer_id());
+}
