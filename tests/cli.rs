@@ -1,0 +1,135 @@
+//! The real `braid` binary, run as a user would.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn braid(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_braid"))
+        .arg("--dir")
+        .arg(dir)
+        .args(args)
+        .output()
+        .expect("the braid binary runs")
+}
+
+fn ok(dir: &Path, args: &[&str]) -> String {
+    let out = braid(dir, args);
+    assert!(
+        out.status.success(),
+        "braid {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Runs a command that must fail; returns its one-line error.
+fn fails(dir: &Path, args: &[&str]) -> String {
+    let out = braid(dir, args);
+    assert!(!out.status.success(), "braid {args:?} should fail");
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(!err.trim().is_empty());
+    err
+}
+
+#[test]
+fn dag_commands_round_trip() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("r");
+    ok(&dir, &["init"]);
+    let first = ok(&dir, &["add", "first"]).trim().to_string();
+    let second = ok(&dir, &["add", "--link", &first, "second"])
+        .trim()
+        .to_string();
+    assert_eq!(ok(&dir, &["heads"]).trim(), second);
+
+    let heads: serde_json::Value = serde_json::from_str(&ok(&dir, &["--json", "heads"])).unwrap();
+    assert_eq!(heads, serde_json::json!([second]));
+
+    let shown: serde_json::Value =
+        serde_json::from_str(&ok(&dir, &["--json", "show", &second])).unwrap();
+    assert_eq!(shown["payload"], "second");
+    assert_eq!(shown["links"], serde_json::json!([first]));
+    assert_eq!(shown["seq"], 2);
+
+    let log = ok(&dir, &["--json", "log"]);
+    let seqs: Vec<u64> = log
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["seq"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(seqs, vec![1, 2]);
+
+    let dot = ok(&dir, &["graph"]);
+    assert!(dot.starts_with("digraph"));
+    assert!(dot.contains(&format!("\"{}\" -> \"{}\"", &second[..12], &first[..12])));
+
+    let verify: serde_json::Value = serde_json::from_str(&ok(&dir, &["--json", "verify"])).unwrap();
+    assert_eq!(verify["ok"], true);
+    assert_eq!(verify["nodes"], 2);
+}
+
+#[test]
+fn bad_input_gives_one_clear_line_and_changes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("r");
+    let err = fails(&dir, &["heads"]);
+    assert!(err.contains("no replica"), "{err}");
+    assert!(
+        !dir.join("data.mdb").exists(),
+        "a read must not create a store"
+    );
+
+    ok(&dir, &["add", "x"]);
+    let err = fails(&dir, &["show", "not-hex"]);
+    assert!(err.contains("64 hex"), "{err}");
+    let unknown = "00".repeat(32);
+    let err = fails(&dir, &["show", &unknown]);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("no node"), "{err}");
+    let err = fails(&dir, &["add", "--link", &unknown, "y"]);
+    assert!(err.contains("not stored"), "{err}");
+    assert_eq!(
+        ok(&dir, &["log"]).lines().count(),
+        1,
+        "the failed add stored nothing"
+    );
+}
+
+#[test]
+fn verify_exits_non_zero_on_a_flipped_byte_in_the_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("r");
+    ok(&dir, &["add", "CORRUPT-ME-PLEASE"]);
+    ok(&dir, &["add", "fine"]);
+    let path = dir.join("data.mdb");
+    let mut bytes = std::fs::read(&path).unwrap();
+    // LMDB is copy-on-write: stale copies of a page may remain, so damage every copy.
+    let hits: Vec<usize> = bytes
+        .windows(17)
+        .enumerate()
+        .filter(|(_, w)| *w == b"CORRUPT-ME-PLEASE")
+        .map(|(i, _)| i)
+        .collect();
+    assert!(!hits.is_empty(), "payload is in the file");
+    for at in hits {
+        bytes[at] ^= 0x20;
+    }
+    std::fs::write(&path, bytes).unwrap();
+    let out = braid(&dir, &["verify"]);
+    assert!(!out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("hash to"), "{text}");
+    assert!(text.contains("CORRUPT"), "{text}");
+}
+
+#[test]
+fn every_command_has_help_with_an_example() {
+    let tmp = tempfile::tempdir().unwrap();
+    for cmd in ["init", "add", "heads", "log", "show", "graph", "verify"] {
+        let help = ok(tmp.path(), &[cmd, "--help"]);
+        assert!(help.contains("Example"), "{cmd} --help has no example");
+    }
+}
