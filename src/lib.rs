@@ -63,5 +63,10 @@ pub use store::Table;
 pub use verify::{VerifyReport, Violation};
 pub use view::{Change, View};
 
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
+
 /// The LMDB binding, re-exported for views that need its transaction types.
 pub use heed;
