@@ -244,7 +244,9 @@ impl Log {
         &self,
         mut f: impl FnMut(&mut RwTxn<'_>, &[Arc<dyn View>], &mut u64) -> Result<Vec<Inserted>>,
     ) -> Result<Vec<Inserted>> {
-        let views = self.views();
+        // Hold the registry for the whole write: a view registered meanwhile must either see
+        // this write's nodes in its catch-up or in `apply`, never miss them.
+        let views = self.inner.views.read().unwrap_or_else(|e| e.into_inner());
         let store = self.store();
         let (out, last) = store.write(|txn| {
             let start = last_seq(&store.feed, txn)?;
@@ -258,6 +260,7 @@ impl Log {
             }
             Ok((out, (seq != start).then_some(seq)))
         })?;
+        drop(views);
         if let Some(last) = last {
             self.inner.committed.send_replace(last);
         }
