@@ -253,7 +253,7 @@ impl Log {
             let mut seq = start;
             let out = f(txn, &views, &mut seq)?;
             if seq != start {
-                for v in &views {
+                for v in views.iter() {
                     let wm = encode_watermark(v.version(), seq);
                     store.meta.put(txn, &watermark_key(v.as_ref()), &wm)?;
                 }
