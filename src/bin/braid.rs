@@ -1,1 +1,2 @@
+//! `braid`: the command-line tool (a stub until the CLI lands).
 fn main() {}
