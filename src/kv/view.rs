@@ -201,3 +201,113 @@ impl View for KvView {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kv::op::key_id;
+    use crate::kv::Kv;
+
+    fn setup() -> (tempfile::TempDir, Log, Kv) {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Log::open(dir.path()).unwrap();
+        let kv = Kv::open(&log).unwrap();
+        (dir, log, kv)
+    }
+
+    fn dump(log: &Log, table: Table) -> Vec<(Vec<u8>, Vec<u8>)> {
+        log.read(|txn| {
+            let mut out = Vec::new();
+            for item in table.iter(txn)? {
+                let (k, v) = item?;
+                out.push((k.to_vec(), v.to_vec()));
+            }
+            Ok(out)
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn tables_follow_the_documented_layout() {
+        let (_dir, log, kv) = setup();
+        let t = kv.tables;
+        let h1 = kv.put(b"k\0", b"v1".to_vec()).unwrap();
+        let h2 = kv.write_with_links(b"k\0", Op::Del, []).unwrap();
+        let id = key_id(b"", b"k\0");
+        assert_eq!(id, b"\x00k\x00\xff\x00\x01");
+
+        let mut current = dump(&log, t.current);
+        current.sort();
+        let mut expected = vec![
+            ([id.clone(), h1.as_bytes().to_vec()].concat(), {
+                let mut v = vec![1];
+                v.extend_from_slice(&1u64.to_be_bytes());
+                v.extend_from_slice(b"v1");
+                v
+            }),
+            ([id.clone(), h2.as_bytes().to_vec()].concat(), {
+                let mut v = vec![0];
+                v.extend_from_slice(&1u64.to_be_bytes());
+                v
+            }),
+        ];
+        expected.sort();
+        assert_eq!(current, expected);
+
+        let ops = dump(&log, t.ops);
+        assert_eq!(ops.len(), 2);
+        assert!(ops
+            .iter()
+            .all(|(_, v)| v[..8] == 1u64.to_be_bytes() && v[8..] == id[..]));
+
+        let history = dump(&log, t.history);
+        assert_eq!(
+            history,
+            vec![
+                (
+                    [id.clone(), 1u64.to_be_bytes().to_vec()].concat(),
+                    h1.as_bytes().to_vec()
+                ),
+                (
+                    [id.clone(), 2u64.to_be_bytes().to_vec()].concat(),
+                    h2.as_bytes().to_vec()
+                ),
+            ]
+        );
+        assert_eq!(dump(&log, t.conflicts), vec![(id.clone(), vec![])]);
+
+        // Superseding both clears the conflict and leaves one current version, depth 2.
+        let h3 = kv.put(b"k\0", b"v3".to_vec()).unwrap();
+        assert!(dump(&log, t.conflicts).is_empty());
+        let current = dump(&log, t.current);
+        assert_eq!(current.len(), 1);
+        assert_eq!(current[0].0, [id, h3.as_bytes().to_vec()].concat());
+        assert_eq!(current[0].1[1..9], 2u64.to_be_bytes());
+    }
+
+    #[test]
+    fn non_kv_nodes_leave_the_tables_empty() {
+        let (_dir, log, kv) = setup();
+        log.append(b"plain".to_vec()).unwrap();
+        let mut bad = crate::kv::op::MAGIC.to_vec();
+        bad.extend_from_slice(&[1, 0xff, 0xff, 0xff]);
+        log.append(bad).unwrap();
+        for t in (KvView { tables: kv.tables }).tables() {
+            assert!(dump(&log, t).is_empty());
+        }
+    }
+
+    #[test]
+    fn corrupt_records_are_reported_not_panicked_on() {
+        assert!(decode_version(&[0; 10], &[1]).is_err());
+        assert!(decode_version(&[0; 40], &[]).is_err());
+        assert!(decode_version(&[0; 40], &[1, 0]).is_err());
+        assert!(decode_version(&[0; 40], &[7; 9]).is_err());
+        assert!(decode_op_record(&[0; 7]).is_err());
+        let v = decode_version(&[3; 40], &[1, 0, 0, 0, 0, 0, 0, 0, 5, b'x']).unwrap();
+        assert_eq!(
+            (v.depth, v.op, v.hash),
+            (5, Op::Put(b"x".to_vec()), Hash([3; 32]))
+        );
+    }
+}
