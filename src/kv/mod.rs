@@ -236,6 +236,30 @@ impl Kv {
 
     /// The current versions of `key`, or `None` when it is absent (never written, or every
     /// current version is a tombstone). Several versions mean a conflict.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), braidlog::Error> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let log = braidlog::Log::open(dir.path())?;
+    /// use braidlog::kv::{Kv, Op};
+    /// let kv = Kv::open(&log)?;
+    /// let base = kv.put(b"k", b"base".to_vec())?;
+    /// // Two writes on `base` that did not see each other (as after a sync).
+    /// let x = kv.write_with_links(b"k", Op::Put(b"x".to_vec()), [base])?;
+    /// let y = kv.write_with_links(b"k", Op::Del, [base])?;
+    /// let versions = kv.get(b"k")?.unwrap();
+    /// assert!(versions.is_conflict());
+    /// let mut both = vec![x, y];
+    /// both.sort();
+    /// assert_eq!(versions.hashes(), both);
+    /// assert_eq!(versions.values().collect::<Vec<_>>(), [&b"x"[..]]);
+    ///
+    /// let keys: Vec<_> = kv.conflicts().map(|e| e.unwrap().key).collect();
+    /// assert_eq!(keys, [b"k".to_vec()]);
+    /// kv.put(b"k", b"merged".to_vec())?; // links both: resolved
+    /// assert_eq!(kv.conflicts().count(), 0);
+    /// # Ok(()) }
+    /// ```
     pub fn get(&self, key: impl AsRef<[u8]>) -> Result<Option<Versions>> {
         let versions = self.versions(key)?;
         Ok(versions.is_present().then_some(versions))

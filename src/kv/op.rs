@@ -9,8 +9,9 @@
 //! +----------------+---------+--------------------------------------------------+
 //! ```
 //!
-//! A payload is a KV operation only if it has the magic, a known version, decodes completely
-//! (no trailing bytes) and respects [`MAX_KEY_LEN`] and [`MAX_NAMESPACE_LEN`]. Anything else is
+//! A payload is a KV operation only if it has the magic, a known version, is exactly the
+//! canonical encoding of what it decodes to (no trailing bytes, no overlong varints) and
+//! respects [`MAX_KEY_LEN`] and [`MAX_NAMESPACE_LEN`]. Anything else is
 //! some other application's node and the view ignores it. The rule depends on the bytes alone,
 //! so every replica classifies every node the same way.
 //!
@@ -134,7 +135,9 @@ impl KvOp {
         {
             return None;
         }
-        Some(op)
+        // One operation, one payload: postcard accepts overlong varints, so compare with the
+        // canonical encoding (the bytes are at most a node's payload, 1 MiB).
+        (op.encode() == payload).then_some(op)
     }
 
     /// The id of this operation's key in the view's tables.
@@ -261,6 +264,14 @@ mod tests {
     }
 
     #[test]
+    fn overlong_lengths_are_not_ops() {
+        // Namespace length 0 written as two varint bytes.
+        let mut payload = MAGIC.to_vec();
+        payload.extend_from_slice(&[OP_FORMAT_VERSION, 0x80, 0x00, 0x00, 0x01]);
+        assert_eq!(KvOp::decode(&payload), None);
+    }
+
+    #[test]
     fn namespace_paths_are_limited() {
         let a = push_namespace(b"", b"users").unwrap();
         assert_eq!(a, b"\x05users");
@@ -291,6 +302,25 @@ mod tests {
 
         fn prop_prefix_id_matches_exactly_prefixed_keys(p: Vec<u8>, key: Vec<u8>) -> bool {
             key_id(b"", &key).starts_with(&prefix_id(b"", &p)) == key.starts_with(&p)
+        }
+
+        fn prop_decode_never_panics(body: Vec<u8>) -> bool {
+            let mut payload = MAGIC.to_vec();
+            payload.push(OP_FORMAT_VERSION);
+            payload.extend_from_slice(&body);
+            let _ = KvOp::decode(&body);
+            match KvOp::decode(&payload) {
+                Some(op) => op.encode() == payload,
+                None => true,
+            }
+        }
+
+        fn prop_ops_round_trip(ns: Vec<u8>, key: Vec<u8>, value: Option<Vec<u8>>) -> bool {
+            let op = value.map_or(Op::Del, Op::Put);
+            match KvOp::new(&ns, &key, op) {
+                Ok(op) => KvOp::decode(&op.encode()) == Some(op),
+                Err(_) => ns.len() > MAX_NAMESPACE_LEN || key.len() > MAX_KEY_LEN,
+            }
         }
 
         fn prop_no_key_id_prefixes_another(a: Vec<u8>, b: Vec<u8>) -> bool {
