@@ -591,6 +591,19 @@ async fn watch_works_in_async_code() {
 }
 
 #[test]
+fn handles_move_between_threads_and_tasks() {
+    fn send_sync<T: Send + Sync>() {}
+    fn send<T: Send>(_: &T) {}
+    send_sync::<Kv>();
+    let r = replica();
+    send(&r.kv.iter());
+    send(&r.kv.history(b"k"));
+    let mut watcher = r.kv.watch(b"k");
+    send(&watcher);
+    send(&watcher.next()); // usable in tokio::spawn
+}
+
+#[test]
 fn the_view_catches_up_and_survives_reopening() {
     let dir = tempfile::tempdir().unwrap();
     let h;

@@ -55,6 +55,8 @@ pub struct Watcher {
     filter: Filter,
     sub: Subscription,
     feed: Changes,
+    /// The last feed seq looked at.
+    after: u64,
 }
 
 impl Watcher {
@@ -69,6 +71,7 @@ impl Watcher {
             filter,
             sub,
             feed,
+            after: last,
         }
     }
 
@@ -83,7 +86,15 @@ impl Watcher {
     /// The next matching operation already committed, without waiting.
     pub fn try_next(&mut self) -> Result<Option<Event>> {
         while let Some(entry) = self.feed.next() {
-            let entry = entry?;
+            let entry = match entry {
+                Ok(entry) => entry,
+                Err(e) => {
+                    // The feed iterator stops after an error; resume from the last good seq.
+                    self.feed = self.kv.log.changes(self.after);
+                    return Err(e);
+                }
+            };
+            self.after = entry.seq;
             let Some(op) = KvOp::decode(entry.node.payload()) else {
                 continue;
             };
