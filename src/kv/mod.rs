@@ -51,6 +51,7 @@ pub use watch::{Event, Watcher};
 use crate::error::{Error, Result};
 use crate::hash::Hash;
 use crate::log::Log;
+use crate::store::ReadTxn;
 use view::{heads_in, versions_in, KvView, Tables, VIEW_NAME};
 
 /// Errors of the key-value layer.
@@ -91,6 +92,26 @@ pub enum KvError {
         /// The current versions.
         versions: Vec<Hash>,
     },
+}
+
+/// A consistent read view of a [`Kv`] namespace; see [`Kv::read`].
+pub struct Snapshot<'a> {
+    kv: &'a Kv,
+    txn: &'a ReadTxn<'a>,
+}
+
+impl Snapshot<'_> {
+    /// Like [`Kv::versions`], in this snapshot.
+    pub fn versions(&self, key: impl AsRef<[u8]>) -> Result<Versions> {
+        let id = self.kv.op(key.as_ref(), Op::Del)?.key_id();
+        versions_in(&self.kv.tables, self.txn, &id)
+    }
+
+    /// Like [`Kv::get`], in this snapshot.
+    pub fn get(&self, key: impl AsRef<[u8]>) -> Result<Option<Versions>> {
+        let versions = self.versions(key)?;
+        Ok(versions.is_present().then_some(versions))
+    }
 }
 
 /// A key-value store in a [`Log`], or one namespace of it. Cheap to clone.
@@ -267,9 +288,26 @@ impl Kv {
 
     /// Every current version of `key`, tombstones included; empty when never written.
     pub fn versions(&self, key: impl AsRef<[u8]>) -> Result<Versions> {
-        let op = self.op(key.as_ref(), Op::Del)?;
-        let id = op.key_id();
-        self.log.read(|txn| versions_in(&self.tables, txn, &id))
+        self.read(|snap| snap.versions(key))
+    }
+
+    /// Runs `f` on one consistent snapshot of the store, for reads that must agree with each
+    /// other (several keys at one point in history). Keep `f` short: it holds a read
+    /// transaction, which keeps old pages from being reused.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), braidlog::Error> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let log = braidlog::Log::open(dir.path())?;
+    /// let kv = braidlog::kv::Kv::open(&log)?;
+    /// kv.put(b"from", b"10".to_vec())?;
+    /// kv.put(b"to", b"0".to_vec())?;
+    /// let both = kv.read(|snap| Ok((snap.get(b"from")?, snap.get(b"to")?)))?;
+    /// assert!(both.0.is_some() && both.1.is_some());
+    /// # Ok(()) }
+    /// ```
+    pub fn read<R>(&self, f: impl FnOnce(&Snapshot<'_>) -> Result<R>) -> Result<R> {
+        self.log.read(|txn| f(&Snapshot { kv: self, txn }))
     }
 
     /// The single value of `key`, or [`KvError::Conflict`] when it has several versions.

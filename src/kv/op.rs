@@ -263,6 +263,15 @@ mod tests {
         assert!(KvOp::new(b"", &[1; MAX_KEY_LEN + 1], Op::Del).is_err());
     }
 
+    /// The payload format is persisted and replicated: this pins it byte for byte.
+    #[test]
+    fn payload_format_is_stable() {
+        let put = KvOp::new(b"\x05users", b"ada", Op::Put(b"x".to_vec())).unwrap();
+        assert_eq!(put.encode(), b"\0bkv\x01\x06\x05users\x03ada\x00\x01x");
+        let del = KvOp::new(b"", b"", Op::Del).unwrap();
+        assert_eq!(del.encode(), b"\0bkv\x01\x00\x00\x01");
+    }
+
     #[test]
     fn overlong_lengths_are_not_ops() {
         // Namespace length 0 written as two varint bytes.
