@@ -44,6 +44,9 @@ pub enum Error {
         /// The underlying error.
         source: std::io::Error,
     },
+    /// The key-value layer refused an operation.
+    #[error(transparent)]
+    Kv(#[from] crate::kv::KvError),
     /// A view failed to apply a change.
     #[error("view {view}: {message}")]
     View {

@@ -40,12 +40,14 @@
 //! - [`changes`]: the feed iterator and subscriptions.
 //! - [`view`]: indexes maintained in the log's write transactions.
 //! - [`verify`]: the fsck.
+//! - [`kv`]: the key-value view with explicit conflicts (`Kv`).
 //! - [`peer`]: replica identity.
 //! - [`error`]: the error types.
 
 pub mod changes;
 pub mod error;
 pub mod hash;
+pub mod kv;
 pub mod log;
 pub mod node;
 pub mod peer;
@@ -56,6 +58,7 @@ pub mod view;
 pub use changes::{Changes, FeedEntry, RawEntry, Subscription};
 pub use error::{Error, Result};
 pub use hash::Hash;
+pub use kv::{Kv, KvError};
 pub use log::{Durability, Inserted, Log, LogOptions};
 pub use node::{Node, NodeError, MAX_LINKS, MAX_NODE_BYTES, MAX_PAYLOAD_BYTES};
 pub use peer::PeerId;

@@ -199,6 +199,45 @@ impl Log {
         Ok(made.expect("set by the committed closure"))
     }
 
+    /// Adds one node whose links and payload `build` computes from the store, in the same
+    /// write transaction that stores the node: nothing can be committed between the read and
+    /// the write (a read-modify-write, as the key-value view's `put` needs). When `build`
+    /// returns `None` nothing is written and the result is `None`.
+    ///
+    /// `build` sees the transaction read-only, views' tables included. It may run more than
+    /// once (the transaction is retried when the map grows), so it must have no effects of
+    /// its own; its error aborts the write.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), braidlog::Error> {
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let log = braidlog::Log::open(dir.path())?;
+    /// let a = log.add([], b"a".to_vec())?;
+    /// // A real caller reads its links from `_txn` (a view's table, say).
+    /// let b = log.add_with(|_txn| Ok(Some((vec![a.hash()], b"b".to_vec()))))?;
+    /// assert_eq!(b.unwrap().links(), &[a.hash()]);
+    /// assert!(log.add_with(|_txn| Ok(None))?.is_none());
+    /// assert_eq!(log.len()?, 2);
+    /// # Ok(()) }
+    /// ```
+    pub fn add_with(
+        &self,
+        mut build: impl FnMut(&ReadTxn<'_>) -> Result<Option<(Vec<Hash>, Vec<u8>)>>,
+    ) -> Result<Option<Node>> {
+        let mut made = None;
+        self.write_with(|txn, views, seq| {
+            made = None;
+            let Some((links, payload)) = build(txn)? else {
+                return Ok(Vec::new());
+            };
+            let node = Node::new(links, payload)?;
+            let outcome = store_node(self.store(), txn, views, seq, &node)?;
+            made = Some(node);
+            Ok(vec![outcome])
+        })?;
+        Ok(made)
+    }
+
     /// Adds many nodes in one transaction: all or none. A node may link to nodes earlier in
     /// the batch.
     pub fn add_batch(

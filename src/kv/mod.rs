@@ -1,0 +1,384 @@
+//! A key-value store over the log, with explicit conflicts (see `docs/KV.md`).
+//!
+//! Every write is a node whose payload is a [`KvOp`] and whose links are the current versions
+//! of its key, so each key has its own small DAG inside the log's. Replicas write at any time
+//! and exchange nodes; writes that did not see each other are *concurrent* and both stay
+//! current: [`Kv::get`] shows every version until a write that links them all supersedes
+//! them. Nothing is silently overridden.
+//!
+//! ```
+//! # fn main() -> Result<(), braidlog::Error> {
+//! use braidlog::{kv::Kv, Log};
+//!
+//! let dir = tempfile::tempdir().unwrap();
+//! let log = Log::open(dir.path())?;
+//! let kv = Kv::open(&log)?;
+//!
+//! kv.put(b"colour", b"blue".to_vec())?;
+//! kv.put(b"colour", b"green".to_vec())?;         // supersedes "blue"
+//! let versions = kv.get(b"colour")?.unwrap();
+//! assert_eq!(versions.value(), Some(&b"green"[..]));
+//! assert!(!versions.is_conflict());
+//!
+//! kv.del(b"colour")?;
+//! assert!(kv.get(b"colour")?.is_none());             // absent...
+//! assert!(kv.versions(b"colour")?.as_slice()[0].is_tombstone()); // ...as a tombstone
+//! assert_eq!(kv.history(b"colour").count(), 3);    // nothing is forgotten
+//! # Ok(()) }
+//! ```
+//!
+//! Layout: [`op`] (payload and key encoding), [`view`] (tables, applying nodes), [`versions`]
+//! (what reads return), [`resolve`] (merge helpers), [`scan`] (range, prefix, conflicts,
+//! history), [`watch`] (change notifications), [`typed`] (serde values).
+
+pub mod op;
+pub mod resolve;
+pub mod scan;
+pub mod typed;
+pub mod versions;
+pub mod view;
+pub mod watch;
+
+use std::ops::RangeBounds;
+use std::sync::Arc;
+
+pub use op::{KvOp, Op, MAX_KEY_LEN, MAX_NAMESPACE_LEN};
+pub use scan::{History, HistoryEntry, Scan};
+pub use typed::{Typed, TypedVersion};
+pub use versions::{Entry, Version, Versions};
+pub use watch::{Event, Watcher};
+
+use crate::error::{Error, Result};
+use crate::hash::Hash;
+use crate::log::Log;
+use crate::store::ReadTxn;
+use view::{heads_in, versions_in, KvView, Tables, VIEW_NAME};
+
+/// Errors of the key-value layer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum KvError {
+    /// A key longer than [`MAX_KEY_LEN`].
+    #[error("key of {len} bytes, the limit is {max}")]
+    KeyTooLong {
+        /// The key's length.
+        len: usize,
+        /// [`MAX_KEY_LEN`].
+        max: usize,
+    },
+    /// A namespace path longer than [`MAX_NAMESPACE_LEN`].
+    #[error("namespace path of {len} bytes, the limit is {max}")]
+    NamespaceTooLong {
+        /// The encoded path's length.
+        len: usize,
+        /// [`MAX_NAMESPACE_LEN`].
+        max: usize,
+    },
+    /// A typed value failed to encode or decode.
+    #[error("value of key {key:?} ({hash}): {message}")]
+    Codec {
+        /// The key.
+        key: Vec<u8>,
+        /// The version's node, or the zero hash when encoding.
+        hash: Hash,
+        /// The codec's message.
+        message: String,
+    },
+    /// A single value was asked for, but the key is in conflict.
+    #[error("key {key:?} is in conflict between {} versions", versions.len())]
+    Conflict {
+        /// The key.
+        key: Vec<u8>,
+        /// The current versions.
+        versions: Vec<Hash>,
+    },
+}
+
+/// A consistent read view of a [`Kv`] namespace; see [`Kv::read`].
+pub struct Snapshot<'a> {
+    kv: &'a Kv,
+    txn: &'a ReadTxn<'a>,
+}
+
+impl Snapshot<'_> {
+    /// Like [`Kv::versions`], in this snapshot.
+    pub fn versions(&self, key: impl AsRef<[u8]>) -> Result<Versions> {
+        let id = self.kv.op(key.as_ref(), Op::Del)?.key_id();
+        versions_in(&self.kv.tables, self.txn, &id)
+    }
+
+    /// Like [`Kv::get`], in this snapshot.
+    pub fn get(&self, key: impl AsRef<[u8]>) -> Result<Option<Versions>> {
+        let versions = self.versions(key)?;
+        Ok(versions.is_present().then_some(versions))
+    }
+}
+
+/// A key-value store in a [`Log`], or one namespace of it. Cheap to clone.
+///
+/// Keys and values are bytes; keys order bytewise within a namespace. Every method runs its
+/// own transactions: reads see a consistent snapshot of one key; scans read in chunks (see
+/// [`Scan`]).
+#[derive(Clone)]
+pub struct Kv {
+    log: Log,
+    tables: Tables,
+    /// Encoded namespace path; empty for the root namespace.
+    ns: Vec<u8>,
+}
+
+impl std::fmt::Debug for Kv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Kv")
+            .field("log", &self.log)
+            .field("namespace", &self.ns)
+            .finish()
+    }
+}
+
+impl Kv {
+    /// Opens the store in `log`: creates its tables and registers its view (catching it up
+    /// with the feed). Opening again on the same log returns another handle on the same view.
+    pub fn open(log: &Log) -> Result<Kv> {
+        let tables = Tables::open(log)?;
+        let kv = Kv {
+            log: log.clone(),
+            tables,
+            ns: Vec::new(),
+        };
+        let registered = |log: &Log| log.registered_views().iter().any(|v| v.name() == VIEW_NAME);
+        if !registered(log) {
+            if let Err(e) = log.register_view(Arc::new(KvView { tables })) {
+                // Lost a race with another `open`: fine, the view is there.
+                if !registered(log) {
+                    return Err(e);
+                }
+            }
+        }
+        Ok(kv)
+    }
+
+    /// The log this store writes to.
+    pub fn log(&self) -> &Log {
+        &self.log
+    }
+
+    /// An independent key space in the same log, like a leveldb sublevel. Namespaces nest;
+    /// the whole path is at most [`MAX_NAMESPACE_LEN`] bytes (each level costs its length
+    /// plus one). Keys of one namespace never appear in another's reads or scans.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), braidlog::Error> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let log = braidlog::Log::open(dir.path())?;
+    /// let kv = braidlog::kv::Kv::open(&log)?;
+    /// let users = kv.namespace("users")?;
+    /// users.put(b"ada", b"admin".to_vec())?;
+    /// assert!(kv.get(b"ada")?.is_none());
+    /// assert_eq!(users.get(b"ada")?.unwrap().value(), Some(&b"admin"[..]));
+    /// # Ok(()) }
+    /// ```
+    pub fn namespace(&self, name: impl AsRef<[u8]>) -> Result<Kv> {
+        Ok(Kv {
+            ns: op::push_namespace(&self.ns, name.as_ref())?,
+            ..self.clone()
+        })
+    }
+
+    /// The encoded namespace path of this handle (empty for the root).
+    pub fn namespace_path(&self) -> &[u8] {
+        &self.ns
+    }
+
+    fn op(&self, key: &[u8], op: Op) -> Result<KvOp> {
+        Ok(KvOp::new(&self.ns, key, op)?)
+    }
+
+    /// Sets `key` to `value`, superseding every current version (read in the same write
+    /// transaction, so local writes never conflict with each other). Returns the new node.
+    pub fn put(&self, key: impl AsRef<[u8]>, value: impl Into<Vec<u8>>) -> Result<Hash> {
+        self.write(key, Op::Put(value.into()))
+    }
+
+    /// Deletes `key`: writes a tombstone superseding every current version. The key is absent
+    /// afterwards (unless a concurrent put arrives). Writes even when the key is absent.
+    pub fn del(&self, key: impl AsRef<[u8]>) -> Result<Hash> {
+        self.write(key, Op::Del)
+    }
+
+    /// Writes `op` on `key`, superseding every current version.
+    pub fn write(&self, key: impl AsRef<[u8]>, op: Op) -> Result<Hash> {
+        self.write_linked(key, op, [])
+    }
+
+    /// Like [`Kv::put`], and the node also links `extra` (any stored nodes: an app may tie a
+    /// write to whatever it was based on). Only links to operations on the same key count as
+    /// versions this write supersedes.
+    pub fn put_linked(
+        &self,
+        key: impl AsRef<[u8]>,
+        value: impl Into<Vec<u8>>,
+        extra: impl IntoIterator<Item = Hash>,
+    ) -> Result<Hash> {
+        self.write_linked(key, Op::Put(value.into()), extra)
+    }
+
+    /// Writes `op` linking every current version of `key` plus `extra`.
+    pub fn write_linked(
+        &self,
+        key: impl AsRef<[u8]>,
+        op: Op,
+        extra: impl IntoIterator<Item = Hash>,
+    ) -> Result<Hash> {
+        let op = self.op(key.as_ref(), op)?;
+        let id = op.key_id();
+        let payload = op.encode();
+        let extra: Vec<Hash> = extra.into_iter().collect();
+        let node = self.log.add_with(|txn| {
+            let mut links = heads_in(&self.tables, txn, &id)?;
+            links.extend_from_slice(&extra);
+            Ok(Some((links, payload.clone())))
+        })?;
+        Ok(node.expect("the closure always builds a node").hash())
+    }
+
+    /// Writes `op` on `key` with exactly these links, whatever the current versions are: the
+    /// low-level write for application merge logic. It supersedes the current versions it
+    /// links and no others; linking none makes it concurrent with all of them.
+    pub fn write_with_links(
+        &self,
+        key: impl AsRef<[u8]>,
+        op: Op,
+        links: impl IntoIterator<Item = Hash>,
+    ) -> Result<Hash> {
+        let op = self.op(key.as_ref(), op)?;
+        Ok(self.log.add(links, op.encode())?.hash())
+    }
+
+    /// The current versions of `key`, or `None` when it is absent (never written, or every
+    /// current version is a tombstone). Several versions mean a conflict.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), braidlog::Error> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let log = braidlog::Log::open(dir.path())?;
+    /// use braidlog::kv::{Kv, Op};
+    /// let kv = Kv::open(&log)?;
+    /// let base = kv.put(b"k", b"base".to_vec())?;
+    /// // Two writes on `base` that did not see each other (as after a sync).
+    /// let x = kv.write_with_links(b"k", Op::Put(b"x".to_vec()), [base])?;
+    /// let y = kv.write_with_links(b"k", Op::Del, [base])?;
+    /// let versions = kv.get(b"k")?.unwrap();
+    /// assert!(versions.is_conflict());
+    /// let mut both = vec![x, y];
+    /// both.sort();
+    /// assert_eq!(versions.hashes(), both);
+    /// assert_eq!(versions.values().collect::<Vec<_>>(), [&b"x"[..]]);
+    ///
+    /// let keys: Vec<_> = kv.conflicts().map(|e| e.unwrap().key).collect();
+    /// assert_eq!(keys, [b"k".to_vec()]);
+    /// kv.put(b"k", b"merged".to_vec())?; // links both: resolved
+    /// assert_eq!(kv.conflicts().count(), 0);
+    /// # Ok(()) }
+    /// ```
+    pub fn get(&self, key: impl AsRef<[u8]>) -> Result<Option<Versions>> {
+        let versions = self.versions(key)?;
+        Ok(versions.is_present().then_some(versions))
+    }
+
+    /// Every current version of `key`, tombstones included; empty when never written.
+    pub fn versions(&self, key: impl AsRef<[u8]>) -> Result<Versions> {
+        self.read(|snap| snap.versions(key))
+    }
+
+    /// Runs `f` on one consistent snapshot of the store, for reads that must agree with each
+    /// other (several keys at one point in history). Keep `f` short: it holds a read
+    /// transaction, which keeps old pages from being reused.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), braidlog::Error> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let log = braidlog::Log::open(dir.path())?;
+    /// let kv = braidlog::kv::Kv::open(&log)?;
+    /// kv.put(b"from", b"10".to_vec())?;
+    /// kv.put(b"to", b"0".to_vec())?;
+    /// let both = kv.read(|snap| Ok((snap.get(b"from")?, snap.get(b"to")?)))?;
+    /// assert!(both.0.is_some() && both.1.is_some());
+    /// # Ok(()) }
+    /// ```
+    pub fn read<R>(&self, f: impl FnOnce(&Snapshot<'_>) -> Result<R>) -> Result<R> {
+        self.log.read(|txn| f(&Snapshot { kv: self, txn }))
+    }
+
+    /// The single value of `key`, or [`KvError::Conflict`] when it has several versions.
+    pub fn get_single(&self, key: impl AsRef<[u8]>) -> Result<Option<Vec<u8>>> {
+        let key = key.as_ref();
+        match self.get(key)? {
+            None => Ok(None),
+            Some(v) if v.is_conflict() => Err(Error::Kv(KvError::Conflict {
+                key: key.to_vec(),
+                versions: v.hashes(),
+            })),
+            Some(v) => Ok(v.value().map(<[u8]>::to_vec)),
+        }
+    }
+
+    /// Present keys in `range`, in key order, each with its current versions (conflicts
+    /// shown).
+    ///
+    /// ```
+    /// # fn main() -> Result<(), braidlog::Error> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let log = braidlog::Log::open(dir.path())?;
+    /// let kv = braidlog::kv::Kv::open(&log)?;
+    /// for k in ["b", "a", "d", "c"] {
+    ///     kv.put(k, k.to_uppercase())?;
+    /// }
+    /// let keys: Vec<_> = kv.range(&b"b"[..]..&b"d"[..]).map(|e| e.unwrap().key).collect();
+    /// assert_eq!(keys, [b"b".to_vec(), b"c".to_vec()]);
+    /// # Ok(()) }
+    /// ```
+    pub fn range<K: AsRef<[u8]>>(&self, range: impl RangeBounds<K>) -> Scan {
+        Scan::range(self.clone(), range)
+    }
+
+    /// Present keys starting with `prefix`, in key order.
+    pub fn prefix(&self, prefix: impl AsRef<[u8]>) -> Scan {
+        Scan::prefix(self.clone(), prefix.as_ref())
+    }
+
+    /// Every present key of this namespace, in key order.
+    pub fn iter(&self) -> Scan {
+        self.prefix([])
+    }
+
+    /// Keys of this namespace in conflict (present, with more than one current version), in
+    /// key order.
+    pub fn conflicts(&self) -> Scan {
+        Scan::conflicts(self.clone())
+    }
+
+    /// Every operation ever applied to `key`, newest first (reverse arrival order, which is
+    /// a reverse topological order), superseded ones included.
+    pub fn history(&self, key: impl AsRef<[u8]>) -> History {
+        History::new(self.clone(), key.as_ref())
+    }
+
+    /// Notifies of every new operation on `key` (local or received), from now on.
+    pub fn watch(&self, key: impl AsRef<[u8]>) -> Watcher {
+        Watcher::new(self.clone(), watch::Filter::Key(key.as_ref().to_vec()))
+    }
+
+    /// Notifies of every new operation on a key starting with `prefix`, from now on.
+    pub fn watch_prefix(&self, prefix: impl AsRef<[u8]>) -> Watcher {
+        Watcher::new(
+            self.clone(),
+            watch::Filter::Prefix(prefix.as_ref().to_vec()),
+        )
+    }
+
+    /// A view of this store with values encoded by postcard.
+    pub fn typed<V>(&self) -> Typed<V> {
+        Typed::new(self.clone())
+    }
+}

@@ -1,0 +1,107 @@
+//! Resolving conflicts: a write that links every current version supersedes them all.
+//!
+//! Nothing here runs by itself. The default is to show a conflict ([`super::Kv::get`] returns
+//! every version) until an application resolves it, with its own logic
+//! ([`super::Kv::resolve`]) or the opt-in deterministic policy
+//! ([`super::Kv::resolve_deterministic`]). Superseded versions stay in
+//! [`super::Kv::history`].
+
+use super::op::Op;
+use super::view::versions_in;
+use super::{Kv, Version};
+use crate::error::Result;
+use crate::hash::Hash;
+
+/// The deterministic policy: the version with the greatest causal depth, ties broken by the
+/// greatest hash. It needs no clock and every replica picks the same version from the same
+/// set. `None` for an empty set.
+///
+/// Depth favours the branch with more successive writes on the key, which is arbitrary but
+/// stable; an application that knows better should use [`Kv::resolve`].
+pub fn winner(versions: &[Version]) -> Option<&Version> {
+    versions
+        .iter()
+        .max_by(|a, b| (a.depth, a.hash).cmp(&(b.depth, b.hash)))
+}
+
+impl Kv {
+    /// Resolves a conflict on `key` with application logic: when the key is in conflict,
+    /// calls `merge(key, versions)` and writes what it returns (a value, or [`Op::Del`])
+    /// linking every version it was shown, in the same write transaction as the read. Returns
+    /// the new node's hash, or `None` (without calling `merge`) when there was no conflict.
+    ///
+    /// `merge` may be called more than once if the transaction is retried; it must not have
+    /// side effects. It runs while the log's write lock is held: keep it short.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), braidlog::Error> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let log = braidlog::Log::open(dir.path())?;
+    /// use braidlog::kv::{Kv, Op};
+    /// let kv = Kv::open(&log)?;
+    /// let root = kv.put(b"n", b"1".to_vec())?;
+    /// // Two writes that both saw only `root`: a conflict.
+    /// kv.write_with_links(b"n", Op::Put(b"2".to_vec()), [root])?;
+    /// kv.write_with_links(b"n", Op::Put(b"5".to_vec()), [root])?;
+    /// assert!(kv.get(b"n")?.unwrap().is_conflict());
+    ///
+    /// // Keep the largest number.
+    /// kv.resolve(b"n", |_key, versions| {
+    ///     versions.iter().filter_map(|v| v.value()).max().unwrap_or_default().to_vec()
+    /// })?;
+    /// assert_eq!(kv.get(b"n")?.unwrap().value(), Some(&b"5"[..]));
+    /// # Ok(()) }
+    /// ```
+    pub fn resolve<R: Into<Op>>(
+        &self,
+        key: impl AsRef<[u8]>,
+        mut merge: impl FnMut(&[u8], &[Version]) -> R,
+    ) -> Result<Option<Hash>> {
+        let key = key.as_ref();
+        let op = self.op(key, Op::Del)?; // validates the key; the op is replaced below
+        let id = op.key_id();
+        let node = self.log.add_with(|txn| {
+            let versions = versions_in(&self.tables, txn, &id)?;
+            if !versions.is_conflict() {
+                return Ok(None);
+            }
+            let op = super::KvOp {
+                op: merge(key, versions.as_slice()).into(),
+                ..op.clone()
+            };
+            Ok(Some((versions.hashes(), op.encode())))
+        })?;
+        Ok(node.map(|n| n.hash()))
+    }
+
+    /// Resolves a conflict on `key` with the deterministic policy ([`winner`]): writes the
+    /// winner's value (or tombstone) again, linking every version. `None` when there was no
+    /// conflict. Opt-in: nothing resolves conflicts unless asked.
+    pub fn resolve_deterministic(&self, key: impl AsRef<[u8]>) -> Result<Option<Hash>> {
+        self.resolve(key, |_, versions| {
+            winner(versions).map_or(Op::Del, |w| w.op.clone())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(depth: u64, byte: u8) -> Version {
+        Version {
+            hash: Hash([byte; 32]),
+            depth,
+            op: Op::Del,
+        }
+    }
+
+    #[test]
+    fn winner_prefers_depth_then_hash() {
+        assert_eq!(winner(&[]), None);
+        let list = [v(1, 9), v(2, 1), v(2, 3)];
+        assert_eq!(winner(&list).unwrap().hash, Hash([3; 32]));
+        let list = [v(3, 0), v(2, 255)];
+        assert_eq!(winner(&list).unwrap().hash, Hash([0; 32]));
+    }
+}
