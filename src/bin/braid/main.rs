@@ -1,6 +1,7 @@
 //! `braid`: the braidlog command line. Thin over the library: each command is a few calls.
 
 mod dag;
+mod kv;
 mod output;
 
 use std::path::PathBuf;
@@ -27,6 +28,8 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     #[command(flatten)]
+    Kv(kv::KvCommand),
+    #[command(flatten)]
     Dag(dag::DagCommand),
 }
 
@@ -34,6 +37,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let out = Out::new(cli.json);
     let result = match cli.command {
+        Command::Kv(cmd) => cmd.run(&cli.dir, &out),
         Command::Dag(cmd) => cmd.run(&cli.dir, &out),
     };
     match result {
