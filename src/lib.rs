@@ -41,6 +41,8 @@
 //! - [`view`]: indexes maintained in the log's write transactions.
 //! - [`verify`]: the fsck.
 //! - [`peer`]: replica identity.
+//! - [`sync`]: replication over any byte stream: messages, codec, the sans-IO session, the
+//!   tokio driver and TCP helpers.
 //! - [`error`]: the error types.
 
 pub mod changes;
@@ -50,6 +52,7 @@ pub mod log;
 pub mod node;
 pub mod peer;
 pub mod store;
+pub mod sync;
 pub mod verify;
 pub mod view;
 
@@ -60,6 +63,9 @@ pub use log::{Durability, Inserted, Log, LogOptions};
 pub use node::{Node, NodeError, MAX_LINKS, MAX_NODE_BYTES, MAX_PAYLOAD_BYTES};
 pub use peer::PeerId;
 pub use store::Table;
+pub use sync::{Mode, SyncError};
+#[cfg(feature = "net")]
+pub use sync::{SyncOptions, SyncReport};
 pub use verify::{VerifyReport, Violation};
 pub use view::{Change, View};
 

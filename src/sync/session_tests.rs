@@ -1,0 +1,266 @@
+//! Session tests over the in-memory store, with a deterministic scheduler: messages go through
+//! the real codec, and a seeded generator decides which side runs next.
+
+use super::*;
+use crate::sync::codec::{encode, preamble, Decoder};
+use crate::sync::MemStore;
+use rand::{Rng, SeedableRng};
+
+fn store(i: u8) -> MemStore {
+    MemStore::new(PeerId([i; 16]))
+}
+
+fn cfg(mode: Mode, key: u8) -> SessionConfig {
+    SessionConfig {
+        mode,
+        live: false,
+        filter_key: [key; 32],
+    }
+}
+
+struct Side {
+    s: Session<MemStore>,
+    inbox: Decoder,
+}
+
+/// Runs two sessions to the end, delivering bytes in random slices in a seeded order.
+/// Returns both sessions' stats.
+fn run(
+    a: &MemStore,
+    b: &MemStore,
+    ma: Mode,
+    mb: Mode,
+    seed: u64,
+) -> Result<(SessionStats, SessionStats), SyncError> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut sides = [
+        Side {
+            s: Session::new(a.clone(), cfg(ma, 1))?,
+            inbox: Decoder::new(),
+        },
+        Side {
+            s: Session::new(b.clone(), cfg(mb, 2))?,
+            inbox: Decoder::new(),
+        },
+    ];
+    let mut wires: [Vec<u8>; 2] = [preamble().to_vec(), preamble().to_vec()];
+    for _ in 0..1_000_000 {
+        if sides.iter().all(|s| s.s.is_finished()) && wires.iter().all(Vec::is_empty) {
+            return Ok((sides[0].s.stats().clone(), sides[1].s.stats().clone()));
+        }
+        let i = rng.random_range(0..2);
+        // Produce a few messages onto my wire.
+        for _ in 0..rng.random_range(0..4) {
+            match sides[i].s.poll_transmit()? {
+                Some(m) => encode(&m, &mut wires[i]),
+                None => break,
+            }
+        }
+        // Deliver a random slice of the other wire to me.
+        let w = &mut wires[1 - i];
+        let n = rng.random_range(0..=w.len().min(300));
+        let chunk: Vec<u8> = w.drain(..n).collect();
+        sides[i].inbox.push(&chunk);
+        while let Some(m) = sides[i].inbox.next_message()? {
+            sides[i].s.handle(m)?;
+        }
+    }
+    panic!("no progress");
+}
+
+fn chain(s: &MemStore, n: usize, tag: &str) {
+    for i in 0..n {
+        s.append(format!("{tag}{i}").into_bytes()).unwrap();
+    }
+}
+
+#[test]
+fn empty_with_empty() {
+    let (a, b) = (store(1), store(2));
+    let (sa, sb) = run(&a, &b, Mode::Both, Mode::Both, 1).unwrap();
+    assert_eq!((sa.nodes_sent, sb.nodes_sent, sa.round_trips), (0, 0, 1));
+}
+
+#[test]
+fn one_sided_in_each_mode() {
+    for (ma, mb) in [
+        (Mode::Push, Mode::Pull),
+        (Mode::Both, Mode::Both),
+        (Mode::Push, Mode::Both),
+    ] {
+        let (a, b) = (store(1), store(2));
+        chain(&a, 50, "a");
+        let (sa, sb) = run(&a, &b, ma, mb, 7).unwrap();
+        assert_eq!(sa.nodes_sent, 50);
+        assert_eq!(sb.nodes_received, 50);
+        assert_eq!(sb.duplicates, 0);
+        assert_eq!(a.hashes(), b.hashes());
+        b.check().unwrap();
+    }
+}
+
+#[test]
+fn pull_only_does_not_send() {
+    let (a, b) = (store(1), store(2));
+    chain(&a, 5, "a");
+    chain(&b, 5, "b");
+    run(&a, &b, Mode::Pull, Mode::Both, 3).unwrap();
+    assert_eq!(a.len(), 10);
+    assert_eq!(b.len(), 5);
+}
+
+#[test]
+fn diverged_converge_under_many_schedules() {
+    for seed in 0..40 {
+        let (a, b) = (store(1), store(2));
+        chain(&a, 20, "common");
+        run(&a, &b, Mode::Both, Mode::Both, seed).unwrap();
+        chain(&a, 1 + seed as usize % 7, "a");
+        chain(&b, 1 + seed as usize % 5, "b");
+        let (sa, sb) = run(&a, &b, Mode::Both, Mode::Both, seed + 100).unwrap();
+        assert_eq!(a.hashes(), b.hashes(), "seed {seed}");
+        assert_eq!(a.heads().unwrap(), b.heads().unwrap());
+        assert_eq!(sa.duplicates + sb.duplicates, 0, "seed {seed}");
+        a.check().unwrap();
+        b.check().unwrap();
+    }
+}
+
+#[test]
+fn in_sync_is_one_message_each_way() {
+    let (a, b) = (store(1), store(2));
+    chain(&a, 30, "x");
+    run(&a, &b, Mode::Both, Mode::Both, 5).unwrap();
+    let (sa, sb) = run(&a, &b, Mode::Both, Mode::Both, 6).unwrap();
+    assert_eq!((sa.nodes_sent, sb.nodes_sent), (0, 0));
+    assert_eq!(sa.round_trips, 1);
+    // Hello is the only message.
+    let mut s = Session::new(a.clone(), cfg(Mode::Both, 1)).unwrap();
+    let mut peer = Session::new(b.clone(), cfg(Mode::Both, 2)).unwrap();
+    let hello = peer.poll_transmit().unwrap().unwrap();
+    assert!(matches!(
+        s.poll_transmit().unwrap(),
+        Some(Message::Hello(_))
+    ));
+    s.handle(hello).unwrap();
+    assert!(s.is_finished());
+    assert_eq!(s.poll_transmit().unwrap(), None);
+}
+
+#[test]
+fn forks_and_merges() {
+    let (a, b) = (store(1), store(2));
+    let root = a.append(b"root".to_vec()).unwrap();
+    run(&a, &b, Mode::Both, Mode::Both, 1).unwrap();
+    let mut la = root.hash();
+    let mut lb = root.hash();
+    for i in 0..10 {
+        la = a.add([la], format!("a{i}").into_bytes()).unwrap().hash();
+        lb = b.add([lb], format!("b{i}").into_bytes()).unwrap().hash();
+        if i % 3 == 0 {
+            a.add([root.hash()], format!("side{i}").into_bytes())
+                .unwrap();
+        }
+    }
+    run(&a, &b, Mode::Both, Mode::Both, 2).unwrap();
+    assert_eq!(a.hashes(), b.hashes());
+    let m = a.append(b"merge".to_vec()).unwrap();
+    assert!(m.links().len() >= 2);
+    let (sa, _) = run(&a, &b, Mode::Both, Mode::Both, 3).unwrap();
+    assert_eq!(sa.nodes_sent, 1);
+    assert_eq!(b.heads().unwrap(), vec![m.hash()]);
+}
+
+#[test]
+fn remembered_peer_sends_only_new_nodes() {
+    let (a, b) = (store(1), store(2));
+    chain(&a, 200, "a");
+    chain(&b, 200, "b");
+    run(&a, &b, Mode::Both, Mode::Both, 1).unwrap();
+    for round in 0..20u64 {
+        chain(&a, 3, &format!("a{round}-"));
+        chain(&b, 2, &format!("b{round}-"));
+        let (sa, sb) = run(&a, &b, Mode::Both, Mode::Both, round).unwrap();
+        assert_eq!((sa.nodes_sent, sb.nodes_sent), (3, 2), "round {round}");
+        assert_eq!(sa.duplicates + sb.duplicates, 0);
+        assert!(sa.round_trips <= 2);
+    }
+    assert_eq!(a.hashes(), b.hashes());
+}
+
+#[test]
+fn first_contact_of_diverged_copies_sends_little_extra() {
+    // b got a's history through a third replica, so neither remembers the other.
+    let (a, b, c) = (store(1), store(2), store(3));
+    chain(&a, 1000, "common");
+    run(&a, &c, Mode::Both, Mode::Both, 1).unwrap();
+    run(&c, &b, Mode::Both, Mode::Both, 2).unwrap();
+    chain(&a, 10, "a");
+    chain(&b, 10, "b");
+    let (sa, sb) = run(&a, &b, Mode::Both, Mode::Both, 3).unwrap();
+    assert_eq!(a.hashes(), b.hashes());
+    assert_eq!(
+        sa.nodes_sent + sb.nodes_sent,
+        20 + sa.duplicates + sb.duplicates
+    );
+    assert!(sa.duplicates + sb.duplicates <= 2, "{sa:?} {sb:?}");
+    assert!(sa.round_trips <= 2);
+}
+
+#[test]
+fn live_streams_new_nodes_without_echo() {
+    let (a, b) = (store(1), store(2));
+    let mut sa = Session::new(
+        a.clone(),
+        SessionConfig {
+            live: true,
+            ..cfg(Mode::Both, 1)
+        },
+    )
+    .unwrap();
+    let mut sb = Session::new(b.clone(), cfg(Mode::Both, 2)).unwrap();
+    let pump = |from: &mut Session<MemStore>, to: &mut Session<MemStore>| {
+        let mut moved = 0;
+        while let Some(m) = from.poll_transmit().unwrap() {
+            to.handle(m).unwrap();
+            moved += 1;
+        }
+        to.flush().unwrap();
+        moved
+    };
+    for _ in 0..3 {
+        pump(&mut sa, &mut sb);
+        pump(&mut sb, &mut sa);
+    }
+    assert_eq!(sa.phase(), Phase::Live);
+    assert_eq!(sb.phase(), Phase::Live);
+    let n = a.append(b"late".to_vec()).unwrap();
+    sa.local_changed(a.last_seq().unwrap());
+    pump(&mut sa, &mut sb);
+    assert!(b.hashes().contains(&n.hash()));
+    sb.local_changed(b.last_seq().unwrap());
+    assert_eq!(pump(&mut sb, &mut sa), 0, "b echoed a's node");
+    assert_eq!(sa.stats().nodes_received, 0);
+    sa.close().unwrap();
+    pump(&mut sa, &mut sb);
+    assert!(sa.is_finished() && sb.is_finished());
+}
+
+quickcheck::quickcheck! {
+    fn prop_pairwise_syncs_converge(ops: Vec<(u8, u8, u8)>, seed: u64) -> bool {
+        let stores: Vec<MemStore> = (0..4).map(|i| store(i + 1)).collect();
+        for (i, (op, x, y)) in ops.into_iter().take(40).enumerate() {
+            let (x, y) = (x as usize % 4, y as usize % 4);
+            if op % 3 == 0 && x != y {
+                run(&stores[x], &stores[y], Mode::Both, Mode::Both, seed ^ i as u64).unwrap();
+            } else {
+                stores[x].append(vec![op, i as u8]).unwrap();
+            }
+        }
+        for (x, y) in [(0, 1), (1, 2), (2, 3), (3, 0), (0, 1), (1, 2)] {
+            run(&stores[x], &stores[y], Mode::Both, Mode::Both, seed).unwrap();
+        }
+        let want = stores[0].hashes();
+        stores.iter().all(|s| s.hashes() == want && s.check().is_ok())
+    }
+}
