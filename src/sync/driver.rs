@@ -229,6 +229,7 @@ impl Driver {
                 break;
             }
             let live = self.s().phase() == Phase::Live;
+            let live_session = self.s().is_live();
             tokio::select! {
                 r = rd.read(&mut tmp), if !eof => {
                     let n = r?;
@@ -258,7 +259,12 @@ impl Driver {
                     .await?;
                 }
                 r = wr.write(&out[pos..]), if pos < out.len() => {
-                    let n = r?;
+                    let n = match r {
+                        Ok(n) => n,
+                        // A live peer that closed first stops reading: nothing is lost.
+                        Err(_) if self.s().phase() == Phase::Finished && live_session => break,
+                        Err(e) => return Err(e.into()),
+                    };
                     pos += n;
                     self.bytes_out += n as u64;
                 }
@@ -274,7 +280,11 @@ impl Driver {
             }
             self.progress(options);
         }
-        wr.flush().await?;
+        if let Err(e) = wr.flush().await {
+            if !self.s().is_live() {
+                return Err(e.into());
+            }
+        }
         // The peer may already be gone once both sides are done; that is not an error.
         let _ = wr.shutdown().await;
         self.progress(options);

@@ -264,6 +264,11 @@ impl<S: SyncStore> Session<S> {
 
     /// Handles one message from the peer.
     pub fn handle(&mut self, msg: Message) -> Result<(), SyncError> {
+        if self.phase == Phase::Finished && self.live {
+            // Both sides may close a live session at once; what crosses our Close is dropped
+            // (the next sync brings it).
+            return Ok(());
+        }
         match msg {
             Message::Hello(h) if self.peer.is_none() => self.on_hello(h),
             Message::Summary(s) if self.peer.is_some() && !self.in_sync && !self.summary_in => {
