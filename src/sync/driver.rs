@@ -207,8 +207,12 @@ impl Driver {
         let mut tmp = vec![0u8; READ_CHUNK];
         let mut eof = false;
         let mut shutdown = options.shutdown.clone();
+        let mut write_failed: Option<std::io::Error> = None;
         loop {
-            if pos == out.len() && self.s().wants_transmit() {
+            if let (Some(_), true) = (&write_failed, eof) {
+                return Err(write_failed.take().expect("checked").into());
+            }
+            if pos == out.len() && write_failed.is_none() && self.s().wants_transmit() {
                 let buf = std::mem::take(&mut out);
                 out = self
                     .blocking(move |s| {
@@ -263,7 +267,15 @@ impl Driver {
                         Ok(n) => n,
                         // A live peer that closed first stops reading: nothing is lost.
                         Err(_) if self.s().phase() == Phase::Finished && live_session => break,
-                        Err(e) => return Err(e.into()),
+                        // The peer hung up: read on to its end of stream, which says why
+                        // (typed), unless that already came.
+                        Err(e) if eof => return Err(e.into()),
+                        Err(e) => {
+                            write_failed = Some(e);
+                            out.clear();
+                            pos = 0;
+                            continue;
+                        }
                     };
                     pos += n;
                     self.bytes_out += n as u64;
