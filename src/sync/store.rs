@@ -36,14 +36,15 @@ pub trait SyncStore {
     ) -> Result<()>;
     /// Stores checked nodes in one transaction (links stored or earlier in the batch).
     fn insert_batch(&self, nodes: &[Node]) -> Result<Vec<Inserted>>;
-    /// The remembered seq of `peer`'s feed up to which this replica has all its nodes.
+    /// The remembered seq of this replica's feed up to which `peer` has every node (0 when
+    /// unknown). Stored as `peer/<hex id>/acked`, a `u64` big-endian.
     fn peer_cursor(&self, peer: PeerId) -> Result<u64>;
     /// Remembers [`SyncStore::peer_cursor`].
     fn set_peer_cursor(&self, peer: PeerId, seq: u64) -> Result<()>;
 }
 
 fn cursor_key(peer: PeerId) -> String {
-    format!("{PEER_PREFIX}{peer}/have")
+    format!("{PEER_PREFIX}{peer}/acked")
 }
 
 impl SyncStore for Log {
