@@ -74,7 +74,12 @@ fn row(scenario: &str, n: usize, ra: &SyncReport, rb: &SyncReport, secs: f64) {
 async fn scenarios(n: usize) {
     let d = (n / 100).max(1);
     let dirs: Vec<_> = (0..4).map(|_| tempfile::tempdir().unwrap()).collect();
-    let (a, b, c, e) = (open(&dirs[0]), open(&dirs[1]), open(&dirs[2]), open(&dirs[3]));
+    let (a, b, c, e) = (
+        open(&dirs[0]),
+        open(&dirs[1]),
+        open(&dirs[2]),
+        open(&dirs[3]),
+    );
 
     // One-sided: a fresh replica clones n nodes.
     grow(&a, n, "a");
@@ -98,7 +103,13 @@ async fn scenarios(n: usize) {
     grow(&b, d, "b2");
     let t = Instant::now();
     let (ra, rb) = tcp_sync(&a, &b).await;
-    row("two-sided remembered", n, &ra, &rb, t.elapsed().as_secs_f64());
+    row(
+        "two-sided remembered",
+        n,
+        &ra,
+        &rb,
+        t.elapsed().as_secs_f64(),
+    );
 
     // Two-sided, first contact: c and e got the history through a and b, never met.
     tcp_sync(&a, &c).await;
@@ -107,7 +118,13 @@ async fn scenarios(n: usize) {
     grow(&e, d, "e");
     let t = Instant::now();
     let (ra, rb) = tcp_sync(&c, &e).await;
-    row("two-sided first contact", n, &ra, &rb, t.elapsed().as_secs_f64());
+    row(
+        "two-sided first contact",
+        n,
+        &ra,
+        &rb,
+        t.elapsed().as_secs_f64(),
+    );
 }
 
 fn main() {
@@ -122,7 +139,17 @@ fn main() {
     };
     println!(
         "{:<22} {:>7} {:>3} {:>7} {:>11} {:>11} {:>8} {:>7} {:>5} {:>9} {:>9}",
-        "scenario", "n", "rt", "moved", "wire B", "node B", "extra B", "B/node", "dups", "nodes/s", "ms"
+        "scenario",
+        "n",
+        "rt",
+        "moved",
+        "wire B",
+        "node B",
+        "extra B",
+        "B/node",
+        "dups",
+        "nodes/s",
+        "ms"
     );
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -124,7 +124,13 @@ where
     };
     let result = driver.run(stream, &options, sub).await;
     if result.is_err() {
-        driver.blocking(|s| Ok(s.salvage())).await.ok();
+        driver
+            .blocking(|s| {
+                s.salvage();
+                Ok(())
+            })
+            .await
+            .ok();
     }
     result?;
     let s = driver.session.as_ref().expect("returned by every step");
