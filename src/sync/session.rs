@@ -148,10 +148,11 @@ impl<S: SyncStore> Session<S> {
     /// Starts a session: reads the local heads and queues the `Hello`.
     pub fn new(store: S, cfg: SessionConfig) -> Result<Session<S>, SyncError> {
         let me = store.peer_id();
-        let mut my_heads = store.heads()?;
+        // One snapshot: a node stored between reading the heads and the last seq would be
+        // neither in the catch-up (not under the heads) nor in the live stream (not after it).
+        let (mut my_heads, my_last) = store.snapshot()?;
         let my_heads_complete = my_heads.len() <= MAX_HELLO_HEADS;
         my_heads.truncate(MAX_HELLO_HEADS);
-        let my_last = store.last_seq()?;
         let my_samples = samples(&store, my_last)?;
         let hello = Hello {
             peer: me,
@@ -591,7 +592,10 @@ impl<S: SyncStore> Session<S> {
             return Ok(());
         }
         self.catchup_done = true;
-        if self.in_sync || self.peer_knows_all_mine || self.peer_done {
+        // The peer checks that every head I announced arrived, and every node of mine up to
+        // `my_last` lies under those heads; with a truncated head list it cannot check.
+        let peer_has_mine = self.in_sync || self.peer_knows_all_mine || self.peer_done;
+        if peer_has_mine && self.my_heads_complete {
             // The peer has every node I had at the start, and those it sent me. If nothing
             // else was stored meanwhile, that is my whole feed.
             let last = self.store.last_seq()?;

@@ -17,8 +17,9 @@ use crate::store::meta::PEER_PREFIX;
 pub trait SyncStore {
     /// This replica's id.
     fn peer_id(&self) -> PeerId;
-    /// The heads, sorted.
-    fn heads(&self) -> Result<Vec<Hash>>;
+    /// The heads (sorted) and the newest feed seq, read together: every node at or below that
+    /// seq is reachable from those heads.
+    fn snapshot(&self) -> Result<(Vec<Hash>, u64)>;
     /// The newest feed seq (0 when empty).
     fn last_seq(&self) -> Result<u64>;
     /// The feed seq of each hash, `None` when not stored.
@@ -51,8 +52,16 @@ impl SyncStore for Log {
     fn peer_id(&self) -> PeerId {
         Log::peer_id(self)
     }
-    fn heads(&self) -> Result<Vec<Hash>> {
-        Log::heads(self)
+    fn snapshot(&self) -> Result<(Vec<Hash>, u64)> {
+        let store = self.store();
+        self.read(|txn| {
+            let mut heads = Vec::new();
+            for item in store.heads.iter(txn)? {
+                let (k, _) = item?;
+                heads.push(Hash::from_slice(k).map_err(|e| Error::Corrupt(e.to_string()))?);
+            }
+            Ok((heads, crate::log::last_seq(&store.feed, txn)?))
+        })
     }
     fn last_seq(&self) -> Result<u64> {
         Log::last_seq(self)
@@ -150,6 +159,11 @@ impl MemStore {
         self.add(heads, payload)
     }
 
+    /// The heads, sorted.
+    pub fn heads(&self) -> Vec<Hash> {
+        self.lock().heads.iter().copied().collect()
+    }
+
     /// Every stored hash.
     pub fn hashes(&self) -> BTreeSet<Hash> {
         self.lock().index.keys().copied().collect()
@@ -196,8 +210,9 @@ impl SyncStore for MemStore {
     fn peer_id(&self) -> PeerId {
         self.lock().peer.expect("set at construction")
     }
-    fn heads(&self) -> Result<Vec<Hash>> {
-        Ok(self.lock().heads.iter().copied().collect())
+    fn snapshot(&self) -> Result<(Vec<Hash>, u64)> {
+        let m = self.lock();
+        Ok((m.heads.iter().copied().collect(), m.feed.len() as u64))
     }
     fn last_seq(&self) -> Result<u64> {
         Ok(self.lock().feed.len() as u64)
