@@ -86,8 +86,8 @@ async fn already_in_sync_costs_one_message_each_way_whatever_the_size() {
         both(&a.log, &b.log).await;
         let (ra, rb) = both(&a.log, &b.log).await;
         assert_eq!((ra.nodes_sent, rb.nodes_sent, ra.round_trips), (0, 0, 1));
-        // Preamble + Hello: one head and a dozen feed samples at most.
-        assert!(ra.bytes_sent < 600, "{n}: {}", ra.bytes_sent);
+        // Preamble + Hello: one head and a dozen 8-byte feed samples.
+        assert!(ra.bytes_sent < 256, "{n}: {}", ra.bytes_sent);
         assert_eq!(ra.bytes_sent, rb.bytes_received);
     }
 }

@@ -242,7 +242,7 @@ mod tests {
                 last_seq: 9,
                 heads: vec![Hash([1; 32])],
                 heads_complete: true,
-                samples: vec![Hash([2; 32]), Hash([3; 32])],
+                samples: vec![[2; 8], [3; 8]],
             }),
             Message::Summary(Summary {
                 known_heads: vec![1],

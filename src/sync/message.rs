@@ -25,6 +25,13 @@ pub const MAX_HELLO_HEADS: usize = 4096;
 /// Most feed samples a `Hello` carries.
 pub const MAX_SAMPLES: usize = 64;
 
+/// Bytes of a node hash sent as a feed sample: a prefix is enough to find the node, and a
+/// chance match (about `n / 2^64`) only costs a `Want` round.
+pub const SAMPLE_PREFIX_LEN: usize = 8;
+
+/// The first [`SAMPLE_PREFIX_LEN`] bytes of a node hash.
+pub type SamplePrefix = [u8; SAMPLE_PREFIX_LEN];
+
 /// Most hashes in one `Want`.
 pub const MAX_WANT: usize = 16 * 1024;
 
@@ -59,9 +66,9 @@ pub struct Hello {
     pub heads: Vec<Hash>,
     /// False when the sender has more heads than it listed.
     pub heads_complete: bool,
-    /// Hashes at exponentially spaced feed positions counted back from `last_seq`
-    /// (distance 0, 1, 3, 7, ...): common points for first contact.
-    pub samples: Vec<Hash>,
+    /// Hash prefixes of the nodes at exponentially spaced feed positions counted back from
+    /// `last_seq` (distance 0, 1, 3, 7, ...): common points for first contact.
+    pub samples: Vec<SamplePrefix>,
 }
 
 /// A Bloom filter of node hashes. Probe `i` of hash `h` is bit

@@ -7,7 +7,7 @@ use std::collections::{HashSet, VecDeque};
 
 use super::error::SyncError;
 use super::message::{bit, bitmap, Filter, Hello, Message, Summary, WireMode, MAX_HELLO_HEADS};
-use super::message::{MAX_SAMPLES, MAX_WANT};
+use super::message::{MAX_SAMPLES, MAX_WANT, SAMPLE_PREFIX_LEN};
 use super::plan::{paint, Plan};
 use super::store::SyncStore;
 use crate::changes::RawEntry;
@@ -164,7 +164,10 @@ impl<S: SyncStore> Session<S> {
             last_seq: my_last,
             heads: my_heads.clone(),
             heads_complete: my_heads_complete,
-            samples: my_samples.clone(),
+            samples: my_samples
+                .iter()
+                .map(|h| h.0[..SAMPLE_PREFIX_LEN].try_into().expect("prefix"))
+                .collect(),
         };
         Ok(Session {
             out: VecDeque::from([Message::Hello(hello)]),
@@ -321,16 +324,16 @@ impl<S: SyncStore> Session<S> {
             self.peer = Some(h);
             return self.maybe_finish();
         }
-        let mut probe = h.heads.clone();
-        probe.extend_from_slice(&h.samples);
-        let seqs = self.store.seqs_of(&probe)?;
-        let nh = h.heads.len();
-        self.knew_all_peer_heads = h.heads_complete && seqs[..nh].iter().all(Option::is_some);
-        self.known_points = probe
+        let seqs = self.store.seqs_of(&h.heads)?;
+        let found = self.store.find_prefixes(&h.samples)?;
+        self.knew_all_peer_heads = h.heads_complete && seqs.iter().all(Option::is_some);
+        self.known_points = h
+            .heads
             .iter()
             .zip(&seqs)
             .filter(|(_, s)| s.is_some())
             .map(|(h, _)| *h)
+            .chain(found.iter().flatten().copied())
             .collect();
         let filter = if self.recv_on && !self.knew_all_peer_heads {
             // My nodes the peer may be about to offer: outside what we are known to share.
@@ -348,8 +351,8 @@ impl<S: SyncStore> Session<S> {
             None
         };
         self.out.push_back(Message::Summary(Summary {
-            known_heads: bitmap(nh, |i| seqs[i].is_some()),
-            known_samples: bitmap(h.samples.len(), |i| seqs[nh + i].is_some()),
+            known_heads: bitmap(seqs.len(), |i| seqs[i].is_some()),
+            known_samples: bitmap(found.len(), |i| found[i].is_some()),
             filter,
         }));
         if self.send_on && self.knew_all_peer_heads {

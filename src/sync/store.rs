@@ -11,6 +11,7 @@ use crate::log::{seq_key, split_feed_value, Inserted, Log};
 use crate::node::Node;
 use crate::peer::PeerId;
 use crate::store::meta::PEER_PREFIX;
+use crate::sync::message::SamplePrefix;
 
 /// A replica as the sync state machine sees it. Every method is synchronous and short or
 /// bounded (the driver calls them off the async executor).
@@ -24,6 +25,8 @@ pub trait SyncStore {
     fn last_seq(&self) -> Result<u64>;
     /// The feed seq of each hash, `None` when not stored.
     fn seqs_of(&self, hashes: &[Hash]) -> Result<Vec<Option<u64>>>;
+    /// For each prefix, a stored node whose hash starts with it.
+    fn find_prefixes(&self, prefixes: &[SamplePrefix]) -> Result<Vec<Option<Hash>>>;
     /// The feed entry at `seq`.
     fn entry_at(&self, seq: u64) -> Result<Option<RawEntry>>;
     /// Up to `limit` feed entries with `after < seq <= upto`, in feed order.
@@ -68,6 +71,25 @@ impl SyncStore for Log {
     }
     fn seqs_of(&self, hashes: &[Hash]) -> Result<Vec<Option<u64>>> {
         Log::seqs_of(self, hashes)
+    }
+    fn find_prefixes(&self, prefixes: &[SamplePrefix]) -> Result<Vec<Option<Hash>>> {
+        let index = self.store().index;
+        self.read(|txn| {
+            let mut out = Vec::with_capacity(prefixes.len());
+            for p in prefixes {
+                let first = index
+                    .range(txn, &crate::log::from_key(p))?
+                    .next()
+                    .transpose()?;
+                out.push(match first {
+                    Some((k, _)) if k.starts_with(p) => {
+                        Some(Hash::from_slice(k).map_err(|e| Error::Corrupt(e.to_string()))?)
+                    }
+                    _ => None,
+                });
+            }
+            Ok(out)
+        })
     }
     fn entry_at(&self, seq: u64) -> Result<Option<RawEntry>> {
         self.read(|txn| match self.store().feed.get(txn, &seq_key(seq))? {
@@ -220,6 +242,13 @@ impl SyncStore for MemStore {
     fn seqs_of(&self, hashes: &[Hash]) -> Result<Vec<Option<u64>>> {
         let m = self.lock();
         Ok(hashes.iter().map(|h| m.index.get(h).copied()).collect())
+    }
+    fn find_prefixes(&self, prefixes: &[SamplePrefix]) -> Result<Vec<Option<Hash>>> {
+        let m = self.lock();
+        Ok(prefixes
+            .iter()
+            .map(|p| m.index.keys().find(|h| h.0.starts_with(p)).copied())
+            .collect())
     }
     fn entry_at(&self, seq: u64) -> Result<Option<RawEntry>> {
         let m = self.lock();
