@@ -3,7 +3,7 @@
 //! stops as soon as nothing on the frontier is mine alone, so it costs the difference plus the
 //! width of the DAG, not the size of the log.
 
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, VecDeque};
 
 use super::error::SyncError;
 use super::filter::SeqBits;
@@ -16,6 +16,7 @@ use crate::node::Node;
 
 const MINE: u8 = 1;
 const THEIRS: u8 = 2;
+const CHUNK: usize = 512;
 
 /// The seqs (ascending, all above `floor`) of nodes reachable from `mine` and not from
 /// `theirs`. Nodes at or below `floor` are known to be shared and are not entered.
@@ -38,6 +39,11 @@ pub(crate) fn paint(
         for s in store.seqs_of(hashes)?.into_iter().flatten() {
             push(&mut heap, &mut mine_only, s, flag);
         }
+    }
+    if !heap.iter().any(|&(_, f)| f == THEIRS) {
+        // Nothing shared is known: everything above the floor is a candidate, no walk needed.
+        let last = heap.iter().map(|&(s, _)| s).max().unwrap_or(0);
+        return Ok((floor + 1..=last).collect());
     }
     let mut out = Vec::new();
     while mine_only > 0 {
@@ -87,6 +93,7 @@ pub(crate) struct Plan {
     pub sent: SeqBits,
     pub filter: Option<Filter>,
     pub done: bool,
+    buf: VecDeque<RawEntry>,
     /// Candidates skipped because the peer's filter says it has them.
     pub skipped: u64,
 }
@@ -101,6 +108,7 @@ impl Plan {
             pos: 0,
             filter,
             done: false,
+            buf: VecDeque::new(),
             skipped: 0,
         }
     }
@@ -111,11 +119,14 @@ impl Plan {
 
     /// The next node to send, or `None` when the plan is exhausted.
     pub fn next(&mut self, store: &impl SyncStore) -> Result<Option<RawEntry>, SyncError> {
-        while let Some(&seq) = self.cands.get(self.pos) {
-            self.pos += 1;
-            let e = store
-                .entry_at(seq)?
-                .ok_or_else(|| Error::Corrupt(format!("seq {seq} vanished from the feed")))?;
+        loop {
+            if self.buf.is_empty() {
+                self.fill(store)?;
+            }
+            let Some(e) = self.buf.pop_front() else {
+                break;
+            };
+            let seq = e.seq;
             if let Some(f) = &self.filter {
                 // A positive is skipped unless one of its links was sent: the peer lacks that
                 // link, so it lacks this node too (it was a false positive).
@@ -137,6 +148,24 @@ impl Plan {
         }
         self.done = true;
         Ok(None)
+    }
+
+    /// Reads the next run of consecutive candidates (at most `CHUNK`) in one store call.
+    fn fill(&mut self, store: &impl SyncStore) -> Result<(), SyncError> {
+        let Some(&first) = self.cands.get(self.pos) else {
+            return Ok(());
+        };
+        let mut n = 1;
+        while n < CHUNK && self.cands.get(self.pos + n) == Some(&(first + n as u64)) {
+            n += 1;
+        }
+        let got = store.entries(first - 1, first + n as u64 - 1, n)?;
+        if got.len() != n {
+            return Err(Error::Corrupt(format!("feed seqs {first}.. vanished")).into());
+        }
+        self.pos += n;
+        self.buf.extend(got);
+        Ok(())
     }
 }
 
