@@ -1,7 +1,8 @@
 //! Whole-scenario sync figures over loopback TCP: round trips, bytes on the wire against bytes
 //! of the missing nodes, duplicates, nodes per second.
 //!
-//! `cargo bench --bench sync_bench` (add `-- 10000` to choose sizes).
+//! `cargo bench --bench sync_bench` (add `-- 10000` to choose sizes; set
+//! `BRAID_BENCH_NOSYNC=1` for non-durable commits).
 
 use std::time::Instant;
 
@@ -9,8 +10,19 @@ use braidlog::sync::{sync, Mode, SyncOptions, SyncReport};
 use braidlog::{Log, Node};
 use tokio::net::{TcpListener, TcpStream};
 
+/// Durable commits by default; `BRAID_BENCH_NOSYNC=1` leaves flushing to the OS, which
+/// separates the protocol's cost from the disk's.
 fn open(dir: &tempfile::TempDir) -> Log {
-    Log::open(dir.path()).unwrap()
+    let durability = if std::env::var_os("BRAID_BENCH_NOSYNC").is_some() {
+        braidlog::Durability::NoSync
+    } else {
+        braidlog::Durability::Sync
+    };
+    let options = braidlog::LogOptions {
+        durability,
+        ..Default::default()
+    };
+    Log::open_with(dir.path(), options).unwrap()
 }
 
 /// Appends a chain of `n` nodes with 64-byte payloads, 1000 per transaction.
