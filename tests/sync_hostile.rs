@@ -368,3 +368,34 @@ impl Raw {
         }
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_peer_that_stalls_mid_stream_times_out() {
+    let l = local_with_history();
+    let log = l.log.clone();
+    let ns = nodes(3, "stall");
+    let head = ns[2].hash();
+    let (mine, theirs) = tokio::io::duplex(1 << 20);
+    let (hold_tx, hold_rx) = tokio::sync::oneshot::channel::<()>();
+    let peer = tokio::spawn(async move {
+        let mut p = Raw {
+            io: theirs,
+            dec: Decoder::new(),
+        };
+        p.handshake(vec![head], &log).await;
+        p.send(Message::Node(ns[0].encode())).await;
+        // Keeps the connection open, silent, until the test ends.
+        let _ = hold_rx.await;
+        drop(p);
+    });
+    let opts = SyncOptions {
+        idle_timeout: Some(std::time::Duration::from_secs(30)),
+        ..SyncOptions::new(Mode::Both)
+    };
+    let r = sync(&l.log, mine, opts).await;
+    assert!(matches!(r, Err(SyncError::Timeout { .. })), "{r:?}");
+    assert!(l.log.verify().unwrap().is_ok());
+    assert_eq!(l.log.len().unwrap(), 6, "the node before the stall is kept");
+    let _ = hold_tx.send(());
+    peer.await.unwrap();
+}

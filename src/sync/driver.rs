@@ -34,6 +34,9 @@ pub struct SyncOptions {
     pub progress: Option<mpsc::Sender<Progress>>,
     /// When this turns `true`, a live session closes in order (commits, sends `Close`).
     pub shutdown: Option<watch::Receiver<bool>>,
+    /// Fail with [`SyncError::Timeout`] when the peer sends nothing for this long before the
+    /// session is caught up (a live session may be quiet for any time). `None`: wait forever.
+    pub idle_timeout: Option<Duration>,
 }
 
 impl SyncOptions {
@@ -214,6 +217,9 @@ impl Driver {
         let mut eof = false;
         let mut shutdown = options.shutdown.clone();
         let mut write_failed: Option<std::io::Error> = None;
+        let mut deadline = options
+            .idle_timeout
+            .map(|d| tokio::time::Instant::now() + d);
         loop {
             if let (Some(_), true) = (&write_failed, eof) {
                 return Err(write_failed.take().expect("checked").into());
@@ -252,6 +258,7 @@ impl Driver {
                         continue;
                     }
                     self.bytes_in += n as u64;
+                    deadline = options.idle_timeout.map(|d| tokio::time::Instant::now() + d);
                     dec.push(&tmp[..n]);
                     let mut msgs = Vec::new();
                     while let Some(m) = dec.next_message()? {
@@ -291,6 +298,12 @@ impl Driver {
                         self.session.as_mut().expect("present").local_changed(seq);
                     }
                 }
+                () = idle(deadline), if !live && deadline.is_some() => {
+                    return Err(SyncError::Timeout {
+                        state: "catching up",
+                        after: options.idle_timeout.unwrap_or_default(),
+                    });
+                }
                 _ = wait_true(&mut shutdown), if live && shutdown.is_some() => {
                     shutdown = None;
                     self.blocking(|s| s.close()).await?;
@@ -307,6 +320,13 @@ impl Driver {
         let _ = wr.shutdown().await;
         self.progress(options);
         Ok(())
+    }
+}
+
+async fn idle(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
     }
 }
 

@@ -100,6 +100,14 @@ pub enum SyncError {
         /// Buffered bytes.
         bytes: usize,
     },
+    /// The peer sent nothing for [`super::SyncOptions::idle_timeout`].
+    #[error("peer silent for {after:?} while {state}")]
+    Timeout {
+        /// What the session was doing.
+        state: &'static str,
+        /// The idle time allowed.
+        after: std::time::Duration,
+    },
     /// The local store failed.
     #[error("store error: {0}")]
     Store(#[from] crate::error::Error),

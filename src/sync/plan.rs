@@ -113,10 +113,6 @@ impl Plan {
         }
     }
 
-    pub fn is_cand(&self, seq: u64) -> bool {
-        self.cands.binary_search(&seq).is_ok()
-    }
-
     /// The next node to send, or `None` when the plan is exhausted.
     pub fn next(&mut self, store: &impl SyncStore) -> Result<Option<RawEntry>, SyncError> {
         loop {

@@ -105,6 +105,8 @@ pub struct Session<S: SyncStore> {
     in_sync: bool,
     knew_all_peer_heads: bool,
     known_points: Vec<Hash>,
+    /// Nodes both sides are known to have: the points the plan was painted against.
+    shared: Vec<Hash>,
     floor: u64,
     summary_in: bool,
     peer_knows_all_mine: bool,
@@ -186,6 +188,7 @@ impl<S: SyncStore> Session<S> {
             in_sync: false,
             knew_all_peer_heads: false,
             known_points: Vec::new(),
+            shared: Vec::new(),
             floor: 0,
             summary_in: false,
             peer_knows_all_mine: false,
@@ -335,6 +338,7 @@ impl<S: SyncStore> Session<S> {
             .map(|(h, _)| *h)
             .chain(found.iter().flatten().copied())
             .collect();
+        self.shared = self.known_points.clone();
         let filter = if self.recv_on && !self.knew_all_peer_heads {
             // My nodes the peer may be about to offer: outside what we are known to share.
             let cands = paint(&self.store, &self.my_heads, &self.known_points, self.floor)?;
@@ -357,6 +361,7 @@ impl<S: SyncStore> Session<S> {
         }));
         if self.send_on && self.knew_all_peer_heads {
             // I have everything the peer has: the difference is exact, start now.
+            self.shared = h.heads.clone();
             let cands = paint(&self.store, &self.my_heads, &h.heads, self.floor)?;
             self.plan = Some(Plan::new(cands, None));
             self.will_stream = Some(true);
@@ -385,6 +390,7 @@ impl<S: SyncStore> Session<S> {
                         .map(|(_, h)| *h),
                 );
                 let cands = paint(&self.store, &self.my_heads, &points, self.floor)?;
+                self.shared = points;
                 self.plan = Some(Plan::new(cands, s.filter));
                 self.will_stream = Some(true);
             }
@@ -393,19 +399,22 @@ impl<S: SyncStore> Session<S> {
     }
 
     fn on_want(&mut self, wanted: Vec<Hash>) -> Result<(), SyncError> {
-        let set: HashSet<Hash> = wanted.iter().copied().collect();
-        let mut seqs = Vec::new();
+        // Everything under the wanted nodes that is not under a shared point (nor, unless the
+        // floor is what failed, at or below the floor). A Want follows a filter false positive
+        // or a wrong floor (a peer that lost data but kept its id); either is repaired in one
+        // round.
+        let direct: Vec<u64> = self.store.seqs_of(&wanted)?.into_iter().flatten().collect();
+        let floor = if direct.iter().any(|&s| s <= self.floor) {
+            0
+        } else {
+            self.floor
+        };
+        let mut seqs = paint(&self.store, &wanted, &self.shared, floor)?;
         let plan = self.plan.as_ref();
-        let upto = self.my_last;
-        self.store.walk_back(&wanted, &mut |seq, node| {
-            let direct = set.contains(&node.hash());
-            let cand = plan.is_some_and(|p| p.is_cand(seq));
-            if direct || (cand && !plan.is_some_and(|p| p.sent.get(seq))) {
-                seqs.push(seq);
-            }
-            Ok(cand || (direct && seq > upto))
-        })?;
-        seqs.reverse();
+        seqs.retain(|s| !plan.is_some_and(|p| p.sent.get(*s)));
+        seqs.extend(direct);
+        seqs.sort_unstable();
+        seqs.dedup();
         self.stats.round_trips += 1;
         self.resend.extend(seqs);
         self.resend_active = true;

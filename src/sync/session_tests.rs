@@ -380,3 +380,66 @@ fn two_sided_remembered_round_trips_meet_the_goal() {
     assert!(mean <= 1.05, "mean {mean}");
     assert_eq!(dups, 0);
 }
+
+#[test]
+fn interrupted_at_any_byte_keeps_a_valid_store_and_resumes() {
+    let src = store(1);
+    chain(&src, 30, "s");
+    let fork = src.add([src.heads()[0]], b"fork".to_vec()).unwrap();
+    src.add([fork.hash()], b"after fork".to_vec()).unwrap();
+    let mut k = 0;
+    loop {
+        let dst = store(2);
+        let mut s = Session::new(src.clone(), cfg(Mode::Both, 1)).unwrap();
+        let mut d = Session::new(dst.clone(), cfg(Mode::Both, 2)).unwrap();
+        let (mut to_d, mut to_s) = (preamble().to_vec(), preamble().to_vec());
+        let (mut dec_d, mut dec_s) = (Decoder::new(), Decoder::new());
+        let mut delivered = 0;
+        let mut failed = None;
+        for _ in 0..10_000 {
+            while let Some(m) = s.poll_transmit().unwrap() {
+                encode(&m, &mut to_d);
+            }
+            while let Some(m) = d.poll_transmit().unwrap() {
+                encode(&m, &mut to_s);
+            }
+            dec_s.push(&to_s);
+            to_s.clear();
+            while let Some(m) = dec_s.next_message().unwrap() {
+                s.handle(m).unwrap();
+            }
+            let n = (k - delivered).min(to_d.len());
+            dec_d.push(&to_d[..n]);
+            to_d.drain(..n);
+            delivered += n;
+            while let Ok(Some(m)) = dec_d.next_message() {
+                if let Err(e) = d.handle(m) {
+                    failed = Some(e);
+                }
+            }
+            if delivered == k || d.is_finished() || failed.is_some() {
+                break;
+            }
+        }
+        let finished = d.is_finished();
+        if !finished {
+            assert!(d.on_eof().is_err(), "cut at byte {k}");
+            d.salvage();
+        }
+        dst.check().unwrap();
+        let kept = dst.len() as u64;
+        let (_, st) = run(&src, &dst, Mode::Both, Mode::Both, k as u64)
+            .unwrap_or_else(|e| panic!("cut at {k}, kept {kept}, finished {finished}: {e}"));
+        assert_eq!(src.hashes(), dst.hashes(), "cut at byte {k}");
+        assert_eq!(
+            st.nodes_received,
+            32 - kept,
+            "cut at byte {k}: resent what was kept"
+        );
+        if finished {
+            break;
+        }
+        k += 7;
+    }
+    assert!(k > 1000, "the stream was cut at {} places", k / 7);
+}
