@@ -42,6 +42,8 @@
 //! - [`verify`]: the fsck.
 //! - [`kv`]: the key-value view with explicit conflicts (`Kv`).
 //! - [`peer`]: replica identity.
+//! - [`sync`]: replication over any byte stream: messages, codec, the sans-IO session, the
+//!   tokio driver and TCP helpers.
 //! - [`error`]: the error types.
 
 pub mod changes;
@@ -52,6 +54,7 @@ pub mod log;
 pub mod node;
 pub mod peer;
 pub mod store;
+pub mod sync;
 pub mod verify;
 pub mod view;
 
@@ -63,6 +66,9 @@ pub use log::{Durability, Inserted, Log, LogOptions};
 pub use node::{Node, NodeError, MAX_LINKS, MAX_NODE_BYTES, MAX_PAYLOAD_BYTES};
 pub use peer::PeerId;
 pub use store::Table;
+pub use sync::{Mode, SyncError};
+#[cfg(feature = "net")]
+pub use sync::{SyncOptions, SyncReport};
 pub use verify::{VerifyReport, Violation};
 pub use view::{Change, View};
 

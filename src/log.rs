@@ -331,6 +331,16 @@ impl Log {
         seq_in(self.store(), &r.txn, hash)
     }
 
+    /// The feed position of each hash (`None` when not stored), in one read transaction.
+    /// Sync uses it to check many links or announced heads at once.
+    pub fn seqs_of(&self, hashes: &[Hash]) -> Result<Vec<Option<u64>>> {
+        let r = self.store().read()?;
+        hashes
+            .iter()
+            .map(|h| seq_in(self.store(), &r.txn, h))
+            .collect()
+    }
+
     /// The node at a feed position.
     pub fn get_by_seq(&self, seq: u64) -> Result<Option<Node>> {
         let r = self.store().read()?;
@@ -458,7 +468,6 @@ impl Log {
     }
 
     /// Reads a meta value (replication keeps per-peer state here).
-    #[allow(dead_code)]
     pub(crate) fn meta_get(&self, key: &str) -> Result<Option<Vec<u8>>> {
         let r = self.store().read()?;
         Ok(self
@@ -469,7 +478,6 @@ impl Log {
     }
 
     /// Writes a meta value.
-    #[allow(dead_code)]
     pub(crate) fn meta_put(&self, key: &str, value: &[u8]) -> Result<()> {
         let store = self.store();
         store.write(|txn| Ok(store.meta.put(txn, key.as_bytes(), value)?))

@@ -1,0 +1,322 @@
+//! Framing: a preamble, then length-prefixed frames.
+//!
+//! ```text
+//! preamble (once per direction):  | "braidlog" (8) | version u32 BE (4) |
+//! frame:                          | len u32 LE (4) | kind u8 | body (len - 1 bytes) |
+//! ```
+//!
+//! A `Node` frame's body is the node's canonical bytes as they are (5 bytes of framing per
+//! node); the other bodies are postcard. The announced length is checked against
+//! [`MAX_FRAME_BYTES`] as soon as its 4 bytes are in, before the body is read or buffered.
+
+use super::error::SyncError;
+use super::message::{
+    Hello, Message, Summary, MAGIC, MAX_FILTER_BYTES, MAX_FILTER_PROBES, MAX_FRAME_BYTES,
+    MAX_HELLO_HEADS, MAX_SAMPLES, MAX_WANT, PROTOCOL_VERSION,
+};
+use crate::hash::Hash;
+
+const HELLO: u8 = 1;
+const SUMMARY: u8 = 2;
+const NODE: u8 = 3;
+const END_STREAM: u8 = 4;
+const WANT: u8 = 5;
+const DONE: u8 = 6;
+const CLOSE: u8 = 7;
+
+/// Length of the preamble.
+pub const PREAMBLE_LEN: usize = 12;
+
+/// Bytes of framing around a node's bytes: the length and the kind.
+pub const NODE_FRAME_OVERHEAD: usize = 5;
+
+/// The bytes each side writes first.
+pub fn preamble() -> [u8; PREAMBLE_LEN] {
+    let mut p = [0u8; PREAMBLE_LEN];
+    p[..8].copy_from_slice(&MAGIC);
+    p[8..].copy_from_slice(&PROTOCOL_VERSION.to_be_bytes());
+    p
+}
+
+/// Appends one frame holding `msg` to `out`.
+pub fn encode(msg: &Message, out: &mut Vec<u8>) {
+    let start = out.len();
+    out.extend_from_slice(&[0; 4]);
+    let body = |out: &mut Vec<u8>, kind: u8, value: Option<&dyn erased::Ser>| {
+        out.push(kind);
+        if let Some(v) = value {
+            v.append(out);
+        }
+    };
+    match msg {
+        Message::Hello(h) => body(out, HELLO, Some(h)),
+        Message::Summary(s) => body(out, SUMMARY, Some(s)),
+        Message::Node(bytes) => {
+            out.push(NODE);
+            out.extend_from_slice(bytes);
+        }
+        Message::EndStream => body(out, END_STREAM, None),
+        Message::Want(w) => body(out, WANT, Some(w)),
+        Message::Done => body(out, DONE, None),
+        Message::Close => body(out, CLOSE, None),
+    }
+    let len = (out.len() - start - 4) as u32;
+    out[start..start + 4].copy_from_slice(&len.to_le_bytes());
+}
+
+mod erased {
+    /// Object-safe postcard serialisation into a Vec.
+    pub trait Ser {
+        fn append(&self, out: &mut Vec<u8>);
+    }
+    impl<T: serde::Serialize> Ser for T {
+        fn append(&self, out: &mut Vec<u8>) {
+            let v = postcard::to_extend(self, std::mem::take(out)).expect("Vec output");
+            *out = v;
+        }
+    }
+}
+
+fn malformed(kind: &'static str, reason: impl ToString) -> SyncError {
+    SyncError::Malformed {
+        kind,
+        reason: reason.to_string(),
+    }
+}
+
+fn postcard_all<'a, T: serde::Deserialize<'a>>(
+    kind: &'static str,
+    body: &'a [u8],
+) -> Result<T, SyncError> {
+    let (v, rest) = postcard::take_from_bytes(body).map_err(|e| malformed(kind, e))?;
+    if !rest.is_empty() {
+        return Err(malformed(kind, format!("{} trailing bytes", rest.len())));
+    }
+    Ok(v)
+}
+
+/// Decodes one frame body (kind byte first) into a message, checking every message limit.
+pub fn decode_body(frame: &[u8]) -> Result<Message, SyncError> {
+    let (&kind, body) = frame
+        .split_first()
+        .ok_or_else(|| malformed("empty", "frame of length 0"))?;
+    let empty = |name: &'static str, m: Message| {
+        if body.is_empty() {
+            Ok(m)
+        } else {
+            Err(malformed(name, "unexpected body"))
+        }
+    };
+    match kind {
+        HELLO => {
+            let h: Hello = postcard_all("Hello", body)?;
+            if h.heads.len() > MAX_HELLO_HEADS || h.samples.len() > MAX_SAMPLES {
+                return Err(malformed("Hello", "too many heads or samples"));
+            }
+            Ok(Message::Hello(h))
+        }
+        SUMMARY => {
+            let s: Summary = postcard_all("Summary", body)?;
+            if s.known_heads.len() > MAX_HELLO_HEADS.div_ceil(8)
+                || s.known_samples.len() > MAX_SAMPLES.div_ceil(8)
+            {
+                return Err(malformed("Summary", "bitmap too long"));
+            }
+            if let Some(f) = &s.filter {
+                if f.bits.is_empty()
+                    || f.bits.len() > MAX_FILTER_BYTES
+                    || f.probes == 0
+                    || f.probes > MAX_FILTER_PROBES
+                {
+                    return Err(malformed("Summary", "filter out of bounds"));
+                }
+            }
+            Ok(Message::Summary(s))
+        }
+        NODE => Ok(Message::Node(body.to_vec())),
+        END_STREAM => empty("EndStream", Message::EndStream),
+        WANT => {
+            let w: Vec<Hash> = postcard_all("Want", body)?;
+            if w.is_empty() || w.len() > MAX_WANT {
+                return Err(malformed("Want", format!("{} hashes", w.len())));
+            }
+            Ok(Message::Want(w))
+        }
+        DONE => empty("Done", Message::Done),
+        CLOSE => empty("Close", Message::Close),
+        other => Err(malformed("unknown", format!("kind byte {other}"))),
+    }
+}
+
+/// Incremental decoder: push bytes as they arrive, pull messages out. An incomplete preamble
+/// or frame is `Ok(None)`, never an error.
+#[derive(Debug, Default)]
+pub struct Decoder {
+    buf: Vec<u8>,
+    start: usize,
+    preamble_seen: bool,
+}
+
+impl Decoder {
+    /// A decoder expecting the preamble first.
+    pub fn new() -> Decoder {
+        Decoder::default()
+    }
+
+    /// Appends received bytes.
+    pub fn push(&mut self, bytes: &[u8]) {
+        if self.start > 0 && self.start * 2 >= self.buf.len() {
+            self.buf.drain(..self.start);
+            self.start = 0;
+        }
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// Bytes received but not yet decoded.
+    pub fn buffered(&self) -> usize {
+        self.buf.len() - self.start
+    }
+
+    /// Decodes the next message if a whole frame is buffered.
+    pub fn next_message(&mut self) -> Result<Option<Message>, SyncError> {
+        let avail = &self.buf[self.start..];
+        if !self.preamble_seen {
+            // Check the magic as soon as its bytes are in, so a foreign peer fails fast.
+            let n = avail.len().min(8);
+            if avail[..n] != MAGIC[..n] {
+                let mut got = [0u8; 8];
+                got[..n].copy_from_slice(&avail[..n]);
+                return Err(SyncError::BadMagic {
+                    expected: MAGIC,
+                    got,
+                });
+            }
+            if avail.len() < PREAMBLE_LEN {
+                return Ok(None);
+            }
+            let got = u32::from_be_bytes(avail[8..12].try_into().expect("4 bytes"));
+            if got != PROTOCOL_VERSION {
+                return Err(SyncError::Version {
+                    expected: PROTOCOL_VERSION,
+                    got,
+                });
+            }
+            self.preamble_seen = true;
+            self.start += PREAMBLE_LEN;
+            return self.next_message();
+        }
+        if avail.len() < 4 {
+            return Ok(None);
+        }
+        let len = u32::from_le_bytes(avail[..4].try_into().expect("4 bytes")) as usize;
+        if len > MAX_FRAME_BYTES {
+            return Err(SyncError::FrameTooLarge {
+                got: len,
+                max: MAX_FRAME_BYTES,
+            });
+        }
+        if avail.len() < 4 + len {
+            return Ok(None);
+        }
+        let msg = decode_body(&avail[4..4 + len])?;
+        self.start += 4 + len;
+        Ok(Some(msg))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sync::message::{Filter, WireMode};
+    use crate::PeerId;
+
+    fn all() -> Vec<Message> {
+        vec![
+            Message::Hello(Hello {
+                peer: PeerId([7; 16]),
+                mode: WireMode {
+                    send: true,
+                    receive: false,
+                    live: true,
+                },
+                last_seq: 9,
+                heads: vec![Hash([1; 32])],
+                heads_complete: true,
+                samples: vec![[2; 8], [3; 8]],
+            }),
+            Message::Summary(Summary {
+                known_heads: vec![1],
+                known_samples: vec![2],
+                filter: Some(Filter {
+                    key: [5; 32],
+                    probes: 8,
+                    bits: vec![0xff; 9],
+                }),
+            }),
+            Message::Node(crate::Node::new([], b"x".to_vec()).unwrap().encode()),
+            Message::EndStream,
+            Message::Want(vec![Hash([4; 32])]),
+            Message::Done,
+            Message::Close,
+        ]
+    }
+
+    #[test]
+    fn round_trip_byte_by_byte() {
+        let mut wire = preamble().to_vec();
+        for m in all() {
+            encode(&m, &mut wire);
+        }
+        let mut d = Decoder::new();
+        let mut got = Vec::new();
+        for b in wire {
+            d.push(&[b]);
+            while let Some(m) = d.next_message().unwrap() {
+                got.push(m);
+            }
+        }
+        assert_eq!(got, all());
+        assert_eq!(d.buffered(), 0);
+    }
+
+    #[test]
+    fn node_framing_is_five_bytes() {
+        let n = crate::Node::new([], vec![0; 100]).unwrap().encode();
+        let mut out = Vec::new();
+        encode(&Message::Node(n.clone()), &mut out);
+        assert_eq!(out.len(), n.len() + NODE_FRAME_OVERHEAD);
+    }
+
+    #[test]
+    fn limits_checked_before_body() {
+        let mut d = Decoder::new();
+        d.push(&preamble());
+        d.push(&((MAX_FRAME_BYTES + 1) as u32).to_le_bytes());
+        assert!(matches!(
+            d.next_message(),
+            Err(SyncError::FrameTooLarge { .. })
+        ));
+        let mut d = Decoder::new();
+        d.push(b"GET ");
+        assert!(matches!(d.next_message(), Err(SyncError::BadMagic { .. })));
+        let mut d = Decoder::new();
+        let mut p = preamble();
+        p[11] = 9;
+        d.push(&p);
+        assert!(matches!(
+            d.next_message(),
+            Err(SyncError::Version { got: 9, .. })
+        ));
+    }
+
+    quickcheck::quickcheck! {
+        fn prop_decode_arbitrary_never_panics(bytes: Vec<u8>) -> bool {
+            let mut d = Decoder::new();
+            d.push(&preamble());
+            d.push(&bytes);
+            while let Ok(Some(_)) = d.next_message() {}
+            let _ = decode_body(&bytes);
+            true
+        }
+    }
+}

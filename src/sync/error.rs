@@ -1,0 +1,114 @@
+//! `SyncError`: everything that can end a replication session.
+
+use crate::hash::Hash;
+use crate::node::NodeError;
+use crate::peer::PeerId;
+
+/// Why a sync session failed. Whatever the cause, the local store stays valid: only checked
+/// nodes whose links are stored are ever committed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SyncError {
+    /// The transport failed.
+    #[error("i/o error: {0}")]
+    Io(#[from] std::io::Error),
+    /// The peer does not speak this protocol (its first bytes are not the magic).
+    #[error("not a braidlog peer: expected magic {expected:02x?}, got {got:02x?}")]
+    BadMagic {
+        /// [`super::MAGIC`].
+        expected: [u8; 8],
+        /// The first 8 bytes received.
+        got: [u8; 8],
+    },
+    /// The peer speaks another protocol version.
+    #[error("protocol version mismatch: this side speaks {expected}, the peer {got}")]
+    Version {
+        /// [`super::PROTOCOL_VERSION`].
+        expected: u32,
+        /// The peer's version.
+        got: u32,
+    },
+    /// A frame announced a length over the limit (checked before reading it).
+    #[error("frame of {got} bytes exceeds the limit of {max}")]
+    FrameTooLarge {
+        /// Announced length.
+        got: usize,
+        /// [`super::MAX_FRAME_BYTES`].
+        max: usize,
+    },
+    /// A frame that does not decode, or breaks a message limit.
+    #[error("malformed {kind} frame: {reason}")]
+    Malformed {
+        /// The message kind, as far as it was read.
+        kind: &'static str,
+        /// What was wrong.
+        reason: String,
+    },
+    /// A message that the protocol does not allow at this point.
+    #[error("unexpected {got} message while {state}")]
+    Unexpected {
+        /// What the session was doing.
+        state: &'static str,
+        /// The message received.
+        got: &'static str,
+    },
+    /// The connection ended before the session did.
+    #[error("connection closed by the peer while {state}")]
+    UnexpectedEof {
+        /// What the session was doing.
+        state: &'static str,
+    },
+    /// The peer has this replica's own id: it is this replica, or a copy sharing its id.
+    #[error("peer has our own id {peer}")]
+    SelfSync {
+        /// The id.
+        peer: PeerId,
+    },
+    /// The peer sent bytes that are not a valid node.
+    #[error("peer {peer} sent an invalid node: {source}")]
+    InvalidNode {
+        /// The peer.
+        peer: PeerId,
+        /// Why it is invalid.
+        source: NodeError,
+    },
+    /// The peer sent a node whose link it never sent, even when asked.
+    #[error("peer {peer} sent node {node} but never its link {link}")]
+    MissingLink {
+        /// The peer.
+        peer: PeerId,
+        /// The node that cannot be stored.
+        node: Hash,
+        /// The link it lacks.
+        link: Hash,
+    },
+    /// The peer announced a head and never sent it, even when asked.
+    #[error("peer {peer} announced head {hash} but never sent it")]
+    MissingHead {
+        /// The peer.
+        peer: PeerId,
+        /// The head.
+        hash: Hash,
+    },
+    /// The peer sent more nodes that cannot be stored yet than the session buffers.
+    #[error("peer {peer} sent {nodes} nodes ({bytes} bytes) whose links are missing")]
+    TooManyPending {
+        /// The peer.
+        peer: PeerId,
+        /// Buffered nodes.
+        nodes: usize,
+        /// Buffered bytes.
+        bytes: usize,
+    },
+    /// The peer sent nothing for [`super::SyncOptions::idle_timeout`].
+    #[error("peer silent for {after:?} while {state}")]
+    Timeout {
+        /// What the session was doing.
+        state: &'static str,
+        /// The idle time allowed.
+        after: std::time::Duration,
+    },
+    /// The local store failed.
+    #[error("store error: {0}")]
+    Store(#[from] crate::error::Error),
+}

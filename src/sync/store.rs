@@ -1,0 +1,353 @@
+//! The little a session needs from a replica, as a trait: [`crate::Log`] implements it over
+//! LMDB, [`MemStore`] in memory (for deterministic tests and fuzzing).
+
+use std::collections::{BTreeSet, BinaryHeap, HashMap};
+use std::sync::{Arc, Mutex};
+
+use crate::changes::RawEntry;
+use crate::error::{Error, Result};
+use crate::hash::Hash;
+use crate::log::{seq_key, split_feed_value, Inserted, Log};
+use crate::node::Node;
+use crate::peer::PeerId;
+use crate::store::meta::PEER_PREFIX;
+use crate::sync::message::SamplePrefix;
+
+/// A replica as the sync state machine sees it. Every method is synchronous and short or
+/// bounded (the driver calls them off the async executor).
+pub trait SyncStore {
+    /// This replica's id.
+    fn peer_id(&self) -> PeerId;
+    /// The heads (sorted) and the newest feed seq, read together: every node at or below that
+    /// seq is reachable from those heads.
+    fn snapshot(&self) -> Result<(Vec<Hash>, u64)>;
+    /// The newest feed seq (0 when empty).
+    fn last_seq(&self) -> Result<u64>;
+    /// The feed seq of each hash, `None` when not stored.
+    fn seqs_of(&self, hashes: &[Hash]) -> Result<Vec<Option<u64>>>;
+    /// For each prefix, a stored node whose hash starts with it.
+    fn find_prefixes(&self, prefixes: &[SamplePrefix]) -> Result<Vec<Option<Hash>>>;
+    /// The feed entry at `seq`.
+    fn entry_at(&self, seq: u64) -> Result<Option<RawEntry>>;
+    /// Up to `limit` feed entries with `after < seq <= upto`, in feed order.
+    fn entries(&self, after: u64, upto: u64, limit: usize) -> Result<Vec<RawEntry>>;
+    /// Visits the nodes reachable from `starts` in strictly decreasing seq order, each once;
+    /// `visit` says whether to go on into a node's links (see [`Log::walk_back`]).
+    fn walk_back(
+        &self,
+        starts: &[Hash],
+        visit: &mut dyn FnMut(u64, &Node) -> Result<bool>,
+    ) -> Result<()>;
+    /// Stores checked nodes in one transaction (links stored or earlier in the batch).
+    fn insert_batch(&self, nodes: &[Node]) -> Result<Vec<Inserted>>;
+    /// The remembered seq of this replica's feed up to which `peer` has every node (0 when
+    /// unknown). Stored as `peer/<hex id>/acked`, a `u64` big-endian.
+    fn peer_cursor(&self, peer: PeerId) -> Result<u64>;
+    /// Remembers [`SyncStore::peer_cursor`].
+    fn set_peer_cursor(&self, peer: PeerId, seq: u64) -> Result<()>;
+}
+
+fn cursor_key(peer: PeerId) -> String {
+    format!("{PEER_PREFIX}{peer}/acked")
+}
+
+impl SyncStore for Log {
+    fn peer_id(&self) -> PeerId {
+        Log::peer_id(self)
+    }
+    fn snapshot(&self) -> Result<(Vec<Hash>, u64)> {
+        let store = self.store();
+        self.read(|txn| {
+            let mut heads = Vec::new();
+            for item in store.heads.iter(txn)? {
+                let (k, _) = item?;
+                heads.push(Hash::from_slice(k).map_err(|e| Error::Corrupt(e.to_string()))?);
+            }
+            Ok((heads, crate::log::last_seq(&store.feed, txn)?))
+        })
+    }
+    fn last_seq(&self) -> Result<u64> {
+        Log::last_seq(self)
+    }
+    fn seqs_of(&self, hashes: &[Hash]) -> Result<Vec<Option<u64>>> {
+        Log::seqs_of(self, hashes)
+    }
+    fn find_prefixes(&self, prefixes: &[SamplePrefix]) -> Result<Vec<Option<Hash>>> {
+        let index = self.store().index;
+        self.read(|txn| {
+            let mut out = Vec::with_capacity(prefixes.len());
+            for p in prefixes {
+                let first = index
+                    .range(txn, &crate::log::from_key(p))?
+                    .next()
+                    .transpose()?;
+                out.push(match first {
+                    Some((k, _)) if k.starts_with(p) => {
+                        Some(Hash::from_slice(k).map_err(|e| Error::Corrupt(e.to_string()))?)
+                    }
+                    _ => None,
+                });
+            }
+            Ok(out)
+        })
+    }
+    fn entry_at(&self, seq: u64) -> Result<Option<RawEntry>> {
+        self.read(|txn| match self.store().feed.get(txn, &seq_key(seq))? {
+            None => Ok(None),
+            Some(v) => {
+                let (hash, bytes) = split_feed_value(v)?;
+                Ok(Some(RawEntry {
+                    seq,
+                    hash,
+                    bytes: bytes.to_vec(),
+                }))
+            }
+        })
+    }
+    fn entries(&self, after: u64, upto: u64, limit: usize) -> Result<Vec<RawEntry>> {
+        let mut out = Vec::new();
+        for e in self.changes(after).raw().take(limit) {
+            let e = e?;
+            if e.seq > upto {
+                break;
+            }
+            out.push(e);
+        }
+        Ok(out)
+    }
+    fn walk_back(
+        &self,
+        starts: &[Hash],
+        visit: &mut dyn FnMut(u64, &Node) -> Result<bool>,
+    ) -> Result<()> {
+        Log::walk_back(self, starts.iter().copied(), visit)
+    }
+    fn insert_batch(&self, nodes: &[Node]) -> Result<Vec<Inserted>> {
+        Log::insert_batch(self, nodes)
+    }
+    fn peer_cursor(&self, peer: PeerId) -> Result<u64> {
+        Ok(self
+            .meta_get(&cursor_key(peer))?
+            .and_then(|v| v.try_into().ok().map(u64::from_be_bytes))
+            .unwrap_or(0))
+    }
+    fn set_peer_cursor(&self, peer: PeerId, seq: u64) -> Result<()> {
+        self.meta_put(&cursor_key(peer), &seq.to_be_bytes())
+    }
+}
+
+/// An in-memory replica for tests and fuzzing: the same invariants as the LMDB store (the feed
+/// is topological, heads are the nodes nothing links to), none of the durability. Clones share
+/// the same data.
+#[derive(Clone, Debug)]
+pub struct MemStore {
+    inner: Arc<Mutex<Mem>>,
+}
+
+#[derive(Debug, Default)]
+struct Mem {
+    peer: Option<PeerId>,
+    feed: Vec<(Hash, Vec<u8>)>,
+    index: HashMap<Hash, u64>,
+    heads: BTreeSet<Hash>,
+    cursors: HashMap<PeerId, u64>,
+}
+
+impl MemStore {
+    /// An empty replica with this id.
+    pub fn new(peer: PeerId) -> MemStore {
+        MemStore {
+            inner: Arc::new(Mutex::new(Mem {
+                peer: Some(peer),
+                ..Mem::default()
+            })),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Mem> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Adds a node with these links (each must be stored) and payload.
+    pub fn add(&self, links: impl IntoIterator<Item = Hash>, payload: Vec<u8>) -> Result<Node> {
+        let node = Node::new(links, payload)?;
+        self.insert_batch(std::slice::from_ref(&node))?;
+        Ok(node)
+    }
+
+    /// Adds a node linking to every current head.
+    pub fn append(&self, payload: Vec<u8>) -> Result<Node> {
+        let heads: Vec<Hash> = self.lock().heads.iter().copied().collect();
+        self.add(heads, payload)
+    }
+
+    /// The heads, sorted.
+    pub fn heads(&self) -> Vec<Hash> {
+        self.lock().heads.iter().copied().collect()
+    }
+
+    /// Every stored hash.
+    pub fn hashes(&self) -> BTreeSet<Hash> {
+        self.lock().index.keys().copied().collect()
+    }
+
+    /// Number of stored nodes.
+    pub fn len(&self) -> usize {
+        self.lock().feed.len()
+    }
+
+    /// Whether nothing is stored.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Checks the invariants: every link stored earlier, heads exactly the unlinked nodes.
+    pub fn check(&self) -> std::result::Result<(), String> {
+        let m = self.lock();
+        let mut linked = BTreeSet::new();
+        for (i, (h, bytes)) in m.feed.iter().enumerate() {
+            let n = Node::decode_expecting(bytes, *h).map_err(|e| e.to_string())?;
+            for l in n.links() {
+                match m.index.get(l) {
+                    Some(&s) if s <= i as u64 => {}
+                    _ => return Err(format!("{h} links to {l}, not stored before it")),
+                }
+                linked.insert(*l);
+            }
+        }
+        let heads: BTreeSet<Hash> = m
+            .index
+            .keys()
+            .filter(|h| !linked.contains(*h))
+            .copied()
+            .collect();
+        if heads != m.heads {
+            return Err("heads differ from the unlinked nodes".into());
+        }
+        Ok(())
+    }
+}
+
+impl SyncStore for MemStore {
+    fn peer_id(&self) -> PeerId {
+        self.lock().peer.expect("set at construction")
+    }
+    fn snapshot(&self) -> Result<(Vec<Hash>, u64)> {
+        let m = self.lock();
+        Ok((m.heads.iter().copied().collect(), m.feed.len() as u64))
+    }
+    fn last_seq(&self) -> Result<u64> {
+        Ok(self.lock().feed.len() as u64)
+    }
+    fn seqs_of(&self, hashes: &[Hash]) -> Result<Vec<Option<u64>>> {
+        let m = self.lock();
+        Ok(hashes.iter().map(|h| m.index.get(h).copied()).collect())
+    }
+    fn find_prefixes(&self, prefixes: &[SamplePrefix]) -> Result<Vec<Option<Hash>>> {
+        let m = self.lock();
+        Ok(prefixes
+            .iter()
+            .map(|p| m.index.keys().find(|h| h.0.starts_with(p)).copied())
+            .collect())
+    }
+    fn entry_at(&self, seq: u64) -> Result<Option<RawEntry>> {
+        let m = self.lock();
+        Ok(seq
+            .checked_sub(1)
+            .and_then(|i| m.feed.get(i as usize))
+            .map(|(hash, bytes)| RawEntry {
+                seq,
+                hash: *hash,
+                bytes: bytes.clone(),
+            }))
+    }
+    fn entries(&self, after: u64, upto: u64, limit: usize) -> Result<Vec<RawEntry>> {
+        let m = self.lock();
+        let end = upto.min(m.feed.len() as u64);
+        Ok((after + 1..=end)
+            .take(limit)
+            .map(|seq| {
+                let (hash, bytes) = &m.feed[(seq - 1) as usize];
+                RawEntry {
+                    seq,
+                    hash: *hash,
+                    bytes: bytes.clone(),
+                }
+            })
+            .collect())
+    }
+    fn walk_back(
+        &self,
+        starts: &[Hash],
+        visit: &mut dyn FnMut(u64, &Node) -> Result<bool>,
+    ) -> Result<()> {
+        let mut frontier: BinaryHeap<u64> = {
+            let m = self.lock();
+            starts
+                .iter()
+                .filter_map(|h| m.index.get(h).copied())
+                .collect()
+        };
+        let mut last = None;
+        while let Some(seq) = frontier.pop() {
+            if last == Some(seq) {
+                continue;
+            }
+            last = Some(seq);
+            let node = {
+                let m = self.lock();
+                let (h, bytes) = &m.feed[(seq - 1) as usize];
+                Node::decode_trusted(bytes, *h)?
+            };
+            if visit(seq, &node)? {
+                let m = self.lock();
+                for l in node.links() {
+                    frontier.push(*m.index.get(l).ok_or(Error::MissingLink {
+                        node: node.hash(),
+                        link: *l,
+                    })?);
+                }
+            }
+        }
+        Ok(())
+    }
+    fn insert_batch(&self, nodes: &[Node]) -> Result<Vec<Inserted>> {
+        let mut m = self.lock();
+        // All or none: check first against the store plus the batch.
+        let mut seen: BTreeSet<Hash> = BTreeSet::new();
+        for n in nodes {
+            for l in n.links() {
+                if !m.index.contains_key(l) && !seen.contains(l) {
+                    return Err(Error::MissingLink {
+                        node: n.hash(),
+                        link: *l,
+                    });
+                }
+            }
+            seen.insert(n.hash());
+        }
+        let mut out = Vec::with_capacity(nodes.len());
+        for n in nodes {
+            if let Some(&s) = m.index.get(&n.hash()) {
+                out.push(Inserted::Existing(s));
+                continue;
+            }
+            m.feed.push((n.hash(), n.encode()));
+            let seq = m.feed.len() as u64;
+            m.index.insert(n.hash(), seq);
+            for l in n.links() {
+                m.heads.remove(l);
+            }
+            m.heads.insert(n.hash());
+            out.push(Inserted::New(seq));
+        }
+        Ok(out)
+    }
+    fn peer_cursor(&self, peer: PeerId) -> Result<u64> {
+        Ok(self.lock().cursors.get(&peer).copied().unwrap_or(0))
+    }
+    fn set_peer_cursor(&self, peer: PeerId, seq: u64) -> Result<()> {
+        self.lock().cursors.insert(peer, seq);
+        Ok(())
+    }
+}
