@@ -1,7 +1,9 @@
 //! `braid`: the braidlog command line. Thin over the library: each command is a few calls.
 
 mod dag;
+mod demo;
 mod kv;
+mod net;
 mod output;
 
 use std::path::PathBuf;
@@ -27,10 +29,16 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Three replicas write concurrently, sync over loopback TCP in a line, show a conflict,
+    /// resolve it and converge.
+    #[command(after_help = "Example:\n  braid demo")]
+    Demo,
     #[command(flatten)]
     Kv(kv::KvCommand),
     #[command(flatten)]
     Dag(dag::DagCommand),
+    #[command(flatten)]
+    Net(net::NetCommand),
 }
 
 fn main() -> ExitCode {
@@ -39,6 +47,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Kv(cmd) => cmd.run(&cli.dir, &out),
         Command::Dag(cmd) => cmd.run(&cli.dir, &out),
+        Command::Net(cmd) => cmd.run(&cli.dir, &out),
+        Command::Demo => demo::run(),
     };
     match result {
         Ok(code) => code,

@@ -1,0 +1,176 @@
+//! Network commands: serve and sync, with progress on a terminal.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use braidlog::sync::{self, Mode, Progress, SyncOptions, SyncReport};
+use clap::{ArgGroup, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::json;
+use tokio::sync::mpsc;
+
+use crate::dag::open_or_create;
+use crate::output::Out;
+
+#[derive(Subcommand)]
+pub enum NetCommand {
+    /// Serve this replica to peers over TCP until Ctrl-C. Prints the bound address first.
+    #[command(
+        after_help = "Examples:\n  braid serve --listen 127.0.0.1:7411\n  braid serve --listen 127.0.0.1:0 --live"
+    )]
+    Serve {
+        /// Address to listen on (port 0 picks a free port).
+        #[arg(long, default_value = "127.0.0.1:7411")]
+        listen: String,
+        /// Keep sessions open and stream new nodes both ways.
+        #[arg(long)]
+        live: bool,
+    },
+    /// Sync with the peer at ADDR (both ways unless --push or --pull).
+    #[command(group(ArgGroup::new("direction").args(["push", "pull"])))]
+    #[command(
+        after_help = "Examples:\n  braid sync 127.0.0.1:7411\n  braid sync --pull 10.0.0.2:7411\n  braid sync --live 127.0.0.1:7411"
+    )]
+    Sync {
+        /// The peer's address.
+        addr: String,
+        /// Only send what the peer lacks.
+        #[arg(long)]
+        push: bool,
+        /// Only receive what this replica lacks.
+        #[arg(long)]
+        pull: bool,
+        /// Stay connected and stream new nodes both ways until Ctrl-C.
+        #[arg(long)]
+        live: bool,
+    },
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting tokio")
+}
+
+/// A one-line summary of a sync, for people.
+pub fn summary(r: &SyncReport) -> String {
+    format!(
+        "sent {} node{}, received {} new ({} duplicates); {} bytes out, {} bytes in; {} round trip{}; {:.1} ms",
+        r.nodes_sent,
+        if r.nodes_sent == 1 { "" } else { "s" },
+        r.nodes_received,
+        r.duplicates,
+        r.bytes_sent,
+        r.bytes_received,
+        r.round_trips,
+        if r.round_trips == 1 { "" } else { "s" },
+        r.duration.as_secs_f64() * 1000.0
+    )
+}
+
+pub fn report_json(r: &SyncReport) -> serde_json::Value {
+    json!({
+        "peer": r.peer.map(|p| p.to_string()),
+        "nodes_sent": r.nodes_sent,
+        "nodes_received": r.nodes_received,
+        "duplicates": r.duplicates,
+        "bytes_sent": r.bytes_sent,
+        "bytes_received": r.bytes_received,
+        "round_trips": r.round_trips,
+        "duration_ms": r.duration.as_secs_f64() * 1000.0,
+    })
+}
+
+/// Draws progress events on stderr (indicatif hides the bar when stderr is not a terminal).
+fn progress_bar(mut events: mpsc::Receiver<Progress>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let bar = ProgressBar::new_spinner();
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} {msg} [{elapsed_precise}]")
+                .expect("a valid template"),
+        );
+        bar.enable_steady_tick(Duration::from_millis(120));
+        while let Some(p) = events.recv().await {
+            let total = p
+                .total_hint
+                .map(|t| format!(" of at most {t}"))
+                .unwrap_or_default();
+            bar.set_message(format!(
+                "{:?}: received {}{total}, sent {}, {} bytes",
+                p.phase, p.nodes_received, p.nodes_sent, p.bytes
+            ));
+        }
+        bar.finish_and_clear();
+    })
+}
+
+async fn ctrl_c() {
+    // If the signal handler cannot be installed, serve until killed.
+    if tokio::signal::ctrl_c().await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+impl NetCommand {
+    pub fn run(self, dir: &Path, out: &Out) -> Result<ExitCode> {
+        let log = open_or_create(dir)?;
+        let rt = runtime()?;
+        match self {
+            NetCommand::Serve { listen, live } => rt.block_on(async {
+                let listener = tokio::net::TcpListener::bind(&listen)
+                    .await
+                    .with_context(|| format!("listening on {listen}"))?;
+                let addr = listener.local_addr()?;
+                out.print(json!({"listening": addr.to_string(), "peer_id": log.peer_id().to_string()}), || {
+                    addr.to_string()
+                });
+                use std::io::Write;
+                std::io::stdout().flush()?;
+                let mut options = SyncOptions::new(Mode::Both);
+                options.live = live;
+                let report = sync::serve(listener, log, options, ctrl_c()).await?;
+                out.print(
+                    json!({"sessions": report.sessions, "failed": report.failed,
+                           "nodes_received": report.nodes_received, "nodes_sent": report.nodes_sent}),
+                    || {
+                        format!(
+                            "stopped: {} sessions ({} failed), received {} nodes, sent {}",
+                            report.sessions, report.failed, report.nodes_received, report.nodes_sent
+                        )
+                    },
+                );
+                Ok(ExitCode::SUCCESS)
+            }),
+            NetCommand::Sync { addr, push, pull, live } => rt.block_on(async {
+                let mode = match (push, pull) {
+                    (true, _) => Mode::Push,
+                    (_, true) => Mode::Pull,
+                    _ => Mode::Both,
+                };
+                let (tx, rx) = mpsc::channel(64);
+                let bar = progress_bar(rx);
+                let mut options = SyncOptions::new(mode);
+                options.live = live;
+                options.progress = Some(tx);
+                if live {
+                    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+                    tokio::spawn(async move {
+                        ctrl_c().await;
+                        let _ = stop_tx.send(true);
+                    });
+                    options.shutdown = Some(stop_rx);
+                }
+                let result = sync::connect(addr.as_str(), &log, options)
+                    .await
+                    .with_context(|| format!("syncing with {addr}"));
+                let _ = bar.await;
+                let report = result?;
+                out.print(report_json(&report), || summary(&report));
+                Ok(ExitCode::SUCCESS)
+            }),
+        }
+    }
+}
