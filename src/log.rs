@@ -359,7 +359,7 @@ impl Log {
         self.heads_in(&r.txn, usize::MAX)
     }
 
-    fn heads_in(&self, txn: &ReadTxn<'_>, limit: usize) -> Result<Vec<Hash>> {
+    pub(crate) fn heads_in(&self, txn: &ReadTxn<'_>, limit: usize) -> Result<Vec<Hash>> {
         let mut out = Vec::new();
         for item in self.store().heads.iter(txn)?.take(limit) {
             let (k, _) = item?;

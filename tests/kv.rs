@@ -925,3 +925,21 @@ mod props {
         );
     }
 }
+
+#[test]
+fn writes_to_many_keys_leave_one_head() {
+    let r = replica();
+    for i in 0..200u32 {
+        r.kv.put(format!("key-{i}"), i.to_be_bytes().to_vec())
+            .unwrap();
+    }
+    r.kv.del("key-7").unwrap();
+    assert_eq!(
+        r.log.heads().unwrap().len(),
+        1,
+        "log heads are linked, not superseded"
+    );
+    assert_eq!(r.kv.iter().count(), 199);
+    assert_eq!(r.kv.conflicts().count(), 0);
+    assert_verified(&r.log);
+}

@@ -51,6 +51,7 @@ pub use watch::{Event, Watcher};
 use crate::error::{Error, Result};
 use crate::hash::Hash;
 use crate::log::Log;
+use crate::node::MAX_LINKS;
 use crate::store::ReadTxn;
 use view::{heads_in, versions_in, KvView, Tables, VIEW_NAME};
 
@@ -190,6 +191,20 @@ impl Kv {
         &self.ns
     }
 
+    /// Adds the log's heads to a write's links, within [`MAX_LINKS`]. They are not versions of
+    /// the key, so they supersede nothing; they tie the write to everything this replica had
+    /// seen, which keeps the DAG's head count at the number of concurrent writers rather than
+    /// the number of keys (sync's first message lists the heads, so this keeps it small).
+    pub(crate) fn with_log_heads(
+        &self,
+        txn: &ReadTxn<'_>,
+        mut links: Vec<Hash>,
+    ) -> Result<Vec<Hash>> {
+        let room = MAX_LINKS.saturating_sub(links.len());
+        links.extend(self.log.heads_in(txn, room)?);
+        Ok(links)
+    }
+
     fn op(&self, key: &[u8], op: Op) -> Result<KvOp> {
         Ok(KvOp::new(&self.ns, key, op)?)
     }
@@ -237,7 +252,7 @@ impl Kv {
         let node = self.log.add_with(|txn| {
             let mut links = heads_in(&self.tables, txn, &id)?;
             links.extend_from_slice(&extra);
-            Ok(Some((links, payload.clone())))
+            Ok(Some((self.with_log_heads(txn, links)?, payload.clone())))
         })?;
         Ok(node.expect("the closure always builds a node").hash())
     }

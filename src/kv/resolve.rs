@@ -69,6 +69,8 @@ impl Kv {
                 op: merge(key, versions.as_slice()).into(),
                 ..op.clone()
             };
+            // Only the versions: two replicas resolving the same conflict the same way then
+            // write the same node (see `Kv::with_log_heads` for why other writes link more).
             Ok(Some((versions.hashes(), op.encode())))
         })?;
         Ok(node.map(|n| n.hash()))

@@ -142,7 +142,7 @@ pub fn run() -> Result<ExitCode> {
             digest.update(h.as_bytes());
         }
         println!(
-            "  {}: {} nodes, {} heads (digest {}), keys {:?}, verify {}",
+            "  {}: {} nodes, {} head(s) (digest {}), keys {:?}, verify {}",
             r.name,
             r.log.len()?,
             heads.len(),
@@ -178,7 +178,11 @@ pub fn run() -> Result<ExitCode> {
         history.join(", ")
     );
     println!("\nConverged: same heads, same keys, every store verified.");
-    println!("(Each key's writes link only to that key's versions, so the DAG has one head per");
-    println!(" independent line of writes; `braid graph` draws it.)");
+    println!(
+        "(A write links its key's versions, which it supersedes, and the replica's heads, which"
+    );
+    println!(
+        " it does not: after the resolution every replica has one head. `braid graph` draws it.)"
+    );
     Ok(ExitCode::SUCCESS)
 }
