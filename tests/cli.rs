@@ -128,8 +128,86 @@ fn verify_exits_non_zero_on_a_flipped_byte_in_the_file() {
 #[test]
 fn every_command_has_help_with_an_example() {
     let tmp = tempfile::tempdir().unwrap();
-    for cmd in ["init", "add", "heads", "log", "show", "graph", "verify"] {
+    for cmd in [
+        "init",
+        "add",
+        "heads",
+        "log",
+        "show",
+        "graph",
+        "verify",
+        "put",
+        "get",
+        "del",
+        "resolve",
+        "conflicts",
+        "ls",
+        "history",
+        "serve",
+        "sync",
+        "demo",
+    ] {
         let help = ok(tmp.path(), &[cmd, "--help"]);
         assert!(help.contains("Example"), "{cmd} --help has no example");
     }
+}
+
+#[test]
+fn key_value_commands() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("r");
+    ok(&dir, &["put", "user/ann", "admin"]);
+    ok(&dir, &["put", "user/bob", "guest"]);
+    ok(&dir, &["put", "zeta", "last"]);
+    ok(&dir, &["put", "user/bob", "owner"]);
+    assert_eq!(ok(&dir, &["get", "user/bob"]).trim(), "owner");
+
+    let got: serde_json::Value =
+        serde_json::from_str(&ok(&dir, &["--json", "get", "user/bob"])).unwrap();
+    assert_eq!(got["key"], "user/bob");
+    assert_eq!(got["versions"][0]["value"], "owner");
+    assert_eq!(got["versions"][0]["deleted"], false);
+    assert_eq!(got["versions"].as_array().unwrap().len(), 1);
+
+    assert_eq!(
+        ok(&dir, &["ls", "user/"]),
+        "user/ann\tadmin\nuser/bob\towner\n"
+    );
+    assert_eq!(
+        ok(&dir, &["ls", "--from", "user/b", "--to", "zz"]),
+        "user/bob\towner\nzeta\tlast\n"
+    );
+    assert_eq!(ok(&dir, &["conflicts"]), "");
+
+    ok(&dir, &["del", "user/ann"]);
+    let err = fails(&dir, &["get", "user/ann"]);
+    assert!(err.contains("no key"), "{err}");
+    let history = ok(&dir, &["history", "user/bob"]);
+    assert_eq!(history.lines().count(), 2);
+    assert!(history.lines().next().unwrap().contains("(current)"));
+
+    let err = fails(&dir, &["resolve", "user/bob", "x"]);
+    assert!(err.contains("no conflict"), "{err}");
+
+    ok(&dir, &["put", "--ns", "other", "user/bob", "elsewhere"]);
+    assert_eq!(
+        ok(&dir, &["get", "--ns", "other", "user/bob"]).trim(),
+        "elsewhere"
+    );
+    assert_eq!(ok(&dir, &["get", "user/bob"]).trim(), "owner");
+
+    let file = tmp.path().join("value.bin");
+    std::fs::write(&file, [0u8, 159, 146, 150]).unwrap();
+    ok(&dir, &["put", "--file", file.to_str().unwrap(), "blob"]);
+    assert_eq!(ok(&dir, &["get", "blob"]).trim(), "0x009f9296");
+    ok(&dir, &["verify"]);
+}
+
+#[test]
+fn demo_runs_and_converges() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = ok(tmp.path(), &["demo"]);
+    assert!(out.contains("CONFLICT on \"color\""), "{out}");
+    assert!(out.contains("Converged"), "{out}");
+    assert_eq!(out.matches("verify ok").count(), 3, "{out}");
 }

@@ -107,10 +107,32 @@ fn progress_bar(mut events: mpsc::Receiver<Progress>) -> tokio::task::JoinHandle
     })
 }
 
-async fn ctrl_c() {
-    // If the signal handler cannot be installed, serve until killed.
-    if tokio::signal::ctrl_c().await.is_err() {
-        std::future::pending::<()>().await;
+/// Resolves on Ctrl-C (SIGINT) or SIGTERM. The handlers are installed when this is called, not
+/// when first polled, so a signal that arrives right after the address is printed is not lost.
+fn ctrl_c() -> impl std::future::Future<Output = ()> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let int = signal(SignalKind::interrupt());
+        let term = signal(SignalKind::terminate());
+        async move {
+            match (int, term) {
+                (Ok(mut int), Ok(mut term)) => {
+                    tokio::select! {
+                        _ = int.recv() => {}
+                        _ = term.recv() => {}
+                    }
+                }
+                // Without handlers, run until killed.
+                _ => std::future::pending::<()>().await,
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
     }
 }
 
@@ -124,6 +146,7 @@ impl NetCommand {
                     .await
                     .with_context(|| format!("listening on {listen}"))?;
                 let addr = listener.local_addr()?;
+                let stop = ctrl_c();
                 out.print(json!({"listening": addr.to_string(), "peer_id": log.peer_id().to_string()}), || {
                     addr.to_string()
                 });
@@ -131,7 +154,7 @@ impl NetCommand {
                 std::io::stdout().flush()?;
                 let mut options = SyncOptions::new(Mode::Both);
                 options.live = live;
-                let report = sync::serve(listener, log, options, ctrl_c()).await?;
+                let report = sync::serve(listener, log, options, stop).await?;
                 out.print(
                     json!({"sessions": report.sessions, "failed": report.failed,
                            "nodes_received": report.nodes_received, "nodes_sent": report.nodes_sent}),
@@ -157,8 +180,9 @@ impl NetCommand {
                 options.progress = Some(tx);
                 if live {
                     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+                    let stop = ctrl_c();
                     tokio::spawn(async move {
-                        ctrl_c().await;
+                        stop.await;
                         let _ = stop_tx.send(true);
                     });
                     options.shutdown = Some(stop_rx);

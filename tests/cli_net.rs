@@ -1,0 +1,172 @@
+//! `braid serve` and `braid sync` as two real processes over loopback, and the network
+//! failures a user meets.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+
+fn braid(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_braid"))
+        .arg("--dir")
+        .arg(dir)
+        .args(args)
+        .output()
+        .expect("the braid binary runs")
+}
+
+fn ok(dir: &Path, args: &[&str]) -> String {
+    let out = braid(dir, args);
+    assert!(
+        out.status.success(),
+        "braid {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn json(dir: &Path, args: &[&str]) -> serde_json::Value {
+    let mut all = vec!["--json"];
+    all.extend_from_slice(args);
+    serde_json::from_str(&ok(dir, &all)).unwrap()
+}
+
+/// Starts `braid serve` on a free port; returns the child and the address it printed first.
+fn serve(dir: &Path) -> (Child, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_braid"))
+        .arg("--dir")
+        .arg(dir)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    (child, first.trim().to_string())
+}
+
+fn interrupt(child: &Child) {
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[test]
+fn two_processes_sync_see_a_conflict_and_its_resolution() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    ok(&a, &["put", "color", "red"]);
+    ok(&b, &["put", "color", "blue"]);
+    ok(&b, &["put", "size", "large"]);
+
+    let (server, addr) = serve(&a);
+    let report = json(&b, &["sync", &addr]);
+    assert_eq!(report["nodes_received"], 1);
+    assert_eq!(report["nodes_sent"], 2);
+    assert_eq!(report["round_trips"], 1);
+
+    for dir in [&a, &b] {
+        let got = json(dir, &["get", "color"]);
+        assert_eq!(got["conflict"], true, "{got}");
+        let mut values: Vec<String> = got["versions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v["value"].as_str().unwrap().to_string())
+            .collect();
+        values.sort();
+        assert_eq!(values, ["blue", "red"]);
+    }
+    let text = ok(&b, &["get", "color"]);
+    assert!(text.contains("CONFLICT"), "{text}");
+    assert_eq!(json(&b, &["conflicts"])["key"], "color");
+
+    ok(&b, &["resolve", "color", "purple"]);
+    let again = json(&b, &["sync", &addr]);
+    assert_eq!(again["nodes_sent"], 1);
+    assert_eq!(again["nodes_received"], 0);
+
+    interrupt(&server);
+    let out = server.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "serve stops cleanly on Ctrl-C: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("stopped: 2 sessions"));
+
+    for dir in [&a, &b] {
+        assert_eq!(ok(dir, &["get", "color"]).trim(), "purple");
+        assert_eq!(ok(dir, &["get", "size"]).trim(), "large");
+        ok(dir, &["verify"]);
+    }
+    assert_eq!(ok(&a, &["heads"]), ok(&b, &["heads"]));
+}
+
+#[test]
+fn push_and_pull_move_one_way() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    ok(&a, &["put", "from-a", "1"]);
+    ok(&b, &["put", "from-b", "2"]);
+    let (server, addr) = serve(&a);
+    let pushed = json(&b, &["sync", "--push", &addr]);
+    assert_eq!(
+        (
+            pushed["nodes_sent"].as_u64(),
+            pushed["nodes_received"].as_u64()
+        ),
+        (Some(1), Some(0))
+    );
+    assert!(
+        braid(&b, &["get", "from-a"]).status.code() != Some(0),
+        "push did not pull"
+    );
+    let pulled = json(&b, &["sync", "--pull", &addr]);
+    assert_eq!(pulled["nodes_received"], 1);
+    interrupt(&server);
+    server.wait_with_output().unwrap();
+    assert_eq!(ok(&b, &["get", "from-a"]).trim(), "1");
+}
+
+#[test]
+fn an_unreachable_peer_is_one_clear_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    ok(tmp.path(), &["put", "k", "v"]);
+    let out = braid(tmp.path(), &["sync", &format!("127.0.0.1:{port}")]);
+    assert!(!out.status.success());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("syncing with"), "{err}");
+    assert_eq!(ok(tmp.path(), &["get", "k"]).trim(), "v");
+}
+
+#[test]
+fn a_peer_speaking_another_protocol_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    ok(tmp.path(), &["put", "k", "v"]);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let fake = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        let _ = s.write_all(b"SSH-2.0-OpenSSH_9.6\r\n");
+        let mut sink = [0u8; 1024];
+        let _ = std::io::Read::read(&mut s, &mut sink);
+    });
+    let out = braid(tmp.path(), &["sync", &addr]);
+    fake.join().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("not a braidlog peer"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    ok(tmp.path(), &["verify"]);
+    assert_eq!(ok(tmp.path(), &["get", "k"]).trim(), "v");
+}
