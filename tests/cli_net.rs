@@ -170,3 +170,55 @@ fn a_peer_speaking_another_protocol_is_refused() {
     ok(tmp.path(), &["verify"]);
     assert_eq!(ok(tmp.path(), &["get", "k"]).trim(), "v");
 }
+
+/// A live server notices a write made by another process on its store (it cannot hear that
+/// commit, so it checks the feed's end while live) and forwards it to a live client.
+#[test]
+fn live_sessions_forward_writes_from_other_processes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    ok(&a, &["init"]);
+    let mut server = Command::new(env!("CARGO_BIN_EXE_braid"))
+        .arg("--dir")
+        .arg(&a)
+        .args(["serve", "--live", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut addr = String::new();
+    BufReader::new(server.stdout.as_mut().unwrap())
+        .read_line(&mut addr)
+        .unwrap();
+    let mut client = Command::new(env!("CARGO_BIN_EXE_braid"))
+        .arg("--dir")
+        .arg(&b)
+        .args(["--json", "sync", "--live", addr.trim()])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut live = String::new();
+    BufReader::new(client.stdout.as_mut().unwrap())
+        .read_line(&mut live)
+        .unwrap();
+    assert!(live.contains("\"event\":\"live\""), "{live}");
+    // Written by a third process while both sessions are live.
+    ok(&a, &["put", "late", "arrival"]);
+    // Wait for the replicated state itself (bounded), not for a guessed delay.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        if b.join("data.mdb").exists() && braid(&b, &["get", "late"]).status.success() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the write never reached the live client"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(ok(&b, &["get", "late"]).trim(), "arrival");
+    interrupt(&client);
+    let out = client.wait_with_output().unwrap();
+    assert!(out.status.success(), "a live sync ends cleanly on Ctrl-C");
+    interrupt(&server);
+    assert!(server.wait().unwrap().success());
+}

@@ -21,6 +21,8 @@ const OUT_CHUNK: usize = 256 * 1024;
 const READ_CHUNK: usize = 64 * 1024;
 /// Progress is reported at most once per this many nodes (and on every phase change).
 const PROGRESS_EVERY: u64 = 1000;
+/// How often a live session checks the store for commits made by another process.
+const LIVE_POLL: Duration = Duration::from_secs(1);
 
 /// How to run a sync.
 #[derive(Debug, Clone, Default)]
@@ -125,7 +127,7 @@ where
         bytes_out: 0,
         last_progress: (Phase::Handshake, 0),
     };
-    let result = driver.run(stream, &options, sub).await;
+    let result = driver.run(stream, &options, sub, log).await;
     if result.is_err() {
         driver
             .blocking(|s| {
@@ -205,6 +207,7 @@ impl Driver {
         stream: T,
         options: &SyncOptions,
         mut sub: crate::changes::Subscription,
+        log: &Log,
     ) -> Result<(), SyncError>
     where
         T: AsyncRead + AsyncWrite + Unpin + Send,
@@ -217,6 +220,10 @@ impl Driver {
         let mut eof = false;
         let mut shutdown = options.shutdown.clone();
         let mut write_failed: Option<std::io::Error> = None;
+        // Commits by other processes on the same store do not reach `sub`: look at the feed's
+        // end now and then while live.
+        let mut poll = tokio::time::interval(LIVE_POLL);
+        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut deadline = options
             .idle_timeout
             .map(|d| tokio::time::Instant::now() + d);
@@ -295,6 +302,11 @@ impl Driver {
                 }
                 seq = sub.changed(), if live => {
                     if let Some(seq) = seq {
+                        self.session.as_mut().expect("present").local_changed(seq);
+                    }
+                }
+                _ = poll.tick(), if live => {
+                    if let Ok(seq) = log.last_seq() {
                         self.session.as_mut().expect("present").local_changed(seq);
                     }
                 }

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use braidlog::sync::{self, Mode, Progress, SyncOptions, SyncReport};
+use braidlog::sync::{self, Mode, Phase, Progress, SyncOptions, SyncReport};
 use clap::{ArgGroup, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
@@ -85,8 +85,10 @@ pub fn report_json(r: &SyncReport) -> serde_json::Value {
 }
 
 /// Draws progress events on stderr (indicatif hides the bar when stderr is not a terminal).
-fn progress_bar(mut events: mpsc::Receiver<Progress>) -> tokio::task::JoinHandle<()> {
+/// In a live session, prints one line on stdout when catch-up is over, so scripts know.
+fn progress_bar(mut events: mpsc::Receiver<Progress>, json: bool) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
+        let mut announced = false;
         let bar = ProgressBar::new_spinner();
         bar.set_style(
             ProgressStyle::with_template("{spinner} {msg} [{elapsed_precise}]")
@@ -94,6 +96,22 @@ fn progress_bar(mut events: mpsc::Receiver<Progress>) -> tokio::task::JoinHandle
         );
         bar.enable_steady_tick(Duration::from_millis(120));
         while let Some(p) = events.recv().await {
+            if p.phase == Phase::Live && !announced {
+                announced = true;
+                let line = if json {
+                    json!({"event": "live", "nodes_received": p.nodes_received, "nodes_sent": p.nodes_sent}).to_string()
+                } else {
+                    format!(
+                        "caught up ({} received, {} sent); live until Ctrl-C",
+                        p.nodes_received, p.nodes_sent
+                    )
+                };
+                bar.suspend(|| {
+                    use std::io::Write;
+                    println!("{line}");
+                    let _ = std::io::stdout().flush();
+                });
+            }
             let total = p
                 .total_hint
                 .map(|t| format!(" of at most {t}"))
@@ -174,7 +192,7 @@ impl NetCommand {
                     _ => Mode::Both,
                 };
                 let (tx, rx) = mpsc::channel(64);
-                let bar = progress_bar(rx);
+                let bar = progress_bar(rx, out.is_json());
                 let mut options = SyncOptions::new(mode);
                 options.live = live;
                 options.progress = Some(tx);
