@@ -221,9 +221,9 @@ impl Driver {
         let mut shutdown = options.shutdown.clone();
         let mut write_failed: Option<std::io::Error> = None;
         // Commits by other processes on the same store do not reach `sub`: look at the feed's
-        // end now and then while live.
-        let mut poll = tokio::time::interval(LIVE_POLL);
-        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // end now and then while live. Made on entering the live phase, so only live sessions
+        // need a runtime with timers.
+        let mut poll: Option<tokio::time::Interval> = None;
         let mut deadline = options
             .idle_timeout
             .map(|d| tokio::time::Instant::now() + d);
@@ -253,6 +253,11 @@ impl Driver {
             }
             let live = self.s().phase() == Phase::Live;
             let live_session = self.s().is_live();
+            if live && poll.is_none() {
+                let mut p = tokio::time::interval(LIVE_POLL);
+                p.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                poll = Some(p);
+            }
             tokio::select! {
                 r = rd.read(&mut tmp), if !eof => {
                     let n = r?;
@@ -305,7 +310,7 @@ impl Driver {
                         self.session.as_mut().expect("present").local_changed(seq);
                     }
                 }
-                _ = poll.tick(), if live => {
+                _ = tick(&mut poll), if live => {
                     if let Ok(seq) = log.last_seq() {
                         self.session.as_mut().expect("present").local_changed(seq);
                     }
@@ -332,6 +337,15 @@ impl Driver {
         let _ = wr.shutdown().await;
         self.progress(options);
         Ok(())
+    }
+}
+
+async fn tick(poll: &mut Option<tokio::time::Interval>) {
+    match poll {
+        Some(p) => {
+            p.tick().await;
+        }
+        None => std::future::pending().await,
     }
 }
 
