@@ -30,7 +30,9 @@ pub struct SyncOptions {
     /// Direction (default both ways).
     pub mode: Mode,
     /// Keep the session open after catching up, forwarding new nodes both ways (from local
-    /// writes and from any other peer) until either side closes.
+    /// writes and from any other peer) until either side closes. A live session checks the
+    /// store's feed every second for commits made by other processes, so it needs a runtime
+    /// with timers (`enable_time` or `enable_all`).
     pub live: bool,
     /// Receives [`Progress`] events; never blocks the sync (events are dropped when full).
     pub progress: Option<mpsc::Sender<Progress>>,
