@@ -45,6 +45,8 @@
 
 pub mod changes;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod hash;
 pub mod log;
 pub mod node;
