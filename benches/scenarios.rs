@@ -143,30 +143,30 @@ fn node_new(_: &Path, n: usize, size: usize) -> (usize, Duration) {
 
 type Raw = Database<'static, Bytes, Bytes>;
 
-fn raw_env(dir: &Path, n: usize, size: usize, names: &[&str]) -> (braidlog::heed::Env, Vec<Raw>) {
+/// A fresh environment with two tables, mapped large enough that it never grows.
+fn raw_env(dir: &Path, n: usize, size: usize) -> (braidlog::heed::Env, Raw, Raw) {
     let mut opts = EnvOpenOptions::new();
-    opts.map_size((n * (size + 200) * 3).max(64 << 20))
+    opts.map_size(((n * (size + 200) * 3).max(64 << 20)).next_multiple_of(1 << 20))
         .max_dbs(8);
     // SAFETY: a fresh directory that nothing else opens.
     let env = unsafe { opts.open(dir) }.unwrap();
     let wtxn = env.write_txn().unwrap();
-    let dbs = env
+    let (a, b) = env
         .create_databases_and_commit(wtxn, |dbo, wtxn| -> braidlog::heed::Result<_> {
-            let mut out = Vec::new();
-            for name in names {
-                out.push(dbo.create_database::<Bytes, Bytes>(wtxn, Some(name))?);
-            }
-            Ok(CommitOrAbort::<_, ()>::Commit(out))
+            Ok(CommitOrAbort::<_, ()>::Commit((
+                dbo.create_database::<Bytes, Bytes>(wtxn, Some("a"))?,
+                dbo.create_database::<Bytes, Bytes>(wtxn, Some("b"))?,
+            )))
         })
         .unwrap()
         .unwrap_commit();
-    (env, dbs)
+    (env, a, b)
 }
 
 /// The same bytes braidlog stores, written with heed directly: seq -> hash ++ encoding
 /// (MDB_APPEND) and hash -> seq. Encoding and hashing happen outside the timed part.
 fn lmdb_append(dir: &Path, n: usize, size: usize) -> (usize, Duration) {
-    let (env, dbs) = raw_env(dir, n, size, &["feed", "index"]);
+    let (env, feed, index) = raw_env(dir, n, size);
     let mut seq = 0u64;
     let mut timed = Duration::ZERO;
     chain(n, size, |batch| {
@@ -183,10 +183,10 @@ fn lmdb_append(dir: &Path, n: usize, size: usize) -> (usize, Duration) {
         for (hash, value) in &values {
             seq += 1;
             let key = seq.to_be_bytes();
-            dbs[0]
+            feed
                 .put_with_flags(&mut txn, PutFlags::APPEND, &key, value)
                 .unwrap();
-            dbs[1].put(&mut txn, hash.as_bytes(), &key).unwrap();
+            index.put(&mut txn, hash.as_bytes(), &key).unwrap();
         }
         txn.commit().unwrap();
         timed += start.elapsed();
@@ -196,14 +196,14 @@ fn lmdb_append(dir: &Path, n: usize, size: usize) -> (usize, Duration) {
 
 /// One table, random 32-byte keys (the hashes), values the encodings.
 fn lmdb_random(dir: &Path, n: usize, size: usize) -> (usize, Duration) {
-    let (env, dbs) = raw_env(dir, n, size, &["nodes"]);
+    let (env, nodes, _) = raw_env(dir, n, size);
     let mut timed = Duration::ZERO;
     chain(n, size, |batch| {
         let values: Vec<(Hash, Vec<u8>)> = batch.iter().map(|n| (n.hash(), n.encode())).collect();
         let start = Instant::now();
         let mut txn = env.write_txn().unwrap();
         for (hash, value) in &values {
-            dbs[0].put(&mut txn, hash.as_bytes(), value).unwrap();
+            nodes.put(&mut txn, hash.as_bytes(), value).unwrap();
         }
         txn.commit().unwrap();
         timed += start.elapsed();
