@@ -183,8 +183,7 @@ fn lmdb_append(dir: &Path, n: usize, size: usize) -> (usize, Duration) {
         for (hash, value) in &values {
             seq += 1;
             let key = seq.to_be_bytes();
-            feed
-                .put_with_flags(&mut txn, PutFlags::APPEND, &key, value)
+            feed.put_with_flags(&mut txn, PutFlags::APPEND, &key, value)
                 .unwrap();
             index.put(&mut txn, hash.as_bytes(), &key).unwrap();
         }

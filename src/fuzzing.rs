@@ -151,7 +151,11 @@ pub fn check_log_ops(dir: &Path, data: &[u8]) {
     let mut input = Input::new(data);
     // A tiny first map (64 KiB) makes the map-full-then-grow path common.
     let options = LogOptions {
-        map_size: if input.byte() & 1 == 0 { 64 << 10 } else { 1 << 20 },
+        map_size: if input.byte() & 1 == 0 {
+            64 << 10
+        } else {
+            1 << 20
+        },
         durability: Durability::NoSync,
     };
     let mut log = Log::open_with(dir, options.clone()).expect("open");
@@ -206,7 +210,9 @@ pub fn check_log_ops(dir: &Path, data: &[u8]) {
                             let h = model.order[input.u16() as usize % model.order.len()];
                             model.nodes[&h].clone()
                         }
-                        1 if !batch.is_empty() => batch[input.byte() as usize % batch.len()].clone(),
+                        1 if !batch.is_empty() => {
+                            batch[input.byte() as usize % batch.len()].clone()
+                        }
                         // A node linking to one earlier in the batch.
                         2 if !batch.is_empty() => {
                             let prev = batch[input.byte() as usize % batch.len()].hash();
@@ -233,7 +239,10 @@ pub fn check_log_ops(dir: &Path, data: &[u8]) {
                 }
             }
             4 => {
-                if let Some(h) = model.order.get(input.u16() as usize % (model.order.len() + 1)) {
+                if let Some(h) = model
+                    .order
+                    .get(input.u16() as usize % (model.order.len() + 1))
+                {
                     assert_eq!(log.get(h).unwrap().as_ref(), Some(&model.nodes[h]));
                 } else {
                     let absent = Hash([input.byte(); HASH_LEN]);

@@ -519,17 +519,19 @@ fn store_node(
     *seq += 1;
     let mut value = Vec::with_capacity(HASH_LEN + node.encoded_len());
     value.extend_from_slice(hash.as_bytes());
-    value.extend_from_slice(&node.encode());
+    node.encode_into(&mut value);
     store
         .feed
         .put_with_flags(txn, PutFlags::APPEND, &seq_key(*seq), &value)?;
     store.index.put(txn, hash.as_bytes(), &seq_key(*seq))?;
+    // Nothing stored can link to a node that was not stored (links are checked above), so a
+    // new node is always a head. It is put before its links are removed so the table never
+    // empties: an emptied LMDB tree frees its root page and the next put allocates a new one,
+    // which made every node of a chain dirty (and later write) a fresh page.
+    store.heads.put(txn, hash.as_bytes(), &[])?;
     for link in node.links() {
         store.heads.delete(txn, link.as_bytes())?;
     }
-    // Nothing stored can link to a node that was not stored (links are checked above), so a
-    // new node is always a head.
-    store.heads.put(txn, hash.as_bytes(), &[])?;
     let change = Change { seq: *seq, node };
     for v in views {
         v.apply(txn, change)?;

@@ -14,7 +14,9 @@
 //! bytes and unknown versions are rejected, so one node has one encoding and one id. A later
 //! format (author key, signature) will take a new version byte; version 1 stays readable.
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
+#[cfg(test)]
+use serde::Serialize;
 
 use crate::hash::{Hash, HASH_LEN};
 
@@ -113,6 +115,8 @@ pub struct Node {
     payload: Vec<u8>,
 }
 
+/// The postcard layout [`encode_parts`] writes by hand (tests check they agree).
+#[cfg(test)]
 #[derive(Serialize)]
 struct WireOut<'a> {
     version: u8,
@@ -157,7 +161,7 @@ impl Node {
         links.sort_unstable();
         links.dedup();
         check_limits(links.len(), payload.len())?;
-        let hash = Hash::of(&encode_parts(&links, &payload));
+        let hash = hash_parts(&links, &payload);
         Ok(Node {
             hash,
             links,
@@ -193,6 +197,11 @@ impl Node {
     /// The canonical encoding.
     pub fn encode(&self) -> Vec<u8> {
         encode_parts(&self.links, &self.payload)
+    }
+
+    /// Appends the canonical encoding to `out` (no intermediate buffer).
+    pub(crate) fn encode_into(&self, out: &mut Vec<u8>) {
+        write_parts(&self.links, &self.payload, out)
     }
 
     /// Decodes canonical bytes and computes the id. Rejects anything non-canonical.
@@ -246,14 +255,54 @@ fn encoded_len(links: usize, payload: usize) -> usize {
 }
 
 fn encode_parts(links: &[Hash], payload: &[u8]) -> Vec<u8> {
-    let wire = WireOut {
-        version: NODE_FORMAT_VERSION,
-        links,
-        payload,
-    };
     let mut out = Vec::with_capacity(encoded_len(links.len(), payload.len()));
-    out = postcard::to_extend(&wire, out).expect("encoding into a Vec cannot fail");
+    write_parts(links, payload, &mut out);
     out
+}
+
+/// A postcard varint (LEB128) of `n` into a stack buffer; returns it and its length.
+fn varint(mut n: usize) -> ([u8; 10], usize) {
+    let mut buf = [0u8; 10];
+    let mut i = 0;
+    while n >= 0x80 {
+        buf[i] = (n as u8) | 0x80;
+        n >>= 7;
+        i += 1;
+    }
+    buf[i] = n as u8;
+    (buf, i + 1)
+}
+
+/// Writes the postcard encoding of the version-1 wire struct by hand: serde would visit every
+/// byte of every link separately.
+fn write_parts(links: &[Hash], payload: &[u8], out: &mut Vec<u8>) {
+    out.reserve(encoded_len(links.len(), payload.len()));
+    out.push(NODE_FORMAT_VERSION);
+    let (n, len) = varint(links.len());
+    out.extend_from_slice(&n[..len]);
+    for l in links {
+        out.extend_from_slice(l.as_bytes());
+    }
+    let (n, len) = varint(payload.len());
+    out.extend_from_slice(&n[..len]);
+    out.extend_from_slice(payload);
+}
+
+/// `Hash::of(&encode_parts(links, payload))` without building the encoding.
+fn hash_parts(links: &[Hash], payload: &[u8]) -> Hash {
+    let mut h = blake3::Hasher::new();
+    let mut head = [0u8; 11];
+    head[0] = NODE_FORMAT_VERSION;
+    let (n, len) = varint(links.len());
+    head[1..1 + len].copy_from_slice(&n[..len]);
+    h.update(&head[..1 + len]);
+    for l in links {
+        h.update(l.as_bytes());
+    }
+    let (n, len) = varint(payload.len());
+    h.update(&n[..len]);
+    h.update(payload);
+    Hash(*h.finalize().as_bytes())
 }
 
 fn decode_parts(bytes: &[u8]) -> Result<(Vec<Hash>, Vec<u8>), NodeError> {
@@ -380,6 +429,25 @@ mod tests {
     }
 
     #[test]
+    fn hand_encoding_matches_postcard_for_multibyte_lengths() {
+        for (nlinks, plen) in [(0, 128), (200, 300), (1024, 70_000), (3, MAX_PAYLOAD_BYTES)] {
+            let links: Vec<Hash> = (0..nlinks)
+                .map(|i: u32| Hash::of(&i.to_le_bytes()))
+                .collect();
+            let n = Node::new(links, vec![9; plen]).unwrap();
+            let wire = WireOut {
+                version: NODE_FORMAT_VERSION,
+                links: n.links(),
+                payload: n.payload(),
+            };
+            let bytes = n.encode();
+            assert_eq!(bytes, postcard::to_stdvec(&wire).unwrap());
+            assert_eq!(n.hash(), Hash::of(&bytes));
+            assert_eq!(Node::decode(&bytes).unwrap(), n);
+        }
+    }
+
+    #[test]
     fn decode_expecting_checks_hash() {
         let n = Node::new([], b"a".to_vec()).unwrap();
         let err = Node::decode_expecting(&n.encode(), h(9)).unwrap_err();
@@ -413,7 +481,17 @@ mod tests {
         }
 
         fn prop_varint_len(n: usize) -> bool {
-            varint_len(n) == postcard::to_stdvec(&n).unwrap().len()
+            let (buf, len) = varint(n);
+            varint_len(n) == len && postcard::to_stdvec(&n).unwrap() == buf[..len]
+        }
+
+        fn prop_hand_encoding_is_postcard(links: Vec<u8>, payload: Vec<u8>) -> bool {
+            let mut links: Vec<Hash> = links.into_iter().map(h).collect();
+            links.sort_unstable();
+            links.dedup();
+            let wire = WireOut { version: NODE_FORMAT_VERSION, links: &links, payload: &payload };
+            let bytes = encode_parts(&links, &payload);
+            bytes == postcard::to_stdvec(&wire).unwrap() && hash_parts(&links, &payload) == Hash::of(&bytes)
         }
     }
 }
