@@ -17,7 +17,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use braidlog::heed::types::Bytes;
-use braidlog::heed::{CommitOrAbort, Database, EnvOpenOptions, PutFlags};
+use braidlog::heed::{CommitOrAbort, Database, EnvFlags, EnvOpenOptions, PutFlags};
 use braidlog::{Durability, Hash, Log, LogOptions, Node};
 
 /// Nodes per write transaction in batched scenarios.
@@ -57,6 +57,18 @@ const SCENARIOS: &[Scenario] = &[
         what: "raw LMDB: random-key puts, 10k/txn, durable",
         cap: None,
         run: lmdb_random,
+    },
+    Scenario {
+        name: "lmdb-single-nosync",
+        what: "raw LMDB: the same two puts, one NoSync txn per node (limit for single adds)",
+        cap: None,
+        run: lmdb_single_nosync,
+    },
+    Scenario {
+        name: "lmdb-single-sync",
+        what: "raw LMDB: the same two puts, one durable txn per node",
+        cap: Some(10_000),
+        run: lmdb_single_sync,
     },
     Scenario {
         name: "braid-batch",
@@ -145,7 +157,20 @@ type Raw = Database<'static, Bytes, Bytes>;
 
 /// A fresh environment with two tables, mapped large enough that it never grows.
 fn raw_env(dir: &Path, n: usize, size: usize) -> (braidlog::heed::Env, Raw, Raw) {
+    raw_env_with(dir, n, size, false)
+}
+
+fn raw_env_with(
+    dir: &Path,
+    n: usize,
+    size: usize,
+    no_sync: bool,
+) -> (braidlog::heed::Env, Raw, Raw) {
     let mut opts = EnvOpenOptions::new();
+    if no_sync {
+        // SAFETY: only durability is weakened, for a throwaway benchmark store.
+        unsafe { opts.flags(EnvFlags::NO_SYNC) };
+    }
     opts.map_size(((n * (size + 200) * 3).max(64 << 20)).next_multiple_of(1 << 20))
         .max_dbs(8);
     // SAFETY: a fresh directory that nothing else opens.
@@ -191,6 +216,43 @@ fn lmdb_append(dir: &Path, n: usize, size: usize) -> (usize, Duration) {
         timed += start.elapsed();
     });
     (n, timed)
+}
+
+/// The per-transaction limit for single adds: the same two puts, one transaction per node.
+fn lmdb_single(dir: &Path, n: usize, size: usize, no_sync: bool) -> (usize, Duration) {
+    let (env, feed, index) = raw_env_with(dir, n, size, no_sync);
+    let mut seq = 0u64;
+    let mut timed = Duration::ZERO;
+    chain(n, size, |batch| {
+        let values: Vec<(Hash, Vec<u8>)> = batch
+            .iter()
+            .map(|node| {
+                let mut v = node.hash().0.to_vec();
+                v.extend_from_slice(&node.encode());
+                (node.hash(), v)
+            })
+            .collect();
+        let start = Instant::now();
+        for (hash, value) in &values {
+            seq += 1;
+            let key = seq.to_be_bytes();
+            let mut txn = env.write_txn().unwrap();
+            feed.put_with_flags(&mut txn, PutFlags::APPEND, &key, value)
+                .unwrap();
+            index.put(&mut txn, hash.as_bytes(), &key).unwrap();
+            txn.commit().unwrap();
+        }
+        timed += start.elapsed();
+    });
+    (n, timed)
+}
+
+fn lmdb_single_nosync(dir: &Path, n: usize, size: usize) -> (usize, Duration) {
+    lmdb_single(dir, n, size, true)
+}
+
+fn lmdb_single_sync(dir: &Path, n: usize, size: usize) -> (usize, Duration) {
+    lmdb_single(dir, n, size, false)
 }
 
 /// One table, random 32-byte keys (the hashes), values the encodings.
@@ -461,7 +523,7 @@ fn main() {
     for &size in &PAYLOADS {
         for &n in &sizes {
             for s in SCENARIOS {
-                let cap = if s.name == "braid-append-sync" {
+                let cap = if s.name.ends_with("-single-sync") || s.name == "braid-append-sync" {
                     Some(sync_cap)
                 } else {
                     s.cap
@@ -501,7 +563,8 @@ fn main() {
                 ("braid-batch", "lmdb-random"),
                 ("braid-batch", "blake3"),
                 ("braid-clone", "lmdb-append"),
-                ("braid-append-nosync", "lmdb-append"),
+                ("braid-append-nosync", "lmdb-single-nosync"),
+                ("braid-append-sync", "lmdb-single-sync"),
             ];
             for (a, b) in pairs {
                 if let (Some(x), Some(y)) = (rate(a, n, size), rate(b, n, size)) {

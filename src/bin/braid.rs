@@ -1,1 +1,3 @@
+//! The `braid` command-line tool (a placeholder until the CLI lands).
+
 fn main() {}
