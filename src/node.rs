@@ -14,9 +14,8 @@
 //! bytes and unknown versions are rejected, so one node has one encoding and one id. A later
 //! format (author key, signature) will take a new version byte; version 1 stays readable.
 
-use serde::Deserialize;
 #[cfg(test)]
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::hash::{Hash, HASH_LEN};
 
@@ -125,6 +124,8 @@ struct WireOut<'a> {
     payload: &'a [u8],
 }
 
+/// The postcard layout [`decode_parts`] reads by hand (tests check they agree).
+#[cfg(test)]
 #[derive(Deserialize)]
 struct WireIn<'a> {
     version: u8,
@@ -310,7 +311,82 @@ fn hash_parts(links: &[Hash], payload: &[u8]) -> Hash {
     Hash(*h.finalize().as_bytes())
 }
 
+/// Reads a postcard varint (LEB128, at most 10 bytes for a `usize`) from the front of `rest`.
+/// Overlong forms are accepted here and rejected by the canonical-length check.
+fn take_varint(rest: &mut &[u8]) -> Result<usize, NodeError> {
+    let mut out: u64 = 0;
+    for i in 0..10 {
+        let Some((&b, tail)) = rest.split_first() else {
+            return Err(NodeError::Malformed("unexpected end of input".into()));
+        };
+        *rest = tail;
+        if i == 9 && b > 1 {
+            break;
+        }
+        out |= u64::from(b & 0x7f) << (7 * i);
+        if b & 0x80 == 0 {
+            return usize::try_from(out)
+                .map_err(|_| NodeError::Malformed("length does not fit in usize".into()));
+        }
+    }
+    Err(NodeError::Malformed("bad varint".into()))
+}
+
+/// Decodes by hand what serde would decode byte by byte; accepts exactly the canonical
+/// encodings (tests compare it with the postcard decoder).
 fn decode_parts(bytes: &[u8]) -> Result<(Vec<Hash>, Vec<u8>), NodeError> {
+    if bytes.len() > MAX_NODE_BYTES {
+        return Err(NodeError::TooLarge {
+            got: bytes.len(),
+            max: MAX_NODE_BYTES,
+        });
+    }
+    let mut rest = match bytes.split_first() {
+        None => return Err(NodeError::Malformed("empty input".into())),
+        Some((&v, _)) if v != NODE_FORMAT_VERSION => {
+            return Err(NodeError::UnknownVersion {
+                got: v,
+                expected: NODE_FORMAT_VERSION,
+            })
+        }
+        Some((_, rest)) => rest,
+    };
+    let nlinks = take_varint(&mut rest)?;
+    check_limits(nlinks, 0)?;
+    let Some((raw_links, tail)) = rest.split_at_checked(nlinks * HASH_LEN) else {
+        return Err(NodeError::Malformed(
+            "unexpected end of input in links".into(),
+        ));
+    };
+    rest = tail;
+    let plen = take_varint(&mut rest)?;
+    check_limits(nlinks, plen)?;
+    let Some((payload, tail)) = rest.split_at_checked(plen) else {
+        return Err(NodeError::Malformed(
+            "unexpected end of input in payload".into(),
+        ));
+    };
+    if !tail.is_empty() {
+        return Err(NodeError::TrailingBytes { extra: tail.len() });
+    }
+    let links: Vec<Hash> = raw_links
+        .chunks_exact(HASH_LEN)
+        .map(|c| Hash(c.try_into().expect("chunks of HASH_LEN")))
+        .collect();
+    if let Some(i) = links.windows(2).position(|w| w[0] >= w[1]) {
+        return Err(NodeError::UnsortedLinks { index: i + 1 });
+    }
+    // Same decoded content and the canonical length means canonical varints: an overlong
+    // varint is the only other way to spell these values, and it is longer.
+    if bytes.len() != encoded_len(nlinks, plen) {
+        return Err(NodeError::NonCanonical);
+    }
+    Ok((links, payload.to_vec()))
+}
+
+/// The postcard (serde) decoder the hand-written one replaced: the reference in tests.
+#[cfg(test)]
+fn decode_parts_postcard(bytes: &[u8]) -> Result<(Vec<Hash>, Vec<u8>), NodeError> {
     if bytes.len() > MAX_NODE_BYTES {
         return Err(NodeError::TooLarge {
             got: bytes.len(),
@@ -488,6 +564,21 @@ mod tests {
         fn prop_varint_len(n: usize) -> bool {
             let (buf, len) = varint(n);
             varint_len(n) == len && postcard::to_stdvec(&n).unwrap() == buf[..len]
+        }
+
+        fn prop_hand_decoder_agrees_with_postcard(bytes: Vec<u8>, links: u8, cut: usize) -> bool {
+            // Arbitrary bytes, and near-valid ones: a real encoding cut short or extended.
+            let mut near = encode_parts(&(0..links % 4).map(h).collect::<Vec<_>>(), &bytes);
+            near.truncate(cut % (near.len() + 1));
+            let mut with_version = bytes.clone();
+            with_version.insert(0, 1);
+            [bytes, with_version, near].iter().all(|b| {
+                match (decode_parts(b), decode_parts_postcard(b)) {
+                    (Ok(x), Ok(y)) => x == y,
+                    (Err(_), Err(_)) => true,
+                    _ => false,
+                }
+            })
         }
 
         fn prop_hand_encoding_is_postcard(links: Vec<u8>, payload: Vec<u8>) -> bool {
