@@ -145,8 +145,8 @@ fn node_bytes(model: &Model, input: &mut Input<'_>) -> Vec<u8> {
 }
 
 /// `log_ops`: runs the operations encoded in `data` on a fresh log in `dir` (which must be
-/// empty) and on an in-memory [`Model`]; after every operation the outcomes must agree, and at
-/// the end the logs's node set, heads, feed order and `verify` must match the model.
+/// empty) and on an in-memory model; after every operation the outcomes must agree, and at
+/// the end the log's node set, heads, feed order and `verify` must match the model.
 pub fn check_log_ops(dir: &Path, data: &[u8]) {
     let mut input = Input::new(data);
     // A tiny first map (64 KiB) makes the map-full-then-grow path common.
