@@ -48,6 +48,8 @@
 
 pub mod changes;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod hash;
 pub mod kv;
 pub mod log;

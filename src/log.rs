@@ -582,11 +582,26 @@ fn store_node(
     node: &Node,
 ) -> Result<Inserted> {
     let hash = node.hash();
-    if let Some(existing) = seq_in(store, txn, &hash)? {
-        return Ok(Inserted::Existing(existing));
+    // One B-tree descent both tests presence and claims the next seq in the index. Every error
+    // below aborts the whole transaction (callers never commit after one), so the claim and
+    // the heads edits never outlive a node that fails its link check.
+    if let Some(existing) = store
+        .index
+        .get_or_put(txn, hash.as_bytes(), &seq_key(*seq + 1))?
+    {
+        return Ok(Inserted::Existing(read_seq(existing)?));
     }
+    // Nothing stored can link to a node that was not stored (links are checked below), so a
+    // new node is always a head. It is put before its links are removed so the table never
+    // empties: an emptied LMDB tree frees its root page and the next put allocates a new one,
+    // which made every node of a chain dirty (and later write) a fresh page.
+    store.heads.put(txn, hash.as_bytes(), &[])?;
     for link in node.links() {
-        if store.index.get(txn, link.as_bytes())?.is_none() {
+        // Heads are stored nodes, and links are usually heads (`append` links all of them):
+        // removing a head proves the link stored without a lookup in the large index.
+        if !store.heads.delete(txn, link.as_bytes())?
+            && store.index.get(txn, link.as_bytes())?.is_none()
+        {
             return Err(Error::MissingLink {
                 node: hash,
                 link: *link,
@@ -596,17 +611,10 @@ fn store_node(
     *seq += 1;
     let mut value = Vec::with_capacity(HASH_LEN + node.encoded_len());
     value.extend_from_slice(hash.as_bytes());
-    value.extend_from_slice(&node.encode());
+    node.encode_into(&mut value);
     store
         .feed
         .put_with_flags(txn, PutFlags::APPEND, &seq_key(*seq), &value)?;
-    store.index.put(txn, hash.as_bytes(), &seq_key(*seq))?;
-    for link in node.links() {
-        store.heads.delete(txn, link.as_bytes())?;
-    }
-    // Nothing stored can link to a node that was not stored (links are checked above), so a
-    // new node is always a head.
-    store.heads.put(txn, hash.as_bytes(), &[])?;
     let change = Change { seq: *seq, node };
     for v in views {
         v.apply(txn, change)?;

@@ -195,6 +195,19 @@ impl Node {
         encode_parts(&self.links, &self.payload)
     }
 
+    /// Appends the canonical encoding to `out` (the store writes it after the hash, with no
+    /// intermediate buffer).
+    pub(crate) fn encode_into(&self, out: &mut Vec<u8>) {
+        let wire = WireOut {
+            version: NODE_FORMAT_VERSION,
+            links: &self.links,
+            payload: &self.payload,
+        };
+        out.reserve(self.encoded_len());
+        let taken = std::mem::take(out);
+        *out = postcard::to_extend(&wire, taken).expect("encoding into a Vec cannot fail");
+    }
+
     /// Decodes canonical bytes and computes the id. Rejects anything non-canonical.
     pub fn decode(bytes: &[u8]) -> Result<Node, NodeError> {
         let (links, payload) = decode_parts(bytes)?;

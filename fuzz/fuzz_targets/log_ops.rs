@@ -1,0 +1,9 @@
+//! Arbitrary operations on a `Log` in a fresh temporary directory, checked against a model.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let dir = tempfile::tempdir().expect("temp dir");
+    braidlog::fuzzing::check_log_ops(dir.path(), data);
+});
