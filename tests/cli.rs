@@ -1,35 +1,8 @@
 //! The real `braid` binary, run as a user would.
 
-use std::path::Path;
-use std::process::{Command, Output};
+mod cli_common;
 
-fn braid(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_braid"))
-        .arg("--dir")
-        .arg(dir)
-        .args(args)
-        .output()
-        .expect("the braid binary runs")
-}
-
-fn ok(dir: &Path, args: &[&str]) -> String {
-    let out = braid(dir, args);
-    assert!(
-        out.status.success(),
-        "braid {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-/// Runs a command that must fail; returns its one-line error.
-fn fails(dir: &Path, args: &[&str]) -> String {
-    let out = braid(dir, args);
-    assert!(!out.status.success(), "braid {args:?} should fail");
-    let err = String::from_utf8(out.stderr).unwrap();
-    assert!(!err.trim().is_empty());
-    err
-}
+use cli_common::{braid, fails, ok};
 
 #[test]
 fn dag_commands_round_trip() {

@@ -1,58 +1,18 @@
 //! `braid serve` and `braid sync` as two real processes over loopback, and the network
 //! failures a user meets.
 
-use std::io::{BufRead, BufReader, Write};
+mod cli_common;
+
+use std::io::Write;
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
 
-fn braid(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_braid"))
-        .arg("--dir")
-        .arg(dir)
-        .args(args)
-        .output()
-        .expect("the braid binary runs")
-}
-
-fn ok(dir: &Path, args: &[&str]) -> String {
-    let out = braid(dir, args);
-    assert!(
-        out.status.success(),
-        "braid {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-fn json(dir: &Path, args: &[&str]) -> serde_json::Value {
-    let mut all = vec!["--json"];
-    all.extend_from_slice(args);
-    serde_json::from_str(&ok(dir, &all)).unwrap()
-}
+use cli_common::{braid, interrupt, json, ok, spawn};
 
 /// Starts `braid serve` on a free port; returns the child and the address it printed first.
-fn serve(dir: &Path) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_braid"))
-        .arg("--dir")
-        .arg(dir)
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut first = String::new();
-    BufReader::new(child.stdout.as_mut().unwrap())
-        .read_line(&mut first)
-        .unwrap();
-    (child, first.trim().to_string())
-}
-
-fn interrupt(child: &Child) {
-    let status = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+fn serve(dir: &Path, extra: &[&str]) -> (std::process::Child, String) {
+    let mut args = vec!["serve", "--listen", "127.0.0.1:0"];
+    args.extend_from_slice(extra);
+    spawn(dir, &args)
 }
 
 #[test]
@@ -63,7 +23,7 @@ fn two_processes_sync_see_a_conflict_and_its_resolution() {
     ok(&b, &["put", "color", "blue"]);
     ok(&b, &["put", "size", "large"]);
 
-    let (server, addr) = serve(&a);
+    let (server, addr) = serve(&a, &[]);
     let report = json(&b, &["sync", &addr]);
     assert_eq!(report["nodes_received"], 1);
     assert_eq!(report["nodes_sent"], 2);
@@ -113,7 +73,7 @@ fn push_and_pull_move_one_way() {
     let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
     ok(&a, &["put", "from-a", "1"]);
     ok(&b, &["put", "from-b", "2"]);
-    let (server, addr) = serve(&a);
+    let (server, addr) = serve(&a, &[]);
     let pushed = json(&b, &["sync", "--push", &addr]);
     assert_eq!(
         (
@@ -178,28 +138,8 @@ fn live_sessions_forward_writes_from_other_processes() {
     let tmp = tempfile::tempdir().unwrap();
     let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
     ok(&a, &["init"]);
-    let mut server = Command::new(env!("CARGO_BIN_EXE_braid"))
-        .arg("--dir")
-        .arg(&a)
-        .args(["serve", "--live", "--listen", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut addr = String::new();
-    BufReader::new(server.stdout.as_mut().unwrap())
-        .read_line(&mut addr)
-        .unwrap();
-    let mut client = Command::new(env!("CARGO_BIN_EXE_braid"))
-        .arg("--dir")
-        .arg(&b)
-        .args(["--json", "sync", "--live", addr.trim()])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut live = String::new();
-    BufReader::new(client.stdout.as_mut().unwrap())
-        .read_line(&mut live)
-        .unwrap();
+    let (mut server, addr) = serve(&a, &["--live"]);
+    let (client, live) = spawn(&b, &["--json", "sync", "--live", &addr]);
     assert!(live.contains("\"event\":\"live\""), "{live}");
     // Written by a third process while both sessions are live.
     ok(&a, &["put", "late", "arrival"]);
