@@ -5,7 +5,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-/// Length of a [`Hash`] in bytes.
+/// Length of a [`Hash`](struct@Hash) in bytes.
 pub const HASH_LEN: usize = 32;
 
 /// Number of hex characters in [`Hash::short`].
@@ -65,7 +65,7 @@ impl fmt::Debug for Hash {
     }
 }
 
-/// Why a string or slice is not a [`Hash`].
+/// Why a string or slice is not a [`Hash`](struct@Hash).
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ParseHashError {

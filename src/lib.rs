@@ -4,7 +4,7 @@
 //! replicas converge by exchanging what the other lacks.
 //!
 //! History is a content-addressed merkle DAG: a [`Node`] holds a payload and links to earlier
-//! nodes, and its id is the blake3 [`Hash`] of its canonical encoding, so any two replicas agree
+//! nodes, and its id is the blake3 [`Hash`](struct@Hash) of its canonical encoding, so any two replicas agree
 //! on ids and any tampering shows. A [`Log`] stores one replica's DAG in LMDB: nodes, heads
 //! (nodes nothing links to yet), and a local changes feed in arrival order, which is always
 //! topological. Every write is one transaction.
