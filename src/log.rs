@@ -289,6 +289,11 @@ impl Log {
         let store = self.store();
         let (out, last) = store.write(|txn| {
             let start = last_seq(&store.feed, txn)?;
+            // Another process may have stored nodes without this view registered: apply them
+            // first, so the watermark written below never skips a node.
+            for v in views.iter() {
+                catch_up(store, txn, v.as_ref())?;
+            }
             let mut seq = start;
             let out = f(txn, &views, &mut seq)?;
             if seq != start {
@@ -422,23 +427,7 @@ impl Log {
             });
         }
         let store = self.store();
-        store.write(|txn| {
-            let key = watermark_key(view.as_ref());
-            let from = match store.meta.get(txn, &key)?.and_then(decode_watermark) {
-                Some((version, seq)) if version == view.version() => seq,
-                _ => {
-                    for t in view.tables() {
-                        t.clear(txn)?;
-                    }
-                    0
-                }
-            };
-            let last = replay(store, txn, view.as_ref(), from)?;
-            store
-                .meta
-                .put(txn, &key, &encode_watermark(view.version(), last))?;
-            Ok(())
-        })?;
+        store.write(|txn| catch_up(store, txn, view.as_ref()).map(|_| ()))?;
         views.push(view);
         Ok(())
     }
@@ -622,6 +611,29 @@ fn store_node(
     Ok(Inserted::New(*seq))
 }
 
+/// Brings a view up to the end of the feed from its watermark (rebuilding it when the stored
+/// version differs) and records the new watermark. Returns the last seq applied.
+fn catch_up(store: &Store, txn: &mut RwTxn<'_>, view: &dyn View) -> Result<u64> {
+    let key = watermark_key(view);
+    let from = match store.meta.get(txn, &key)?.and_then(decode_watermark) {
+        Some((version, seq)) if version == view.version() => seq,
+        _ => {
+            for t in view.tables() {
+                t.clear(txn)?;
+            }
+            0
+        }
+    };
+    if from == last_seq(&store.feed, txn)? && from != 0 {
+        return Ok(from);
+    }
+    let last = replay(store, txn, view, from)?;
+    store
+        .meta
+        .put(txn, &key, &encode_watermark(view.version(), last))?;
+    Ok(last)
+}
+
 /// Feeds a view every node after `from`, in feed order, inside `txn`. Returns the last seq.
 pub(crate) fn replay(
     store: &Store,
@@ -648,5 +660,52 @@ pub(crate) fn replay(
             last = *seq;
         }
         next = last + 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Table;
+
+    struct Seen(Table);
+    impl View for Seen {
+        fn name(&self) -> &str {
+            "seen"
+        }
+        fn tables(&self) -> Vec<Table> {
+            vec![self.0]
+        }
+        fn apply(&self, txn: &mut RwTxn<'_>, change: Change<'_>) -> Result<()> {
+            self.0.put(txn, change.node.hash().as_bytes(), &[])?;
+            Ok(())
+        }
+    }
+
+    /// A node stored by a writer that does not have the view registered (another process)
+    /// must reach the view before this process's next write moves the watermark past it.
+    #[test]
+    fn a_write_catches_views_up_with_nodes_stored_without_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Log::open(dir.path()).unwrap();
+        let table = log.create_table("seen-v1").unwrap();
+        log.register_view(Arc::new(Seen(table))).unwrap();
+        let first = log.append(b"1".to_vec()).unwrap();
+        // What another process does: store a node with no views.
+        let foreign = Node::new([first.hash()], b"2".to_vec()).unwrap();
+        let store = log.store();
+        store
+            .write(|txn| {
+                let mut seq = last_seq(&store.feed, txn)?;
+                store_node(store, txn, &[], &mut seq, &foreign)
+            })
+            .unwrap();
+        log.append(b"3".to_vec()).unwrap();
+        let seen = log.read(|txn| Ok(table.len(txn)?)).unwrap();
+        assert_eq!(
+            seen, 3,
+            "the foreign node was applied before the watermark moved"
+        );
+        assert!(log.verify().unwrap().is_ok());
     }
 }
