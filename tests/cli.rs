@@ -159,6 +159,18 @@ fn key_value_commands() {
     assert_eq!(history.lines().count(), 2);
     assert!(history.lines().next().unwrap().contains("(current)"));
 
+    let dot = ok(&dir, &["graph", "--key", "user/bob"]);
+    assert_eq!(
+        dot.matches(" -> ").count(),
+        1,
+        "the second write superseded the first: {dot}"
+    );
+    assert!(
+        dot.contains("put owner") && dot.contains("style=bold"),
+        "{dot}"
+    );
+    assert!(ok(&dir, &["log"]).contains("put user/bob = owner"));
+
     let err = fails(&dir, &["resolve", "user/bob", "x"]);
     assert!(err.contains("no conflict"), "{err}");
 

@@ -9,7 +9,7 @@ use braidlog::{Hash, Log};
 use clap::Subcommand;
 use serde_json::json;
 
-use crate::output::{node_json, show_bytes, Out};
+use crate::output::{node_json, show_bytes, show_payload, Out};
 
 #[derive(Subcommand)]
 pub enum DagCommand {
@@ -46,9 +46,18 @@ pub enum DagCommand {
         /// The node's hash (64 hex characters).
         hash: Hash,
     },
-    /// Print the DAG as Graphviz dot.
-    #[command(after_help = "Example:\n  braid graph | dot -Tsvg > dag.svg")]
-    Graph,
+    /// Print the DAG as Graphviz dot, or with --key only that key's history.
+    #[command(
+        after_help = "Examples:\n  braid graph | dot -Tsvg > dag.svg\n  braid graph --key color | dot -Tpng > color.png"
+    )]
+    Graph {
+        /// Draw only the writes of this key and which versions each superseded.
+        #[arg(long)]
+        key: Option<String>,
+        /// The key's namespace (with --key).
+        #[arg(long = "ns", requires = "key")]
+        ns: Option<String>,
+    },
     /// Check every storage invariant; exits non-zero on any violation.
     #[command(after_help = "Example:\n  braid verify")]
     Verify,
@@ -121,7 +130,7 @@ impl DagCommand {
                             e.seq,
                             e.node.hash().short(),
                             links.join(" "),
-                            show_bytes(e.node.payload())
+                            show_payload(e.node.payload())
                         )?;
                     }
                 }
@@ -141,12 +150,12 @@ impl DagCommand {
                     s.push_str(&format!(
                         "size    {} bytes\npayload {}",
                         node.encoded_len(),
-                        show_bytes(node.payload())
+                        show_payload(node.payload())
                     ));
                     s
                 });
             }
-            DagCommand::Graph => {
+            DagCommand::Graph { key, ns } => {
                 let log = open_existing(dir)?;
                 let stdout = std::io::stdout();
                 let mut w = std::io::BufWriter::new(stdout.lock());
@@ -154,21 +163,51 @@ impl DagCommand {
                     w,
                     "digraph braid {{\n  rankdir=BT;\n  node [shape=box, fontname=monospace];"
                 )?;
-                for entry in log.changes(0) {
-                    let e = entry?;
-                    let label = show_bytes(e.node.payload())
-                        .chars()
-                        .take(24)
-                        .collect::<String>();
-                    writeln!(
-                        w,
-                        "  \"{}\" [label=\"{}\\n{}\"];",
-                        e.node.hash().short(),
-                        e.node.hash().short(),
-                        label.replace('\\', "\\\\").replace('"', "\\\"")
-                    )?;
-                    for l in e.node.links() {
-                        writeln!(w, "  \"{}\" -> \"{}\";", e.node.hash().short(), l.short())?;
+                let node_line = |hash: &Hash, label: &str, current: bool| {
+                    let label: String = label.chars().take(32).collect();
+                    format!(
+                        "  \"{}\" [label=\"{}\\n{}\"{}];",
+                        hash.short(),
+                        hash.short(),
+                        label.replace('\\', "\\\\").replace('"', "\\\""),
+                        if current { ", style=bold" } else { "" }
+                    )
+                };
+                match key {
+                    None => {
+                        for entry in log.changes(0) {
+                            let e = entry?;
+                            writeln!(
+                                w,
+                                "{}",
+                                node_line(&e.node.hash(), &show_payload(e.node.payload()), false)
+                            )?;
+                            for l in e.node.links() {
+                                writeln!(
+                                    w,
+                                    "  \"{}\" -> \"{}\";",
+                                    e.node.hash().short(),
+                                    l.short()
+                                )?;
+                            }
+                        }
+                    }
+                    Some(key) => {
+                        let mut kv = braidlog::Kv::open(&log)?;
+                        if let Some(ns) = ns {
+                            kv = kv.namespace(ns)?;
+                        }
+                        for h in kv.history(&key) {
+                            let h = h?;
+                            let what = match &h.op {
+                                braidlog::kv::Op::Put(v) => format!("put {}", show_bytes(v)),
+                                braidlog::kv::Op::Del => "del".to_string(),
+                            };
+                            writeln!(w, "{}", node_line(&h.hash, &what, h.current))?;
+                            for s in &h.supersedes {
+                                writeln!(w, "  \"{}\" -> \"{}\";", h.hash.short(), s.short())?;
+                            }
+                        }
                     }
                 }
                 writeln!(w, "}}")?;

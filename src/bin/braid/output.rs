@@ -38,6 +38,23 @@ pub fn show_bytes(bytes: &[u8]) -> String {
     }
 }
 
+/// A node payload for people: key-value operations as `put key = value` / `del key`, anything
+/// else as [`show_bytes`].
+pub fn show_payload(payload: &[u8]) -> String {
+    use braidlog::kv::{KvOp, Op};
+    match KvOp::decode(payload) {
+        Some(KvOp {
+            key,
+            op: Op::Put(v),
+            ..
+        }) => format!("put {} = {}", show_bytes(&key), show_bytes(&v)),
+        Some(KvOp {
+            key, op: Op::Del, ..
+        }) => format!("del {}", show_bytes(&key)),
+        None => show_bytes(payload),
+    }
+}
+
 /// Bytes as JSON: a string when UTF-8, else `{"hex": ...}`.
 pub fn json_bytes(bytes: &[u8]) -> Value {
     match std::str::from_utf8(bytes) {
