@@ -12,11 +12,12 @@
 //!
 //! Other knobs: `BRAID_BENCH_PAYLOAD` (default 100 bytes), `BRAID_BENCH_NOSYNC=1` (non-durable
 //! commits on both sides), `BRAID_BENCH_DIR` (where the stores go), `BRAID_BENCH_HYPERLOG_N`
-//! (hyperlog's n, default 10^4).
+//! (hyperlog's n, default 10^4), `BRAID_BENCH_PERF=FILE` (`perf record -g`
+//! the connecting side of the k-th sync into `FILE.k`).
 //!
 //! The parent process builds the stores (untimed), then for every sync starts this binary twice:
 //! `--side serve DIR` (prints its port) and `--side connect DIR PORT`. Each side samples its
-//! own `RssAnon` (anonymous resident memory: what the process allocated) every 2 ms and reports
+//! own `RssAnon` (anonymous resident memory: what the process allocated) every 5 ms and reports
 //! it with `VmHWM` (peak resident set, which also counts the file-backed LMDB map pages the
 //! process touched: page cache, not memory the process holds). See docs/PERFORMANCE.md.
 
@@ -64,7 +65,7 @@ fn tempdir() -> tempfile::TempDir {
 
 // ---------------------------------------------------------------- child: one side of a sync
 
-/// Samples `RssAnon` every 2 ms until dropped; `peak()` is the largest sample.
+/// Samples `RssAnon` every 5 ms until dropped; `peak()` is the largest sample.
 struct AnonSampler {
     stop: Arc<AtomicBool>,
     peak: Arc<AtomicU64>,
@@ -79,7 +80,7 @@ impl AnonSampler {
         let thread = std::thread::spawn(move || {
             while !s.load(Ordering::Relaxed) {
                 p.fetch_max(status_kib("RssAnon"), Ordering::Relaxed);
-                std::thread::sleep(Duration::from_millis(2));
+                std::thread::sleep(Duration::from_millis(5));
             }
         });
         AnonSampler {
@@ -202,7 +203,22 @@ fn tcp_sync(a: &Path, b: &Path) -> (Side, Side) {
         .expect("server prints its port")
         .trim()
         .to_string();
-    let client = Command::new(&exe)
+    // `BRAID_BENCH_PERF=FILE` profiles the connecting side (the receiver of a clone) into FILE.k.
+    let mut client = match std::env::var_os("BRAID_BENCH_PERF") {
+        Some(file) => {
+            let mut c = Command::new("perf");
+            static K: AtomicU64 = AtomicU64::new(0);
+            let mut file = file;
+            file.push(format!(".{}", K.fetch_add(1, Ordering::Relaxed)));
+            c.args(["record", "-q", "-g", "-o"])
+                .arg(file)
+                .arg("--")
+                .arg(&exe);
+            c
+        }
+        None => Command::new(&exe),
+    };
+    let client = client
         .args(["--side", "connect"])
         .arg(b)
         .arg(&port)
@@ -500,7 +516,7 @@ fn main() {
     );
     println!(
         "rt: round trips; extra B: wire bytes minus canonical bytes of the new nodes; B/node: \
-         extra per new node; anon: peak RssAnon (sampled every 2 ms); VmHWM includes LMDB's \
+         extra per new node; anon: peak RssAnon (sampled every 5 ms); VmHWM includes LMDB's \
          file-backed map pages"
     );
     header();
