@@ -174,7 +174,9 @@ async fn over_tcp_with_many_peers_at_once() {
 #[tokio::test]
 async fn progress_events_are_emitted() {
     let (a, b) = (replica(), replica());
-    chain(&a.log, 5000, "p");
+    // More than one receive batch, so progress is reported before the end.
+    let n = braidlog::sync::session::BATCH_NODES as u64 + 2000;
+    chain(&a.log, n as usize, "p");
     let (tx, mut rx) = tokio::sync::mpsc::channel(1024);
     let (sa, sb) = tokio::io::duplex(64 * 1024);
     let opts = SyncOptions {
@@ -186,14 +188,14 @@ async fn progress_events_are_emitted() {
         braidlog::sync::sync(&b.log, sb, opts)
     );
     ra.unwrap();
-    assert_eq!(rb.unwrap().nodes_received, 5000);
+    assert_eq!(rb.unwrap().nodes_received, n);
     let mut events = Vec::new();
     while let Ok(e) = rx.try_recv() {
         events.push(e);
     }
     assert!(events.len() >= 3, "{events:?}");
-    assert_eq!(events.last().unwrap().nodes_received, 5000);
-    assert_eq!(events[1].total_hint, Some(5000));
+    assert_eq!(events.last().unwrap().nodes_received, n);
+    assert_eq!(events[1].total_hint, Some(n));
 }
 
 #[tokio::test]

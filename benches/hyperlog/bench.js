@@ -1,7 +1,8 @@
 // The reference JavaScript hyperlog on the workloads of benches/scenarios.rs.
 //
 //   npm install            (in this directory, once)
-//   node bench.js --backend leveldb|memdb --workload append|batch|clone --n 10000 --payload 100
+//   node bench.js --backend leveldb|memdb --workload append|batch|clone|diverge|insync \
+//     --n 10000 --payload 100
 //
 // Without --backend/--workload it runs every combination, each in its own child process (so
 // each peak RSS is its own). Prints one JSON line per run:
@@ -14,6 +15,10 @@
 //         (hyperlog computes the keys, so a doc cannot link one of its own batch).
 // clone:  a log with n appended nodes replicated into an empty one through a pair of
 //         replicate() streams in this process; the time of the replication only.
+// diverge: a log of n nodes replicated into an empty one (untimed), then each appends
+//         max(1, n/100) nodes of its own and the two replicate (timed): two-sided divergence.
+// insync: the same two logs, in sync, replicate again (timed): the in-sync check.
+// "moved" in the output is the number of nodes the timed replication transferred.
 // leveldb writes are not fsynced (leveldown's default), so they compare with braidlog NoSync.
 'use strict'
 
@@ -79,12 +84,59 @@ function batchN (log, n, size, cb) {
   next()
 }
 
+function replicate (a, b, cb) {
+  const s1 = a.replicate()
+  const s2 = b.replicate()
+  pump(s1, s2, s1, cb)
+}
+
+function count (log, cb) {
+  let got = 0
+  log.createReadStream().on('data', () => got++).on('end', () => cb(got))
+}
+
+// Appends n chained nodes with payload counters from `first`.
+function appendFrom (log, first, n, size, cb) {
+  let i = 0
+  const next = (err) => {
+    if (err) return cb(err)
+    if (i === n) return cb()
+    log.append(payload(first + i++, size), next)
+  }
+  next()
+}
+
 function run (backend, workload, n, size, done) {
   const a = hyperlog(makeDb(backend))
   if (workload === 'append' || workload === 'batch') {
     const start = process.hrtime.bigint()
     const f = workload === 'append' ? appendN : batchN
     return f(a, n, size, (err) => done(err, Number(process.hrtime.bigint() - start) / 1e9))
+  }
+  if (workload === 'diverge' || workload === 'insync') {
+    const d = workload === 'diverge' ? Math.max(1, Math.floor(n / 100)) : 0
+    return batchN(a, n, size, (err) => {
+      if (err) return done(err)
+      const b = hyperlog(makeDb(backend))
+      replicate(a, b, (err) => {
+        if (err) return done(err)
+        appendFrom(a, 1e9, d, size, (err) => {
+          if (err) return done(err)
+          appendFrom(b, 2e9, d, size, (err) => {
+            if (err) return done(err)
+            const start = process.hrtime.bigint()
+            replicate(a, b, (err) => {
+              const secs = Number(process.hrtime.bigint() - start) / 1e9
+              if (err) return done(err)
+              count(b, (got) => {
+                if (got !== n + 2 * d) return done(new Error(`b has ${got} of ${n + 2 * d}`))
+                done(null, secs, 2 * d)
+              })
+            })
+          })
+        })
+      })
+    })
   }
   // clone: fill a, then replicate into an empty b
   batchN(a, n, size, (err) => {
@@ -100,7 +152,7 @@ function run (backend, workload, n, size, done) {
       let got = 0
       b.createReadStream().on('data', () => got++).on('end', () => {
         if (got !== n) return done(new Error(`clone got ${got} of ${n} nodes`))
-        done(null, secs)
+        done(null, secs, n)
       })
     })
   })
@@ -116,7 +168,7 @@ const backend = arg('backend')
 const workload = arg('workload')
 
 if (backend && workload) {
-  run(backend, workload, n, size, (err, secs) => {
+  run(backend, workload, n, size, (err, secs, moved) => {
     cleanup()
     if (err) { console.error(err); process.exit(1) }
     console.log(JSON.stringify({
@@ -126,7 +178,8 @@ if (backend && workload) {
       n,
       payload: size,
       secs,
-      nodes_per_s: Math.round(n / secs),
+      moved: moved === undefined ? n : moved,
+      nodes_per_s: Math.round((moved === undefined ? n : moved) / secs),
       peak_rss_kib: process.resourceUsage().maxRSS
     }))
   })

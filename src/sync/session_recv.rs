@@ -15,7 +15,11 @@ impl<S: SyncStore> Session<S> {
             self.stats.duplicates += 1;
             return Ok(());
         }
-        let mut probe = vec![hash];
+        // Whether the node itself is stored is not looked up here: `insert_batch` finds it
+        // anyway (one index descent) and `commit` counts it as a duplicate. Only links that are
+        // neither in the batch nor pending need the store; in feed order that is rare (a
+        // chain's links are in the batch), so most nodes cost no read transaction at all.
+        let mut probe = Vec::new();
         let mut waits = false;
         for l in node.links() {
             if self.pending_set.contains(l) {
@@ -24,12 +28,9 @@ impl<S: SyncStore> Session<S> {
                 probe.push(*l);
             }
         }
-        let seqs = self.store.seqs_of(&probe)?;
-        if seqs[0].is_some() {
-            self.stats.duplicates += 1;
-            return Ok(());
-        }
-        if waits || seqs[1..].iter().any(Option::is_none) {
+        let missing_link =
+            !waits && !probe.is_empty() && self.store.seqs_of(&probe)?.iter().any(Option::is_none);
+        if waits || missing_link {
             self.pending_bytes += bytes.len();
             self.pending_set.insert(hash);
             self.pending.push(node);
