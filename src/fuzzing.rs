@@ -705,8 +705,16 @@ impl KvReplica {
     /// The log's feed, which must extend what the model had (arrival order is kept) with
     /// exactly `expected` new nodes (in some order).
     fn resync(&mut self, expected: &HashSet<Hash>) {
-        let feed: Vec<Hash> = self.log.changes(0).map(|e| e.unwrap().node.hash()).collect();
-        assert_eq!(feed[..self.order.len()], self.order[..], "the feed was rewritten");
+        let feed: Vec<Hash> = self
+            .log
+            .changes(0)
+            .map(|e| e.unwrap().node.hash())
+            .collect();
+        assert_eq!(
+            feed[..self.order.len()],
+            self.order[..],
+            "the feed was rewritten"
+        );
         let new: HashSet<Hash> = feed[self.order.len()..].iter().copied().collect();
         assert_eq!(&new, expected, "nodes gained in an exchange");
         for h in feed {
@@ -743,18 +751,18 @@ impl KvModel {
         1 + r
             .links
             .iter()
-            .filter(|l| self.ops.get(l).is_some_and(|o| (o.ns, o.key) == (r.ns, r.key)))
+            .filter(|l| {
+                self.ops
+                    .get(l)
+                    .is_some_and(|o| (o.ns, o.key) == (r.ns, r.key))
+            })
             .map(|l| self.depth(l))
             .max()
             .unwrap_or(0)
     }
 
     fn versions(&self, rep: &KvReplica, ns: usize, key: usize) -> Vec<ModelVersion> {
-        let same = |h: &&Hash| {
-            self.ops
-                .get(*h)
-                .is_some_and(|r| (r.ns, r.key) == (ns, key))
-        };
+        let same = |h: &&Hash| self.ops.get(*h).is_some_and(|r| (r.ns, r.key) == (ns, key));
         let of_key: Vec<&Hash> = rep.order.iter().filter(same).collect();
         let mut out: Vec<ModelVersion> = of_key
             .iter()
@@ -828,7 +836,11 @@ fn kv_check_replica(model: &KvModel, rep: &KvReplica, input: &mut Input<'_>) {
         for (k, key) in KV_KEYS.iter().enumerate() {
             let want = model.versions(rep, ns, k);
             let got = kv.versions(key).expect("versions");
-            assert_eq!(as_model(&got), want, "versions of {key:?} in namespace {ns}");
+            assert_eq!(
+                as_model(&got),
+                want,
+                "versions of {key:?} in namespace {ns}"
+            );
             assert_eq!(kv.get(key).unwrap().is_some(), got.is_present());
             // History: every operation on the key, newest arrival first.
             let mut history: Vec<Hash> = rep
@@ -951,7 +963,15 @@ pub fn check_kv_model(dir: &Path, data: &[u8]) {
                     assert!(node.links().contains(&v.0), "write does not supersede");
                 }
                 let links = node.links().to_vec();
-                model.ops.insert(h, KvRecord { ns, key: k, op, links });
+                model.ops.insert(
+                    h,
+                    KvRecord {
+                        ns,
+                        key: k,
+                        op,
+                        links,
+                    },
+                );
                 rep.push(h);
             }
             2 => {
@@ -1058,7 +1078,10 @@ pub fn check_kv_model(dir: &Path, data: &[u8]) {
                 assert_eq!(a.get(key).unwrap(), b.get(key).unwrap(), "get {key:?}");
             }
             assert_eq!(scan_model(a.conflicts()), scan_model(b.conflicts()));
-            assert_eq!(scan_model(a.range(&b"a"[..]..)), scan_model(b.range(&b"a"[..]..)));
+            assert_eq!(
+                scan_model(a.range(&b"a"[..]..)),
+                scan_model(b.range(&b"a"[..]..))
+            );
             assert_eq!(scan_model(a.iter()), scan_model(b.iter()));
         }
     }
