@@ -544,9 +544,16 @@ fn receives(m: Mode) -> bool {
 /// Most nodes the replicas of one `sync_pair` input hold together (local writes included).
 const PAIR_MAX_NODES: usize = 48;
 
-/// A local write on a memory replica: an append (merging every head) or a fork off a chosen
-/// stored node. `None` when the node budget is spent.
-fn mem_write(store: &MemStore, made: &mut usize, input: &mut Input<'_>) -> Option<u64> {
+/// A local write on a memory replica: an append (merging every head), a fork off chosen stored
+/// nodes, or the first node of another replica's feed that this one lacks and can store (as a
+/// concurrent session with that replica would deliver it). `None` when the node budget is
+/// spent.
+fn mem_write(
+    store: &MemStore,
+    others: &[&MemStore],
+    made: &mut usize,
+    input: &mut Input<'_>,
+) -> Option<u64> {
     if *made >= PAIR_MAX_NODES {
         return None;
     }
@@ -554,7 +561,23 @@ fn mem_write(store: &MemStore, made: &mut usize, input: &mut Input<'_>) -> Optio
     let kind = input.byte();
     let payload = vec![kind & 0x0f];
     let hashes: Vec<Hash> = store.hashes().into_iter().collect();
-    let node = if kind & 0x30 == 0x10 && !hashes.is_empty() {
+    let imported = match others.get(usize::from(kind >> 6) % others.len().max(1)) {
+        Some(other) if kind & 0x30 == 0x20 => {
+            let have = store.hashes();
+            other
+                .entries(0, u64::MAX, usize::MAX)
+                .expect("memory store")
+                .into_iter()
+                .map(|e| Node::decode(&e.bytes).expect("stored nodes decode"))
+                .find(|n| !have.contains(&n.hash()) && n.links().iter().all(|l| have.contains(l)))
+        }
+        _ => None,
+    };
+    let node = if let Some(node) = imported {
+        store
+            .insert_batch(std::slice::from_ref(&node))
+            .map(|_| node)
+    } else if kind & 0x30 == 0x10 && !hashes.is_empty() {
         let links = (0..1 + (kind >> 6))
             .map(|_| hashes[input.byte() as usize % hashes.len()])
             .collect::<Vec<_>>();
@@ -590,7 +613,8 @@ pub fn check_sync_pair(data: &[u8]) {
         let b = input.byte();
         let x = usize::from(b >> 2) % n;
         if b & 3 != 3 {
-            mem_write(&stores[x], &mut made, &mut input);
+            let others: Vec<&MemStore> = (0..n).filter(|&o| o != x).map(|o| &stores[o]).collect();
+            mem_write(&stores[x], &others, &mut made, &mut input);
             continue;
         }
         let y = (x + 1 + usize::from(b >> 5) % (n - 1)) % n;
@@ -604,7 +628,14 @@ pub fn check_sync_pair(data: &[u8]) {
         });
         let pair = [&stores[x], &stores[y]];
         let before = pair.map(MemStore::hashes);
-        let mut write = |i: usize, input: &mut Input<'_>| mem_write(pair[i], &mut made, input);
+        // A replica outside the session: writes may import from it, as a concurrent session
+        // would.
+        let third: Vec<&MemStore> = (0..n)
+            .filter(|&o| o != x && o != y)
+            .map(|o| &stores[o])
+            .collect();
+        let mut write =
+            |i: usize, input: &mut Input<'_>| mem_write(pair[i], &third, &mut made, input);
         let ended = drive(pair, cfgs, cut, &mut input, Some(&mut write))
             .unwrap_or_else(|e| panic!("honest session {x}-{y} ({modes:?}) failed: {e}"));
         for (i, s) in pair.iter().enumerate() {
