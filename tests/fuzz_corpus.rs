@@ -33,3 +33,28 @@ fn log_ops_corpus() {
         braidlog::fuzzing::check_log_ops(dir.path(), &data);
     }
 }
+
+#[test]
+fn sync_frames_corpus() {
+    for file in corpus("sync_frames") {
+        let data = std::fs::read(&file).unwrap();
+        braidlog::fuzzing::check_sync_frames(&data);
+    }
+}
+
+#[test]
+fn sync_pair_corpus() {
+    for file in corpus("sync_pair") {
+        let data = std::fs::read(&file).unwrap();
+        braidlog::fuzzing::check_sync_pair(&data);
+    }
+}
+
+#[test]
+fn kv_model_corpus() {
+    for file in corpus("kv_model") {
+        let data = std::fs::read(&file).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        braidlog::fuzzing::check_kv_model(dir.path(), &data);
+    }
+}

@@ -328,7 +328,14 @@ impl<S: SyncStore> Session<S> {
             self.peer = Some(h);
             return self.maybe_finish();
         }
-        let seqs = self.store.seqs_of(&h.heads)?;
+        // Only nodes this side had at its snapshot count as known. The peer decides from our
+        // Hello (the snapshot) whether we will stream to it; a head of the peer's stored since
+        // (a local write, another session) could otherwise make us start a stream that the
+        // peer, knowing all our heads, does not expect.
+        let my_last = self.my_last;
+        let seqs: Vec<Option<u64>> = (self.store.seqs_of(&h.heads)?.into_iter())
+            .map(|s| s.filter(|&s| s <= my_last))
+            .collect();
         let found = self.store.find_prefixes(&h.samples)?;
         self.knew_all_peer_heads = h.heads_complete && seqs.iter().all(Option::is_some);
         self.known_points = h

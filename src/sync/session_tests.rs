@@ -443,3 +443,27 @@ fn interrupted_at_any_byte_keeps_a_valid_store_and_resumes() {
     }
     assert!(k > 1000, "the stream was cut at {} places", k / 7);
 }
+
+#[test]
+fn peer_head_stored_after_the_snapshot_starts_no_unexpected_stream() {
+    // Found by the `sync_pair` fuzz target (corpus file `unexpected-endstream-head-after-
+    // snapshot`): b comes to hold a's head after building its Hello (here by writing the same
+    // node; in real use from a concurrent session). b used to count it as known, start its
+    // stream at once, and a, which knows all of b's (snapshot) heads and so expects no stream,
+    // failed with "unexpected EndStream".
+    let (a, b) = (store(1), store(2));
+    let n = a.add([], b"same".to_vec()).unwrap();
+    let mut sa = Session::new(a.clone(), cfg(Mode::Both, 1)).unwrap();
+    let mut sb = Session::new(b.clone(), cfg(Mode::Push, 2)).unwrap();
+    assert_eq!(b.add([], b"same".to_vec()).unwrap(), n);
+    for _ in 0..10 {
+        while let Some(m) = sb.poll_transmit().unwrap() {
+            sa.handle(m).unwrap();
+        }
+        while let Some(m) = sa.poll_transmit().unwrap() {
+            sb.handle(m).unwrap();
+        }
+    }
+    assert!(sa.is_finished() && sb.is_finished());
+    assert_eq!(a.hashes(), b.hashes());
+}
