@@ -6,7 +6,8 @@
 use std::hint::black_box;
 use std::time::Duration;
 
-use braidlog::{Durability, Hash, Log, LogOptions, Node};
+use braidlog::kv::Op;
+use braidlog::{Durability, Hash, Kv, Log, LogOptions, Node};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 
 const PAYLOADS: [usize; 2] = [100, 4096];
@@ -157,6 +158,45 @@ fn log_reads(c: &mut Criterion) {
     g.finish();
 }
 
+/// The key-value view: puts (read current versions, write, update the view in one
+/// transaction), gets of a plain and of a conflicted key, a 100-key range scan.
+fn kv(c: &mut Criterion) {
+    let mut g = c.benchmark_group("kv");
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), Durability::NoSync);
+    let kv = Kv::open(&log).unwrap();
+    for i in 0..10_000u64 {
+        kv.put(format!("key/{i:05}"), payload(i, 100)).unwrap();
+    }
+    let base = kv.put("conflicted", b"base".to_vec()).unwrap();
+    kv.write_with_links("conflicted", Op::Put(b"x".to_vec()), [base])
+        .unwrap();
+    kv.write_with_links("conflicted", Op::Put(b"y".to_vec()), [base])
+        .unwrap();
+    g.throughput(Throughput::Elements(1));
+    let mut i = 0u64;
+    g.bench_function("put/nosync/100B", |b| {
+        b.iter(|| {
+            i = (i + 7919) % 10_000;
+            kv.put(format!("key/{i:05}"), payload(i, 100)).unwrap()
+        })
+    });
+    g.bench_function("get/10k/100B", |b| {
+        b.iter(|| {
+            i = (i + 7919) % 10_000;
+            kv.get(format!("key/{i:05}")).unwrap().unwrap()
+        })
+    });
+    g.bench_function("get/conflict-2", |b| {
+        b.iter(|| kv.get(black_box("conflicted")).unwrap().unwrap())
+    });
+    g.throughput(Throughput::Elements(100));
+    g.bench_function("range/100", |b| {
+        b.iter(|| kv.range("key/05000".."key/05100").count())
+    });
+    g.finish();
+}
+
 fn config() -> Criterion {
     Criterion::default()
         .sample_size(10)
@@ -168,6 +208,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = hashing, node, log_writes, log_reads
+    targets = hashing, node, log_writes, log_reads, kv
 }
 criterion_main!(benches);

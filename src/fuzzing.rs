@@ -591,7 +591,7 @@ fn mem_write(
 
 /// `sync_pair`: two or three [`MemStore`] replicas get nodes from the input (appends, forks,
 /// merges) and run sessions with each other in input-chosen modes (Push, Pull, Both; live or
-/// not) under an input-chosen schedule (see [`drive`]), with local writes during sessions and
+/// not) under an input-chosen schedule (see `drive`), with local writes during sessions and
 /// sometimes a connection cut at an input-chosen byte.
 ///
 /// Checked: sessions between honest replicas never fail; every session (cut or not) leaves
