@@ -63,6 +63,23 @@ fn main() {
         t.elapsed().as_secs_f64(),
         "supersedes one version",
     );
+    let (_blog, bkv) = open(&tmp.path().join("batched"), Durability::Sync);
+    let t = Instant::now();
+    for chunk in 0..n.div_ceil(10_000) {
+        bkv.batch(|b| {
+            for i in chunk * 10_000..((chunk + 1) * 10_000).min(n) {
+                b.put(format!("key/{i:08}"), value.clone())?;
+            }
+            Ok(())
+        })
+        .unwrap();
+    }
+    row(
+        "put, new keys, batches of 10k, durable",
+        n,
+        t.elapsed().as_secs_f64(),
+        "Kv::batch",
+    );
     let t = Instant::now();
     for i in 0..n {
         assert!(kv

@@ -64,7 +64,7 @@ pub use changes::{Changes, FeedEntry, RawEntry, Subscription};
 pub use error::{Error, Result};
 pub use hash::Hash;
 pub use kv::{Kv, KvError};
-pub use log::{Durability, Inserted, Log, LogOptions};
+pub use log::{Durability, Inserted, Log, LogOptions, Writer};
 pub use node::{Node, NodeError, MAX_LINKS, MAX_NODE_BYTES, MAX_PAYLOAD_BYTES};
 pub use peer::PeerId;
 pub use store::Table;

@@ -188,15 +188,45 @@ impl Log {
     /// Adds a node that links to every current head (up to [`MAX_LINKS`] of them), read in
     /// the same transaction, so the new node is the single head afterwards.
     pub fn append(&self, payload: Vec<u8>) -> Result<Node> {
-        let mut made = None;
+        self.transaction(|w| w.append(payload.clone()))
+    }
+
+    /// Runs `f` in one write transaction: every node it adds through the [`Writer`] commits
+    /// together or not at all, and its reads see the nodes (and view updates) added before
+    /// them. For bulk loads and multi-node read-modify-writes.
+    ///
+    /// `f` may run more than once (the transaction is retried when the map grows), so it must
+    /// have no effects outside the writer; an error from it aborts everything it added.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), braidlog::Error> {
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let log = braidlog::Log::open(dir.path())?;
+    /// let last = log.transaction(|w| {
+    ///     let mut prev = w.add([], b"first".to_vec())?;
+    ///     for i in 0..100u32 {
+    ///         prev = w.add([prev.hash()], i.to_be_bytes().to_vec())?;
+    ///     }
+    ///     Ok(prev)
+    /// })?;
+    /// assert_eq!(log.len()?, 101);
+    /// assert_eq!(log.heads()?, vec![last.hash()]);
+    /// # Ok(()) }
+    /// ```
+    pub fn transaction<R>(&self, mut f: impl FnMut(&mut Writer<'_, '_>) -> Result<R>) -> Result<R> {
+        let mut result = None;
         self.write_with(|txn, views, seq| {
-            let links = self.heads_in(txn, MAX_LINKS)?;
-            let node = Node::new(links, payload.clone())?;
-            let outcome = store_node(self.store(), txn, views, seq, &node)?;
-            made = Some(node);
-            Ok(vec![outcome])
+            let mut w = Writer {
+                log: self,
+                txn,
+                views,
+                seq,
+                outcomes: Vec::new(),
+            };
+            result = Some(f(&mut w)?);
+            Ok(w.outcomes)
         })?;
-        Ok(made.expect("set by the committed closure"))
+        Ok(result.expect("set by the committed closure"))
     }
 
     /// Adds one node whose links and payload `build` computes from the store, in the same
@@ -224,18 +254,10 @@ impl Log {
         &self,
         mut build: impl FnMut(&ReadTxn<'_>) -> Result<Option<(Vec<Hash>, Vec<u8>)>>,
     ) -> Result<Option<Node>> {
-        let mut made = None;
-        self.write_with(|txn, views, seq| {
-            made = None;
-            let Some((links, payload)) = build(txn)? else {
-                return Ok(Vec::new());
-            };
-            let node = Node::new(links, payload)?;
-            let outcome = store_node(self.store(), txn, views, seq, &node)?;
-            made = Some(node);
-            Ok(vec![outcome])
-        })?;
-        Ok(made)
+        self.transaction(|w| match build(w.txn())? {
+            Some((links, payload)) => w.add(links, payload).map(Some),
+            None => Ok(None),
+        })
     }
 
     /// Adds many nodes in one transaction: all or none. A node may link to nodes earlier in
@@ -517,6 +539,47 @@ impl Log {
             }
         }
         Ok(())
+    }
+}
+
+/// A write transaction in progress; see [`Log::transaction`].
+pub struct Writer<'a, 't> {
+    log: &'a Log,
+    txn: &'a mut RwTxn<'t>,
+    views: &'a [Arc<dyn View>],
+    seq: &'a mut u64,
+    outcomes: Vec<Inserted>,
+}
+
+impl Writer<'_, '_> {
+    /// The transaction, for reads (a view's tables, say). Reads see what this writer added.
+    pub fn txn(&self) -> &ReadTxn<'_> {
+        self.txn
+    }
+
+    /// The current heads, up to `limit`, including nodes this writer added.
+    pub fn heads(&self, limit: usize) -> Result<Vec<Hash>> {
+        self.log.heads_in(self.txn, limit)
+    }
+
+    /// Adds a node; its links must be stored or added earlier in this transaction.
+    pub fn add(&mut self, links: impl IntoIterator<Item = Hash>, payload: Vec<u8>) -> Result<Node> {
+        let node = Node::new(links, payload)?;
+        self.insert(&node)?;
+        Ok(node)
+    }
+
+    /// Adds a node that links to every current head (as [`Log::append`]).
+    pub fn append(&mut self, payload: Vec<u8>) -> Result<Node> {
+        let links = self.heads(MAX_LINKS)?;
+        self.add(links, payload)
+    }
+
+    /// Stores a node built elsewhere. Idempotent.
+    pub fn insert(&mut self, node: &Node) -> Result<Inserted> {
+        let outcome = store_node(self.log.store(), self.txn, self.views, self.seq, node)?;
+        self.outcomes.push(outcome);
+        Ok(outcome)
     }
 }
 

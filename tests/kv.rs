@@ -943,3 +943,58 @@ fn writes_to_many_keys_leave_one_head() {
     assert_eq!(r.kv.conflicts().count(), 0);
     assert_verified(&r.log);
 }
+
+#[test]
+fn a_batch_commits_all_its_writes_or_none() {
+    let r = replica();
+    r.kv.put("kept", "before").unwrap();
+    let hashes =
+        r.kv.batch(|b| {
+            let mut out = Vec::new();
+            for i in 0..500u32 {
+                out.push(b.put(format!("k{i:03}"), i.to_string())?);
+            }
+            out.push(b.put("k007", "again")?);
+            out.push(b.del("k008")?);
+            out.push(b.put("kept", "after")?);
+            Ok(out)
+        })
+        .unwrap();
+    assert_eq!(hashes.len(), 503);
+    assert_eq!(
+        r.kv.get("k007").unwrap().unwrap().value(),
+        Some(&b"again"[..])
+    );
+    assert!(r.kv.get("k008").unwrap().is_none());
+    assert_eq!(
+        r.kv.get("kept").unwrap().unwrap().value(),
+        Some(&b"after"[..])
+    );
+    assert_eq!(
+        r.kv.conflicts().count(),
+        0,
+        "writes in a batch see each other"
+    );
+    assert_eq!(r.log.heads().unwrap().len(), 1);
+    assert_verified(&r.log);
+
+    let before = r.log.last_seq().unwrap();
+    let too_long = vec![b'x'; braidlog::kv::MAX_KEY_LEN + 1];
+    let err = r.kv.batch(|b| {
+        b.put("k001", "lost")?;
+        b.put(&too_long, "too long")
+    });
+    assert!(err.is_err());
+    assert_eq!(
+        r.log.last_seq().unwrap(),
+        before,
+        "the failed batch stored nothing"
+    );
+    assert_eq!(r.kv.get("k001").unwrap().unwrap().value(), Some(&b"1"[..]));
+    r.log.reindex().unwrap();
+    assert_eq!(
+        r.kv.get("k007").unwrap().unwrap().value(),
+        Some(&b"again"[..])
+    );
+    assert_verified(&r.log);
+}

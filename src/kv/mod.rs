@@ -31,6 +31,7 @@
 //! (what reads return), [`resolve`] (merge helpers), [`scan`] (range, prefix, conflicts,
 //! history), [`watch`] (change notifications), [`typed`] (serde values).
 
+pub mod batch;
 pub mod op;
 pub mod resolve;
 pub mod scan;
@@ -42,6 +43,7 @@ pub mod watch;
 use std::ops::RangeBounds;
 use std::sync::Arc;
 
+pub use batch::KvBatch;
 pub use op::{KvOp, Op, MAX_KEY_LEN, MAX_NAMESPACE_LEN};
 pub use scan::{History, HistoryEntry, Scan};
 pub use typed::{Typed, TypedVersion};

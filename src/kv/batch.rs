@@ -1,0 +1,66 @@
+//! `KvBatch`: many key-value writes in one transaction.
+
+use super::op::Op;
+use super::view::heads_in;
+use super::Kv;
+use crate::error::Result;
+use crate::hash::Hash;
+use crate::log::Writer;
+
+/// Writes made inside [`Kv::batch`]: the same semantics as [`Kv::put`] and friends, one
+/// transaction for all of them. Each write sees the ones before it, so writing a key twice
+/// in a batch makes a chain, never a conflict.
+pub struct KvBatch<'k, 'w, 'a, 't> {
+    kv: &'k Kv,
+    w: &'w mut Writer<'a, 't>,
+}
+
+impl KvBatch<'_, '_, '_, '_> {
+    /// Sets `key` to `value`, superseding every current version.
+    pub fn put(&mut self, key: impl AsRef<[u8]>, value: impl Into<Vec<u8>>) -> Result<Hash> {
+        self.write(key, Op::Put(value.into()))
+    }
+
+    /// Deletes `key` (a tombstone superseding every current version).
+    pub fn del(&mut self, key: impl AsRef<[u8]>) -> Result<Hash> {
+        self.write(key, Op::Del)
+    }
+
+    /// Writes `op` on `key`, superseding every current version.
+    pub fn write(&mut self, key: impl AsRef<[u8]>, op: Op) -> Result<Hash> {
+        let op = self.kv.op(key.as_ref(), op)?;
+        let versions = heads_in(&self.kv.tables, self.w.txn(), &op.key_id())?;
+        let links = self.kv.with_log_heads(self.w.txn(), versions)?;
+        Ok(self.w.add(links, op.encode())?.hash())
+    }
+}
+
+impl Kv {
+    /// Runs `f` with a [`KvBatch`]: all its writes commit in one transaction, or none do.
+    /// Much faster than one transaction per write for bulk loads. `f` may run more than once
+    /// (the transaction is retried when the store grows), so keep its effects in the batch.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), braidlog::Error> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let log = braidlog::Log::open(dir.path())?;
+    /// let kv = braidlog::Kv::open(&log)?;
+    /// kv.batch(|b| {
+    ///     for i in 0..1000u32 {
+    ///         b.put(format!("user/{i}"), i.to_string())?;
+    ///     }
+    ///     b.put("user/7", "seven")?; // a chain with the write above, not a conflict
+    ///     b.del("user/8")
+    /// })?;
+    /// assert_eq!(kv.get("user/7")?.unwrap().value(), Some(&b"seven"[..]));
+    /// assert!(kv.get("user/8")?.is_none());
+    /// assert_eq!(kv.conflicts().count(), 0);
+    /// # Ok(()) }
+    /// ```
+    pub fn batch<R>(
+        &self,
+        mut f: impl FnMut(&mut KvBatch<'_, '_, '_, '_>) -> Result<R>,
+    ) -> Result<R> {
+        self.log.transaction(|w| f(&mut KvBatch { kv: self, w }))
+    }
+}
