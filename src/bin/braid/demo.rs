@@ -179,10 +179,13 @@ pub fn run() -> Result<ExitCode> {
     );
     println!("\nConverged: same heads, same keys, every store verified.");
     println!(
-        "(A write links its key's versions, which it supersedes, and the replica's heads, which"
+        "(A put links its key's versions, which it supersedes, and the replica's heads, which"
     );
     println!(
-        " it does not: after the resolution every replica has one head. `braid graph` draws it.)"
+        " it does not; a resolution links only the versions it merges. The heads left are each"
+    );
+    println!(
+        " replica's latest concurrent writes, the same everywhere. `braid graph` draws the DAG.)"
     );
     Ok(ExitCode::SUCCESS)
 }
