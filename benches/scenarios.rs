@@ -21,7 +21,10 @@ use braidlog::{Durability, Hash, Log, LogOptions, Node};
 
 #[path = "common/workload.rs"]
 mod workload;
-use workload::{chain, lmdb_append_with, payload, peak_rss_kib, raw_env_with, BATCH};
+use workload::{
+    chain, feed_values, hyperlog_field, hyperlog_run, lmdb_append_with, payload, peak_rss_kib,
+    raw_env_with, BATCH,
+};
 
 /// A fresh raw environment with durable commits.
 fn raw_env(
@@ -160,14 +163,7 @@ fn lmdb_single(dir: &Path, n: usize, size: usize, no_sync: bool) -> (usize, Dura
     let mut seq = 0u64;
     let mut timed = Duration::ZERO;
     chain(n, size, |batch| {
-        let values: Vec<(Hash, Vec<u8>)> = batch
-            .iter()
-            .map(|node| {
-                let mut v = node.hash().0.to_vec();
-                v.extend_from_slice(&node.encode());
-                (node.hash(), v)
-            })
-            .collect();
+        let values = feed_values(&batch);
         let start = Instant::now();
         for (hash, value) in &values {
             seq += 1;
@@ -391,50 +387,17 @@ fn human(rate: f64) -> String {
 type HyperFigures = BTreeMap<(String, String, usize, usize), Figure>;
 
 fn hyperlog(n: usize, size: usize, out: &mut HyperFigures) {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/hyperlog");
-    if !dir.join("node_modules/hyperlog").exists() {
-        eprintln!(
-            "hyperlog: run `npm install` in {} first; skipped",
-            dir.display()
-        );
-        return;
-    }
     for backend in ["leveldb", "memdb"] {
         for workload in ["append", "batch", "clone"] {
-            let result = Command::new("node")
-                .arg(dir.join("bench.js"))
-                .args(["--backend", backend, "--workload", workload])
-                .args(["--n", &n.to_string(), "--payload", &size.to_string()])
-                .output();
-            let Ok(result) = result else {
-                eprintln!("hyperlog: could not run node");
-                return;
-            };
-            let stdout = String::from_utf8_lossy(&result.stdout);
-            let Some(line) = stdout.lines().find(|l| l.starts_with('{')) else {
-                eprintln!(
-                    "hyperlog {backend} {workload} failed: {}",
-                    String::from_utf8_lossy(&result.stderr)
-                );
+            let Some(v) = hyperlog_run(backend, workload, n, size) else {
                 continue;
             };
-            let field = |k: &str| -> f64 {
-                let at = line.find(&format!("\"{k}\":")).expect(k) + k.len() + 3;
-                line[at..]
-                    .split([',', '}'])
-                    .next()
-                    .unwrap()
-                    .trim()
-                    .parse()
-                    .unwrap()
-            };
-            println!("  {line}");
             out.insert(
                 (backend.into(), workload.into(), n, size),
                 Figure {
-                    secs: field("secs"),
-                    nodes: field("n") as usize,
-                    rss_kib: field("peak_rss_kib") as u64,
+                    secs: hyperlog_field(&v, "secs"),
+                    nodes: hyperlog_field(&v, "n") as usize,
+                    rss_kib: hyperlog_field(&v, "peak_rss_kib") as u64,
                 },
             );
         }

@@ -34,7 +34,7 @@ use tokio::net::{TcpListener, TcpStream};
 
 #[path = "common/workload.rs"]
 mod workload;
-use workload::{lmdb_append_with, payload, status_kib, BATCH};
+use workload::{hyperlog_field, hyperlog_run, lmdb_append_with, payload, status_kib, BATCH};
 
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -469,40 +469,9 @@ fn scenarios(n: usize, size: usize, rows: &mut Vec<Row>) {
 
 /// hyperlog's (workload, n, payload) -> (nodes moved, secs, peak RSS KiB) on leveldb.
 fn hyperlog(workload: &str, n: usize, size: usize) -> Option<(f64, f64, f64)> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/hyperlog");
-    if !dir.join("node_modules/hyperlog").exists() {
-        eprintln!(
-            "hyperlog: run `npm install` in {} first; skipped",
-            dir.display()
-        );
-        return None;
-    }
-    let result = Command::new("node")
-        .arg(dir.join("bench.js"))
-        .args(["--backend", "leveldb", "--workload", workload])
-        .args(["--n", &n.to_string(), "--payload", &size.to_string()])
-        .output()
-        .ok()?;
-    let stdout = String::from_utf8_lossy(&result.stdout);
-    let Some(line) = stdout.lines().find(|l| l.starts_with('{')) else {
-        eprintln!(
-            "hyperlog {workload} failed: {}",
-            String::from_utf8_lossy(&result.stderr)
-        );
-        return None;
-    };
-    println!("  {line}");
-    let field = |k: &str| -> f64 {
-        let at = line.find(&format!("\"{k}\":")).expect(k) + k.len() + 3;
-        line[at..]
-            .split([',', '}'])
-            .next()
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap()
-    };
-    Some((field("moved"), field("secs"), field("peak_rss_kib")))
+    let v = hyperlog_run("leveldb", workload, n, size)?;
+    let f = |k| hyperlog_field(&v, k);
+    Some((f("moved"), f("secs"), f("peak_rss_kib")))
 }
 
 fn main() {

@@ -764,6 +764,14 @@ fn kv_open(dir: &Path) -> (Log, Kv) {
     (log, kv)
 }
 
+/// The node a write of `op` on `key` with exactly `links` must produce.
+fn expected_kv_node(kv: &Kv, key: &[u8], op: &KvOpKind, links: &[Hash]) -> Node {
+    let payload = crate::kv::KvOp::new(kv.namespace_path(), key, op.clone())
+        .unwrap()
+        .encode();
+    Node::new(links.iter().copied(), payload).unwrap()
+}
+
 /// The model: every KV operation ever made (content-addressed, so shared by the replicas),
 /// and from it, per replica, the current versions of a key: its operations that no operation
 /// on the same key held by the replica links to. Depth is 1 + the greatest depth of the
@@ -777,6 +785,20 @@ struct KvModel {
 type ModelVersion = (Hash, u64, KvOpKind);
 
 impl KvModel {
+    /// Records an operation the replica now holds.
+    fn record(
+        &mut self,
+        rep: &mut KvReplica,
+        hash: Hash,
+        ns: usize,
+        key: usize,
+        op: KvOpKind,
+        links: Vec<Hash>,
+    ) {
+        self.ops.insert(hash, KvRecord { ns, key, op, links });
+        rep.push(hash);
+    }
+
     fn depth(&self, h: &Hash) -> u64 {
         let r = &self.ops[h];
         1 + r
@@ -993,17 +1015,7 @@ pub fn check_kv_model(dir: &Path, data: &[u8]) {
                 for v in &current {
                     assert!(node.links().contains(&v.0), "write does not supersede");
                 }
-                let links = node.links().to_vec();
-                model.ops.insert(
-                    h,
-                    KvRecord {
-                        ns,
-                        key: k,
-                        op,
-                        links,
-                    },
-                );
-                rep.push(h);
+                model.record(rep, h, ns, k, op, node.links().to_vec());
             }
             2 => {
                 let op = match input.byte() % 3 {
@@ -1022,26 +1034,13 @@ pub fn check_kv_model(dir: &Path, data: &[u8]) {
                         }
                     })
                     .collect();
-                let payload = crate::kv::KvOp::new(kv.namespace_path(), key, op.clone())
-                    .unwrap()
-                    .encode();
-                let expected = Node::new(links.iter().copied(), payload).unwrap();
+                let expected = expected_kv_node(&kv, key, &op, &links);
                 let got = kv.write_with_links(key, op.clone(), links);
                 if dangling {
                     assert!(matches!(got, Err(Error::MissingLink { .. })), "{got:?}");
                 } else {
                     assert_eq!(got.expect("write_with_links"), expected.hash());
-                    let links = expected.links().to_vec();
-                    model.ops.insert(
-                        expected.hash(),
-                        KvRecord {
-                            ns,
-                            key: k,
-                            op,
-                            links,
-                        },
-                    );
-                    rep.push(expected.hash());
+                    model.record(rep, expected.hash(), ns, k, op, expected.links().to_vec());
                 }
             }
             3 => {
@@ -1061,21 +1060,9 @@ pub fn check_kv_model(dir: &Path, data: &[u8]) {
                         _ => KvOpKind::Del,
                     };
                     let links: Vec<Hash> = current.iter().map(|v| v.0).collect();
-                    let payload = crate::kv::KvOp::new(kv.namespace_path(), key, op.clone())
-                        .unwrap()
-                        .encode();
-                    let expected = Node::new(links.iter().copied(), payload).unwrap();
+                    let expected = expected_kv_node(&kv, key, &op, &links);
                     assert_eq!(got, Some(expected.hash()));
-                    model.ops.insert(
-                        expected.hash(),
-                        KvRecord {
-                            ns,
-                            key: k,
-                            op,
-                            links,
-                        },
-                    );
-                    rep.push(expected.hash());
+                    model.record(rep, expected.hash(), ns, k, op, links);
                 } else {
                     assert_eq!(got, None, "resolved a key not in conflict");
                 }

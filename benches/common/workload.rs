@@ -85,6 +85,66 @@ pub fn raw_env_with(
     (env, a, b)
 }
 
+/// Each node of a batch as braidlog's feed stores it: its hash, and hash ++ canonical bytes.
+pub fn feed_values(batch: &[Node]) -> Vec<(Hash, Vec<u8>)> {
+    batch
+        .iter()
+        .map(|node| {
+            let mut v = node.hash().0.to_vec();
+            v.extend_from_slice(&node.encode());
+            (node.hash(), v)
+        })
+        .collect()
+}
+
+/// Runs `benches/hyperlog/bench.js` once and returns its JSON result line, printed as it is.
+/// `None` (with the reason on stderr) when npm has not installed hyperlog, node is missing,
+/// or the run failed.
+pub fn hyperlog_run(
+    backend: &str,
+    workload: &str,
+    n: usize,
+    size: usize,
+) -> Option<serde_json::Value> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/hyperlog");
+    if !dir.join("node_modules/hyperlog").exists() {
+        eprintln!(
+            "hyperlog: run `npm install` in {} first; skipped",
+            dir.display()
+        );
+        return None;
+    }
+    let Ok(result) = std::process::Command::new("node")
+        .arg(dir.join("bench.js"))
+        .args(["--backend", backend, "--workload", workload])
+        .args(["--n", &n.to_string(), "--payload", &size.to_string()])
+        .output()
+    else {
+        eprintln!("hyperlog: could not run node");
+        return None;
+    };
+    let stdout = String::from_utf8_lossy(&result.stdout);
+    let parsed = stdout
+        .lines()
+        .find(|l| l.starts_with('{'))
+        .and_then(|line| {
+            println!("  {line}");
+            serde_json::from_str(line).ok()
+        });
+    if parsed.is_none() {
+        eprintln!(
+            "hyperlog {backend} {workload} failed: {}",
+            String::from_utf8_lossy(&result.stderr)
+        );
+    }
+    parsed
+}
+
+/// A number field of a hyperlog result (0 when absent).
+pub fn hyperlog_field(v: &serde_json::Value, k: &str) -> f64 {
+    v[k].as_f64().unwrap_or(0.0)
+}
+
 /// The same bytes braidlog stores, written with heed directly: seq -> hash ++ encoding
 /// (MDB_APPEND) and hash -> seq, [`BATCH`] puts per commit. Encoding and hashing happen outside
 /// the timed part. This is the physical limit of storing the chain on this machine.
@@ -93,14 +153,7 @@ pub fn lmdb_append_with(dir: &Path, n: usize, size: usize, no_sync: bool) -> (us
     let mut seq = 0u64;
     let mut timed = Duration::ZERO;
     chain(n, size, |batch| {
-        let values: Vec<(Hash, Vec<u8>)> = batch
-            .iter()
-            .map(|node| {
-                let mut v = node.hash().0.to_vec();
-                v.extend_from_slice(&node.encode());
-                (node.hash(), v)
-            })
-            .collect();
+        let values = feed_values(&batch);
         let start = Instant::now();
         let mut txn = env.write_txn().unwrap();
         for (hash, value) in &values {
