@@ -314,7 +314,7 @@ impl Log {
             // Another process may have stored nodes without this view registered: apply them
             // first, so the watermark written below never skips a node.
             for v in views.iter() {
-                catch_up(store, txn, v.as_ref())?;
+                catch_up(store, txn, v.as_ref(), start)?;
             }
             let mut seq = start;
             let out = f(txn, &views, &mut seq)?;
@@ -449,7 +449,10 @@ impl Log {
             });
         }
         let store = self.store();
-        store.write(|txn| catch_up(store, txn, view.as_ref()).map(|_| ()))?;
+        store.write(|txn| {
+            let end = last_seq(&store.feed, txn)?;
+            catch_up(store, txn, view.as_ref(), end)
+        })?;
         views.push(view);
         Ok(())
     }
@@ -674,12 +677,18 @@ fn store_node(
     Ok(Inserted::New(*seq))
 }
 
-/// Brings a view up to the end of the feed from its watermark (rebuilding it when the stored
-/// version differs) and records the new watermark. Returns the last seq applied.
-fn catch_up(store: &Store, txn: &mut RwTxn<'_>, view: &dyn View) -> Result<u64> {
+/// Brings a view up to `end` (the feed's last seq) from its watermark, rebuilding it when the
+/// stored version differs, and records the new watermark. Costs one meta read when the view is
+/// already there, which is every write but the first after another process wrote.
+fn catch_up(store: &Store, txn: &mut RwTxn<'_>, view: &dyn View, end: u64) -> Result<()> {
     let key = watermark_key(view);
     let from = match store.meta.get(txn, &key)?.and_then(decode_watermark) {
-        Some((version, seq)) if version == view.version() => seq,
+        Some((version, seq)) if version == view.version() => {
+            if seq == end {
+                return Ok(());
+            }
+            seq
+        }
         _ => {
             for t in view.tables() {
                 t.clear(txn)?;
@@ -687,14 +696,11 @@ fn catch_up(store: &Store, txn: &mut RwTxn<'_>, view: &dyn View) -> Result<u64> 
             0
         }
     };
-    if from == last_seq(&store.feed, txn)? && from != 0 {
-        return Ok(from);
-    }
     let last = replay(store, txn, view, from)?;
     store
         .meta
         .put(txn, &key, &encode_watermark(view.version(), last))?;
-    Ok(last)
+    Ok(())
 }
 
 /// Feeds a view every node after `from`, in feed order, inside `txn`. Returns the last seq.
