@@ -34,7 +34,9 @@
 //!
 //! ## Layout
 //! - [`hash`]: `Hash`, the blake3 digest naming every node.
-//! - [`node`]: `Node`, its canonical encoding and its limits.
+//! - [`node`]: `Node`, its canonical encodings (unsigned and signed) and its limits.
+//! - [`identity`]: Ed25519 identities and author keys.
+//! - [`policy`]: which nodes a log accepts (any, signed, trusted authors).
 //! - [`store`]: the LMDB environment, tables, map growth.
 //! - [`log`]: `Log`, the replica API: add, insert, get, heads, feed.
 //! - [`changes`]: the feed iterator and subscriptions.
@@ -51,10 +53,12 @@ pub mod error;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod hash;
+pub mod identity;
 pub mod kv;
 pub mod log;
 pub mod node;
 pub mod peer;
+pub mod policy;
 pub mod store;
 pub mod sync;
 pub mod verify;
@@ -63,10 +67,12 @@ pub mod view;
 pub use changes::{Changes, FeedEntry, RawEntry, Subscription};
 pub use error::{Error, Result};
 pub use hash::Hash;
+pub use identity::{Identity, PublicKey};
 pub use kv::{Kv, KvError};
 pub use log::{Durability, Inserted, Log, LogOptions, Writer};
-pub use node::{Node, NodeError, MAX_LINKS, MAX_NODE_BYTES, MAX_PAYLOAD_BYTES};
+pub use node::{Authorship, Node, NodeError, MAX_LINKS, MAX_NODE_BYTES, MAX_PAYLOAD_BYTES};
 pub use peer::PeerId;
+pub use policy::{Policy, PolicyError, PolicyMode};
 pub use store::Table;
 pub use sync::{Mode, SyncError};
 #[cfg(feature = "net")]

@@ -79,6 +79,7 @@ struct Inner {
     views: RwLock<Vec<Arc<dyn View>>>,
     committed: watch::Sender<u64>,
     peer_id: PeerId,
+    signing: crate::identity::Signing,
 }
 
 /// Logs open in this process, by canonical directory, so a second open shares the first.
@@ -155,6 +156,7 @@ impl Log {
                 views: RwLock::new(Vec::new()),
                 committed,
                 peer_id,
+                signing: crate::identity::Signing::new(dir),
             }),
         })
     }
@@ -178,9 +180,13 @@ impl Log {
         &self.inner.store
     }
 
+    pub(crate) fn signing(&self) -> &crate::identity::Signing {
+        &self.inner.signing
+    }
+
     /// Adds a node with these links and payload. Every link must be stored.
     pub fn add(&self, links: impl IntoIterator<Item = Hash>, payload: Vec<u8>) -> Result<Node> {
-        let node = Node::new(links, payload)?;
+        let node = self.signing().node(links, payload)?;
         self.commit(std::slice::from_ref(&node))?;
         Ok(node)
     }
@@ -215,12 +221,13 @@ impl Log {
     /// ```
     pub fn transaction<R>(&self, mut f: impl FnMut(&mut Writer<'_, '_>) -> Result<R>) -> Result<R> {
         let mut result = None;
-        self.write_with(|txn, views, seq| {
+        self.write_with(|txn, views, seq, policy| {
             let mut w = Writer {
                 log: self,
                 txn,
                 views,
                 seq,
+                policy,
                 outcomes: Vec::new(),
             };
             result = Some(f(&mut w)?);
@@ -268,8 +275,8 @@ impl Log {
     ) -> Result<Vec<Node>> {
         let nodes = nodes
             .into_iter()
-            .map(|(links, payload)| Node::new(links, payload))
-            .collect::<Result<Vec<_>, _>>()?;
+            .map(|(links, payload)| self.signing().node(links, payload))
+            .collect::<Result<Vec<_>>>()?;
         self.commit(&nodes)?;
         Ok(nodes)
     }
@@ -291,10 +298,10 @@ impl Log {
     }
 
     fn commit(&self, nodes: &[Node]) -> Result<Vec<Inserted>> {
-        self.write_with(|txn, views, seq| {
+        self.write_with(|txn, views, seq, policy| {
             nodes
                 .iter()
-                .map(|n| store_node(self.store(), txn, views, seq, n))
+                .map(|n| store_node(self.store(), txn, views, seq, policy, n))
                 .collect()
         })
     }
@@ -303,7 +310,12 @@ impl Log {
     /// hear of the new last seq after the commit.
     fn write_with(
         &self,
-        mut f: impl FnMut(&mut RwTxn<'_>, &[Arc<dyn View>], &mut u64) -> Result<Vec<Inserted>>,
+        mut f: impl FnMut(
+            &mut RwTxn<'_>,
+            &[Arc<dyn View>],
+            &mut u64,
+            &crate::policy::Policy,
+        ) -> Result<Vec<Inserted>>,
     ) -> Result<Vec<Inserted>> {
         // Hold the registry for the whole write: a view registered meanwhile must either see
         // this write's nodes in its catch-up or in `apply`, never miss them.
@@ -317,7 +329,10 @@ impl Log {
                 catch_up(store, txn, v.as_ref(), start)?;
             }
             let mut seq = start;
-            let out = f(txn, &views, &mut seq)?;
+            // Read in this transaction: a policy change commits before or after it, never
+            // halfway through.
+            let policy = crate::policy::current(&store.meta, txn)?;
+            let out = f(txn, &views, &mut seq, &policy)?;
             if seq != start {
                 for v in views.iter() {
                     let wm = encode_watermark(v.version(), seq);
@@ -551,6 +566,7 @@ pub struct Writer<'a, 't> {
     txn: &'a mut RwTxn<'t>,
     views: &'a [Arc<dyn View>],
     seq: &'a mut u64,
+    policy: &'a crate::policy::Policy,
     outcomes: Vec<Inserted>,
 }
 
@@ -567,7 +583,7 @@ impl Writer<'_, '_> {
 
     /// Adds a node; its links must be stored or added earlier in this transaction.
     pub fn add(&mut self, links: impl IntoIterator<Item = Hash>, payload: Vec<u8>) -> Result<Node> {
-        let node = Node::new(links, payload)?;
+        let node = self.log.signing().node(links, payload)?;
         self.insert(&node)?;
         Ok(node)
     }
@@ -580,7 +596,14 @@ impl Writer<'_, '_> {
 
     /// Stores a node built elsewhere. Idempotent.
     pub fn insert(&mut self, node: &Node) -> Result<Inserted> {
-        let outcome = store_node(self.log.store(), self.txn, self.views, self.seq, node)?;
+        let outcome = store_node(
+            self.log.store(),
+            self.txn,
+            self.views,
+            self.seq,
+            self.policy,
+            node,
+        )?;
         self.outcomes.push(outcome);
         Ok(outcome)
     }
@@ -634,6 +657,7 @@ fn store_node(
     txn: &mut RwTxn<'_>,
     views: &[Arc<dyn View>],
     seq: &mut u64,
+    policy: &crate::policy::Policy,
     node: &Node,
 ) -> Result<Inserted> {
     let hash = node.hash();
@@ -646,6 +670,8 @@ fn store_node(
     {
         return Ok(Inserted::Existing(read_seq(existing)?));
     }
+    // Only new nodes face the policy: a stored node stays whatever the policy is now.
+    policy.admit(node)?;
     // Nothing stored can link to a node that was not stored (links are checked below), so a
     // new node is always a head. It is put before its links are removed so the table never
     // empties: an emptied LMDB tree frees its root page and the next put allocates a new one,
@@ -766,7 +792,7 @@ mod tests {
         store
             .write(|txn| {
                 let mut seq = last_seq(&store.feed, txn)?;
-                store_node(store, txn, &[], &mut seq, &foreign)
+                store_node(store, txn, &[], &mut seq, &Default::default(), &foreign)
             })
             .unwrap();
         log.append(b"3".to_vec()).unwrap();
