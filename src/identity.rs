@@ -101,7 +101,9 @@ pub enum IdentityError {
     },
     /// Others than the owner may read or write the key file: it is refused, as ssh refuses a
     /// private key that others can read.
-    #[error("identity file {path} has mode {mode:o}; it must be readable by its owner only (0600)")]
+    #[error(
+        "identity file {path} has mode {mode:o}; it must be readable by its owner only (0600)"
+    )]
     Permissions {
         /// The key file.
         path: PathBuf,
@@ -294,7 +296,11 @@ impl Signing {
 
     /// The identity local writes are signed with, if any.
     pub fn current(&self) -> Result<Option<Identity>, IdentityError> {
-        let choice = self.choice.read().unwrap_or_else(|e| e.into_inner()).clone();
+        let choice = self
+            .choice
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         match choice {
             Choice::With(id) => Ok(Some(id)),
             Choice::Off => Ok(None),

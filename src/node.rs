@@ -466,7 +466,11 @@ pub fn verify_signatures(nodes: &mut [Node]) -> Result<(), NodeError> {
     }
     let items: Vec<_> = todo
         .iter()
-        .map(|&i| nodes[i].signing_item().expect("unverified nodes are signed"))
+        .map(|&i| {
+            nodes[i]
+                .signing_item()
+                .expect("unverified nodes are signed")
+        })
         .collect();
     if identity::verify_batch(&items) {
         for &i in &todo {
@@ -695,7 +699,13 @@ mod tests {
 
     fn signed(links: &[Hash], payload: &[u8]) -> Node {
         let id = Identity::from_secret_bytes(&[5; 32]);
-        Node::signed(&id, 0x0102_0304_0506_0708, links.iter().copied(), payload.to_vec()).unwrap()
+        Node::signed(
+            &id,
+            0x0102_0304_0506_0708,
+            links.iter().copied(),
+            payload.to_vec(),
+        )
+        .unwrap()
     }
 
     #[test]
@@ -779,7 +789,9 @@ mod tests {
 
     #[test]
     fn signed_limits() {
-        let links: Vec<Hash> = (0..MAX_LINKS as u32).map(|i| Hash::of(&i.to_le_bytes())).collect();
+        let links: Vec<Hash> = (0..MAX_LINKS as u32)
+            .map(|i| Hash::of(&i.to_le_bytes()))
+            .collect();
         let max = signed(&links, &vec![0; MAX_PAYLOAD_BYTES]);
         assert!(max.encoded_len() <= MAX_NODE_BYTES);
         assert_eq!(Node::decode(&max.encode()).unwrap(), max);

@@ -228,6 +228,126 @@ pub fn verify_parallel(nodes: &mut [Node]) -> std::result::Result<(), NodeError>
     results.into_iter().collect()
 }
 
+/// Checks the signatures of a batch received from `peer` before it is stored (on every core,
+/// in batches); a bad one ends the session naming node and author.
+pub(crate) fn screen(
+    peer: crate::PeerId,
+    batch: &mut [Node],
+) -> std::result::Result<(), crate::sync::SyncError> {
+    verify_parallel(batch).map_err(|e| refused(peer, Error::Node(e)))
+}
+
+/// Turns a store refusal of a received batch into the session's error: a policy or signature
+/// refusal names the node and author; anything else stays a store error.
+pub(crate) fn refused(peer: crate::PeerId, e: Error) -> crate::sync::SyncError {
+    use crate::sync::SyncError;
+    match e {
+        Error::Policy(p) if p.node().is_some() => SyncError::Rejected {
+            peer,
+            node: p.node().expect("checked"),
+            author: p.author(),
+            reason: p.to_string(),
+        },
+        Error::Node(NodeError::BadSignature { node, author }) => SyncError::Rejected {
+            peer,
+            node,
+            author: Some(author),
+            reason: "signature is not the author's".into(),
+        },
+        other => SyncError::Store(other),
+    }
+}
+
+/// What `verify` checks beyond storage: every stored signature, and every node against the
+/// policy that was in force when it was stored (the history in the meta table).
+pub(crate) struct Audit {
+    history: Vec<(u64, Policy)>,
+    /// Index in `history` of the entry in force for the current seq (`None` before the first:
+    /// `Any`).
+    at: Option<usize>,
+    chunk: Vec<(u64, Node)>,
+    chunk_bytes: usize,
+    /// Signed nodes per author.
+    pub authors: std::collections::BTreeMap<PublicKey, u64>,
+    /// Unsigned nodes.
+    pub unsigned: u64,
+}
+
+/// A broken authorship invariant, as the audit reports it.
+pub(crate) enum Finding {
+    BadSignature {
+        seq: u64,
+        node: Hash,
+        author: PublicKey,
+    },
+    Refused {
+        seq: u64,
+        error: PolicyError,
+    },
+}
+
+const AUDIT_CHUNK_NODES: usize = 4096;
+const AUDIT_CHUNK_BYTES: usize = 32 << 20;
+
+impl Audit {
+    pub fn load(meta: &Table, txn: &ReadTxn<'_>) -> Result<Audit> {
+        Ok(Audit {
+            history: history(meta, txn)?,
+            at: None,
+            chunk: Vec::new(),
+            chunk_bytes: 0,
+            authors: Default::default(),
+            unsigned: 0,
+        })
+    }
+
+    /// The policy history, for reports.
+    pub fn history(&self) -> &[(u64, Policy)] {
+        &self.history
+    }
+
+    /// Checks one stored node (in feed order).
+    pub fn node(&mut self, seq: u64, node: Node, out: &mut impl FnMut(Finding)) {
+        while self
+            .history
+            .get(self.at.map_or(0, |i| i + 1))
+            .is_some_and(|(s, _)| *s < seq)
+        {
+            self.at = Some(self.at.map_or(0, |i| i + 1));
+        }
+        if let Some(i) = self.at {
+            if let Err(error) = self.history[i].1.allows(&node) {
+                out(Finding::Refused { seq, error });
+            }
+        }
+        match node.author() {
+            None => self.unsigned += 1,
+            Some(a) => {
+                *self.authors.entry(a).or_default() += 1;
+                self.chunk_bytes += node.encoded_len();
+                self.chunk.push((seq, node));
+                if self.chunk.len() >= AUDIT_CHUNK_NODES || self.chunk_bytes >= AUDIT_CHUNK_BYTES {
+                    self.flush(out);
+                }
+            }
+        }
+    }
+
+    /// Checks the signatures still buffered.
+    pub fn flush(&mut self, out: &mut impl FnMut(Finding)) {
+        let (seqs, mut nodes): (Vec<u64>, Vec<Node>) = self.chunk.drain(..).unzip();
+        self.chunk_bytes = 0;
+        if verify_parallel(&mut nodes).is_ok() {
+            return;
+        }
+        for (seq, n) in seqs.into_iter().zip(&nodes) {
+            if let Err(NodeError::BadSignature { node, author }) = n.verify_signature() {
+                out(Finding::BadSignature { seq, node, author });
+            }
+        }
+    }
+}
+
 impl crate::Log {
     /// The identity this log signs its local writes with: by default the replica's own,
     /// kept in its directory (see [`crate::identity::IDENTITY_FILE`]) and made on first use;
@@ -281,7 +401,9 @@ impl crate::Log {
             let mut p = current(&store.meta, txn)?;
             change(&mut p);
             if p.trusted.len() > MAX_TRUSTED {
-                return Err(Error::Policy(PolicyError::AllowListFull { max: MAX_TRUSTED }));
+                return Err(Error::Policy(PolicyError::AllowListFull {
+                    max: MAX_TRUSTED,
+                }));
             }
             let seq = crate::log::last_seq(&store.feed, txn)?;
             store

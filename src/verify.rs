@@ -103,6 +103,24 @@ pub enum Violation {
         /// What is wrong.
         detail: String,
     },
+    /// A signed node whose signature is not its author's.
+    #[error("seq {seq} ({node}): signature is not valid for author {author}")]
+    BadSignature {
+        /// Feed position.
+        seq: u64,
+        /// The node.
+        node: Hash,
+        /// The author it names.
+        author: crate::identity::PublicKey,
+    },
+    /// A node the policy in force when it was stored refuses.
+    #[error("seq {seq}: {error}")]
+    Refused {
+        /// Feed position.
+        seq: u64,
+        /// What the policy refuses.
+        error: crate::policy::PolicyError,
+    },
     /// A view differs from a rebuild of it.
     #[error("view {view} differs from a rebuild from the feed")]
     ViewMismatch {
@@ -120,6 +138,12 @@ pub struct VerifyReport {
     pub heads: u64,
     /// Views compared with a rebuild.
     pub views: usize,
+    /// Signed nodes per author (every signature checked).
+    pub authors: std::collections::BTreeMap<crate::identity::PublicKey, u64>,
+    /// Unsigned nodes.
+    pub unsigned: u64,
+    /// The policy history checked against: `(seq, policy)` governs nodes after `seq`.
+    pub policies: Vec<(u64, crate::policy::Policy)>,
     /// What is broken (at most [`MAX_REPORTED_VIOLATIONS`]).
     pub violations: Vec<Violation>,
     /// Violations found beyond those listed.
@@ -156,6 +180,7 @@ impl Log {
         let r = store.read()?;
         let txn = &r.txn;
         let mut linked: HashSet<Hash> = HashSet::new();
+        let mut audit = crate::policy::Audit::load(&store.meta, txn)?;
         for item in store.feed.iter(txn)? {
             let (k, v) = item?;
             let Ok(seq) = read_seq(k) else {
@@ -208,7 +233,12 @@ impl Log {
                     }),
                 }
             }
+            audit.node(seq, node, &mut |f| report.push(f.into()));
         }
+        audit.flush(&mut |f| report.push(f.into()));
+        report.policies = audit.history().to_vec();
+        report.unsigned = audit.unsigned;
+        report.authors = std::mem::take(&mut audit.authors);
         for item in store.index.iter(txn)? {
             let (k, v) = item?;
             let (Ok(hash), Ok(seq)) = (Hash::from_slice(k), read_seq(v)) else {
@@ -491,5 +521,17 @@ mod tests {
         assert!(!log.verify().unwrap().is_ok());
         log.reindex().unwrap();
         assert!(log.verify().unwrap().is_ok());
+    }
+}
+
+impl From<crate::policy::Finding> for Violation {
+    fn from(f: crate::policy::Finding) -> Violation {
+        use crate::policy::Finding;
+        match f {
+            Finding::BadSignature { seq, node, author } => {
+                Violation::BadSignature { seq, node, author }
+            }
+            Finding::Refused { seq, error } => Violation::Refused { seq, error },
+        }
     }
 }

@@ -108,6 +108,19 @@ pub enum SyncError {
         /// The idle time allowed.
         after: std::time::Duration,
     },
+    /// The peer sent a node this replica's policy refuses, or whose signature is not its
+    /// author's. The session stops taking the peer's stream; nothing stored is touched.
+    #[error("peer {peer} sent node {node}{}, refused: {reason}", author.map(|a| format!(" by {a}")).unwrap_or_default())]
+    Rejected {
+        /// The peer.
+        peer: PeerId,
+        /// The refused node.
+        node: Hash,
+        /// Its author, when signed.
+        author: Option<crate::identity::PublicKey>,
+        /// Why (policy or signature).
+        reason: String,
+    },
     /// The local store failed.
     #[error("store error: {0}")]
     Store(#[from] crate::error::Error),

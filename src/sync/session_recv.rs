@@ -57,7 +57,10 @@ impl<S: SyncStore> Session<S> {
         if self.batch.is_empty() {
             return Ok(());
         }
-        let done = self.store.insert_batch(&self.batch)?;
+        let peer = self.peer();
+        crate::policy::screen(peer, &mut self.batch)?;
+        let done =
+            (self.store.insert_batch(&self.batch)).map_err(|e| crate::policy::refused(peer, e))?;
         for (n, r) in self.batch.iter().zip(done) {
             match r {
                 Inserted::New(seq) => {
