@@ -5,6 +5,8 @@
 //! 3. heads are exactly the stored nodes that no stored node links to;
 //! 4. the index is a bijection with the feed;
 //! 5. every registered view equals a rebuild from the feed.
+//! 6. every signature is its author's, and every node meets the policy that was in force when
+//!    it was stored (the policy history in the meta table).
 //!
 //! Checks 1-4 run in one read transaction (a consistent snapshot). Check 3 keeps the set of
 //! linked hashes in memory (32 bytes per distinct link target). Check 5 rebuilds each view in a
