@@ -282,7 +282,7 @@ pub(crate) struct Signing {
 enum Choice {
     /// The replica's default identity, not loaded yet.
     Default,
-    With(Identity),
+    With(Box<Identity>),
     Off,
 }
 
@@ -302,15 +302,15 @@ impl Signing {
             .unwrap_or_else(|e| e.into_inner())
             .clone();
         match choice {
-            Choice::With(id) => Ok(Some(id)),
+            Choice::With(id) => Ok(Some(*id)),
             Choice::Off => Ok(None),
             Choice::Default => {
                 let mut c = self.choice.write().unwrap_or_else(|e| e.into_inner());
                 if let Choice::Default = *c {
-                    *c = Choice::With(Identity::load_or_create(&self.dir)?);
+                    *c = Choice::With(Box::new(Identity::load_or_create(&self.dir)?));
                 }
                 Ok(match &*c {
-                    Choice::With(id) => Some(id.clone()),
+                    Choice::With(id) => Some((**id).clone()),
                     _ => None,
                 })
             }
@@ -319,7 +319,7 @@ impl Signing {
 
     pub fn set(&self, id: Option<Identity>) {
         *self.choice.write().unwrap_or_else(|e| e.into_inner()) = match id {
-            Some(id) => Choice::With(id),
+            Some(id) => Choice::With(Box::new(id)),
             None => Choice::Off,
         };
     }

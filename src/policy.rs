@@ -348,6 +348,17 @@ impl Audit {
     }
 }
 
+impl From<Finding> for crate::verify::Violation {
+    fn from(f: Finding) -> crate::verify::Violation {
+        match f {
+            Finding::BadSignature { seq, node, author } => {
+                crate::verify::Violation::BadSignature { seq, node, author }
+            }
+            Finding::Refused { seq, error } => crate::verify::Violation::Refused { seq, error },
+        }
+    }
+}
+
 impl crate::Log {
     /// The identity this log signs its local writes with: by default the replica's own,
     /// kept in its directory (see [`crate::identity::IDENTITY_FILE`]) and made on first use;

@@ -525,15 +525,3 @@ mod tests {
         assert!(log.verify().unwrap().is_ok());
     }
 }
-
-impl From<crate::policy::Finding> for Violation {
-    fn from(f: crate::policy::Finding) -> Violation {
-        use crate::policy::Finding;
-        match f {
-            Finding::BadSignature { seq, node, author } => {
-                Violation::BadSignature { seq, node, author }
-            }
-            Finding::Refused { seq, error } => Violation::Refused { seq, error },
-        }
-    }
-}

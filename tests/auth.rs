@@ -478,3 +478,13 @@ fn replicas_hold_exactly_what_the_policy_accepts() {
         .tests(25)
         .quickcheck(prop_replicas_hold_exactly_what_the_policy_accepts as fn(Case) -> TestResult);
 }
+
+#[test]
+#[ignore = "writes fuzz/corpus/node_decode/signed-node; run by hand to record the seed"]
+fn record_signed_node_seed() {
+    let id = Identity::from_secret_bytes(&[3; 32]);
+    let root = Node::signed(&id, 1_764_403_200_000, [], b"root".to_vec()).unwrap();
+    let n = Node::signed(&id, 1_764_403_200_001, [root.hash()], b"child".to_vec()).unwrap();
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/node_decode");
+    std::fs::write(dir.join("signed-node"), n.encode()).unwrap();
+}
