@@ -479,6 +479,27 @@ fn replicas_hold_exactly_what_the_policy_accepts() {
         .quickcheck(prop_replicas_hold_exactly_what_the_policy_accepts as fn(Case) -> TestResult);
 }
 
+/// The largest signed node (the payload limit, 104 bytes of authorship) replicates.
+#[tokio::test]
+async fn a_signed_node_at_the_payload_limit_replicates() {
+    let (a, b) = (replica(), replica());
+    let big = a
+        .log
+        .append(vec![7u8; braidlog::MAX_PAYLOAD_BYTES])
+        .unwrap();
+    assert!(big.encoded_len() <= braidlog::MAX_NODE_BYTES);
+    assert!(matches!(
+        a.log.append(vec![7u8; braidlog::MAX_PAYLOAD_BYTES + 1]),
+        Err(Error::Node(braidlog::NodeError::PayloadTooLarge { .. }))
+    ));
+    b.log.set_policy(&Policy::new(PolicyMode::Signed)).unwrap();
+    let (ra, rb) = pair(&a.log, &b.log).await;
+    ra.unwrap();
+    rb.unwrap();
+    assert_eq!(b.log.get(&big.hash()).unwrap().unwrap(), big);
+    assert_verified(&b.log);
+}
+
 #[test]
 #[ignore = "writes fuzz/corpus/node_decode/signed-node; run by hand to record the seed"]
 fn record_signed_node_seed() {
