@@ -34,8 +34,11 @@ const READ_MAX: usize = 64 * 1024;
 const PROGRESS_EVERY: u64 = 1000;
 /// How often a live session checks the store for commits made by another process.
 const LIVE_POLL: Duration = Duration::from_secs(1);
-/// After a shutdown, how long a live session may take to write its `Close`.
+/// After a shutdown, how long a busy session may take to finish (a live one to write its
+/// `Close`) before it ends anyway.
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
+/// A session that moved no byte for this long when a shutdown comes is idle: it ends at once.
+const QUIET: Duration = Duration::from_secs(1);
 
 /// Syncs `log` with the peer at the other end of `stream`, per `options`.
 ///
@@ -203,6 +206,7 @@ impl Driver {
         let now = Deadline::now();
         let handshake_by = options.handshake_timeout.map(|d| now + d);
         let mut idle_by = options.idle_timeout.map(|d| now + d);
+        let mut active = now;
         let mut close_by: Option<Deadline> = None;
         loop {
             if let (Some(_), true) = (&write_failed, eof) {
@@ -225,7 +229,8 @@ impl Driver {
                     .await?;
                 pos = 0;
                 // Our own store work is not the peer's silence.
-                idle_by = options.idle_timeout.map(|d| Deadline::now() + d);
+                active = Deadline::now();
+                idle_by = options.idle_timeout.map(|d| active + d);
             }
             if self.s().is_finished() && pos == out.len() {
                 break;
@@ -284,7 +289,8 @@ impl Driver {
                         })
                         .await?;
                     }
-                    idle_by = options.idle_timeout.map(|d| Deadline::now() + d);
+                    active = Deadline::now();
+                    idle_by = options.idle_timeout.map(|d| active + d);
                 }
                 r = wr.write(&out[pos..]), if pos < out.len() => {
                     let n = match r {
@@ -303,7 +309,8 @@ impl Driver {
                     };
                     pos += n;
                     self.bytes_out += n as u64;
-                    idle_by = options.idle_timeout.map(|d| Deadline::now() + d);
+                    active = Deadline::now();
+                    idle_by = options.idle_timeout.map(|d| active + d);
                 }
                 () = held.wait(short.unwrap_or(0)), if short.is_some() && !eof => {}
                 seq = sub.changed(), if live => {
@@ -318,18 +325,22 @@ impl Driver {
                 }
                 _ = wait_true(&mut shutdown), if shutdown.is_some() => {
                     shutdown = None;
-                    if !live {
-                        // The store step in progress has finished; the caller commits what
-                        // it checked.
+                    if live {
+                        self.blocking(|s| s.close()).await?;
+                    } else if phase == Phase::Handshake || active.elapsed() >= QUIET {
+                        // Idle: the store step in progress has finished; the caller commits
+                        // what it checked.
                         return Err(SyncError::ShuttingDown { state: self.state() });
                     }
-                    self.blocking(|s| s.close()).await?;
+                    // Busy: it may finish on its own, for a while.
                     close_by = Some(Deadline::now() + CLOSE_GRACE);
                 }
                 () = sleep_until(deadline.map(|d| d.0)), if deadline.is_some() => {
                     let (after, state) = match deadline.map(|d| d.1) {
                         Some(Wait::Handshake) => (options.handshake_timeout, "handshaking"),
-                        Some(Wait::Close) => (Some(CLOSE_GRACE), "closing"),
+                        Some(Wait::Close) => {
+                            return Err(SyncError::ShuttingDown { state: self.state() })
+                        }
                         _ => (options.idle_timeout, self.state()),
                     };
                     return Err(SyncError::Timeout { state, after: after.unwrap_or_default() });

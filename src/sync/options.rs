@@ -15,6 +15,9 @@ pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(20);
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// How to run a sync.
+///
+/// The timeouts (on by default) and live sessions need a runtime with timers
+/// (`enable_time` or `enable_all`); on one without, set both timeouts to `None`.
 #[derive(Debug, Clone)]
 pub struct SyncOptions {
     /// Direction (default both ways).
@@ -25,9 +28,11 @@ pub struct SyncOptions {
     pub live: bool,
     /// Receives [`Progress`] events; never blocks the sync (events are dropped when full).
     pub progress: Option<mpsc::Sender<Progress>>,
-    /// When this turns `true` (or its sender is dropped), the session stops: a live one closes in order (commits, sends
-    /// `Close`); one still handshaking or catching up commits what it has checked and ends
-    /// with [`super::SyncError::ShuttingDown`].
+    /// When this turns `true` (or its sender is dropped), the session stops: a live one
+    /// closes in order (commits, sends `Close`); one still handshaking, or catching up with
+    /// no byte moved for a second, ends at once; one busy catching up may finish for up to
+    /// 5 s. One that ends early commits what it checked and fails with
+    /// [`super::SyncError::ShuttingDown`].
     pub shutdown: Option<watch::Receiver<bool>>,
     /// Fail with [`super::SyncError::Timeout`] when the peer's `Hello` has not arrived this
     /// long after the start, however it trickles bytes.
