@@ -8,9 +8,7 @@ use std::path::Path;
 
 use std::time::Duration;
 
-use cli_common::{
-    braid, interrupt, json, ok, spawn, spawn_wrapped, terminate, wait_bounded,
-};
+use cli_common::{braid, interrupt, json, ok, spawn, spawn_wrapped, terminate, wait_bounded};
 
 /// Starts `braid serve` on a free port; returns the child and the address it printed first.
 fn serve(dir: &Path, extra: &[&str]) -> (std::process::Child, String) {
@@ -179,9 +177,16 @@ fn serve_stops_on_sigterm_with_an_idle_peer_connected() {
     assert_eq!(&first, b"braidlog");
     terminate(&server);
     let out = wait_bounded(server, Duration::from_secs(15), "serve after SIGTERM");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("stopped: 1 sessions (1 failed)"), "{stdout}");
+    assert!(
+        stdout.contains("stopped: 1 sessions (1 failed)"),
+        "{stdout}"
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     let local = idle.local_addr().unwrap().to_string();
     assert!(
@@ -207,7 +212,10 @@ fn sync_with_a_silent_server_times_out() {
     silent.join().unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8(out.stderr).unwrap();
-    assert!(err.contains("peer silent for 1s while handshaking"), "{err}");
+    assert!(
+        err.contains("peer silent for 1s while handshaking"),
+        "{err}"
+    );
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     ok(tmp.path(), &["verify"]);
 }
@@ -224,7 +232,13 @@ fn serve_under_a_descriptor_limit_survives_a_flood_and_serves_honest_clients() {
     let (server, addr) = spawn_wrapped(
         &["prlimit", "--nofile=64", "--"],
         &a,
-        &["serve", "--listen", "127.0.0.1:0", "--handshake-timeout", "2s"],
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--handshake-timeout",
+            "2s",
+        ],
     );
     let idle: Vec<_> = (0..100)
         .map(|_| std::net::TcpStream::connect(&addr).unwrap())
@@ -236,7 +250,10 @@ fn serve_under_a_descriptor_limit_survives_a_flood_and_serves_honest_clients() {
     let out = wait_bounded(server, Duration::from_secs(15), "serve after Ctrl-C");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
-    assert!(stderr.contains("accept failed"), "the limit was reached: {stderr}");
+    assert!(
+        stderr.contains("accept failed"),
+        "the limit was reached: {stderr}"
+    );
     assert!(stderr.contains("while handshaking"), "{stderr}");
     drop(idle);
     assert_eq!(ok(&a, &["get", "from-b"]).trim(), "2");

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use braidlog::sync::codec::preamble;
 use braidlog::sync::{
-    connect, serve, sync, MemoryBudget, OnEvent, ServeEvent, ServeOptions, ServeReport,
-    SyncError, SyncOptions, DEFAULT_HANDSHAKE_TIMEOUT, MAX_FRAME_BYTES,
+    connect, serve, sync, MemoryBudget, OnEvent, ServeEvent, ServeOptions, ServeReport, SyncError,
+    SyncOptions, DEFAULT_HANDSHAKE_TIMEOUT, MAX_FRAME_BYTES,
 };
 use common::{assert_same, chain, replica};
 use tokio::io::AsyncWriteExt;
@@ -154,7 +154,11 @@ async fn at_the_connection_limit_new_peers_wait_for_a_slot() {
     assert_eq!(order[1], "accepted");
     assert_eq!(honest.await.unwrap().unwrap().nodes_received, 10);
     assert_same(&hub.log, &c.log);
-    assert_eq!(server.max_active.lock().unwrap().1, 2, "never over the limit");
+    assert_eq!(
+        server.max_active.lock().unwrap().1,
+        2,
+        "never over the limit"
+    );
     server.stop().await;
 }
 
@@ -247,7 +251,11 @@ async fn three_hundred_incomplete_frames_stay_within_the_memory_budget() {
     // Every connection ends up stopped on the spent budget (they share it in small steps).
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
     while budget.waiting() < PEERS - 8 {
-        assert!(tokio::time::Instant::now() < deadline, "{}", budget.waiting());
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{}",
+            budget.waiting()
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(budget.in_use() <= budget.total());

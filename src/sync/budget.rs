@@ -182,7 +182,11 @@ mod tests {
         assert_eq!(h.cover(FREE_BYTES + MIN_MEMORY_BUDGET), None);
         assert_eq!(b.in_use(), MIN_MEMORY_BUDGET);
         let mut other = Held::new(Some(b.clone()));
-        assert_eq!(other.cover(FREE_BYTES + 10), Some(10), "the budget is spent");
+        assert_eq!(
+            other.cover(FREE_BYTES + 10),
+            Some(10),
+            "the budget is spent"
+        );
         assert_eq!(h.cover(FREE_BYTES + MIN_MEMORY_BUDGET - 10), None);
         other.wait(10).await;
         assert_eq!(b.in_use(), MIN_MEMORY_BUDGET);

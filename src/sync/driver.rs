@@ -77,9 +77,10 @@ where
             .await;
     }
     result?;
-    let s = driver.session.as_ref().ok_or(SyncError::ShuttingDown {
-        state: "finishing",
-    })?;
+    let s = driver
+        .session
+        .as_ref()
+        .ok_or(SyncError::ShuttingDown { state: "finishing" })?;
     let st: &SessionStats = s.stats();
     Ok(SyncReport {
         peer: s.peer_id(),

@@ -59,6 +59,8 @@ mod tcp;
 pub use budget::MemoryBudget;
 #[cfg(feature = "net")]
 pub use driver::sync;
+pub use error::SyncError;
+pub use message::{Message, MAGIC, MAX_FRAME_BYTES, PROTOCOL_VERSION};
 #[cfg(feature = "net")]
 pub use options::{
     Progress, SyncOptions, SyncReport, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_IDLE_TIMEOUT,
@@ -68,8 +70,6 @@ pub use serve::{
     serve, OnEvent, ServeEvent, ServeOptions, ServeReport, DEFAULT_MAX_CONNECTIONS,
     DEFAULT_MEMORY_BUDGET,
 };
-pub use error::SyncError;
-pub use message::{Message, MAGIC, MAX_FRAME_BYTES, PROTOCOL_VERSION};
 pub use session::{Mode, Phase, Session, SessionConfig, SessionStats};
 pub use store::{MemStore, SyncStore};
 #[cfg(feature = "net")]

@@ -78,7 +78,11 @@ fn bytes(s: &str) -> Result<usize, String> {
         "KiB" => 10,
         "MiB" => 20,
         "GiB" => 30,
-        _ => return Err(format!("{s:?}: give a unit: KiB, MiB or GiB, or plain bytes")),
+        _ => {
+            return Err(format!(
+                "{s:?}: give a unit: KiB, MiB or GiB, or plain bytes"
+            ))
+        }
     };
     n.checked_shl(shift)
         .filter(|v| v >> shift == n)
@@ -102,7 +106,10 @@ mod tests {
     #[test]
     fn parsers() {
         assert_eq!(duration("0"), Ok(Limit(None)));
-        assert_eq!(duration("500ms"), Ok(Limit(Some(Duration::from_millis(500)))));
+        assert_eq!(
+            duration("500ms"),
+            Ok(Limit(Some(Duration::from_millis(500))))
+        );
         assert_eq!(duration("2m"), Ok(Limit(Some(Duration::from_secs(120)))));
         assert!(duration("20").is_err() && duration("s").is_err());
         assert_eq!(bytes("64MiB"), Ok(64 << 20));
