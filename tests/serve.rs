@@ -17,6 +17,10 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+/// The tests that flood a server run one at a time: a session quiet for a second counts as
+/// idle at shutdown, and two floods at once on two cores can stall an honest one that long.
+static FLOODS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// What the tests see of a server's events, in order.
 #[derive(Debug, Clone, PartialEq)]
 enum Seen {
@@ -97,6 +101,7 @@ impl Server {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_idle_connections_stop_neither_honest_peers_nor_the_shutdown() {
+    let _one_at_a_time = FLOODS.lock().await;
     let hub = replica();
     chain(&hub.log, 50, "hub");
     let options = ServeOptions {
@@ -223,6 +228,7 @@ fn rss_bytes() -> usize {
 /// budget and a little per connection, not a frame each; an honest peer still syncs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_hundred_incomplete_frames_stay_within_the_memory_budget() {
+    let _one_at_a_time = FLOODS.lock().await;
     const PEERS: usize = 300;
     let hub = replica();
     chain(&hub.log, 10, "hub");
@@ -276,4 +282,30 @@ async fn three_hundred_incomplete_frames_stay_within_the_memory_budget() {
     for p in peers {
         p.abort();
     }
+}
+
+/// A shutdown while a session is busy moving nodes lets it finish: nothing is cut short.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shutdown_lets_a_busy_session_finish() {
+    let _one_at_a_time = FLOODS.lock().await;
+    let hub = replica();
+    let server = start(hub.log.clone(), ServeOptions::default()).await;
+    let c = replica();
+    chain(&c.log, 20_000, "c");
+    let (tx, mut progress) = mpsc::channel(1024);
+    let mut opts = SyncOptions::default();
+    opts.progress = Some(tx);
+    let (log, addr) = (c.log.clone(), server.addr);
+    let client = tokio::spawn(async move { connect(addr, &log, opts).await });
+    // Stop the server once the stream is under way.
+    while let Some(p) = progress.recv().await {
+        if p.nodes_sent >= 1000 {
+            break;
+        }
+    }
+    let report = server.stop().await;
+    let r = client.await.unwrap().unwrap();
+    assert_eq!(r.nodes_sent, 20_000);
+    assert_eq!((report.failed, report.nodes_received), (0, 20_000));
+    assert_same(&hub.log, &c.log);
 }

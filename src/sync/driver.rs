@@ -386,3 +386,18 @@ async fn wait_true(rx: &mut Option<watch::Receiver<bool>>) {
         None => std::future::pending().await,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The runtime cancels blocking tasks when it shuts down: the driver then returns a typed
+    /// error instead of panicking on the `JoinError`.
+    #[tokio::test]
+    async fn a_cancelled_task_is_an_error_not_a_panic() {
+        let task = tokio::spawn(std::future::pending::<()>());
+        task.abort();
+        let r = joined(task.await);
+        assert!(matches!(r, Err(SyncError::ShuttingDown { .. })), "{r:?}");
+    }
+}

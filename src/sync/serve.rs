@@ -135,7 +135,9 @@ type Ended = (SocketAddr, Result<SyncReport, SyncError>);
 struct Server {
     report: ServeReport,
     on_event: Option<OnEvent>,
-    peers: HashMap<tokio::task::Id, SocketAddr>,
+    /// Each running session's peer and slot. The slot is freed only once its end is
+    /// recorded, so events never show more sessions than the limit.
+    peers: HashMap<tokio::task::Id, (SocketAddr, OwnedSemaphorePermit)>,
 }
 
 impl Server {
@@ -146,13 +148,15 @@ impl Server {
     }
 
     fn ended(&mut self, done: Result<(tokio::task::Id, Ended), tokio::task::JoinError>) {
+        let id = match &done {
+            Ok((id, _)) => *id,
+            Err(e) => e.id(),
+        };
+        let slot = self.peers.remove(&id);
         let (peer, result) = match done {
-            Ok((id, ended)) => {
-                self.peers.remove(&id);
-                ended
-            }
+            Ok((_, ended)) => ended,
             Err(e) => {
-                let peer = self.peers.remove(&e.id());
+                let peer = slot.as_ref().map(|s| s.0);
                 let peer = peer.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
                 let why = if e.is_panic() {
                     "the session task panicked"
@@ -173,6 +177,7 @@ impl Server {
                 self.event(ServeEvent::Failed { peer, error });
             }
         }
+        drop(slot);
     }
 }
 
@@ -232,12 +237,11 @@ pub async fn serve(
                 let _ = stream.set_nodelay(true);
                 server.report.sessions += 1;
                 server.event(ServeEvent::Accepted { peer });
-                let (log, opts, held) = (log.clone(), session.clone(), slot.take());
-                let task = tasks.spawn(async move {
-                    let _slot = held;
-                    (peer, sync(&log, stream, opts).await)
-                });
-                server.peers.insert(task.id(), peer);
+                let (log, opts) = (log.clone(), session.clone());
+                let task = tasks.spawn(async move { (peer, sync(&log, stream, opts).await) });
+                if let Some(held) = slot.take() {
+                    server.peers.insert(task.id(), (peer, held));
+                }
             }
         }
     }
