@@ -293,8 +293,10 @@ async fn a_shutdown_lets_a_busy_session_finish() {
     let c = replica();
     chain(&c.log, 20_000, "c");
     let (tx, mut progress) = mpsc::channel(1024);
-    let mut opts = SyncOptions::default();
-    opts.progress = Some(tx);
+    let opts = SyncOptions {
+        progress: Some(tx),
+        ..SyncOptions::default()
+    };
     let (log, addr) = (c.log.clone(), server.addr);
     let client = tokio::spawn(async move { connect(addr, &log, opts).await });
     // Stop the server once the stream is under way.
