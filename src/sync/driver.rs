@@ -251,7 +251,11 @@ impl Driver {
                 handshake_by
                     .filter(|_| phase == Phase::Handshake)
                     .map(|d| (d, Wait::Handshake)),
-                idle_by.filter(|_| !live).map(|d| (d, Wait::Idle)),
+                // A live session may be quiet for any time, but not halfway through a frame,
+                // starved of memory, or with bytes the peer does not take.
+                idle_by
+                    .filter(|_| !live || dec.buffered() > 0 || short.is_some() || pos < out.len())
+                    .map(|d| (d, Wait::Idle)),
                 close_by.map(|d| (d, Wait::Close)),
             ]
             .into_iter()

@@ -39,7 +39,8 @@ pub struct SyncOptions {
     /// Default [`DEFAULT_HANDSHAKE_TIMEOUT`]; `None`: wait forever.
     pub handshake_timeout: Option<Duration>,
     /// Fail with [`super::SyncError::Timeout`] when nothing moves either way for this long
-    /// before the session is live (a live session may be quiet for any time). Default
+    /// before the session is live. A live session may be quiet for any time, but not while
+    /// it holds part of a frame, waits for memory, or has bytes the peer does not take. Default
     /// [`DEFAULT_IDLE_TIMEOUT`]; `None`: wait forever.
     pub idle_timeout: Option<Duration>,
     /// The budget that peer data beyond [`super::budget::FREE_BYTES`] per connection is taken
