@@ -6,7 +6,8 @@
 //!   up a moment later. Descriptors are never spent beyond the limit.
 //! - An accept error (out of descriptors, out of memory, a connection reset before it was
 //!   accepted) never ends the server: it is reported and accepting resumes after a backoff
-//!   that doubles from 10 ms to 1 s, while running sessions carry on.
+//!   that doubles from 10 ms to 1 s, while running sessions carry on (at once when the error
+//!   concerns only the connection being accepted, such as one reset before it was accepted).
 //! - One [`MemoryBudget`] shared by all sessions bounds the peer data they buffer together.
 //! - Every session has the handshake and idle timeouts of [`SyncOptions`].
 //! - On shutdown it stops accepting; live sessions close in order, others end after their
@@ -226,9 +227,14 @@ pub async fn serve(
                     Ok(a) => a,
                     Err(error) => {
                         server.report.accept_errors += 1;
-                        server.event(ServeEvent::AcceptFailed { error: &error, retry_in: backoff });
-                        retry_at = Some(tokio::time::Instant::now() + backoff);
-                        backoff = (backoff * 2).min(BACKOFF_MAX);
+                        // One connection's failure says nothing about the next: retry now.
+                        // Anything else (out of descriptors or memory) needs time to clear.
+                        let retry_in = if one_connection(&error) { Duration::ZERO } else { backoff };
+                        server.event(ServeEvent::AcceptFailed { error: &error, retry_in });
+                        if !retry_in.is_zero() {
+                            retry_at = Some(tokio::time::Instant::now() + retry_in);
+                            backoff = (backoff * 2).min(BACKOFF_MAX);
+                        }
                         continue;
                     }
                 };
@@ -252,6 +258,15 @@ pub async fn serve(
     }
     drop(budget);
     Ok(server.report)
+}
+
+/// Whether an accept error concerns only the connection being accepted.
+fn one_connection(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(
+        e.kind(),
+        ConnectionAborted | ConnectionReset | Interrupted | WouldBlock
+    )
 }
 
 async fn sleep_until(at: Option<tokio::time::Instant>) {
