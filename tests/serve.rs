@@ -167,6 +167,42 @@ async fn at_the_connection_limit_new_peers_wait_for_a_slot() {
     server.stop().await;
 }
 
+/// Far more idle peers than slots: the server never runs more sessions than its limit, the
+/// handshake timeout frees the slots, and an honest peer queued behind them gets in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn far_more_idle_peers_than_slots_wait_their_turn() {
+    let hub = replica();
+    chain(&hub.log, 10, "hub");
+    let mut options = ServeOptions {
+        max_connections: 4,
+        ..ServeOptions::default()
+    };
+    options.session.handshake_timeout = Some(Duration::from_millis(200));
+    let mut server = start(hub.log.clone(), options).await;
+    let mut idle = Vec::new();
+    for _ in 0..50 {
+        idle.push(TcpStream::connect(server.addr).await.unwrap());
+    }
+    server.until_accepted(4).await;
+    let c = replica();
+    let r = connect(server.addr, &c.log, SyncOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(r.nodes_received, 10);
+    assert_eq!(
+        server.max_active.lock().unwrap().1,
+        4,
+        "never over the limit"
+    );
+    let report = server.stop().await;
+    assert_eq!(
+        report.failed,
+        report.sessions - 1,
+        "every idle session ended"
+    );
+    drop(idle);
+}
+
 /// A peer that connects and then says nothing: the default handshake timeout ends the
 /// session with a typed error instead of waiting forever.
 #[tokio::test(start_paused = true)]

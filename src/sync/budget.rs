@@ -193,4 +193,14 @@ mod tests {
         drop((h, other));
         assert_eq!(b.in_use(), 0);
     }
+
+    #[tokio::test(start_paused = true)]
+    async fn more_than_the_whole_budget_is_never_granted() {
+        let b = MemoryBudget::new(0);
+        let mut h = Held::new(Some(b.clone()));
+        let more = h.cover(FREE_BYTES + b.total() + 1).expect("a shortfall");
+        let waited = tokio::time::timeout(std::time::Duration::from_secs(3600), h.wait(more));
+        assert!(waited.await.is_err(), "waits until the caller's timeout");
+        assert_eq!((b.waiting(), b.in_use()), (0, 0));
+    }
 }
