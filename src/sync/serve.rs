@@ -33,7 +33,7 @@ use crate::log::Log;
 /// Default of [`ServeOptions::max_connections`].
 pub const DEFAULT_MAX_CONNECTIONS: usize = 512;
 /// Default of [`ServeOptions::memory_budget`].
-pub const DEFAULT_MEMORY_BUDGET: usize = 256 << 20;
+pub const DEFAULT_MEMORY_BUDGET: usize = 128 << 20;
 const BACKOFF_MIN: Duration = Duration::from_millis(10);
 const BACKOFF_MAX: Duration = Duration::from_secs(1);
 

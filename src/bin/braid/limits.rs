@@ -33,7 +33,7 @@ pub struct ServerLimits {
     pub max_connections: usize,
     /// Peer data all sessions may buffer together beyond 64 KiB each (e.g. 64MiB, 1GiB;
     /// at least 8MiB).
-    #[arg(long, value_name = "BYTES", value_parser = bytes, default_value = "256MiB")]
+    #[arg(long, value_name = "BYTES", value_parser = bytes, default_value = "128MiB")]
     pub memory_budget: usize,
 }
 
@@ -100,7 +100,7 @@ mod tests {
     fn defaults_match_the_library() {
         assert_eq!(duration("20s"), Ok(Limit(Some(DEFAULT_HANDSHAKE_TIMEOUT))));
         assert_eq!(duration("60s"), Ok(Limit(Some(DEFAULT_IDLE_TIMEOUT))));
-        assert_eq!(bytes("256MiB"), Ok(DEFAULT_MEMORY_BUDGET));
+        assert_eq!(bytes("128MiB"), Ok(DEFAULT_MEMORY_BUDGET));
     }
 
     #[test]
