@@ -19,8 +19,8 @@ use super::message::MAX_FRAME_BYTES;
 /// frame up to this size is read without ever waiting for memory.
 pub const FREE_BYTES: usize = 64 * 1024;
 
-/// The smallest budget: one honest session's worst need (a receive batch of
-/// [`super::session::BATCH_BYTES`] and one frame of [`MAX_FRAME_BYTES`]) with room to spare.
+/// The smallest budget: one honest session's worst need (a receive batch of 4 MiB and one
+/// frame of [`MAX_FRAME_BYTES`]) with room to spare.
 pub const MIN_MEMORY_BUDGET: usize = 8 << 20;
 
 /// A shared byte budget (cheap to clone: clones share one budget).
@@ -166,7 +166,7 @@ impl Drop for Held {
     }
 }
 
-const _: () = assert!(MIN_MEMORY_BUDGET > super::session::BATCH_BYTES + MAX_FRAME_BYTES);
+const _: () = assert!(MIN_MEMORY_BUDGET > (4 << 20) + MAX_FRAME_BYTES);
 
 #[cfg(test)]
 mod tests {
