@@ -197,10 +197,10 @@ pub async fn serve(
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut session = options.session.clone();
     session.shutdown = Some(stop_rx);
-    let budget = session
+    // One budget for every session of this server.
+    session
         .memory
-        .get_or_insert_with(|| MemoryBudget::new(options.memory_budget))
-        .clone();
+        .get_or_insert_with(|| MemoryBudget::new(options.memory_budget));
     let slots = Arc::new(Semaphore::new(options.max_connections.max(1)));
     let mut server = Server {
         report: ServeReport::default(),
@@ -256,7 +256,6 @@ pub async fn serve(
     while let Some(done) = tasks.join_next_with_id().await {
         server.ended(done);
     }
-    drop(budget);
     Ok(server.report)
 }
 
