@@ -43,7 +43,9 @@ const QUIET: Duration = Duration::from_secs(1);
 /// Syncs `log` with the peer at the other end of `stream`, per `options`.
 ///
 /// Returns when both sides have what the other had at the start (or, when live, when either
-/// side closes). On error, everything received and checked so far is kept.
+/// side closes). A peer that does not finish its handshake, or goes quiet, in time fails it
+/// with [`SyncError::Timeout`] (see [`SyncOptions`]; both are on by default). On error,
+/// everything received and checked so far is kept.
 pub async fn sync<T>(log: &Log, stream: T, options: SyncOptions) -> Result<SyncReport, SyncError>
 where
     T: AsyncRead + AsyncWrite + Unpin + Send,
