@@ -4,6 +4,7 @@ mod auth;
 mod dag;
 mod demo;
 mod kv;
+mod limits;
 mod net;
 mod output;
 
