@@ -9,6 +9,11 @@
 //! (nodes nothing links to yet), and a local changes feed in arrival order, which is always
 //! topological. Every write is one transaction.
 //!
+//! Every replica has an Ed25519 [`Identity`] and signs its writes with it by default: a node
+//! names its author and the time the author claims, and its id covers both. A [`Policy`]
+//! per log (any, signed, or an allow-list of authors) is enforced on every node stored,
+//! local or received, and [`Log::verify`] checks every signature.
+//!
 //! ```
 //! # fn main() -> Result<(), braidlog::Error> {
 //! use braidlog::Log;
