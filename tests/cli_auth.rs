@@ -3,7 +3,7 @@
 
 mod cli_common;
 
-use cli_common::{fails, json, ok};
+use cli_common::{fails, interrupt, json, ok, spawn};
 
 #[test]
 fn an_operator_requires_trusted_signatures_and_an_auditor_verifies_them() {
@@ -53,4 +53,38 @@ fn an_operator_requires_trusted_signatures_and_an_auditor_verifies_them() {
     let err = fails(&dir, &["put", "sku/1", "4 boxes"]);
     assert!(err.contains("not on the allow-list"), "{err}");
     assert!(fails(&dir, &["trust", "add", "not-a-key"]).contains("hex"));
+}
+
+/// A server under `trusted` refuses a stranger's push, naming node and author, and stores
+/// nothing of it; once the key is trusted, the same push goes through.
+#[test]
+fn a_trusted_server_refuses_a_stranger_until_trusted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (server_dir, client) = (tmp.path().join("server"), tmp.path().join("client"));
+    let own = ok(&server_dir, &["id"]).trim().to_string();
+    ok(&server_dir, &["trust", "add", &own]);
+    ok(&server_dir, &["policy", "trusted"]);
+    ok(&server_dir, &["put", "k", "server's"]);
+    let stranger = ok(&client, &["id"]).trim().to_string();
+    ok(&client, &["put", "j", "client's"]);
+
+    let (server, addr) = spawn(&server_dir, &["serve", "--listen", "127.0.0.1:0"]);
+    // The client sees the session end early; the server's log names the refusal (below).
+    assert!(fails(&client, &["sync", "--push", &addr]).starts_with("braid:"));
+    assert_eq!(json(&server_dir, &["verify"])["nodes"], 1, "nothing stored");
+
+    // The allow-list is read per write: the running server takes the key at the next sync.
+    ok(&server_dir, &["trust", "add", &stranger]);
+    let report = json(&client, &["sync", "--push", &addr]);
+    assert_eq!(report["nodes_sent"], 1);
+    interrupt(&server);
+    let out = server.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        log.contains("refused") && log.contains(&stranger),
+        "the server reports node and author: {log}"
+    );
+    let got = json(&server_dir, &["get", "j"]);
+    assert_eq!(got["versions"][0]["author"], stranger.as_str());
+    assert_eq!(json(&server_dir, &["verify"])["ok"], true);
 }
