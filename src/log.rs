@@ -298,6 +298,7 @@ impl Log {
     }
 
     fn commit(&self, nodes: &[Node]) -> Result<Vec<Inserted>> {
+        let nodes = &*crate::policy::signatures_checked(nodes)?;
         self.write_with(|txn, views, seq, policy| {
             nodes
                 .iter()

@@ -228,6 +228,18 @@ pub fn verify_parallel(nodes: &mut [Node]) -> std::result::Result<(), NodeError>
     results.into_iter().collect()
 }
 
+/// `nodes` with every signature known good: checked here in batches on every core when some
+/// are not yet, before the write transaction (which runs on one thread and holds the writer
+/// lock) would check them one by one.
+pub(crate) fn signatures_checked(nodes: &[Node]) -> Result<std::borrow::Cow<'_, [Node]>> {
+    if nodes.iter().all(Node::signature_checked) {
+        return Ok(std::borrow::Cow::Borrowed(nodes));
+    }
+    let mut owned = nodes.to_vec();
+    verify_parallel(&mut owned)?;
+    Ok(std::borrow::Cow::Owned(owned))
+}
+
 /// Checks the signatures of a batch received from `peer` before it is stored (on every core,
 /// in batches); a bad one ends the session naming node and author.
 pub(crate) fn screen(
