@@ -311,7 +311,7 @@ impl Replica {
     /// Forgets what this replica remembers of `peer` (as at first contact).
     fn forget(&self, peer: PeerId) {
         let log = open(self.path(), Durability::NoSync);
-        SyncStore::set_peer_cursor(&log, peer, 0).unwrap();
+        SyncStore::set_peer_cursor(&log, peer, None).unwrap();
     }
 }
 

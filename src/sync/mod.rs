@@ -51,7 +51,7 @@ mod tcp;
 pub use driver::{sync, Progress, SyncOptions, SyncReport};
 pub use error::SyncError;
 pub use message::{Message, MAGIC, MAX_FRAME_BYTES, PROTOCOL_VERSION};
-pub use session::{Mode, Phase, Session, SessionConfig, SessionStats};
-pub use store::{MemStore, SyncStore};
+pub use session::{Limits, Mode, Phase, Session, SessionConfig, SessionStats};
+pub use store::{Cursor, MemStore, SyncStore};
 #[cfg(feature = "net")]
 pub use tcp::{connect, serve, ServeReport};

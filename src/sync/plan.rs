@@ -18,14 +18,26 @@ const MINE: u8 = 1;
 const THEIRS: u8 = 2;
 const CHUNK: usize = 512;
 
-/// The seqs (ascending, all above `floor`) of nodes reachable from `mine` and not from
-/// `theirs`. Nodes at or below `floor` are known to be shared and are not entered.
+/// The result of [`paint`].
+#[derive(Debug, Default)]
+pub(crate) struct Painted {
+    /// Seqs (ascending, all above the floor) of nodes reachable from `mine` and not from
+    /// `theirs`; when `complete` is false, only the newest of them.
+    pub seqs: Vec<u64>,
+    /// Whether the walk finished within its budget.
+    pub complete: bool,
+}
+
+/// The seqs of nodes reachable from `mine` and not from `theirs`, above `floor` (nodes at or
+/// below it are known to be shared and are not entered). The walk decodes at most `budget`
+/// nodes; past that it stops and returns the newest seqs found with `complete == false`.
 pub(crate) fn paint(
     store: &impl SyncStore,
     mine: &[Hash],
     theirs: &[Hash],
     floor: u64,
-) -> Result<Vec<u64>, SyncError> {
+    budget: usize,
+) -> Result<Painted, SyncError> {
     let mut heap: BinaryHeap<(u64, u8)> = BinaryHeap::new();
     // Entries painted MINE only; the walk ends when none is left.
     let mut mine_only = 0usize;
@@ -43,9 +55,15 @@ pub(crate) fn paint(
     if !heap.iter().any(|&(_, f)| f == THEIRS) {
         // Nothing shared is known: everything above the floor is a candidate, no walk needed.
         let last = heap.iter().map(|&(s, _)| s).max().unwrap_or(0);
-        return Ok((floor + 1..=last).collect());
+        let lo = floor.max(last.saturating_sub(budget as u64));
+        return Ok(Painted {
+            seqs: (lo + 1..=last).collect(),
+            complete: lo == floor,
+        });
     }
     let mut out = Vec::new();
+    let mut visited = 0usize;
+    let mut complete = true;
     while mine_only > 0 {
         let Some((seq, mut flags)) = heap.pop() else {
             break;
@@ -68,6 +86,11 @@ pub(crate) fn paint(
         if seq <= floor {
             continue;
         }
+        if visited >= budget {
+            complete = false;
+            break;
+        }
+        visited += 1;
         if flags == MINE {
             out.push(seq);
         }
@@ -82,17 +105,19 @@ pub(crate) fn paint(
         }
     }
     out.reverse();
-    Ok(out)
+    Ok(Painted {
+        seqs: out,
+        complete,
+    })
 }
 
-/// A catch-up stream in progress: candidates in feed order, thinned by the peer's filter.
+/// A run of nodes to stream in feed order: the catch-up candidates thinned by the peer's
+/// filter, or the answer to a `Want`. Nodes already sent in the session (`sent`) are skipped.
 #[derive(Debug)]
 pub(crate) struct Plan {
-    pub cands: Vec<u64>,
-    pub pos: usize,
-    pub sent: SeqBits,
-    pub filter: Option<Filter>,
-    pub done: bool,
+    cands: Vec<u64>,
+    pos: usize,
+    filter: Option<Filter>,
     buf: VecDeque<RawEntry>,
     /// Candidates skipped because the peer's filter says it has them.
     pub skipped: u64,
@@ -100,29 +125,37 @@ pub(crate) struct Plan {
 
 impl Plan {
     pub fn new(cands: Vec<u64>, filter: Option<Filter>) -> Plan {
-        let lo = cands.first().map_or(0, |s| s - 1);
-        let hi = cands.last().copied().unwrap_or(0);
         Plan {
-            sent: SeqBits::new(lo, hi),
             cands,
             pos: 0,
             filter,
-            done: false,
             buf: VecDeque::new(),
             skipped: 0,
         }
     }
 
+    /// Bytes held (seqs to come and the read-ahead).
+    pub fn bytes(&self) -> usize {
+        (self.cands.len() - self.pos) * 8 + self.buf.iter().map(|e| e.bytes.len()).sum::<usize>()
+    }
+
     /// The next node to send, or `None` when the plan is exhausted.
-    pub fn next(&mut self, store: &impl SyncStore) -> Result<Option<RawEntry>, SyncError> {
+    pub fn next(
+        &mut self,
+        store: &impl SyncStore,
+        sent: &mut SeqBits,
+    ) -> Result<Option<RawEntry>, SyncError> {
         loop {
             if self.buf.is_empty() {
                 self.fill(store)?;
             }
             let Some(e) = self.buf.pop_front() else {
-                break;
+                return Ok(None);
             };
             let seq = e.seq;
+            if sent.get(seq) {
+                continue;
+            }
             if let Some(f) = &self.filter {
                 // A positive is skipped unless one of its links was sent: the peer lacks that
                 // link, so it lacks this node too (it was a false positive).
@@ -132,18 +165,16 @@ impl Plan {
                         .seqs_of(node.links())?
                         .into_iter()
                         .flatten()
-                        .any(|s| self.sent.get(s));
+                        .any(|s| sent.get(s));
                     if !linked_sent {
                         self.skipped += 1;
                         continue;
                     }
                 }
             }
-            self.sent.set(seq);
+            sent.set(seq);
             return Ok(Some(e));
         }
-        self.done = true;
-        Ok(None)
     }
 
     /// Reads the next run of consecutive candidates (at most `CHUNK`) in one store call.
@@ -180,9 +211,16 @@ mod tests {
         let c2 = s.add([b.hash()], b"c2".to_vec()).unwrap();
         let d = s.add([c1.hash()], b"d".to_vec()).unwrap();
         let heads = vec![c2.hash(), d.hash()];
-        assert_eq!(paint(&s, &heads, &[c1.hash()], 0).unwrap(), vec![4, 5]);
-        assert_eq!(paint(&s, &heads, &[a.hash()], 0).unwrap(), vec![2, 3, 4, 5]);
-        assert_eq!(paint(&s, &heads, &[], 3).unwrap(), vec![4, 5]);
-        assert!(paint(&s, &heads, &heads, 0).unwrap().is_empty());
+        let p = |theirs: &[Hash], floor, budget| {
+            let r = paint(&s, &heads, theirs, floor, budget).unwrap();
+            (r.seqs, r.complete)
+        };
+        assert_eq!(p(&[c1.hash()], 0, usize::MAX), (vec![4, 5], true));
+        assert_eq!(p(&[a.hash()], 0, usize::MAX), (vec![2, 3, 4, 5], true));
+        assert_eq!(p(&[], 3, usize::MAX), (vec![4, 5], true));
+        assert_eq!(p(&heads, 0, usize::MAX), (vec![], true));
+        // Past the budget: the newest candidates, marked incomplete.
+        assert_eq!(p(&[a.hash()], 0, 2), (vec![4, 5], false));
+        assert_eq!(p(&[], 0, 2), (vec![4, 5], false));
     }
 }
