@@ -50,8 +50,8 @@ impl Raw {
                 live: false,
             },
             last_seq: 100,
+            head_count: heads.len() as u64,
             heads,
-            heads_complete: true,
             samples: vec![],
         }))
         .await;
@@ -60,6 +60,7 @@ impl Raw {
             known_heads: vec![0xff; n.div_ceil(8)],
             known_samples: vec![0xff; 8],
             filter: None,
+            floor: vec![],
         }))
         .await;
     }
@@ -327,8 +328,8 @@ async fn hyperlog_link_after_node_order_is_tolerated_and_never_produced() {
             live: false,
         },
         last_seq: 0,
+        head_count: 0,
         heads: vec![],
-        heads_complete: true,
         samples: vec![],
     }))
     .await;
@@ -336,6 +337,7 @@ async fn hyperlog_link_after_node_order_is_tolerated_and_never_produced() {
         known_heads: vec![0; 1],
         known_samples: vec![0; 2],
         filter: None,
+        floor: vec![],
     }))
     .await;
     let mut seen = std::collections::HashSet::new();

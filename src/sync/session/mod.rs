@@ -648,3 +648,5 @@ fn message_size(m: &Message) -> usize {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_bounds;

@@ -51,6 +51,8 @@ pub(super) struct SendHalf {
     planned: usize,
     /// Every seq sent in the session (never sent twice).
     sent: SeqBits,
+    /// Every seq queued in an answer to a `Want` (never queued twice).
+    promised: SeqBits,
     /// Answers to `Want`s, each a run of nodes ended by `EndStream`, in order.
     answers: VecDeque<Plan>,
     wants_answered: u32,
@@ -77,6 +79,7 @@ impl SendHalf {
             shared: Vec::new(),
             planned: 0,
             sent: SeqBits::new(),
+            promised: SeqBits::new(),
             answers: VecDeque::new(),
             wants_answered: 0,
             filtered: 0,
@@ -129,6 +132,7 @@ impl SendHalf {
         };
         plan + self.answers.iter().map(Plan::bytes).sum::<usize>()
             + self.sent.bytes()
+            + self.promised.bytes()
             + self.live.from_peer.len() * 16
             + self.live.buf.iter().map(|e| e.bytes.len()).sum::<usize>()
     }
@@ -289,7 +293,10 @@ impl<S: SyncStore> Session<S> {
         seqs.extend(direct);
         seqs.sort_unstable();
         seqs.dedup();
-        seqs.retain(|&q| !s.sent.get(q));
+        seqs.retain(|&q| !s.sent.get(q) && !s.promised.get(q));
+        for &q in &seqs {
+            s.promised.set(q);
+        }
         self.stats.round_trips += 1;
         s.answers.push_back(Plan::new(seqs, None));
         Ok(())

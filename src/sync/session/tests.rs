@@ -2,15 +2,17 @@
 //! the real codec, and a seeded generator decides which side runs next.
 
 use super::*;
+use crate::node::Node;
+use crate::sync::message::Summary;
 use crate::sync::codec::{encode, preamble, Decoder};
 use crate::sync::MemStore;
 use rand::{Rng, SeedableRng};
 
-fn store(i: u8) -> MemStore {
+pub(super) fn store(i: u8) -> MemStore {
     MemStore::new(PeerId([i; 16]))
 }
 
-fn cfg(mode: Mode, key: u8) -> SessionConfig {
+pub(super) fn cfg(mode: Mode, key: u8) -> SessionConfig {
     SessionConfig {
         mode,
         live: false,
@@ -18,40 +20,40 @@ fn cfg(mode: Mode, key: u8) -> SessionConfig {
     }
 }
 
-struct Side {
-    s: Session<MemStore>,
-    inbox: Decoder,
-}
-
 /// Runs two sessions to the end, delivering bytes in random slices in a seeded order.
 /// Returns both sessions' stats.
-fn run(
+pub(super) fn run(
     a: &MemStore,
     b: &MemStore,
     ma: Mode,
     mb: Mode,
     seed: u64,
 ) -> Result<(SessionStats, SessionStats), SyncError> {
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    let mut sides = [
-        Side {
-            s: Session::new(a.clone(), cfg(ma, 1))?,
-            inbox: Decoder::new(),
-        },
-        Side {
-            s: Session::new(b.clone(), cfg(mb, 2))?,
-            inbox: Decoder::new(),
-        },
+    let sides = [
+        Session::new(a.clone(), cfg(ma, 1))?,
+        Session::new(b.clone(), cfg(mb, 2))?,
     ];
+    let [x, y] = drive(sides, seed)?;
+    Ok((x.stats().clone(), y.stats().clone()))
+}
+
+/// Runs two sessions to the end through the codec, delivering bytes in random slices in a
+/// seeded order; returns them.
+pub(super) fn drive<S: SyncStore>(
+    mut sides: [Session<S>; 2],
+    seed: u64,
+) -> Result<[Session<S>; 2], SyncError> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut inbox = [Decoder::new(), Decoder::new()];
     let mut wires: [Vec<u8>; 2] = [preamble().to_vec(), preamble().to_vec()];
-    for _ in 0..1_000_000 {
-        if sides.iter().all(|s| s.s.is_finished()) && wires.iter().all(Vec::is_empty) {
-            return Ok((sides[0].s.stats().clone(), sides[1].s.stats().clone()));
+    for _ in 0..10_000_000 {
+        if sides.iter().all(|s| s.is_finished()) && wires.iter().all(Vec::is_empty) {
+            return Ok(sides);
         }
         let i = rng.random_range(0..2);
         // Produce a few messages onto my wire.
         for _ in 0..rng.random_range(0..4) {
-            match sides[i].s.poll_transmit()? {
+            match sides[i].poll_transmit()? {
                 Some(m) => encode(&m, &mut wires[i]),
                 None => break,
             }
@@ -60,15 +62,15 @@ fn run(
         let w = &mut wires[1 - i];
         let n = rng.random_range(0..=w.len().min(300));
         let chunk: Vec<u8> = w.drain(..n).collect();
-        sides[i].inbox.push(&chunk);
-        while let Some(m) = sides[i].inbox.next_message()? {
-            sides[i].s.handle(m)?;
+        inbox[i].push(&chunk);
+        while let Some(m) = inbox[i].next_message()? {
+            sides[i].handle(m)?;
         }
     }
     panic!("no progress");
 }
 
-fn chain(s: &MemStore, n: usize, tag: &str) {
+pub(super) fn chain(s: &MemStore, n: usize, tag: &str) {
     for i in 0..n {
         s.append(format!("{tag}{i}").into_bytes()).unwrap();
     }
@@ -266,7 +268,7 @@ quickcheck::quickcheck! {
 }
 
 /// Copies a store's feed into a fresh store with the same id.
-fn copy_of(s: &MemStore) -> MemStore {
+pub(super) fn copy_of(s: &MemStore) -> MemStore {
     let c = MemStore::new(s.peer_id());
     let nodes: Vec<Node> = s
         .entries(0, u64::MAX, usize::MAX)
