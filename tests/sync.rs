@@ -279,3 +279,43 @@ fn quickcheck_replicas_converge() {
         .tests(25)
         .quickcheck(prop_random_adds_and_syncs as fn(Vec<(u8, u8, u8)>) -> TestResult);
 }
+
+/// Adds `n` independent roots in one transaction.
+fn roots(log: &braidlog::Log, n: usize, tag: &str) {
+    log.transaction(|w| {
+        for i in 0..n {
+            w.add([], format!("{tag}{i}").into_bytes())?;
+        }
+        Ok(())
+    })
+    .unwrap();
+}
+
+#[tokio::test]
+async fn more_heads_than_one_hello_lists_converge() {
+    // More heads than one Hello lists used to be cut, and the nodes under the cut ones were
+    // never sent, while every sync reported success.
+    let (a, b) = (replica(), replica());
+    roots(&a.log, 4_200, "a");
+    chain(&b.log, 5, "b");
+    for _ in 0..2 {
+        both(&a.log, &b.log).await;
+        assert_same(&a.log, &b.log);
+    }
+    assert_eq!(b.log.len().unwrap(), 4_205);
+}
+
+#[tokio::test]
+async fn both_push_or_both_pull_is_refused_on_both_sides() {
+    for mode in [Mode::Push, Mode::Pull] {
+        let (a, b) = (replica(), replica());
+        chain(&a.log, 3, "a");
+        chain(&b.log, 3, "b");
+        let (sa, sb) = tokio::io::duplex(64 * 1024);
+        let (ra, rb) = tokio::join!(
+            braidlog::sync::sync(&a.log, sa, SyncOptions::new(mode)),
+            braidlog::sync::sync(&b.log, sb, SyncOptions::new(mode)),
+        );
+        assert!(ra.is_err() && rb.is_err(), "{mode:?}: {ra:?} {rb:?}");
+    }
+}
