@@ -463,6 +463,78 @@ fn scenarios(n: usize, size: usize, rows: &mut Vec<Row>) {
     a.forget(idb);
     b.forget(ida);
     run("no state 1+1 after 1%+1%".into(), &a, &b);
+
+    // The same fixed divergence at every n: how first contact grows with the log.
+    for (name, forget) in [("two-sided remembered", false), ("two-sided no state", true)] {
+        a.grow(FIXED_D, size);
+        b.grow(FIXED_D, size);
+        if forget {
+            a.forget(idb);
+            b.forget(ida);
+        }
+        run(format!("{name} {FIXED_D}+{FIXED_D}"), &a, &b);
+    }
+}
+
+/// The divergence of the fixed-size first-contact rows.
+const FIXED_D: usize = 1_000;
+
+// ---------------------------------------------------------------- arrival order
+
+/// Receives a chain of `n` nodes through the sans-IO session into a fresh durable log, in feed
+/// order and child-first (every node before its link), and returns the seconds of each.
+fn arrival_order(n: usize, size: usize) -> (f64, f64) {
+    use braidlog::sync::message::{Hello, Message, Summary, WireMode};
+    use braidlog::sync::{Session, SessionConfig};
+    let mut nodes: Vec<Node> = Vec::with_capacity(n);
+    for i in 0..n {
+        let links: Vec<Hash> = nodes.last().map(Node::hash).into_iter().collect();
+        nodes.push(Node::new(links, payload(i, size)).unwrap());
+    }
+    let tip = nodes.last().unwrap().hash();
+    let time = |reversed: bool| {
+        let dir = tempdir();
+        let log = open(dir.path(), Durability::default());
+        let cfg = SessionConfig {
+            mode: Mode::Pull,
+            live: false,
+            filter_key: [0; 32],
+        };
+        let mut s = Session::new(log.clone(), cfg).unwrap();
+        s.handle(Message::Hello(Hello {
+            peer: PeerId::random(),
+            mode: WireMode {
+                send: true,
+                receive: false,
+                live: false,
+            },
+            last_seq: n as u64,
+            head_count: 1,
+            heads: vec![tip],
+            samples: vec![],
+        }))
+        .unwrap();
+        s.handle(Message::Summary(Summary {
+            known_heads: vec![],
+            known_samples: vec![],
+            filter: None,
+            floor: vec![],
+        }))
+        .unwrap();
+        let mut msgs: Vec<Message> = nodes.iter().map(|n| Message::Node(n.encode())).collect();
+        if reversed {
+            msgs.reverse();
+        }
+        let t = std::time::Instant::now();
+        for m in msgs {
+            s.handle(m).unwrap();
+        }
+        s.handle(Message::EndStream).unwrap();
+        let secs = t.elapsed().as_secs_f64();
+        assert_eq!(log.len().unwrap(), n as u64);
+        secs
+    };
+    (time(false), time(true))
 }
 
 // ---------------------------------------------------------------- hyperlog
@@ -523,7 +595,18 @@ fn main() {
         lmdb.push((n, l));
     }
 
-    println!("\ngoals (issue 6; DESIGN.md section 3):");
+    println!("\narrival order: a chain received through the session into a durable log");
+    for &n in sizes.iter().filter(|&&n| n <= 100_000) {
+        let (fwd, rev) = arrival_order(n, size);
+        println!(
+            "  n {n:>8}: in feed order {:.1} ms, child-first {:.1} ms: ratio {:.2} (goal <= 2)",
+            fwd * 1e3,
+            rev * 1e3,
+            rev / fwd
+        );
+    }
+
+    println!("\ngoals:");
     let find = |n: usize, prefix: &str| {
         rows.iter()
             .find(|r| r.n == n && r.scenario.starts_with(prefix))
@@ -545,6 +628,16 @@ fn main() {
                 mib(c.b.anon_kib),
                 mib(c.a.vmhwm_kib),
                 mib(c.b.vmhwm_kib)
+            );
+        }
+        let fixed = |p: &str| find(n, &format!("two-sided {p} {FIXED_D}+{FIXED_D}"));
+        if let (Some(r), Some(f)) = (fixed("remembered"), fixed("no state")) {
+            println!(
+                "  n {n:>8}: {FIXED_D}+{FIXED_D} divergent: no state {:.1} ms in {} rt / remembered {:.1} ms = {:.2}x (goal <= 3x, <= 2 rt)",
+                f.secs() * 1e3,
+                f.a.report.round_trips.max(f.b.report.round_trips),
+                r.secs() * 1e3,
+                f.secs() / r.secs()
             );
         }
         for p in ["in sync", "first contact, in sync"] {
