@@ -465,7 +465,10 @@ fn scenarios(n: usize, size: usize, rows: &mut Vec<Row>) {
     run("no state 1+1 after 1%+1%".into(), &a, &b);
 
     // The same fixed divergence at every n: how first contact grows with the log.
-    for (name, forget) in [("two-sided remembered", false), ("two-sided no state", true)] {
+    for (name, forget) in [
+        ("two-sided remembered", false),
+        ("two-sided no state", true),
+    ] {
         a.grow(FIXED_D, size);
         b.grow(FIXED_D, size);
         if forget {

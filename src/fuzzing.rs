@@ -16,7 +16,9 @@ use crate::log::{Durability, Inserted, Log, LogOptions};
 use crate::node::{Node, NODE_FORMAT_VERSION};
 use crate::peer::PeerId;
 use crate::sync::codec::{encode, preamble, Decoder};
-use crate::sync::{Limits, MemStore, Message, Mode, Phase, Session, SessionConfig, SyncError, SyncStore};
+use crate::sync::{
+    Limits, MemStore, Message, Mode, Phase, Session, SessionConfig, SyncError, SyncStore,
+};
 
 /// Fuzzer bytes read as a stream of small choices; reads past the end give zeros, so every
 /// input is a valid program.
@@ -395,7 +397,11 @@ fn drive<S: SyncStore + Clone>(
     let tight = input.byte();
     let limits = Limits {
         heads_per_message: 1 + usize::from(tight & 3),
-        filter_walk: if tight & 4 != 0 { 1 + usize::from(tight >> 5) } else { 1 << 16 },
+        filter_walk: if tight & 4 != 0 {
+            1 + usize::from(tight >> 5)
+        } else {
+            1 << 16
+        },
         ..Limits::default()
     };
     // A side that sends each run of nodes it produces child-first (link after node), as

@@ -102,7 +102,9 @@ pub enum SyncError {
     },
     /// Both sides only receive, or both only send: nothing could move. Refused on both sides
     /// rather than reported as a successful sync.
-    #[error("peer {peer} and this side cannot exchange anything: this side {mine}, the peer {theirs}")]
+    #[error(
+        "peer {peer} and this side cannot exchange anything: this side {mine}, the peer {theirs}"
+    )]
     ModeMismatch {
         /// The peer.
         peer: PeerId,

@@ -172,7 +172,9 @@ impl<S: SyncStore> Session<S> {
         // neither in the catch-up (not under the heads) nor in the live stream (not after it).
         let (heads, last) = store.snapshot()?;
         let samples = samples(&store, last)?;
-        let per = limits.heads_per_message.clamp(1, super::message::MAX_HEADS_PER_MESSAGE);
+        let per = limits
+            .heads_per_message
+            .clamp(1, super::message::MAX_HEADS_PER_MESSAGE);
         let mut out = VecDeque::new();
         out.push_back(Message::Hello(Hello {
             peer: me,
@@ -312,9 +314,7 @@ impl<S: SyncStore> Session<S> {
         let live = self.phase == Phase::Live;
         match msg {
             Message::Hello(h) if matches!(self.hs, Handshake::AwaitHello) => self.on_hello(h),
-            Message::Heads(h) if matches!(self.hs, Handshake::CollectHeads(_)) => {
-                self.on_heads(h)
-            }
+            Message::Heads(h) if matches!(self.hs, Handshake::CollectHeads(_)) => self.on_heads(h),
             Message::Summary(s) if handshake_done && self.exchange == Exchange::AwaitSummary => {
                 self.on_summary(s)
             }
@@ -326,9 +326,7 @@ impl<S: SyncStore> Session<S> {
             Message::EndStream if handshake_done && self.recv.owes_end_stream() => {
                 self.on_end_stream()
             }
-            Message::Want(w) if handshake_done && self.send.answers_wants(live) => {
-                self.on_want(w)
-            }
+            Message::Want(w) if handshake_done && self.send.answers_wants(live) => self.on_want(w),
             Message::Done if self.send.state == SendState::AwaitDone => {
                 self.send.state = SendState::Caught;
                 self.maybe_finish()
@@ -406,9 +404,17 @@ impl<S: SyncStore> Session<S> {
         }
         if h.heads == self.mine.heads {
             self.exchange = Exchange::InSync;
-            self.send.state = if send_on { SendState::Caught } else { SendState::Off };
+            self.send.state = if send_on {
+                SendState::Caught
+            } else {
+                SendState::Off
+            };
             self.send.shared = self.mine.heads.clone();
-            self.recv.state = if recv_on { RecvState::Caught } else { RecvState::Off };
+            self.recv.state = if recv_on {
+                RecvState::Caught
+            } else {
+                RecvState::Off
+            };
             self.hs = Handshake::Done(h);
             return self.maybe_finish();
         }
@@ -529,7 +535,8 @@ impl<S: SyncStore> Session<S> {
                 .take(MAX_FLOOR_HEADS)
                 .collect();
             if !lacking.is_empty() {
-                self.recv.ask(lacking, &mut self.out, &mut self.stats, false);
+                self.recv
+                    .ask(lacking, &mut self.out, &mut self.stats, false);
             }
         }
         self.maybe_finish()

@@ -183,7 +183,13 @@ impl<S: SyncStore> Session<S> {
         }
         if !probe.is_empty() {
             let seqs = self.store.seqs_of(&probe)?;
-            missing.extend(probe.iter().zip(seqs).filter(|(_, s)| s.is_none()).map(|(l, _)| *l));
+            missing.extend(
+                probe
+                    .iter()
+                    .zip(seqs)
+                    .filter(|(_, s)| s.is_none())
+                    .map(|(l, _)| *l),
+            );
         }
         let r = &mut self.recv;
         if missing.is_empty() {

@@ -277,7 +277,11 @@ impl<S: SyncStore> Session<S> {
             self.store.set_peer_cursor(peer, None)?;
             (self.mine.heads.clone(), 0, usize::MAX)
         } else {
-            (wanted, s.floor, self.limits.want_walk.saturating_add(s.planned))
+            (
+                wanted,
+                s.floor,
+                self.limits.want_walk.saturating_add(s.planned),
+            )
         };
         let painted = paint(&self.store, &mine, &self.send.shared, floor, budget)?;
         let s = &mut self.send;

@@ -3,8 +3,8 @@
 
 use super::*;
 use crate::node::Node;
-use crate::sync::message::Summary;
 use crate::sync::codec::{encode, preamble, Decoder};
+use crate::sync::message::Summary;
 use crate::sync::MemStore;
 use rand::{Rng, SeedableRng};
 

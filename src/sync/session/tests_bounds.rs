@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 
-use super::tests::{chain, cfg, copy_of, drive, run, store};
+use super::tests::{cfg, chain, copy_of, drive, run, store};
 use super::*;
 use crate::changes::RawEntry;
 use crate::log::Inserted;
@@ -111,7 +111,11 @@ fn too_many_heads_is_refused() {
     let hello = sa.poll_transmit().unwrap().unwrap();
     assert!(matches!(
         sb.handle(hello),
-        Err(SyncError::TooManyHeads { count: 50, max: 40, .. })
+        Err(SyncError::TooManyHeads {
+            count: 50,
+            max: 40,
+            ..
+        })
     ));
 }
 
@@ -126,8 +130,14 @@ fn modes_that_move_nothing_are_refused_on_both_sides() {
         let (ha, hb) = (sa.poll_transmit().unwrap(), sb.poll_transmit().unwrap());
         let ea = sa.handle(hb.unwrap());
         let eb = sb.handle(ha.unwrap());
-        assert!(matches!(ea, Err(SyncError::ModeMismatch { .. })), "{mode:?}: {ea:?}");
-        assert!(matches!(eb, Err(SyncError::ModeMismatch { .. })), "{mode:?}: {eb:?}");
+        assert!(
+            matches!(ea, Err(SyncError::ModeMismatch { .. })),
+            "{mode:?}: {ea:?}"
+        );
+        assert!(
+            matches!(eb, Err(SyncError::ModeMismatch { .. })),
+            "{mode:?}: {eb:?}"
+        );
     }
 }
 
@@ -329,7 +339,11 @@ fn child_first_is_stored_in_one_pass_and_one_commit() {
     assert_eq!(dst.inner.hashes(), src.hashes());
     dst.inner.check().unwrap();
     assert_eq!(dst.inserts.load(Relaxed), 1, "commits");
-    assert!(dst.reads.load(Relaxed) < 3 * 2_000, "{} reads", dst.reads.load(Relaxed));
+    assert!(
+        dst.reads.load(Relaxed) < 3 * 2_000,
+        "{} reads",
+        dst.reads.load(Relaxed)
+    );
     let mut sent = Vec::new();
     while let Some(m) = s.poll_transmit().unwrap() {
         sent.push(m.name());
@@ -346,7 +360,10 @@ fn nodes_in_any_order_are_stored_whatever_the_shape() {
     chain(&src, 50, "c");
     for i in 0..30u8 {
         let hs = src.hashes().into_iter().collect::<Vec<_>>();
-        let links = [hs[usize::from(i) * 7 % hs.len()], hs[usize::from(i) * 13 % hs.len()]];
+        let links = [
+            hs[usize::from(i) * 7 % hs.len()],
+            hs[usize::from(i) * 13 % hs.len()],
+        ];
         src.add(links, vec![i]).unwrap();
     }
     for seed in 0..20 {
@@ -394,7 +411,10 @@ fn pending_nodes_are_bounded() {
             break;
         }
     }
-    assert!(matches!(err, Some(SyncError::TooManyPending { nodes: 11, .. })), "{err:?}");
+    assert!(
+        matches!(err, Some(SyncError::TooManyPending { nodes: 11, .. })),
+        "{err:?}"
+    );
 }
 
 #[test]
@@ -429,7 +449,11 @@ fn a_live_pull_session_keeps_no_echo_state() {
         sa.local_changed(a.last_seq().unwrap());
     }
     assert!(b.hashes().is_subset(&a.hashes()));
-    assert!(sa.buffered_bytes() <= start + 64, "{} bytes", sa.buffered_bytes());
+    assert!(
+        sa.buffered_bytes() <= start + 64,
+        "{} bytes",
+        sa.buffered_bytes()
+    );
 }
 
 #[test]
@@ -486,7 +510,11 @@ fn answering_a_hello_that_shares_nothing_is_bounded() {
         samples: vec![[1; 8]],
     }))
     .unwrap();
-    assert!(a.reads.load(Relaxed) - before < 200, "{} reads", a.reads.load(Relaxed) - before);
+    assert!(
+        a.reads.load(Relaxed) - before < 200,
+        "{} reads",
+        a.reads.load(Relaxed) - before
+    );
     let Some(Message::Summary(Summary {
         filter: Some(Filter { bits, .. }),
         ..
@@ -494,7 +522,11 @@ fn answering_a_hello_that_shares_nothing_is_bounded() {
     else {
         panic!("a summary with a filter");
     };
-    assert!(bits.len() <= 100 * 12 / 8 + 8, "{} filter bytes", bits.len());
+    assert!(
+        bits.len() <= 100 * 12 / 8 + 8,
+        "{} filter bytes",
+        bits.len()
+    );
 }
 
 #[test]
@@ -534,7 +566,11 @@ fn several_sessions_deliver_the_same_nodes_into_one_store() {
         use rand::{Rng, SeedableRng};
         loop {
             let i = rng.random_range(0..2);
-            let (r, it) = if i == 0 { (&mut r1, &mut its[0]) } else { (&mut r2, &mut its[1]) };
+            let (r, it) = if i == 0 {
+                (&mut r1, &mut its[0])
+            } else {
+                (&mut r2, &mut its[1])
+            };
             match it.next() {
                 Some(m) => r.handle(m).unwrap(),
                 None if its.iter().all(|it| it.len() == 0) => break,
