@@ -235,7 +235,7 @@ impl<S: SyncStore> Session<S> {
                 Inserted::New(seq) => {
                     self.stats.nodes_received += 1;
                     self.stats.node_bytes_received += n.encoded_len() as u64;
-                    self.send.from_peer(seq, live);
+                    self.send.note_from_peer(seq, live);
                 }
                 Inserted::Existing(_) => self.stats.duplicates += 1,
             }

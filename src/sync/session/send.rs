@@ -147,7 +147,7 @@ impl SendHalf {
 
     /// Notes a node stored from the peer at `seq`, so the live stream does not echo it. Only
     /// kept when there will be a live stream to consume it.
-    pub fn from_peer(&mut self, seq: u64, live_session: bool) {
+    pub fn note_from_peer(&mut self, seq: u64, live_session: bool) {
         if !live_session || self.state == SendState::Off {
             return;
         }
