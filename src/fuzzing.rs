@@ -293,22 +293,8 @@ pub fn check_sync_frames(data: &[u8]) {
     let seed = input.byte();
     let stream = input.bytes(data.len());
 
-    let store = MemStore::new(PeerId([1; 16]));
-    let mut first = None;
-    for i in 0..header % 8 {
-        let node = match (i % 3, first) {
-            (2, Some(root)) => store.add([root], vec![b'f', i]),
-            _ => store.append(vec![b'n', i]),
-        }
-        .expect("a local write");
-        first.get_or_insert(node.hash());
-    }
+    let (store, cfg) = sync_frames_side(header);
     let before = store.hashes();
-    let cfg = SessionConfig {
-        mode: [Mode::Push, Mode::Pull, Mode::Both][(header as usize >> 3) % 3],
-        live: header & 0x20 != 0,
-        filter_key: [7; 32],
-    };
     let mut session = Session::new(store.clone(), cfg).expect("session on a memory store");
     let mut decoder = Decoder::new();
     if header & 0x40 == 0 {
@@ -361,6 +347,69 @@ pub fn check_sync_frames(data: &[u8]) {
     store.check().expect("store valid after arbitrary frames");
     let after = store.hashes();
     assert!(before.is_subset(&after), "a stored node was lost");
+}
+
+/// The store and settings of the `sync_frames` session for this header byte.
+fn sync_frames_side(header: u8) -> (MemStore, SessionConfig) {
+    let store = MemStore::new(PeerId([1; 16]));
+    let mut first = None;
+    for i in 0..header % 8 {
+        let node = match (i % 3, first) {
+            (2, Some(root)) => store.add([root], vec![b'f', i]),
+            _ => store.append(vec![b'n', i]),
+        }
+        .expect("a local write");
+        first.get_or_insert(node.hash());
+    }
+    let cfg = SessionConfig {
+        mode: [Mode::Push, Mode::Pull, Mode::Both][(header as usize >> 3) % 3],
+        live: header & 0x20 != 0,
+        filter_key: [7; 32],
+    };
+    (store, cfg)
+}
+
+/// A `sync_frames` seed: what an honest `peer` (in `peer_cfg`) sends in a whole conversation
+/// with the target's session for `header`, after the two header bytes. With `close`, a live
+/// peer ends with `Close`.
+pub fn record_sync_frames(
+    header: u8,
+    seed: u8,
+    peer: &MemStore,
+    peer_cfg: SessionConfig,
+    close: bool,
+) -> Vec<u8> {
+    let (store, cfg) = sync_frames_side(header);
+    let mut mine = Session::new(store, cfg).expect("memory store");
+    let mut theirs = Session::new(peer.clone(), peer_cfg).expect("memory store");
+    let mut out = vec![header, seed];
+    if header & 0x40 != 0 {
+        out.extend_from_slice(&preamble());
+    }
+    for _ in 0..10_000 {
+        let mut moved = false;
+        while let Ok(Some(m)) = theirs.poll_transmit() {
+            encode(&m, &mut out);
+            if mine.handle(m).is_err() {
+                return out;
+            }
+            moved = true;
+        }
+        while let Ok(Some(m)) = mine.poll_transmit() {
+            if theirs.handle(m).is_err() {
+                return out;
+            }
+            moved = true;
+        }
+        if !moved {
+            if close && theirs.phase() == Phase::Live {
+                theirs.close().expect("memory store");
+                continue;
+            }
+            break;
+        }
+    }
+    out
 }
 
 /// How one driven session ended.
