@@ -251,7 +251,7 @@ impl<S: SyncStore> Session<S> {
 
     /// Whether the session is (or will be, once caught up) live.
     pub fn is_live(&self) -> bool {
-        self.live || (matches!(self.hs, Handshake::AwaitHello) && self.cfg.live)
+        self.live || (!matches!(self.hs, Handshake::Done(_)) && self.cfg.live)
     }
 
     /// Whether the driver should read more input now. False while more than
