@@ -321,3 +321,16 @@ async fn both_push_or_both_pull_is_refused_on_both_sides() {
         assert!(ra.is_err() && rb.is_err(), "{mode:?}: {ra:?} {rb:?}");
     }
 }
+
+#[tokio::test]
+async fn a_hundred_thousand_heads_converge() {
+    let (a, b) = (replica(), replica());
+    chain(&a.log, 3, "common");
+    both(&a.log, &b.log).await;
+    roots(&a.log, 100_000, "a");
+    roots(&b.log, 10, "b");
+    let (ra, rb) = both(&a.log, &b.log).await;
+    assert_eq!((ra.nodes_sent, rb.nodes_sent), (100_000, 10));
+    assert_same(&a.log, &b.log);
+    assert_eq!(a.log.heads().unwrap().len(), 100_010);
+}
