@@ -122,7 +122,7 @@ async fn wrong_version() {
     assert!(matches!(
         r,
         Err(SyncError::Version {
-            expected: 1,
+            expected: 2,
             got: 99
         })
     ));
