@@ -26,6 +26,20 @@ pub(crate) struct Painted {
     pub seqs: Vec<u64>,
     /// Whether the walk finished within its budget.
     pub complete: bool,
+    /// When not complete: the walk stopped here; seqs at or below it (and above the floor)
+    /// were not classified, and `seqs` are all above it.
+    pub stopped_at: u64,
+}
+
+impl Painted {
+    /// The seqs to send when the walk may have stopped early: those found, and every seq the
+    /// walk did not reach (a superset: the peer may get nodes it has, never fewer).
+    pub fn or_everything_below(self, floor: u64) -> Vec<u64> {
+        if self.complete {
+            return self.seqs;
+        }
+        (floor + 1..=self.stopped_at).chain(self.seqs).collect()
+    }
 }
 
 /// The seqs of nodes reachable from `mine` and not from `theirs`, above `floor` (nodes at or
@@ -59,11 +73,13 @@ pub(crate) fn paint(
         return Ok(Painted {
             seqs: (lo + 1..=last).collect(),
             complete: lo == floor,
+            stopped_at: lo,
         });
     }
     let mut out = Vec::new();
     let mut visited = 0usize;
     let mut complete = true;
+    let mut stopped_at = 0;
     while mine_only > 0 {
         let Some((seq, mut flags)) = heap.pop() else {
             break;
@@ -88,6 +104,7 @@ pub(crate) fn paint(
         }
         if visited >= budget {
             complete = false;
+            stopped_at = seq;
             break;
         }
         visited += 1;
@@ -108,6 +125,7 @@ pub(crate) fn paint(
     Ok(Painted {
         seqs: out,
         complete,
+        stopped_at,
     })
 }
 
@@ -222,5 +240,10 @@ mod tests {
         // Past the budget: the newest candidates, marked incomplete.
         assert_eq!(p(&[a.hash()], 0, 2), (vec![4, 5], false));
         assert_eq!(p(&[], 0, 2), (vec![4, 5], false));
+        // Falling back to everything the walk did not reach: a superset.
+        let r = paint(&s, &heads, &[a.hash()], 0, 2).unwrap();
+        assert_eq!(r.or_everything_below(0), vec![1, 2, 3, 4, 5]);
+        let r = paint(&s, &heads, &[a.hash()], 0, 3).unwrap();
+        assert_eq!(r.or_everything_below(1), vec![2, 3, 4, 5]);
     }
 }

@@ -47,6 +47,10 @@ pub struct Limits {
     /// filter covers only the newest of this side's nodes outside the shared part: the peer
     /// may then send nodes this side has (counted as duplicates), never fewer.
     pub filter_walk: usize,
+    /// Nodes walked to plan the catch-up stream. Past it, every node the walk did not reach
+    /// (and that lies above the floor) is sent too: a peer that claims to share only a very
+    /// old node gets more nodes, never fewer, and cannot make the walk longer than this.
+    pub plan_walk: usize,
     /// Messages queued to send (not counting node streams, which are read from the store as
     /// the transport takes them) above which [`super::Session::wants_input`] says stop.
     pub queued_messages: usize,
@@ -65,6 +69,7 @@ impl Default for Limits {
             wants_answered: 8,
             want_walk: 1 << 16,
             filter_walk: 1 << 16,
+            plan_walk: 1 << 20,
             queued_messages: 64,
         }
     }

@@ -455,9 +455,15 @@ impl<S: SyncStore> Session<S> {
         } else if knew_all {
             // I have everything the peer has: the difference is exact, start now. No floor is
             // needed (the walk stops at the peer's heads), so none can be wrong.
-            let painted = paint(&self.store, &self.mine.heads, &h.heads, 0, usize::MAX)?;
+            let painted = paint(
+                &self.store,
+                &self.mine.heads,
+                &h.heads,
+                0,
+                self.limits.plan_walk,
+            )?;
             self.send.shared = h.heads.clone();
-            self.send.start(painted.seqs, None)
+            self.send.start(painted.or_everything_below(0), None)
         } else {
             SendState::AwaitSummary
         };
@@ -513,15 +519,17 @@ impl<S: SyncStore> Session<S> {
                     smp.filter(|(i, _)| bit(&s.known_samples, *i))
                         .map(|(_, h)| *h),
                 );
+                let floor = self.send.floor;
                 let painted = paint(
                     &self.store,
                     &self.mine.heads,
                     &points,
-                    self.send.floor,
-                    usize::MAX,
+                    floor,
+                    self.limits.plan_walk,
                 )?;
                 self.send.shared = points;
-                self.send.start(painted.seqs, s.filter)
+                self.send
+                    .start(painted.or_everything_below(floor), s.filter)
             };
         }
         if self.recv.state == RecvState::Stream && !s.floor.is_empty() {

@@ -587,3 +587,32 @@ fn several_sessions_deliver_the_same_nodes_into_one_store() {
         dst.check().unwrap();
     }
 }
+
+#[test]
+fn a_peer_claiming_only_an_old_node_cannot_make_the_plan_walk_long() {
+    // b says it has a's root only (true here); a's walk down to it is cut at the bound and
+    // a sends everything below the cut as well: more nodes, never fewer.
+    let (a, b) = (store(1), store(2));
+    let root = a.append(b"root".to_vec()).unwrap();
+    b.insert_batch(&[root]).unwrap();
+    chain(&a, 500, "a");
+    chain(&b, 3, "b");
+    let limits = Limits {
+        plan_walk: 50,
+        filter_walk: 10,
+        ..Limits::default()
+    };
+    let counting = Counting::new(a.clone());
+    let sides = [
+        Session::with_limits(counting.clone(), cfg(Mode::Both, 1), limits).unwrap(),
+        Session::new(Counting::new(b.clone()), cfg(Mode::Both, 2)).unwrap(),
+    ];
+    let [sa, _] = drive(sides, 3).unwrap();
+    assert_eq!(a.hashes(), b.hashes());
+    assert_eq!(sa.stats().nodes_sent, 500);
+    assert!(
+        counting.reads.load(Relaxed) < 3_000,
+        "{}",
+        counting.reads.load(Relaxed)
+    );
+}
