@@ -438,7 +438,8 @@ impl<S: SyncStore> Session<S> {
         } else {
             None
         };
-        let floor = if send_on && self.send.floor > 0 {
+        // With all the peer's heads known the plan uses no floor, so there is none to check.
+        let floor = if send_on && !knew_all && self.send.floor > 0 {
             self.send.floor_heads.clone()
         } else {
             Vec::new()
