@@ -7,6 +7,7 @@
 //! cargo bench --bench sync_bench                          # 10^4 and 10^5 nodes
 //! BRAID_BENCH_MAX=1000000 cargo bench --bench sync_bench  # adds 10^6
 //! BRAID_BENCH_HYPERLOG=1 cargo bench --bench sync_bench   # adds hyperlog (npm install first)
+//! BRAID_BENCH_ORDER_ONLY=1 cargo bench --bench sync_bench  # only feed order vs child-first
 //! cargo bench --bench sync_bench -- 10000                 # chosen sizes
 //! ```
 //!
@@ -479,6 +480,19 @@ fn scenarios(n: usize, size: usize, rows: &mut Vec<Row>) {
     }
 }
 
+fn print_arrival_order(sizes: &[usize], size: usize) {
+    println!("\narrival order: a chain received through the session into a durable log");
+    for &n in sizes.iter().filter(|&&n| n <= 100_000) {
+        let (fwd, rev) = arrival_order(n, size);
+        println!(
+            "  n {n:>8}: in feed order {:.1} ms, child-first {:.1} ms: ratio {:.2} (goal <= 2)",
+            fwd * 1e3,
+            rev * 1e3,
+            rev / fwd
+        );
+    }
+}
+
 /// The divergence of the fixed-size first-contact rows.
 const FIXED_D: usize = 1_000;
 
@@ -582,6 +596,9 @@ fn main() {
          extra per new node; ovh/node: the same minus the 5 bytes of framing per node; anon: peak RssAnon (sampled every 5 ms); VmHWM includes LMDB's \
          file-backed map pages"
     );
+    if std::env::var("BRAID_BENCH_ORDER_ONLY").is_ok_and(|v| v == "1") {
+        return print_arrival_order(&sizes, size);
+    }
     header();
     let mut rows = Vec::new();
     let mut lmdb = Vec::new();
@@ -598,16 +615,7 @@ fn main() {
         lmdb.push((n, l));
     }
 
-    println!("\narrival order: a chain received through the session into a durable log");
-    for &n in sizes.iter().filter(|&&n| n <= 100_000) {
-        let (fwd, rev) = arrival_order(n, size);
-        println!(
-            "  n {n:>8}: in feed order {:.1} ms, child-first {:.1} ms: ratio {:.2} (goal <= 2)",
-            fwd * 1e3,
-            rev * 1e3,
-            rev / fwd
-        );
-    }
+    print_arrival_order(&sizes, size);
 
     println!("\ngoals:");
     let find = |n: usize, prefix: &str| {

@@ -4,7 +4,9 @@
 //! Nodes whose links have not arrived wait in `pending`, counted per missing link
 //! (`waiters`: link -> nodes waiting for it). When a node is admitted, the nodes waiting for
 //! it are released at once (Kahn's algorithm), so any arrival order, child-first included,
-//! costs one pass and one commit per batch.
+//! costs one pass and one commit per batch. Links that are neither in the batch, the last
+//! committed batch nor pending are looked up in the store in bulk (one read per
+//! [`PROBE_BATCH`] new links, or per as many nodes held), not one read per node.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
@@ -15,6 +17,9 @@ use crate::node::Node;
 use crate::sync::error::SyncError;
 use crate::sync::message::{Message, MAX_WANT};
 use crate::sync::store::SyncStore;
+
+/// New unknown links (or nodes held since the last lookup) that trigger one bulk lookup.
+const PROBE_BATCH: usize = 1024;
 
 /// Where the receiving half is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,7 +48,13 @@ pub(super) struct RecvHalf {
     asked: HashSet<Hash>,
     batch: Vec<Node>,
     batch_set: HashSet<Hash>,
+    /// The hashes of the last committed batch: stored, no lookup needed.
+    recent: HashSet<Hash>,
     batch_bytes: usize,
+    /// Links first waited for since the last lookup.
+    to_probe: Vec<Hash>,
+    /// Nodes held since the last lookup.
+    held_since_probe: usize,
     pending: HashMap<Hash, Waiting>,
     waiters: HashMap<Hash, Vec<Hash>>,
     pending_bytes: usize,
@@ -58,7 +69,10 @@ impl RecvHalf {
             asked: HashSet::new(),
             batch: Vec::new(),
             batch_set: HashSet::new(),
+            recent: HashSet::new(),
             batch_bytes: 0,
+            to_probe: Vec::new(),
+            held_since_probe: 0,
             pending: HashMap::new(),
             waiters: HashMap::new(),
             pending_bytes: 0,
@@ -136,6 +150,8 @@ impl RecvHalf {
     /// Links waited for that are neither pending nor stored: what the peer still owes.
     /// Links stored meanwhile (by another session, or locally) release their waiters.
     fn settle(&mut self, store: &impl SyncStore) -> Result<Vec<(Hash, Hash)>, SyncError> {
+        self.to_probe.clear();
+        self.held_since_probe = 0;
         let absent: Vec<Hash> = (self.waiters.keys())
             .filter(|l| !self.pending.contains_key(*l))
             .copied()
@@ -155,6 +171,24 @@ impl RecvHalf {
         }
         Ok(missing)
     }
+
+    /// Looks up the links first waited for since the last lookup, in one store call; those
+    /// stored release their waiters.
+    fn probe(&mut self, store: &impl SyncStore) -> Result<(), SyncError> {
+        let links = std::mem::take(&mut self.to_probe);
+        self.held_since_probe = 0;
+        let seqs = store.seqs_of(&links)?;
+        let mut ready = Vec::new();
+        for (l, s) in links.iter().zip(seqs) {
+            if s.is_some() {
+                self.release(l, &mut ready);
+            }
+        }
+        for n in ready {
+            self.admit(n);
+        }
+        Ok(())
+    }
 }
 
 impl<S: SyncStore> Session<S> {
@@ -169,43 +203,28 @@ impl<S: SyncStore> Session<S> {
             return Ok(());
         }
         // Whether the node itself is stored is not looked up here: `insert_batch` finds it
-        // anyway (one index descent) and `commit` counts it as a duplicate. Only links that are
-        // neither in the batch nor pending need the store; in feed order that is rare (a
-        // chain's links are in the batch), so most nodes cost no read transaction at all.
-        let mut missing = Vec::new();
-        let mut probe = Vec::new();
+        // anyway (one index descent) and `commit` counts it as a duplicate. Links in the batch
+        // or the last committed batch are known stored; in feed order that is every link but
+        // a stream's first, so most nodes cost no store read at all. Other links are waited
+        // for and looked up in bulk.
+        let mut missing = 0;
         for l in node.links() {
-            if r.pending.contains_key(l) {
-                missing.push(*l);
-            } else if !r.batch_set.contains(l) {
-                probe.push(*l);
+            if r.batch_set.contains(l) || r.recent.contains(l) {
+                continue;
             }
+            missing += 1;
+            let waiting = r.waiters.entry(*l).or_default();
+            if waiting.is_empty() && !r.pending.contains_key(l) {
+                r.to_probe.push(*l);
+            }
+            waiting.push(hash);
         }
-        if !probe.is_empty() {
-            let seqs = self.store.seqs_of(&probe)?;
-            missing.extend(
-                probe
-                    .iter()
-                    .zip(seqs)
-                    .filter(|(_, s)| s.is_none())
-                    .map(|(l, _)| *l),
-            );
-        }
-        let r = &mut self.recv;
-        if missing.is_empty() {
+        if missing == 0 {
             r.admit(node);
         } else {
             r.pending_bytes += bytes.len();
-            for l in &missing {
-                r.waiters.entry(*l).or_default().push(hash);
-            }
-            r.pending.insert(
-                hash,
-                Waiting {
-                    node,
-                    missing: missing.len(),
-                },
-            );
+            r.pending.insert(hash, Waiting { node, missing });
+            r.held_since_probe += 1;
             if r.pending.len() > self.limits.pending_nodes
                 || r.pending_bytes > self.limits.pending_bytes
             {
@@ -215,7 +234,13 @@ impl<S: SyncStore> Session<S> {
                     bytes: r.pending_bytes,
                 });
             }
+            let every = PROBE_BATCH.min(self.limits.pending_nodes / 2).max(1);
+            if !r.to_probe.is_empty() && (r.to_probe.len() >= every || r.held_since_probe >= every)
+            {
+                r.probe(&self.store)?;
+            }
         }
+        let r = &mut self.recv;
         if r.batch.len() >= self.limits.batch_nodes || r.batch_bytes >= self.limits.batch_bytes {
             self.commit()?;
         }
@@ -241,7 +266,7 @@ impl<S: SyncStore> Session<S> {
             }
         }
         r.batch.clear();
-        r.batch_set.clear();
+        r.recent = std::mem::take(&mut r.batch_set);
         r.batch_bytes = 0;
         Ok(())
     }
