@@ -142,12 +142,4 @@ fn write_sync_frames_seeds() {
         let bytes = record_sync_frames(header, 1, &store, cfg, close);
         std::fs::write(dir.join(name), bytes).unwrap();
     }
-
-    fn roots(n: u32) -> MemStore {
-        let s = MemStore::new(PeerId([3; 16]));
-        for i in 0..n {
-            s.add([], i.to_le_bytes().to_vec()).unwrap();
-        }
-        s
-    }
 }
