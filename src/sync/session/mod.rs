@@ -4,9 +4,9 @@
 //! runs under the tokio driver, in deterministic tests and in the fuzzer.
 //!
 //! A session is a handshake (both `Hello`s, with every head), then two halves that run side by
-//! side, each an explicit state enum: [`send`] (what this side streams to the peer) and
-//! [`recv`] (what it takes in). Which message is legal when is decided in one place,
-//! [`Session::handle`]. Every bound is in [`limits`].
+//! side, each an explicit state enum: `send.rs` (what this side streams to the peer) and
+//! `recv.rs` (what it takes in). Which message is legal when is decided in one place,
+//! [`Session::handle`]. Every bound is in [`Limits`].
 
 use std::collections::VecDeque;
 
