@@ -334,3 +334,17 @@ async fn a_hundred_thousand_heads_converge() {
     assert_same(&a.log, &b.log);
     assert_eq!(a.log.heads().unwrap().len(), 100_011);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_sessions_deliver_the_same_nodes_into_one_store_at_once() {
+    let (s1, s2, dst) = (replica(), replica(), replica());
+    chain(&s1.log, 3_000, "x");
+    both(&s1.log, &s2.log).await;
+    roots(&s2.log, 50, "r");
+    let ((r1, _), (r2, _)) = tokio::join!(
+        pair(&dst.log, &s1.log, Mode::Pull, Mode::Push),
+        pair(&dst.log, &s2.log, Mode::Pull, Mode::Push),
+    );
+    assert_eq!(r1.nodes_received + r2.nodes_received, 3_050);
+    assert_same(&dst.log, &s2.log);
+}
