@@ -124,13 +124,6 @@ fn write_sync_frames_seeds() {
             true,
         ),
         (
-            "many-heads-over-heads-messages",
-            0x12,
-            roots(5_000),
-            cfg(Mode::Push, false),
-            false,
-        ),
-        (
             "self-sync",
             0x10,
             MemStore::new(PeerId([1; 16])),
