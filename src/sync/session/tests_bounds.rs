@@ -616,3 +616,48 @@ fn a_peer_claiming_only_an_old_node_cannot_make_the_plan_walk_long() {
         counting.reads.load(Relaxed)
     );
 }
+
+quickcheck::quickcheck! {
+    fn prop_many_roots_with_tight_limits_converge(ops: Vec<(u8, u8, u8)>, seed: u64) -> bool {
+        // Head sets far above what one message lists (here 2), Bloom filters over a few
+        // nodes only, plan walks cut short: replicas still converge.
+        let limits = Limits {
+            heads_per_message: 2,
+            filter_walk: 3,
+            plan_walk: 5,
+            ..Limits::default()
+        };
+        let stores: Vec<MemStore> = (0..4).map(|i| store(i + 1)).collect();
+        let sync = |x: usize, y: usize, k: u64| {
+            let sides = [
+                Session::with_limits(stores[x].clone(), cfg(Mode::Both, 1), limits.clone())
+                    .unwrap(),
+                Session::with_limits(stores[y].clone(), cfg(Mode::Both, 2), limits.clone())
+                    .unwrap(),
+            ];
+            drive(sides, seed ^ k).unwrap();
+        };
+        for (i, (op, x, y)) in ops.into_iter().take(60).enumerate() {
+            let (x, y) = (x as usize % 4, y as usize % 4);
+            match op % 4 {
+                0 if x != y => sync(x, y, i as u64),
+                1 => {
+                    stores[x].add([], vec![op, i as u8, 1]).unwrap();
+                }
+                2 => {
+                    let hs = stores[x].heads();
+                    let links = hs.into_iter().take(3);
+                    stores[x].add(links, vec![op, i as u8, 2]).unwrap();
+                }
+                _ => {
+                    stores[x].add([], vec![op, i as u8, 3]).unwrap();
+                }
+            }
+        }
+        for (x, y) in [(0, 1), (1, 2), (2, 3), (3, 0), (0, 1), (1, 2)] {
+            sync(x, y, 99);
+        }
+        let want = stores[0].hashes();
+        stores.iter().all(|s| s.hashes() == want && s.check().is_ok())
+    }
+}
