@@ -8,6 +8,7 @@
 //! BRAID_BENCH_MAX=1000000 cargo bench --bench sync_bench  # adds 10^6
 //! BRAID_BENCH_HYPERLOG=1 cargo bench --bench sync_bench   # adds hyperlog (npm install first)
 //! BRAID_BENCH_ORDER_ONLY=1 cargo bench --bench sync_bench  # only feed order vs child-first
+//! BRAID_BENCH_HELLO_ONLY=1 cargo bench --bench sync_bench  # only the cost of a foreign Hello
 //! cargo bench --bench sync_bench -- 10000                 # chosen sizes
 //! ```
 //!
@@ -480,6 +481,13 @@ fn scenarios(n: usize, size: usize, rows: &mut Vec<Row>) {
     }
 }
 
+fn print_hello_cost(sizes: &[usize], size: usize) {
+    println!("\nanswering a Hello that shares nothing (best of 5)");
+    for &n in sizes {
+        println!("  n {n:>8}: {:.2} ms", hello_cost(n, size) * 1e3);
+    }
+}
+
 fn print_arrival_order(sizes: &[usize], size: usize) {
     println!("\narrival order: a chain received through the session into a durable log");
     for &n in sizes.iter().filter(|&&n| n <= 100_000) {
@@ -491,6 +499,43 @@ fn print_arrival_order(sizes: &[usize], size: usize) {
             rev / fwd
         );
     }
+}
+
+/// The time to answer a `Hello` from a peer that shares nothing (an unknown head, samples
+/// that match nothing) on a log of `n` nodes: the walk and the Bloom filter are bounded by
+/// `Limits::filter_walk`, not by `n`.
+fn hello_cost(n: usize, size: usize) -> f64 {
+    use braidlog::sync::message::{Hello, Message, WireMode};
+    use braidlog::sync::{Session, SessionConfig};
+    let mut r = Replica::new(9);
+    r.grow(n, size);
+    let log = open(r.path(), Durability::NoSync);
+    let cfg = SessionConfig {
+        mode: Mode::Both,
+        live: false,
+        filter_key: [1; 32],
+    };
+    let mut best = f64::MAX;
+    for k in 0..5u8 {
+        let mut s = Session::new(log.clone(), cfg.clone()).unwrap();
+        let t = std::time::Instant::now();
+        s.handle(Message::Hello(Hello {
+            peer: PeerId::random(),
+            mode: WireMode {
+                send: true,
+                receive: true,
+                live: false,
+            },
+            last_seq: 1,
+            head_count: 1,
+            heads: vec![Hash([k; 32])],
+            samples: (0..24).map(|i| [i, k, 7, 7, 7, 7, 7, 7]).collect(),
+        }))
+        .unwrap();
+        while s.poll_transmit().unwrap().is_some() {}
+        best = best.min(t.elapsed().as_secs_f64());
+    }
+    best
 }
 
 /// The divergence of the fixed-size first-contact rows.
@@ -599,6 +644,9 @@ fn main() {
     if std::env::var("BRAID_BENCH_ORDER_ONLY").is_ok_and(|v| v == "1") {
         return print_arrival_order(&sizes, size);
     }
+    if std::env::var("BRAID_BENCH_HELLO_ONLY").is_ok_and(|v| v == "1") {
+        return print_hello_cost(&sizes, size);
+    }
     header();
     let mut rows = Vec::new();
     let mut lmdb = Vec::new();
@@ -616,6 +664,7 @@ fn main() {
     }
 
     print_arrival_order(&sizes, size);
+    print_hello_cost(&sizes, size);
 
     println!("\ngoals:");
     let find = |n: usize, prefix: &str| {

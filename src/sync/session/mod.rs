@@ -433,7 +433,10 @@ impl<S: SyncStore> Session<S> {
             .map(|(h, _)| *h)
             .chain(found.iter().flatten().copied())
             .collect();
-        let filter = if recv_on && !knew_all {
+        // No filter when nothing shared is known: the peer's samples reach back through its
+        // whole feed, so finding none of them means it shares (almost) nothing with me, and
+        // a filter over my log would cost me a walk and hashing for nothing.
+        let filter = if recv_on && !knew_all && !known_points.is_empty() {
             self.filter(&known_points)?
         } else {
             None
