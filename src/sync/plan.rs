@@ -3,7 +3,7 @@
 //! stops as soon as nothing on the frontier is mine alone, so it costs the difference plus the
 //! width of the DAG, not the size of the log.
 
-use std::collections::{BinaryHeap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 
 use super::error::SyncError;
 use super::filter::SeqBits;
@@ -52,23 +52,11 @@ pub(crate) fn paint(
     floor: u64,
     budget: usize,
 ) -> Result<Painted, SyncError> {
-    let mut heap: BinaryHeap<(u64, u8)> = BinaryHeap::new();
-    // Entries painted MINE only; the walk ends when none is left.
-    let mut mine_only = 0usize;
-    let push = |heap: &mut BinaryHeap<(u64, u8)>, mine_only: &mut usize, s: u64, f: u8| {
-        if f == MINE {
-            *mine_only += 1;
-        }
-        heap.push((s, f));
-    };
-    for (hashes, flag) in [(mine, MINE), (theirs, THEIRS)] {
-        for s in store.seqs_of(hashes)?.into_iter().flatten() {
-            push(&mut heap, &mut mine_only, s, flag);
-        }
-    }
-    if !heap.iter().any(|&(_, f)| f == THEIRS) {
+    let mine_seqs = store.seqs_of(mine)?;
+    let their_seqs = store.seqs_of(theirs)?;
+    if their_seqs.iter().all(Option::is_none) {
         // Nothing shared is known: everything above the floor is a candidate, no walk needed.
-        let last = heap.iter().map(|&(s, _)| s).max().unwrap_or(0);
+        let last = mine_seqs.iter().flatten().copied().max().unwrap_or(0);
         let lo = floor.max(last.saturating_sub(budget as u64));
         return Ok(Painted {
             seqs: (lo + 1..=last).collect(),
@@ -76,57 +64,70 @@ pub(crate) fn paint(
             stopped_at: lo,
         });
     }
+    // One walk in one read transaction (`walk_back`), in descending seq order: every path to
+    // a node has been followed when it is visited (links have lower seqs), so its paint is
+    // final then. `colours` holds the frontier's paint; `mine_only` counts the frontier nodes
+    // painted MINE only, and the walk descends no further once there are none.
+    let mut colours: HashMap<Hash, u8> = HashMap::new();
+    let mut mine_only = 0usize;
+    let mut starts = Vec::new();
+    for (hashes, seqs, flag) in [(mine, mine_seqs, MINE), (theirs, their_seqs, THEIRS)] {
+        for (h, s) in hashes.iter().zip(seqs) {
+            if s.is_some() {
+                paint_into(&mut colours, &mut mine_only, *h, flag);
+                starts.push(*h);
+            }
+        }
+    }
     let mut out = Vec::new();
     let mut visited = 0usize;
     let mut complete = true;
     let mut stopped_at = 0;
-    while mine_only > 0 {
-        let Some((seq, mut flags)) = heap.pop() else {
-            break;
-        };
+    let mut stop = false;
+    store.walk_back(&starts, &mut |seq, node| {
+        let flags = colours.remove(&node.hash()).unwrap_or(0);
+        if stop || mine_only == 0 {
+            return Ok(false);
+        }
         if flags == MINE {
             mine_only -= 1;
         }
-        // Every path to `seq` has been followed (links have lower seqs), so its copies are
-        // adjacent on the heap: merge their paint.
-        while let Some(&(s, f)) = heap.peek() {
-            if s != seq {
-                break;
-            }
-            heap.pop();
-            if f == MINE {
-                mine_only -= 1;
-            }
-            flags |= f;
-        }
         if seq <= floor {
-            continue;
+            return Ok(false);
         }
         if visited >= budget {
             complete = false;
             stopped_at = seq;
-            break;
+            stop = true;
+            return Ok(false);
         }
         visited += 1;
         if flags == MINE {
             out.push(seq);
         }
-        let entry = store
-            .entry_at(seq)?
-            .ok_or_else(|| Error::Corrupt(format!("seq {seq} indexed but not in the feed")))?;
-        let node = Node::decode_trusted(&entry.bytes, entry.hash).map_err(Error::from)?;
-        for s in store.seqs_of(node.links())? {
-            let s =
-                s.ok_or_else(|| Error::Corrupt(format!("{} has a missing link", entry.hash)))?;
-            push(&mut heap, &mut mine_only, s, flags);
+        for l in node.links() {
+            paint_into(&mut colours, &mut mine_only, *l, flags);
         }
-    }
+        Ok(true)
+    })?;
     out.reverse();
     Ok(Painted {
         seqs: out,
         complete,
         stopped_at,
     })
+}
+
+/// Adds `flag` to the paint of `h`, keeping the count of MINE-only nodes.
+fn paint_into(colours: &mut HashMap<Hash, u8>, mine_only: &mut usize, h: Hash, flag: u8) {
+    let c = colours.entry(h).or_insert(0);
+    let before = *c;
+    *c |= flag;
+    if before != MINE && *c == MINE {
+        *mine_only += 1;
+    } else if before == MINE && *c != MINE {
+        *mine_only -= 1;
+    }
 }
 
 /// A run of nodes to stream in feed order: the catch-up candidates thinned by the peer's

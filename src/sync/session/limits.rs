@@ -68,7 +68,7 @@ impl Default for Limits {
             want_rounds: MAX_WANT_ROUNDS,
             wants_answered: 8,
             want_walk: 1 << 16,
-            filter_walk: 1 << 14,
+            filter_walk: 1 << 16,
             plan_walk: 1 << 20,
             queued_messages: 64,
         }
