@@ -207,7 +207,10 @@ async fn go_ds_crdt_per_level_walk_long_chain_is_one_round_trip() {
     chain(&a.log, 5000, "deep");
     chain(&b.log, 3, "b");
     let (ra, rb) = both(&a.log, &b.log).await;
-    assert_eq!((ra.round_trips, rb.round_trips), (1, 1));
+    // One round trip, unless one of the 5,000 candidates is a false positive of b's Bloom
+    // filter (its key is random per session): then one `Want` round repairs it. Never more,
+    // and never a duplicate.
+    assert!(ra.round_trips <= 2 && rb.round_trips <= 2, "{ra:?} {rb:?}");
     assert_eq!((ra.nodes_sent, rb.nodes_sent), (5000, 3));
     // First contact, too: a fresh replica learns the whole chain in one round trip.
     let c = replica();
