@@ -251,10 +251,10 @@ impl Kv {
         let id = op.key_id();
         let payload = op.encode();
         let extra: Vec<Hash> = extra.into_iter().collect();
-        let node = self.log.add_with(|txn| {
+        let node = self.log.add_with_retrying(|txn| {
             let mut links = heads_in(&self.tables, &txn, &id)?;
             links.extend_from_slice(&extra);
-            Ok(Some((self.with_log_heads(&txn, links)?, payload)))
+            Ok(Some((self.with_log_heads(&txn, links)?, payload.clone())))
         })?;
         Ok(node.expect("the closure always builds a node").hash())
     }
