@@ -227,7 +227,17 @@ impl Log {
     /// Adds a node that links to every current head (up to [`crate::MAX_LINKS`] of them),
     /// read in the same transaction, so the new node is the single head afterwards.
     pub fn append(&self, payload: Vec<u8>) -> Result<Node> {
-        self.transaction(|w| w.append(payload))
+        // braidlog's own pure closure: a full map grows and the write runs again (each run
+        // builds its node from a copy of the payload, which costs far less than the commit).
+        self.write_with(true, |log, txn, views, seq| {
+            let mut w = Writer {
+                log,
+                txn,
+                views,
+                seq,
+            };
+            w.append(payload.clone())
+        })
     }
 
     /// Runs `f` once in one write transaction: every node it adds through the [`Writer`]

@@ -157,6 +157,41 @@ fn nested_reads_never_deadlock_while_the_map_grows() {
 }
 
 #[test]
+fn writes_larger_than_the_map_grow_it_without_running_user_code_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = small(dir.path());
+    // braidlog's own writes retry after growing.
+    log.append(vec![1; 900 << 10]).unwrap();
+    log.add_batch((0..4u8).map(|i| (vec![], vec![i; 700 << 10])))
+        .unwrap();
+    // A user's closure runs once: it gets the map-full error, and a second run fits.
+    let big = |log: &Log| {
+        let mut runs = 0;
+        let r = log.transaction(|w| {
+            runs += 1;
+            for i in 0..8u8 {
+                w.add([], vec![i; 1000 << 10])?;
+            }
+            Ok(())
+        });
+        (r, runs)
+    };
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let (r, runs) = big(&log);
+        assert_eq!(runs, 1, "the closure ran once per call");
+        match r {
+            Ok(()) => break,
+            Err(Error::Storage(s)) if s.is_map_full() && attempts < 5 => continue,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!(log.len().unwrap(), 13);
+    assert!(log.verify().unwrap().is_ok());
+}
+
+#[test]
 fn verify_during_puts_never_fails() {
     let dir = tempfile::tempdir().unwrap();
     let log = small(dir.path());
