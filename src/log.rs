@@ -550,16 +550,16 @@ impl Log {
             .clone()
     }
 
-    /// The remembered seq of this feed up to which `peer` has every node (0 when unknown).
-    pub(crate) fn peer_cursor(&self, peer: PeerId) -> Result<u64> {
+    /// What this replica remembers of `peer` (sync's cursor, encoded by the sync layer).
+    pub(crate) fn peer_record(&self, peer: PeerId) -> Result<Option<Vec<u8>>> {
         self.store()
-            .read(|txn| self.store().meta.peer_cursor(txn, peer))
+            .read(|txn| self.store().meta.peer_record(txn, peer))
     }
 
-    /// Remembers [`Log::peer_cursor`].
-    pub(crate) fn set_peer_cursor(&self, peer: PeerId, seq: u64) -> Result<()> {
+    /// Remembers [`Log::peer_record`].
+    pub(crate) fn set_peer_record(&self, peer: PeerId, value: &[u8]) -> Result<()> {
         let store = self.store();
-        store.write_retrying(|txn| store.meta.set_peer_cursor(txn, peer, seq))
+        store.write_retrying(|txn| store.meta.set_peer_record(txn, peer, value))
     }
 
     /// The heads (sorted) and the newest seq, read together (what sync announces).

@@ -303,20 +303,21 @@ impl Meta {
         format!("{}{peer}/acked", meta::PEER_PREFIX)
     }
 
-    /// `peer/<hex id>/acked`: `u64` BE, the seq of this feed up to which `peer` has every node.
-    pub fn peer_cursor(&self, txn: ReadTxn<'_>, peer: PeerId) -> Result<u64> {
+    /// `peer/<hex id>/acked`: what this replica remembers of a peer for sync (the sync
+    /// layer's cursor: `seq u64 BE ++ heads (32 bytes each)`, decoded there).
+    pub fn peer_record(&self, txn: ReadTxn<'_>, peer: PeerId) -> Result<Option<Vec<u8>>> {
         Ok(txn
             .get(self.0, Self::cursor_key(peer).as_bytes())?
-            .and_then(|v| v.try_into().ok().map(u64::from_be_bytes))
-            .unwrap_or(0))
+            .map(<[u8]>::to_vec))
     }
 
-    pub fn set_peer_cursor(&self, txn: &mut WriteTxn<'_>, peer: PeerId, seq: u64) -> Result<()> {
-        txn.put(
-            self.0,
-            Self::cursor_key(peer).as_bytes(),
-            &seq.to_be_bytes(),
-        )
+    pub fn set_peer_record(
+        &self,
+        txn: &mut WriteTxn<'_>,
+        peer: PeerId,
+        value: &[u8],
+    ) -> Result<()> {
+        txn.put(self.0, Self::cursor_key(peer).as_bytes(), value)
     }
 
     fn watermark_key(view: &str) -> Vec<u8> {
