@@ -54,7 +54,7 @@ use crate::error::{Error, Result};
 use crate::hash::Hash;
 use crate::log::Log;
 use crate::node::MAX_LINKS;
-use crate::store::ReadTxn;
+use crate::ReadTxn;
 use view::{heads_in, versions_in, KvView, Tables, VIEW_NAME};
 
 /// Errors of the key-value layer.
@@ -203,7 +203,7 @@ impl Kv {
         mut links: Vec<Hash>,
     ) -> Result<Vec<Hash>> {
         let room = MAX_LINKS.saturating_sub(links.len());
-        links.extend(self.log.heads_in(txn, room)?);
+        links.extend(self.log.heads_in(*txn, room)?);
         Ok(links)
     }
 
@@ -251,10 +251,10 @@ impl Kv {
         let id = op.key_id();
         let payload = op.encode();
         let extra: Vec<Hash> = extra.into_iter().collect();
-        let node = self.log.add_with(|txn| {
-            let mut links = heads_in(&self.tables, txn, &id)?;
+        let node = self.log.add_with_retrying(|txn| {
+            let mut links = heads_in(&self.tables, &txn, &id)?;
             links.extend_from_slice(&extra);
-            Ok(Some((self.with_log_heads(txn, links)?, payload.clone())))
+            Ok(Some((self.with_log_heads(&txn, links)?, payload.clone())))
         })?;
         Ok(node.expect("the closure always builds a node").hash())
     }
@@ -324,7 +324,12 @@ impl Kv {
     /// # Ok(()) }
     /// ```
     pub fn read<R>(&self, f: impl FnOnce(&Snapshot<'_>) -> Result<R>) -> Result<R> {
-        self.log.read(|txn| f(&Snapshot { kv: self, txn }))
+        self.log.read(|txn| {
+            f(&Snapshot {
+                kv: self,
+                txn: &txn,
+            })
+        })
     }
 
     /// The single value of `key`, or [`KvError::Conflict`] when it has several versions.

@@ -30,8 +30,8 @@ impl Kv {
     /// linking every version it was shown, in the same write transaction as the read. Returns
     /// the new node's hash, or `None` (without calling `merge`) when there was no conflict.
     ///
-    /// `merge` may be called more than once if the transaction is retried; it must not have
-    /// side effects. It runs while the log's write lock is held: keep it short.
+    /// `merge` is called at most once. It runs while the log's write lock is held: keep it
+    /// short.
     ///
     /// ```
     /// # fn main() -> Result<(), braidlog::Error> {
@@ -61,7 +61,7 @@ impl Kv {
         let op = self.op(key, Op::Del)?; // validates the key; the op is replaced below
         let id = op.key_id();
         let node = self.log.add_with(|txn| {
-            let versions = versions_in(&self.tables, txn, &id)?;
+            let versions = versions_in(&self.tables, &txn, &id)?;
             if !versions.is_conflict() {
                 return Ok(None);
             }

@@ -111,7 +111,7 @@ impl Scan {
             let bounds = (as_ref(&self.start), as_ref(&self.end));
             let mut group: Option<(Vec<u8>, Vec<super::Version>)> = None;
             let mut keys = 0;
-            for item in table.range(txn, &bounds)? {
+            for item in txn.range(table, bounds.0, bounds.1)? {
                 let (k, v) = item?;
                 if !k.starts_with(&self.within) {
                     break;
@@ -122,7 +122,7 @@ impl Scan {
                         return Ok(());
                     }
                     keys += 1;
-                    let versions = versions_in(t, txn, k)?;
+                    let versions = versions_in(t, &txn, k)?;
                     let key = self.key_of(k)?;
                     self.buf.push_back(Entry { key, versions });
                     continue;
@@ -244,7 +244,7 @@ impl History {
                 Bound::Included(self.id.as_slice()),
                 Bound::Excluded(self.before.as_slice()),
             );
-            for (n, item) in t.history.rev_range(txn, &bounds)?.enumerate() {
+            for (n, item) in txn.rev_range(t.history, bounds.0, bounds.1)?.enumerate() {
                 if n == HISTORY_CHUNK {
                     return Ok(());
                 }
@@ -256,18 +256,18 @@ impl History {
                     .map(u64::from_be_bytes)
                     .ok_or_else(|| Error::Corrupt("kv view: malformed history key".into()))?;
                 let hash = Hash::from_slice(v).map_err(|e| Error::Corrupt(e.to_string()))?;
-                let node = crate::log::get_in(kv.log.store(), txn, &hash)?.ok_or_else(|| {
+                let node = kv.log.get_in(txn, &hash)?.ok_or_else(|| {
                     Error::Corrupt(format!("kv history names {hash}, not stored"))
                 })?;
                 let op = KvOp::decode(node.payload())
                     .ok_or_else(|| Error::Corrupt(format!("kv history names {hash}, no KV op")))?;
                 let mut depth = 0;
-                if let Some(r) = t.ops.get(txn, hash.as_bytes())? {
+                if let Some(r) = txn.get(t.ops, hash.as_bytes())? {
                     depth = decode_op_record(r)?.0;
                 }
                 let mut supersedes = Vec::new();
                 for link in node.links() {
-                    if let Some(r) = t.ops.get(txn, link.as_bytes())? {
+                    if let Some(r) = txn.get(t.ops, link.as_bytes())? {
                         if decode_op_record(r)?.1 == self.id.as_slice() {
                             supersedes.push(*link);
                         }
@@ -275,7 +275,7 @@ impl History {
                 }
                 let mut current_key = self.id.clone();
                 current_key.extend_from_slice(hash.as_bytes());
-                let current = t.current.get(txn, &current_key)?.is_some();
+                let current = txn.get(t.current, &current_key)?.is_some();
                 self.buf.push_back(HistoryEntry {
                     seq,
                     hash,

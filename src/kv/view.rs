@@ -27,15 +27,13 @@
 //! linked by a same-key operation, which does not depend on arrival order, so replicas that
 //! hold the same nodes hold the same view, and a rebuild equals the incremental result.
 
-use heed::RwTxn;
-
 use super::op::{KvOp, Op};
 use super::{Version, Versions};
 use crate::error::{Error, Result};
 use crate::hash::{Hash, HASH_LEN};
 use crate::log::Log;
-use crate::store::{ReadTxn, Table};
-use crate::view::{Change, View};
+use crate::store::ReadTxn;
+use crate::view::{Change, Table, View, ViewTxn};
 
 /// The view's name (its watermark key in the meta table).
 pub(crate) const VIEW_NAME: &str = "kv";
@@ -110,7 +108,7 @@ pub(crate) fn decode_op_record(value: &[u8]) -> Result<(u64, &[u8])> {
 /// The current versions of the key with this id, in hash order.
 pub(crate) fn versions_in(t: &Tables, txn: &ReadTxn<'_>, id: &[u8]) -> Result<Versions> {
     let mut list = Vec::new();
-    for item in t.current.prefix_iter(txn, id)? {
+    for item in txn.prefix(t.current, id)? {
         let (k, v) = item?;
         list.push(decode_version(k, v)?);
     }
@@ -120,7 +118,7 @@ pub(crate) fn versions_in(t: &Tables, txn: &ReadTxn<'_>, id: &[u8]) -> Result<Ve
 /// The hashes of the current versions of the key with this id.
 pub(crate) fn heads_in(t: &Tables, txn: &ReadTxn<'_>, id: &[u8]) -> Result<Vec<Hash>> {
     let mut out = Vec::new();
-    for item in t.current.prefix_iter(txn, id)? {
+    for item in txn.prefix(t.current, id)? {
         let (k, _) = item?;
         let at = k
             .len()
@@ -145,7 +143,7 @@ impl View for KvView {
         vec![t.current, t.ops, t.history, t.conflicts]
     }
 
-    fn apply(&self, txn: &mut RwTxn<'_>, change: Change<'_>) -> Result<()> {
+    fn apply(&self, txn: &mut ViewTxn<'_, '_>, change: Change<'_>) -> Result<()> {
         let Some(op) = KvOp::decode(change.node.payload()) else {
             return Ok(()); // not a KV operation: some other application's node
         };
@@ -155,7 +153,7 @@ impl View for KvView {
         let mut table_key = Vec::with_capacity(id.len() + HASH_LEN);
         let mut depth = 0;
         for link in change.node.links() {
-            let same_key_depth = match t.ops.get(txn, link.as_bytes())? {
+            let same_key_depth = match txn.get(t.ops, link.as_bytes())? {
                 Some(record) => {
                     let (d, link_id) = decode_op_record(record)?;
                     (link_id == id.as_slice()).then_some(d)
@@ -167,7 +165,7 @@ impl View for KvView {
                 table_key.clear();
                 table_key.extend_from_slice(&id);
                 table_key.extend_from_slice(link.as_bytes());
-                t.current.delete(txn, &table_key)?;
+                txn.delete(t.current, &table_key)?;
             }
         }
         let depth = depth + 1;
@@ -175,28 +173,27 @@ impl View for KvView {
         let mut record = Vec::with_capacity(8 + id.len());
         record.extend_from_slice(&depth.to_be_bytes());
         record.extend_from_slice(&id);
-        t.ops.put(txn, hash.as_bytes(), &record)?;
+        txn.put(t.ops, hash.as_bytes(), &record)?;
 
         table_key.clear();
         table_key.extend_from_slice(&id);
         table_key.extend_from_slice(hash.as_bytes());
-        t.current
-            .put(txn, &table_key, &encode_version(depth, &op.op))?;
+        txn.put(t.current, &table_key, &encode_version(depth, &op.op))?;
 
         let mut history_key = id.clone();
         history_key.extend_from_slice(&change.seq.to_be_bytes());
-        t.history.put(txn, &history_key, hash.as_bytes())?;
+        txn.put(t.history, &history_key, hash.as_bytes())?;
 
         let (mut count, mut present) = (0usize, false);
-        for item in t.current.prefix_iter(txn, &id)? {
+        for item in txn.prefix(t.current, &id)? {
             let (_, v) = item?;
             count += 1;
             present |= v.first() == Some(&1);
         }
         if count > 1 && present {
-            t.conflicts.put(txn, &id, &[])?;
+            txn.put(t.conflicts, &id, &[])?;
         } else {
-            t.conflicts.delete(txn, &id)?;
+            txn.delete(t.conflicts, &id)?;
         }
         Ok(())
     }
@@ -218,7 +215,7 @@ mod tests {
     fn dump(log: &Log, table: Table) -> Vec<(Vec<u8>, Vec<u8>)> {
         log.read(|txn| {
             let mut out = Vec::new();
-            for item in table.iter(txn)? {
+            for item in txn.iter(table)? {
                 let (k, v) = item?;
                 out.push((k.to_vec(), v.to_vec()));
             }
