@@ -28,10 +28,12 @@
 //! ```
 //!
 //! Layout: [`op`] (payload and key encoding), [`view`] (tables, applying nodes), [`versions`]
-//! (what reads return), [`resolve`] (merge helpers), [`scan`] (range, prefix, conflicts,
-//! history), [`watch`] (change notifications), [`typed`] (serde values).
+//! (what reads return), [`resolve`] (merge helpers), [`fold`] (superseding more versions than
+//! one node may link), [`scan`] (range, prefix, conflicts, history), [`watch`] (change
+//! notifications), [`typed`] (serde values), [`batch`] (many writes in one transaction).
 
 pub mod batch;
+pub mod fold;
 pub mod op;
 pub mod resolve;
 pub mod scan;
@@ -240,7 +242,9 @@ impl Kv {
         self.write_linked(key, Op::Put(value.into()), extra)
     }
 
-    /// Writes `op` linking every current version of `key` plus `extra`.
+    /// Writes `op` linking every current version of `key` plus `extra`. When the versions and
+    /// `extra` are more than one node may link ([`MAX_LINKS`]), the versions are linked
+    /// through fold nodes written in the same transaction (see [`fold`]).
     pub fn write_linked(
         &self,
         key: impl AsRef<[u8]>,
@@ -248,20 +252,22 @@ impl Kv {
         extra: impl IntoIterator<Item = Hash>,
     ) -> Result<Hash> {
         let op = self.op(key.as_ref(), op)?;
-        let id = op.key_id();
         let payload = op.encode();
         let extra: Vec<Hash> = extra.into_iter().collect();
-        let node = self.log.add_with(|txn| {
-            let mut links = heads_in(&self.tables, txn, &id)?;
+        self.log.transaction(|w| {
+            let versions = heads_in(&self.tables, w.txn(), &op.key_id())?;
+            let room = MAX_LINKS.saturating_sub(extra.len());
+            let mut links = fold::fold_versions(w, &op.namespace, &op.key, versions, room)?;
             links.extend_from_slice(&extra);
-            Ok(Some((self.with_log_heads(txn, links)?, payload.clone())))
-        })?;
-        Ok(node.expect("the closure always builds a node").hash())
+            let links = self.with_log_heads(w.txn(), links)?;
+            Ok(w.add(links, payload.clone())?.hash())
+        })
     }
 
     /// Writes `op` on `key` with exactly these links, whatever the current versions are: the
     /// low-level write for application merge logic. It supersedes the current versions it
-    /// links and no others; linking none makes it concurrent with all of them.
+    /// links and no others; linking none makes it concurrent with all of them. More links
+    /// than one node may hold are folded (see [`fold`]); what the write supersedes is the same.
     pub fn write_with_links(
         &self,
         key: impl AsRef<[u8]>,
@@ -269,7 +275,14 @@ impl Kv {
         links: impl IntoIterator<Item = Hash>,
     ) -> Result<Hash> {
         let op = self.op(key.as_ref(), op)?;
-        Ok(self.log.add(links, op.encode())?.hash())
+        let links: Vec<Hash> = links.into_iter().collect();
+        if links.len() <= MAX_LINKS {
+            return Ok(self.log.add(links, op.encode())?.hash());
+        }
+        self.log.transaction(|w| {
+            let links = fold::fold_versions(w, &op.namespace, &op.key, links.clone(), MAX_LINKS)?;
+            Ok(w.add(links, op.encode())?.hash())
+        })
     }
 
     /// The current versions of `key`, or `None` when it is absent (never written, or every

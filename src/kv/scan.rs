@@ -5,14 +5,15 @@
 //! one snapshot; a key written while it runs may show its old or new versions, but every
 //! key is visited once and in order.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 use std::ops::{Bound, RangeBounds};
 
 use super::op::{key_id, prefix_id, split_key_id, KvOp, Op};
-use super::view::{decode_op_record, decode_version, versions_in};
+use super::view::{classify, decode_op_record, decode_version, versions_in, Linked, Tables};
 use super::{Entry, Kv, Versions};
 use crate::error::{Error, Result};
 use crate::hash::{Hash, HASH_LEN};
+use crate::store::ReadTxn;
 
 /// Keys (with their versions) read per transaction.
 const CHUNK: usize = 256;
@@ -133,8 +134,10 @@ impl Scan {
                     self.push_group(&g, list)?;
                     keys += 1;
                     if keys == CHUNK {
-                        // Stop at a key boundary so no key is split across chunks.
-                        self.start = Bound::Included(k.to_vec());
+                        // Stop at a key boundary so no key is split across chunks, and
+                        // resume at the key's id, not at this version: before the next
+                        // chunk a write may replace it with a version that sorts earlier.
+                        self.start = Bound::Included(id.to_vec());
                         return Ok(());
                     }
                 }
@@ -196,8 +199,13 @@ pub struct HistoryEntry {
     pub op: Op,
     /// Causal depth in the key's DAG (see [`super::Version::depth`]).
     pub depth: u64,
-    /// The earlier operations on the same key it links to: the versions it superseded.
+    /// The earlier operations on the same key it supersedes, in hash order: those it links,
+    /// and those it reaches through fold nodes.
     pub supersedes: Vec<Hash>,
+    /// The fold nodes it links, directly or through other folds, in hash order: empty unless
+    /// the write superseded more versions than one node may link (see [`super::fold`]). Folds
+    /// are not operations on the key and have no entries of their own.
+    pub folds: Vec<Hash>,
     /// Whether it is still a current version.
     pub current: bool,
 }
@@ -265,14 +273,7 @@ impl History {
                 if let Some(r) = t.ops.get(txn, hash.as_bytes())? {
                     depth = decode_op_record(r)?.0;
                 }
-                let mut supersedes = Vec::new();
-                for link in node.links() {
-                    if let Some(r) = t.ops.get(txn, link.as_bytes())? {
-                        if decode_op_record(r)?.1 == self.id.as_slice() {
-                            supersedes.push(*link);
-                        }
-                    }
-                }
+                let (supersedes, folds) = superseded(t, txn, node.links(), &self.id)?;
                 let mut current_key = self.id.clone();
                 current_key.extend_from_slice(hash.as_bytes());
                 let current = t.current.get(txn, &current_key)?.is_some();
@@ -282,6 +283,7 @@ impl History {
                     op: op.op,
                     depth,
                     supersedes,
+                    folds,
                     current,
                 });
             }
@@ -289,6 +291,32 @@ impl History {
             Ok(())
         })
     }
+}
+
+/// The same-key operations `links` supersede, and the folds they go through (see
+/// [`super::fold`]), each sorted and without duplicates.
+fn superseded(
+    t: &Tables,
+    txn: &ReadTxn<'_>,
+    links: &[Hash],
+    id: &[u8],
+) -> Result<(Vec<Hash>, Vec<Hash>)> {
+    let (mut versions, mut folds) = (Vec::new(), BTreeSet::new());
+    let mut stack = links.to_vec();
+    while let Some(link) = stack.pop() {
+        match classify(t, txn, &link, id)? {
+            Linked::Version(_) => versions.push(link),
+            Linked::Fold(f) => {
+                if folds.insert(link) {
+                    stack.extend(f.links);
+                }
+            }
+            Linked::Other => {}
+        }
+    }
+    versions.sort_unstable();
+    versions.dedup();
+    Ok((versions, folds.into_iter().collect()))
 }
 
 impl Iterator for History {
