@@ -35,6 +35,8 @@
 pub mod batch;
 pub mod fold;
 pub mod op;
+#[cfg(test)]
+mod prop_tests;
 pub mod resolve;
 pub mod scan;
 pub mod typed;

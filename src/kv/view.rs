@@ -480,6 +480,8 @@ mod tests {
             ]
         );
         assert_eq!(dump(&log, t.conflicts), vec![(id.clone(), vec![])]);
+        let counts = [2u64.to_be_bytes(), 1u64.to_be_bytes()].concat();
+        assert_eq!(dump(&log, t.keys), vec![(id.clone(), counts)]);
 
         // Superseding both clears the conflict and leaves one current version, depth 2.
         let h3 = kv.put(b"k\0", b"v3".to_vec()).unwrap();
@@ -503,7 +505,46 @@ mod tests {
     }
 
     #[test]
+    fn fold_records_follow_the_documented_layout() {
+        let (_dir, log, kv) = setup();
+        let a = kv.write_with_links(b"k", Op::Del, []).unwrap();
+        let b = kv
+            .write_with_links(b"k", Op::Put(b"x".to_vec()), [])
+            .unwrap();
+        let payload = crate::kv::fold::Fold {
+            namespace: vec![],
+            key: b"k".to_vec(),
+        }
+        .encode();
+        let plain = log.append(b"not kv".to_vec()).unwrap().hash();
+        let fold = log.add([a, b, plain], payload).unwrap().hash();
+        let (lo, hi) = if a < b { (a, b) } else { (b, a) };
+        let id = key_id(b"", b"k");
+        let expected = [
+            &[0u8][..],
+            &1u64.to_be_bytes(),
+            &2u16.to_be_bytes(),
+            lo.as_bytes(),
+            hi.as_bytes(),
+            &id,
+        ]
+        .concat();
+        let folds = dump(&log, kv.tables.folds);
+        assert_eq!(folds, vec![(fold.as_bytes().to_vec(), expected)]);
+        let record = FoldRecord::decode(&folds[0].1).unwrap();
+        assert_eq!((record.active, record.links), (false, vec![lo, hi]));
+        // A put linking the fold activates it and supersedes both versions through it.
+        kv.write_with_links(b"k", Op::Put(b"v".to_vec()), [fold])
+            .unwrap();
+        assert_eq!(dump(&log, kv.tables.folds)[0].1[0], 1);
+        assert_eq!(kv.versions(b"k").unwrap().len(), 1);
+    }
+
+    #[test]
     fn corrupt_records_are_reported_not_panicked_on() {
+        assert!(FoldRecord::decode(&[]).is_err());
+        assert!(FoldRecord::decode(&[2; 11]).is_err(), "state byte");
+        assert!(FoldRecord::decode(&[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]).is_err());
         assert!(decode_version(&[0; 10], &[1]).is_err());
         assert!(decode_version(&[0; 40], &[]).is_err());
         assert!(decode_version(&[0; 40], &[1, 0]).is_err());
