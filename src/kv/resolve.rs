@@ -31,6 +31,8 @@ impl Kv {
     /// calls `merge(key, versions)` and writes what it returns (a value, or [`Op::Del`])
     /// linking every version it was shown, in the same write transaction as the read. Returns
     /// the new node's hash, or `None` (without calling `merge`) when there was no conflict.
+    /// Any number of versions can be resolved: more than one node may link are linked through
+    /// fold nodes written in the same transaction (see [`super::fold`]).
     ///
     /// `merge` may be called more than once if the transaction is retried; it must not have
     /// side effects. It runs while the log's write lock is held: keep it short.

@@ -304,6 +304,7 @@ impl KvCommand {
                             "value": op,
                             "deleted": matches!(h.op, Op::Del),
                             "supersedes": h.supersedes.iter().map(Hash::to_string).collect::<Vec<_>>(),
+                            "folds": h.folds.iter().map(Hash::to_string).collect::<Vec<_>>(),
                             "current": h.current,
                         }),
                         || {
@@ -311,13 +312,23 @@ impl KvCommand {
                                 Op::Put(v) => format!("put {}", show_bytes(v)),
                                 Op::Del => "del".to_string(),
                             };
-                            let sup: Vec<String> = h.supersedes.iter().map(Hash::short).collect();
+                            // A write that folded many versions lists them in --json only.
+                            let sup = if h.folds.is_empty() {
+                                let sup: Vec<String> = h.supersedes.iter().map(Hash::short).collect();
+                                format!("supersedes [{}]", sup.join(" "))
+                            } else {
+                                format!(
+                                    "supersedes {} versions through {} fold nodes",
+                                    h.supersedes.len(),
+                                    h.folds.len()
+                                )
+                            };
                             format!(
-                                "{} {}  {:<24} supersedes [{}]{}",
+                                "{} {}  {:<24} {}{}",
                                 if h.current { "*" } else { " " },
                                 h.hash.short(),
                                 what,
-                                sup.join(" "),
+                                sup,
                                 if h.current { "  (current)" } else { "" }
                             )
                         },
