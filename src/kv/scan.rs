@@ -5,7 +5,7 @@
 //! one snapshot; a key written while it runs may show its old or new versions, but every
 //! key is visited once and in order.
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::VecDeque;
 use std::ops::{Bound, RangeBounds};
 
 use super::op::{key_id, prefix_id, split_key_id, KvOp, Op};
@@ -199,12 +199,15 @@ pub struct HistoryEntry {
     pub op: Op,
     /// Causal depth in the key's DAG (see [`super::Version::depth`]).
     pub depth: u64,
-    /// The earlier operations on the same key it supersedes, in hash order: those it links,
-    /// and those it reaches through fold nodes.
+    /// The earlier operations on the same key it links to, in hash order: versions it
+    /// superseded.
     pub supersedes: Vec<Hash>,
-    /// The fold nodes it links, directly or through other folds, in hash order: empty unless
-    /// the write superseded more versions than one node may link (see [`super::fold`]). Folds
-    /// are not operations on the key and have no entries of their own.
+    /// The fold nodes of the same key it links to, in hash order: empty unless the write
+    /// superseded more versions than one node may link (see [`super::fold`]). It superseded
+    /// every version reachable through them too: a fold's links (read with
+    /// [`crate::Log::get`]) are versions and further folds. Folds are not operations on the
+    /// key and have no entries of their own. Both lists are at most the node's own links, so
+    /// an entry's size is bounded whatever the size of the fold tree below it.
     pub folds: Vec<Hash>,
     /// Whether it is still a current version.
     pub current: bool,
@@ -293,30 +296,22 @@ impl History {
     }
 }
 
-/// The same-key operations `links` supersede, and the folds they go through (see
-/// [`super::fold`]), each sorted and without duplicates.
+/// The same-key versions and folds among `links`, each in hash order (as links are).
 fn superseded(
     t: &Tables,
     txn: &ReadTxn<'_>,
     links: &[Hash],
     id: &[u8],
 ) -> Result<(Vec<Hash>, Vec<Hash>)> {
-    let (mut versions, mut folds) = (Vec::new(), BTreeSet::new());
-    let mut stack = links.to_vec();
-    while let Some(link) = stack.pop() {
-        match classify(t, txn, &link, id)? {
-            Linked::Version(_) => versions.push(link),
-            Linked::Fold(f) => {
-                if folds.insert(link) {
-                    stack.extend(f.links);
-                }
-            }
+    let (mut versions, mut folds) = (Vec::new(), Vec::new());
+    for link in links {
+        match classify(t, txn, link, id)? {
+            Linked::Version(_) => versions.push(*link),
+            Linked::Fold(_) => folds.push(*link),
             Linked::Other => {}
         }
     }
-    versions.sort_unstable();
-    versions.dedup();
-    Ok((versions, folds.into_iter().collect()))
+    Ok((versions, folds))
 }
 
 impl Iterator for History {

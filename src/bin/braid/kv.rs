@@ -312,17 +312,16 @@ impl KvCommand {
                                 Op::Put(v) => format!("put {}", show_bytes(v)),
                                 Op::Del => "del".to_string(),
                             };
-                            // A write that folded many versions lists them in --json only.
-                            let sup = if h.folds.is_empty() {
-                                let sup: Vec<String> = h.supersedes.iter().map(Hash::short).collect();
-                                format!("supersedes [{}]", sup.join(" "))
-                            } else {
-                                format!(
-                                    "supersedes {} versions through {} fold nodes",
-                                    h.supersedes.len(),
-                                    h.folds.len()
-                                )
-                            };
+                            let sup: Vec<String> = h.supersedes.iter().map(Hash::short).collect();
+                            let mut sup = format!("supersedes [{}]", sup.join(" "));
+                            if !h.folds.is_empty() {
+                                // A write that superseded more versions than a node may link.
+                                let folds: Vec<String> = h.folds.iter().map(Hash::short).collect();
+                                sup.push_str(&format!(
+                                    " and the versions under fold nodes [{}]",
+                                    folds.join(" ")
+                                ));
+                            }
                             format!(
                                 "{} {}  {:<24} {}{}",
                                 if h.current { "*" } else { " " },
