@@ -33,8 +33,8 @@ use serde::{Deserialize, Serialize};
 use super::op::{check_key, check_namespace, key_id};
 use crate::error::Result;
 use crate::hash::Hash;
-use crate::log::Writer;
 use crate::node::MAX_LINKS;
+use crate::write::Writer;
 
 /// First bytes of every fold payload.
 pub const FOLD_MAGIC: [u8; 4] = *b"\0bkf";

@@ -58,7 +58,7 @@ use crate::error::{Error, Result};
 use crate::hash::Hash;
 use crate::log::Log;
 use crate::node::MAX_LINKS;
-use crate::store::ReadTxn;
+use crate::ReadTxn;
 use view::{heads_in, versions_in, KvView, Tables, VIEW_NAME};
 
 /// Errors of the key-value layer.
@@ -207,7 +207,7 @@ impl Kv {
         mut links: Vec<Hash>,
     ) -> Result<Vec<Hash>> {
         let room = MAX_LINKS.saturating_sub(links.len());
-        links.extend(self.log.heads_in(txn, room)?);
+        links.extend(self.log.heads_in(*txn, room)?);
         Ok(links)
     }
 
@@ -257,12 +257,12 @@ impl Kv {
         let payload = op.encode();
         let extra: Vec<Hash> = extra.into_iter().collect();
         self.log.transaction(|w| {
-            let versions = heads_in(&self.tables, w.txn(), &op.key_id())?;
+            let versions = heads_in(&self.tables, &w.txn(), &op.key_id())?;
             let room = MAX_LINKS.saturating_sub(extra.len());
             let mut links = fold::fold_versions(w, &op.namespace, &op.key, versions, room)?;
             links.extend_from_slice(&extra);
-            let links = self.with_log_heads(w.txn(), links)?;
-            Ok(w.add(links, payload.clone())?.hash())
+            let links = self.with_log_heads(&w.txn(), links)?;
+            Ok(w.add(links, payload)?.hash())
         })
     }
 
@@ -282,7 +282,7 @@ impl Kv {
             return Ok(self.log.add(links, op.encode())?.hash());
         }
         self.log.transaction(|w| {
-            let links = fold::fold_versions(w, &op.namespace, &op.key, links.clone(), MAX_LINKS)?;
+            let links = fold::fold_versions(w, &op.namespace, &op.key, links, MAX_LINKS)?;
             Ok(w.add(links, op.encode())?.hash())
         })
     }
@@ -339,7 +339,12 @@ impl Kv {
     /// # Ok(()) }
     /// ```
     pub fn read<R>(&self, f: impl FnOnce(&Snapshot<'_>) -> Result<R>) -> Result<R> {
-        self.log.read(|txn| f(&Snapshot { kv: self, txn }))
+        self.log.read(|txn| {
+            f(&Snapshot {
+                kv: self,
+                txn: &txn,
+            })
+        })
     }
 
     /// The single value of `key`, or [`KvError::Conflict`] when it has several versions.

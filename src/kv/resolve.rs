@@ -34,8 +34,8 @@ impl Kv {
     /// Any number of versions can be resolved: more than one node may link are linked through
     /// fold nodes written in the same transaction (see [`super::fold`]).
     ///
-    /// `merge` may be called more than once if the transaction is retried; it must not have
-    /// side effects. It runs while the log's write lock is held: keep it short.
+    /// `merge` is called at most once. It runs while the log's write lock is held: keep it
+    /// short.
     ///
     /// ```
     /// # fn main() -> Result<(), braidlog::Error> {
@@ -65,7 +65,7 @@ impl Kv {
         let op = self.op(key, Op::Del)?; // validates the key; the op is replaced below
         let id = op.key_id();
         self.log.transaction(|w| {
-            let versions = versions_in(&self.tables, w.txn(), &id)?;
+            let versions = versions_in(&self.tables, &w.txn(), &id)?;
             if !versions.is_conflict() {
                 return Ok(None);
             }

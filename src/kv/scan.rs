@@ -112,7 +112,7 @@ impl Scan {
             let bounds = (as_ref(&self.start), as_ref(&self.end));
             let mut group: Option<(Vec<u8>, Vec<super::Version>)> = None;
             let mut keys = 0;
-            for item in table.range(txn, &bounds)? {
+            for item in txn.range(table, bounds.0, bounds.1)? {
                 let (k, v) = item?;
                 if !k.starts_with(&self.within) {
                     break;
@@ -123,7 +123,7 @@ impl Scan {
                         return Ok(());
                     }
                     keys += 1;
-                    let versions = versions_in(t, txn, k)?;
+                    let versions = versions_in(t, &txn, k)?;
                     let key = self.key_of(k)?;
                     self.buf.push_back(Entry { key, versions });
                     continue;
@@ -255,7 +255,7 @@ impl History {
                 Bound::Included(self.id.as_slice()),
                 Bound::Excluded(self.before.as_slice()),
             );
-            for (n, item) in t.history.rev_range(txn, &bounds)?.enumerate() {
+            for (n, item) in txn.rev_range(t.history, bounds.0, bounds.1)?.enumerate() {
                 if n == HISTORY_CHUNK {
                     return Ok(());
                 }
@@ -267,19 +267,19 @@ impl History {
                     .map(u64::from_be_bytes)
                     .ok_or_else(|| Error::Corrupt("kv view: malformed history key".into()))?;
                 let hash = Hash::from_slice(v).map_err(|e| Error::Corrupt(e.to_string()))?;
-                let node = crate::log::get_in(kv.log.store(), txn, &hash)?.ok_or_else(|| {
+                let node = kv.log.get_in(txn, &hash)?.ok_or_else(|| {
                     Error::Corrupt(format!("kv history names {hash}, not stored"))
                 })?;
                 let op = KvOp::decode(node.payload())
                     .ok_or_else(|| Error::Corrupt(format!("kv history names {hash}, no KV op")))?;
                 let mut depth = 0;
-                if let Some(r) = t.ops.get(txn, hash.as_bytes())? {
+                if let Some(r) = txn.get(t.ops, hash.as_bytes())? {
                     depth = decode_op_record(r)?.0;
                 }
                 let (supersedes, folds) = superseded(t, txn, node.links(), &self.id)?;
                 let mut current_key = self.id.clone();
                 current_key.extend_from_slice(hash.as_bytes());
-                let current = t.current.get(txn, &current_key)?.is_some();
+                let current = txn.get(t.current, &current_key)?.is_some();
                 self.buf.push_back(HistoryEntry {
                     seq,
                     hash,
@@ -299,13 +299,13 @@ impl History {
 /// The same-key versions and folds among `links`, each in hash order (as links are).
 fn superseded(
     t: &Tables,
-    txn: &ReadTxn<'_>,
+    mut txn: ReadTxn<'_>,
     links: &[Hash],
     id: &[u8],
 ) -> Result<(Vec<Hash>, Vec<Hash>)> {
     let (mut versions, mut folds) = (Vec::new(), Vec::new());
     for link in links {
-        match classify(t, txn, link, id)? {
+        match classify(t, &mut txn, link, id)? {
             Linked::Version(_) => versions.push(*link),
             Linked::Fold(_) => folds.push(*link),
             Linked::Other => {}

@@ -34,8 +34,6 @@
 //! on arrival order, so replicas that hold the same nodes hold the same view, and a rebuild
 //! equals the incremental result.
 
-use heed::RwTxn;
-
 use super::fold::Fold;
 use super::op::{KvOp, Op};
 use super::{Version, Versions};
@@ -43,8 +41,8 @@ use crate::error::{Error, Result};
 use crate::hash::{Hash, HASH_LEN};
 use crate::log::Log;
 use crate::node::Node;
-use crate::store::{ReadTxn, Table};
-use crate::view::{Change, View};
+use crate::store::ReadTxn;
+use crate::view::{Change, Table, View, ViewTxn};
 
 /// The view's name (its watermark key in the meta table).
 pub(crate) const VIEW_NAME: &str = "kv";
@@ -178,18 +176,41 @@ pub(crate) enum Linked {
     Other,
 }
 
+/// Lookups in the view's tables: from `apply` (through its [`ViewTxn`]) or from a reader.
+/// Values are copied out, since a [`ViewTxn`] lends them only until its next call.
+pub(crate) trait Lookup {
+    fn lookup(&mut self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>>;
+}
+
+impl Lookup for ViewTxn<'_, '_> {
+    fn lookup(&mut self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        Ok(self.get(table, key)?.map(<[u8]>::to_vec))
+    }
+}
+
+impl Lookup for ReadTxn<'_> {
+    fn lookup(&mut self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        Ok(self.get(table, key)?.map(<[u8]>::to_vec))
+    }
+}
+
 /// Classifies `link` for a node on the key `id`.
-pub(crate) fn classify(t: &Tables, txn: &ReadTxn<'_>, link: &Hash, id: &[u8]) -> Result<Linked> {
-    if let Some(record) = t.ops.get(txn, link.as_bytes())? {
-        let (depth, link_id) = decode_op_record(record)?;
+pub(crate) fn classify(
+    t: &Tables,
+    txn: &mut impl Lookup,
+    link: &Hash,
+    id: &[u8],
+) -> Result<Linked> {
+    if let Some(record) = txn.lookup(t.ops, link.as_bytes())? {
+        let (depth, link_id) = decode_op_record(&record)?;
         return Ok(if link_id == id {
             Linked::Version(depth)
         } else {
             Linked::Other
         });
     }
-    if let Some(record) = t.folds.get(txn, link.as_bytes())? {
-        let fold = FoldRecord::decode(record)?;
+    if let Some(record) = txn.lookup(t.folds, link.as_bytes())? {
+        let fold = FoldRecord::decode(&record)?;
         if fold.id == id {
             return Ok(Linked::Fold(fold));
         }
@@ -200,7 +221,7 @@ pub(crate) fn classify(t: &Tables, txn: &ReadTxn<'_>, link: &Hash, id: &[u8]) ->
 /// The current versions of the key with this id, in hash order.
 pub(crate) fn versions_in(t: &Tables, txn: &ReadTxn<'_>, id: &[u8]) -> Result<Versions> {
     let mut list = Vec::new();
-    for item in t.current.prefix_iter(txn, id)? {
+    for item in txn.prefix(t.current, id)? {
         let (k, v) = item?;
         list.push(decode_version(k, v)?);
     }
@@ -210,7 +231,7 @@ pub(crate) fn versions_in(t: &Tables, txn: &ReadTxn<'_>, id: &[u8]) -> Result<Ve
 /// The hashes of the current versions of the key with this id.
 pub(crate) fn heads_in(t: &Tables, txn: &ReadTxn<'_>, id: &[u8]) -> Result<Vec<Hash>> {
     let mut out = Vec::new();
-    for item in t.current.prefix_iter(txn, id)? {
+    for item in txn.prefix(t.current, id)? {
         let (k, _) = item?;
         let at = k
             .len()
@@ -242,12 +263,12 @@ fn table_key(id: &[u8], hash: &Hash) -> Vec<u8> {
 }
 
 /// Removes a version from `kv-current` if it is there; returns what it removed.
-fn remove_current(t: &Tables, txn: &mut RwTxn<'_>, id: &[u8], hash: &Hash) -> Result<Counts> {
+fn remove_current(t: &Tables, txn: &mut ViewTxn<'_, '_>, id: &[u8], hash: &Hash) -> Result<Counts> {
     let key = table_key(id, hash);
-    let Some(kind) = t.current.get(txn, &key)?.map(|v| v.first().copied()) else {
+    let Some(kind) = txn.get(t.current, &key)?.map(|v| v.first().copied()) else {
         return Ok(Counts::default());
     };
-    t.current.delete(txn, &key)?;
+    txn.delete(t.current, &key)?;
     Ok(Counts {
         versions: 1,
         puts: u64::from(kind == Some(1)),
@@ -257,11 +278,16 @@ fn remove_current(t: &Tables, txn: &mut RwTxn<'_>, id: &[u8], hash: &Hash) -> Re
 /// Activates the folds in `pending` and, transitively, the folds they link; removes every
 /// version they link from `kv-current`. Each fold is activated once, so the total work over
 /// a store's life is bounded by the links of its folds. Returns what it removed.
-fn activate(t: &Tables, txn: &mut RwTxn<'_>, id: &[u8], mut pending: Vec<Hash>) -> Result<Counts> {
+fn activate(
+    t: &Tables,
+    txn: &mut ViewTxn<'_, '_>,
+    id: &[u8],
+    mut pending: Vec<Hash>,
+) -> Result<Counts> {
     let mut removed = Counts::default();
     // An explicit stack: a chain of folds may be as long as a peer cares to make it.
     while let Some(hash) = pending.pop() {
-        let mut fold = match t.folds.get(txn, hash.as_bytes())? {
+        let mut fold = match txn.get(t.folds, hash.as_bytes())? {
             Some(record) => FoldRecord::decode(record)?,
             None => continue,
         };
@@ -269,7 +295,7 @@ fn activate(t: &Tables, txn: &mut RwTxn<'_>, id: &[u8], mut pending: Vec<Hash>) 
             continue;
         }
         fold.active = true;
-        t.folds.put(txn, hash.as_bytes(), &fold.encode())?;
+        txn.put(t.folds, hash.as_bytes(), &fold.encode())?;
         for link in &fold.links {
             match classify(t, txn, link, id)? {
                 Linked::Version(_) => {
@@ -285,8 +311,8 @@ fn activate(t: &Tables, txn: &mut RwTxn<'_>, id: &[u8], mut pending: Vec<Hash>) 
     Ok(removed)
 }
 
-pub(crate) fn read_counts(t: &Tables, txn: &ReadTxn<'_>, id: &[u8]) -> Result<Counts> {
-    let Some(v) = t.keys.get(txn, id)? else {
+fn read_counts(t: &Tables, txn: &mut impl Lookup, id: &[u8]) -> Result<Counts> {
+    let Some(v) = txn.lookup(t.keys, id)? else {
         return Ok(Counts::default());
     };
     let bad = || corrupt("keys value", v.len());
@@ -298,21 +324,21 @@ pub(crate) fn read_counts(t: &Tables, txn: &ReadTxn<'_>, id: &[u8]) -> Result<Co
     })
 }
 
-fn write_counts(t: &Tables, txn: &mut RwTxn<'_>, id: &[u8], c: Counts) -> Result<()> {
+fn write_counts(t: &Tables, txn: &mut ViewTxn<'_, '_>, id: &[u8], c: Counts) -> Result<()> {
     let mut v = [0u8; 16];
     v[..8].copy_from_slice(&c.versions.to_be_bytes());
     v[8..].copy_from_slice(&c.puts.to_be_bytes());
-    t.keys.put(txn, id, &v)?;
+    txn.put(t.keys, id, &v)?;
     if c.is_conflict() {
-        t.conflicts.put(txn, id, &[])?;
+        txn.put(t.conflicts, id, &[])?;
     } else {
-        t.conflicts.delete(txn, id)?;
+        txn.delete(t.conflicts, id)?;
     }
     Ok(())
 }
 
 impl KvView {
-    fn apply_op(&self, txn: &mut RwTxn<'_>, seq: u64, node: &Node, op: &KvOp) -> Result<()> {
+    fn apply_op(&self, txn: &mut ViewTxn<'_, '_>, seq: u64, node: &Node, op: &KvOp) -> Result<()> {
         let t = &self.tables;
         let id = op.key_id();
         let hash = node.hash();
@@ -338,12 +364,15 @@ impl KvView {
         let mut record = Vec::with_capacity(8 + id.len());
         record.extend_from_slice(&depth.to_be_bytes());
         record.extend_from_slice(&id);
-        t.ops.put(txn, hash.as_bytes(), &record)?;
-        t.current
-            .put(txn, &table_key(&id, &hash), &encode_version(depth, &op.op))?;
+        txn.put(t.ops, hash.as_bytes(), &record)?;
+        txn.put(
+            t.current,
+            &table_key(&id, &hash),
+            &encode_version(depth, &op.op),
+        )?;
         let mut history_key = id.clone();
         history_key.extend_from_slice(&seq.to_be_bytes());
-        t.history.put(txn, &history_key, hash.as_bytes())?;
+        txn.put(t.history, &history_key, hash.as_bytes())?;
 
         let before = read_counts(t, txn, &id)?;
         let gone = |n: u64, a: u64, b: u64| {
@@ -357,7 +386,7 @@ impl KvView {
         write_counts(t, txn, &id, after)
     }
 
-    fn apply_fold(&self, txn: &mut RwTxn<'_>, node: &Node, fold: &Fold) -> Result<()> {
+    fn apply_fold(&self, txn: &mut ViewTxn<'_, '_>, node: &Node, fold: &Fold) -> Result<()> {
         let t = &self.tables;
         let id = fold.key_id();
         let (mut depth, mut links) = (0, Vec::new());
@@ -375,8 +404,7 @@ impl KvView {
             links,
             id,
         };
-        t.folds.put(txn, node.hash().as_bytes(), &record.encode())?;
-        Ok(())
+        txn.put(t.folds, node.hash().as_bytes(), &record.encode())
     }
 }
 
@@ -395,7 +423,7 @@ impl View for KvView {
         vec![t.current, t.ops, t.history, t.conflicts, t.keys, t.folds]
     }
 
-    fn apply(&self, txn: &mut RwTxn<'_>, change: Change<'_>) -> Result<()> {
+    fn apply(&self, txn: &mut ViewTxn<'_, '_>, change: Change<'_>) -> Result<()> {
         let payload = change.node.payload();
         if let Some(op) = KvOp::decode(payload) {
             self.apply_op(txn, change.seq, change.node, &op)
@@ -423,7 +451,7 @@ mod tests {
     fn dump(log: &Log, table: Table) -> Vec<(Vec<u8>, Vec<u8>)> {
         log.read(|txn| {
             let mut out = Vec::new();
-            for item in table.iter(txn)? {
+            for item in txn.iter(table)? {
                 let (k, v) = item?;
                 out.push((k.to_vec(), v.to_vec()));
             }

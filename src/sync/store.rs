@@ -7,10 +7,9 @@ use std::sync::{Arc, Mutex};
 use crate::changes::RawEntry;
 use crate::error::{Error, Result};
 use crate::hash::Hash;
-use crate::log::{seq_key, split_feed_value, Inserted, Log};
+use crate::log::{Inserted, Log};
 use crate::node::Node;
 use crate::peer::PeerId;
-use crate::store::meta::PEER_PREFIX;
 use crate::sync::message::SamplePrefix;
 
 /// A replica as the sync state machine sees it. Every method is synchronous and short or
@@ -47,24 +46,12 @@ pub trait SyncStore {
     fn set_peer_cursor(&self, peer: PeerId, seq: u64) -> Result<()>;
 }
 
-fn cursor_key(peer: PeerId) -> String {
-    format!("{PEER_PREFIX}{peer}/acked")
-}
-
 impl SyncStore for Log {
     fn peer_id(&self) -> PeerId {
         Log::peer_id(self)
     }
     fn snapshot(&self) -> Result<(Vec<Hash>, u64)> {
-        let store = self.store();
-        self.read(|txn| {
-            let mut heads = Vec::new();
-            for item in store.heads.iter(txn)? {
-                let (k, _) = item?;
-                heads.push(Hash::from_slice(k).map_err(|e| Error::Corrupt(e.to_string()))?);
-            }
-            Ok((heads, crate::log::last_seq(&store.feed, txn)?))
-        })
+        self.snapshot_heads()
     }
     fn last_seq(&self) -> Result<u64> {
         Log::last_seq(self)
@@ -73,36 +60,10 @@ impl SyncStore for Log {
         Log::seqs_of(self, hashes)
     }
     fn find_prefixes(&self, prefixes: &[SamplePrefix]) -> Result<Vec<Option<Hash>>> {
-        let index = self.store().index;
-        self.read(|txn| {
-            let mut out = Vec::with_capacity(prefixes.len());
-            for p in prefixes {
-                let first = index
-                    .range(txn, &crate::log::from_key(p))?
-                    .next()
-                    .transpose()?;
-                out.push(match first {
-                    Some((k, _)) if k.starts_with(p) => {
-                        Some(Hash::from_slice(k).map_err(|e| Error::Corrupt(e.to_string()))?)
-                    }
-                    _ => None,
-                });
-            }
-            Ok(out)
-        })
+        self.first_with_prefixes(prefixes)
     }
     fn entry_at(&self, seq: u64) -> Result<Option<RawEntry>> {
-        self.read(|txn| match self.store().feed.get(txn, &seq_key(seq))? {
-            None => Ok(None),
-            Some(v) => {
-                let (hash, bytes) = split_feed_value(v)?;
-                Ok(Some(RawEntry {
-                    seq,
-                    hash,
-                    bytes: bytes.to_vec(),
-                }))
-            }
-        })
+        self.raw_entry_at(seq)
     }
     fn entries(&self, after: u64, upto: u64, limit: usize) -> Result<Vec<RawEntry>> {
         let mut out = Vec::new();
@@ -126,13 +87,10 @@ impl SyncStore for Log {
         Log::insert_batch(self, nodes)
     }
     fn peer_cursor(&self, peer: PeerId) -> Result<u64> {
-        Ok(self
-            .meta_get(&cursor_key(peer))?
-            .and_then(|v| v.try_into().ok().map(u64::from_be_bytes))
-            .unwrap_or(0))
+        Log::peer_cursor(self, peer)
     }
     fn set_peer_cursor(&self, peer: PeerId, seq: u64) -> Result<()> {
-        self.meta_put(&cursor_key(peer), &seq.to_be_bytes())
+        Log::set_peer_cursor(self, peer, seq)
     }
 }
 
