@@ -81,10 +81,7 @@ impl Changes {
                 self.after = e.seq;
                 Some(Ok(e))
             }
-            None => {
-                self.failed = true;
-                self.pending.take().map(Err)
-            }
+            None => None, // caught up; a later call reads again
         }
     }
 

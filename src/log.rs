@@ -155,7 +155,11 @@ impl Log {
             path: dir.into(),
             source,
         };
-        if !options.read_only {
+        if options.read_only {
+            if !dir.join("data.mdb").is_file() {
+                return Err(Error::NotAStore { path: dir.into() });
+            }
+        } else {
             std::fs::create_dir_all(dir).map_err(io)?;
         }
         let key = std::fs::canonicalize(dir).map_err(io)?;
@@ -287,6 +291,26 @@ impl Log {
         self.transaction(|w| match build(w.txn())? {
             Some((links, payload)) => w.add(links, payload).map(Some),
             None => Ok(None),
+        })
+    }
+
+    /// [`Log::add_with`] for braidlog's own callers, whose `build` is pure: a transaction
+    /// that fills the map is run again after the map grew.
+    pub(crate) fn add_with_retrying(
+        &self,
+        mut build: impl FnMut(ReadTxn<'_>) -> Result<Option<(Vec<Hash>, Vec<u8>)>>,
+    ) -> Result<Option<Node>> {
+        self.write_with(true, |log, txn, views, seq| {
+            let mut w = Writer {
+                log,
+                txn,
+                views,
+                seq,
+            };
+            match build(w.txn())? {
+                Some((links, payload)) => w.add(links, payload).map(Some),
+                None => Ok(None),
+            }
         })
     }
 

@@ -58,6 +58,7 @@ use crate::error::{Error, Result};
 use crate::hash::Hash;
 use crate::log::Log;
 use crate::node::MAX_LINKS;
+use crate::write::Writer;
 use crate::ReadTxn;
 use view::{heads_in, versions_in, KvView, Tables, VIEW_NAME};
 
@@ -211,6 +212,21 @@ impl Kv {
         Ok(links)
     }
 
+    /// Runs `f` in one write transaction; a transaction that filled the map runs again once
+    /// the map has grown. Only for this module's own writes, whose `f` has no effects outside
+    /// the transaction (never an application's closure).
+    fn write_retrying<R>(&self, mut f: impl FnMut(&mut Writer<'_, '_>) -> Result<R>) -> Result<R> {
+        // Each failed try has doubled the map; a write that still does not fit is refused.
+        const TRIES: usize = 8;
+        let mut tries = 0;
+        loop {
+            match self.log.transaction(&mut f) {
+                Err(e) if crate::store::is_map_full(&e) && tries < TRIES => tries += 1,
+                other => return other,
+            }
+        }
+    }
+
     fn op(&self, key: &[u8], op: Op) -> Result<KvOp> {
         Ok(KvOp::new(&self.ns, key, op)?)
     }
@@ -254,15 +270,29 @@ impl Kv {
         extra: impl IntoIterator<Item = Hash>,
     ) -> Result<Hash> {
         let op = self.op(key.as_ref(), op)?;
+        let id = op.key_id();
         let payload = op.encode();
         let extra: Vec<Hash> = extra.into_iter().collect();
-        self.log.transaction(|w| {
-            let versions = heads_in(&self.tables, &w.txn(), &op.key_id())?;
-            let room = MAX_LINKS.saturating_sub(extra.len());
+        let room = MAX_LINKS.saturating_sub(extra.len());
+        // The usual case: the versions fit in one node's links.
+        let node = self.log.add_with_retrying(|txn| {
+            let mut links = heads_in(&self.tables, &txn, &id)?;
+            if links.len() > room && room > 0 {
+                return Ok(None); // to be folded, below
+            }
+            links.extend_from_slice(&extra);
+            Ok(Some((self.with_log_heads(&txn, links)?, payload.clone())))
+        })?;
+        if let Some(node) = node {
+            return Ok(node.hash());
+        }
+        // Too many versions: fold them, reading them again in the transaction that writes.
+        self.write_retrying(|w| {
+            let versions = heads_in(&self.tables, &w.txn(), &id)?;
             let mut links = fold::fold_versions(w, &op.namespace, &op.key, versions, room)?;
             links.extend_from_slice(&extra);
             let links = self.with_log_heads(&w.txn(), links)?;
-            Ok(w.add(links, payload)?.hash())
+            Ok(w.add(links, payload.clone())?.hash())
         })
     }
 
@@ -281,8 +311,8 @@ impl Kv {
         if links.len() <= MAX_LINKS {
             return Ok(self.log.add(links, op.encode())?.hash());
         }
-        self.log.transaction(|w| {
-            let links = fold::fold_versions(w, &op.namespace, &op.key, links, MAX_LINKS)?;
+        self.write_retrying(|w| {
+            let links = fold::fold_versions(w, &op.namespace, &op.key, links.clone(), MAX_LINKS)?;
             Ok(w.add(links, op.encode())?.hash())
         })
     }

@@ -9,18 +9,22 @@
 //! the `MapFull` error after the map has grown.
 //!
 //! The gate. Resizing needs that no transaction of this process is live. Every transaction
-//! enters the gate (a counter); growth only *tries* to close it, when the counter is zero,
-//! and never waits for it. So nested reads (a read inside a read callback, a transaction
-//! closure, a `walk_back` visitor) can never deadlock against growth: the worst case is that
-//! growth is put off to a later commit.
+//! enters the gate (a counter, plus a per-thread count of transactions held). Growth holds
+//! back new top-level transactions and waits, for a bounded time, for the counter to reach
+//! zero. A thread that already holds a transaction never waits (nested reads: a read inside
+//! a read callback, a transaction closure, a `walk_back` visitor), and growth never waits
+//! without bound, so nothing can deadlock: the worst case is that growth is put off to a
+//! later commit, and a write of braidlog's own retries.
 //!
 //! Several processes. LMDB records the map size in the file when a process grows it; another
 //! process learns of it as `MDB_MAP_RESIZED` when it begins a transaction, and adopts it
 //! (`mdb_env_set_mapsize(0)`) under the same gate.
 
+use std::cell::Cell;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use heed::types::Bytes;
 use heed::{CommitOrAbort, Env, EnvFlags, EnvOpenOptions, WithoutTls};
@@ -49,46 +53,86 @@ pub(crate) struct StoreOptions {
 /// Counts live transactions; growth may close it only when none is live.
 struct Gate {
     state: AtomicUsize,
+    /// Growth is waiting for live transactions to end: new top-level ones wait (briefly).
+    draining: AtomicBool,
 }
 
 const CLOSED: usize = usize::MAX;
+
+/// How long growth waits for live transactions to end before giving up for now. New
+/// top-level transactions wait at most this long; nested ones never wait.
+const DRAIN_PATIENCE: Duration = Duration::from_millis(200);
+
+thread_local! {
+    /// Transactions (of any store) this thread holds: a thread that holds one never waits
+    /// for growth, which would wait for it.
+    static HELD: Cell<usize> = const { Cell::new(0) };
+}
 
 struct Entered<'a>(&'a Gate);
 struct Closed<'a>(&'a Gate);
 
 impl Gate {
-    /// Enters; waits only while a resize is in progress (a few microseconds, and a resize
-    /// holds nothing a transaction could be waiting for).
+    fn new() -> Gate {
+        Gate {
+            state: AtomicUsize::new(0),
+            draining: AtomicBool::new(false),
+        }
+    }
+
+    /// Enters. Waits while a resize runs (microseconds; it holds nothing a transaction could
+    /// wait for), and, for a thread holding no transaction, while growth drains (bounded by
+    /// [`DRAIN_PATIENCE`]). A nested transaction never waits for a drain.
     fn enter(&self) -> Entered<'_> {
-        let mut n = self.state.load(Ordering::Acquire);
+        let nested = HELD.with(Cell::get) > 0;
         loop {
-            if n == CLOSED {
+            let n = self.state.load(Ordering::Acquire);
+            if n == CLOSED || (!nested && self.draining.load(Ordering::Acquire)) {
                 std::thread::yield_now();
-                n = self.state.load(Ordering::Acquire);
                 continue;
             }
-            match self
+            if self
                 .state
                 .compare_exchange_weak(n, n + 1, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
             {
-                Ok(_) => return Entered(self),
-                Err(now) => n = now,
+                HELD.with(|h| h.set(h.get() + 1));
+                return Entered(self);
             }
         }
     }
 
-    /// Closes the gate if no transaction is live; never waits.
-    fn try_close(&self) -> Option<Closed<'_>> {
-        self.state
-            .compare_exchange(0, CLOSED, Ordering::AcqRel, Ordering::Acquire)
-            .ok()
-            .map(|_| Closed(self))
+    /// Closes the gate when no transaction is live, waiting at most [`DRAIN_PATIENCE`] for
+    /// live ones to end (new top-level ones are held back meanwhile). Returns `None` when
+    /// this thread holds a transaction itself or the wait ran out.
+    fn close(&self) -> Option<Closed<'_>> {
+        if HELD.with(Cell::get) > 0 {
+            return None;
+        }
+        let deadline = Instant::now() + DRAIN_PATIENCE;
+        self.draining.store(true, Ordering::Release);
+        let closed = loop {
+            if self
+                .state
+                .compare_exchange(0, CLOSED, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+            {
+                break Some(Closed(self));
+            }
+            if Instant::now() > deadline {
+                break None;
+            }
+            std::thread::sleep(Duration::from_micros(50));
+        };
+        self.draining.store(false, Ordering::Release);
+        closed
     }
 }
 
 impl Drop for Entered<'_> {
     fn drop(&mut self) {
         self.0.state.fetch_sub(1, Ordering::AcqRel);
+        HELD.with(|h| h.set(h.get() - 1));
     }
 }
 
@@ -201,9 +245,7 @@ impl Store {
             heads: Heads(t(heads, 2)),
             meta: Meta(t(meta, 3)),
             tables: Mutex::new(Vec::new()),
-            gate: Gate {
-                state: AtomicUsize::new(0),
-            },
+            gate: Gate::new(),
             env,
             page,
             path: path.into(),
@@ -339,14 +381,9 @@ impl Store {
         let mut tries = 0;
         loop {
             match self.write(&mut f) {
-                Err(e) if is_map_full(&e) && tries < GROW_RETRIES => {
-                    tries += 1;
-                    // Growth happens when no transaction is live; another thread's read may
-                    // be holding it off. Give it a moment before the next try.
-                    if !self.try_grow() {
-                        std::thread::sleep(std::time::Duration::from_millis(1 << tries.min(6)));
-                    }
-                }
+                // `write` has tried to grow already; when it could not (long reads), the
+                // next attempt tries again.
+                Err(e) if is_map_full(&e) && tries < GROW_RETRIES => tries += 1,
                 other => return other,
             }
         }
@@ -365,9 +402,10 @@ impl Store {
         }
     }
 
-    /// Doubles the map if no transaction of this process is live. Returns whether it grew.
+    /// Doubles the map once no transaction of this process is live (see [`Gate::close`]).
+    /// Returns whether it grew.
     fn try_grow(&self) -> bool {
-        let Some(_closed) = self.gate.try_close() else {
+        let Some(_closed) = self.gate.close() else {
             return false;
         };
         let next = self.env.info().map_size.saturating_mul(2);
@@ -386,15 +424,14 @@ impl Store {
         if !matches!(&e, Error::Storage(s) if s.is_map_resized()) {
             return Err(e);
         }
-        for attempt in 0..200u32 {
-            if let Some(_closed) = self.gate.try_close() {
+        match self.gate.close() {
+            Some(_closed) => {
                 // SAFETY: as in `try_grow`: the gate is closed, no transaction is live.
                 unsafe { self.env.resize(0) }?;
-                return Ok(());
+                Ok(())
             }
-            std::thread::sleep(std::time::Duration::from_micros(50 << attempt.min(6)));
+            None => Err(e),
         }
-        Err(e)
     }
 
     pub fn map_size(&self) -> usize {

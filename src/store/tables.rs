@@ -160,6 +160,10 @@ impl Feed {
     }
 }
 
+/// One index entry as `verify` sees it: `(hash, seq)`, or the key and value sizes when the
+/// entry is malformed.
+pub(crate) type IndexEntry = Result<std::result::Result<(Hash, u64), (usize, usize)>>;
+
 /// `index-v1`: hash -> seq.
 #[derive(Clone, Copy)]
 pub(crate) struct Index(pub Table);
@@ -179,11 +183,7 @@ impl Index {
     }
 
     /// Every entry, in hash order: `(hash, seq)`, or the raw sizes when malformed.
-    pub fn entries<'t>(
-        &self,
-        txn: ReadTxn<'t>,
-    ) -> Result<impl Iterator<Item = Result<std::result::Result<(Hash, u64), (usize, usize)>>> + 't>
-    {
+    pub fn entries<'t>(&self, txn: ReadTxn<'t>) -> Result<impl Iterator<Item = IndexEntry> + 't> {
         Ok(txn.iter(self.0)?.map(|item| {
             item.map(|(k, v)| match (Hash::from_slice(k), decode_seq(v)) {
                 (Ok(h), Ok(s)) => Ok((h, s)),

@@ -74,6 +74,31 @@ pub fn open_existing(dir: &Path) -> Result<Log> {
     open_or_create(dir)
 }
 
+/// Opens an existing replica read-only: a reader never writes, so it works on read-only
+/// media and beside a writer.
+pub fn open_reader(dir: &Path) -> Result<Log> {
+    if !dir.join("data.mdb").exists() {
+        bail!(
+            "no replica at {} (create one with `braid init` or any write)",
+            dir.display()
+        );
+    }
+    Log::open_read_only(dir).with_context(|| format!("opening {} read-only", dir.display()))
+}
+
+/// Opens the key-value view for reading: read-only when its tables exist and are caught up
+/// with the log, else (creating or catching up the view writes) read-write.
+pub fn kv_reader(dir: &Path) -> Result<braidlog::Kv> {
+    let log = open_reader(dir)?;
+    match braidlog::Kv::open(&log) {
+        Err(braidlog::Error::ReadOnly { .. }) => {
+            drop(log);
+            Ok(braidlog::Kv::open(&open_existing(dir)?)?)
+        }
+        other => Ok(other?),
+    }
+}
+
 /// Opens the replica, creating it when missing.
 pub fn open_or_create(dir: &Path) -> Result<Log> {
     Log::open(dir).with_context(|| format!("opening {}", dir.display()))
@@ -101,7 +126,7 @@ impl DagCommand {
                 });
             }
             DagCommand::Heads => {
-                let log = open_existing(dir)?;
+                let log = open_reader(dir)?;
                 let heads = log.heads()?;
                 out.print(
                     json!(heads.iter().map(|h| h.to_string()).collect::<Vec<_>>()),
@@ -115,7 +140,7 @@ impl DagCommand {
                 );
             }
             DagCommand::Log { since, limit } => {
-                let log = open_existing(dir)?;
+                let log = open_reader(dir)?;
                 let stdout = std::io::stdout();
                 let mut w = std::io::BufWriter::new(stdout.lock());
                 for entry in log.changes(since).take(limit.unwrap_or(usize::MAX)) {
@@ -137,7 +162,7 @@ impl DagCommand {
                 w.flush()?;
             }
             DagCommand::Show { hash } => {
-                let log = open_existing(dir)?;
+                let log = open_reader(dir)?;
                 let Some(node) = log.get(&hash)? else {
                     bail!("no node {hash} in this replica")
                 };
@@ -156,7 +181,10 @@ impl DagCommand {
                 });
             }
             DagCommand::Graph { key, ns } => {
-                let log = open_existing(dir)?;
+                let log = match key {
+                    Some(_) => kv_reader(dir)?.log().clone(),
+                    None => open_reader(dir)?,
+                };
                 let stdout = std::io::stdout();
                 let mut w = std::io::BufWriter::new(stdout.lock());
                 writeln!(
@@ -214,10 +242,10 @@ impl DagCommand {
                 w.flush()?;
             }
             DagCommand::Verify => {
-                let log = open_existing(dir)?;
-                // Register the key-value view so it is compared with a rebuild too: `get`
-                // and `ls` read it, so damage there must not pass as a healthy store.
-                braidlog::Kv::open(&log)?;
+                // Through the key-value view, so it is compared with a rebuild too: `get` and
+                // `ls` read it, so damage there must not pass as a healthy store.
+                let kv = kv_reader(dir)?;
+                let log = kv.log();
                 let report = log.verify()?;
                 out.print(
                     json!({
