@@ -202,7 +202,7 @@ fn main() {
 /// grow linearly. Each figure is the best of several runs on fresh stores (resolutions take
 /// milliseconds, and a shared machine is noisy).
 fn many_versions_of_one_key() {
-    const REPEAT: usize = 5;
+    const REPEAT: usize = 9;
     let sizes = [1_250u32, 2_500, 5_000, 10_000];
     let payload = |i: u32| {
         KvOp::new(b"", b"hot", Op::Put(i.to_be_bytes().to_vec()))
@@ -214,7 +214,7 @@ fn many_versions_of_one_key() {
     for &n in &sizes {
         let mut stored = f64::MAX;
         let mut kept = None;
-        for _ in 0..3 {
+        for _ in 0..5 {
             let tmp = tempfile::tempdir().unwrap();
             let (log, kv) = open(tmp.path(), Durability::NoSync);
             let t = Instant::now();
@@ -224,12 +224,12 @@ fn many_versions_of_one_key() {
             stored = stored.min(t.elapsed().as_secs_f64());
             kept = Some((tmp, kv));
         }
-        let (_tmp, kv) = kept.expect("three runs");
+        let (_tmp, kv) = kept.expect("five runs");
         row(
             &format!("store {n} concurrent versions"),
             n.into(),
             stored,
-            "one transaction each, one key, best of 3",
+            "one transaction each, one key, best of 5",
         );
         let mut best = f64::MAX;
         for run in 0..REPEAT {
