@@ -255,3 +255,32 @@ fn damage_kv_value(dir: &std::path::Path, value: &[u8]) {
     table.put(&mut txn, &k, &damaged).unwrap();
     txn.commit().unwrap();
 }
+
+/// A peer floods a key with more versions than a node may link; the victim resolves it (with
+/// folds) and the resolution reaches the peer by sync: both converge on one version.
+#[tokio::test]
+async fn a_flooded_key_is_resolved_and_the_resolution_syncs() {
+    use braidlog::sync::{sync, Mode, SyncOptions};
+    let (_da, a_log, a) = replica();
+    let (_db, b_log, b) = replica();
+    concurrent_versions(&a_log, b"k", MAX_LINKS as u32 * 2);
+    let once = |x: Log, y: Log| async move {
+        let (sx, sy) = tokio::io::duplex(1 << 16);
+        let (rx, ry) = tokio::join!(
+            sync(&x, sx, SyncOptions::new(Mode::Both)),
+            sync(&y, sy, SyncOptions::new(Mode::Both))
+        );
+        rx.unwrap();
+        ry.unwrap();
+    };
+    once(a_log.clone(), b_log.clone()).await;
+    assert_eq!(b.versions(b"k").unwrap().len(), MAX_LINKS * 2);
+    let top = b.put(b"k", b"calm".to_vec()).unwrap();
+    once(a_log.clone(), b_log.clone()).await;
+    for kv in [&a, &b] {
+        assert_eq!(kv.get(b"k").unwrap().unwrap().hashes(), vec![top]);
+    }
+    assert_eq!(a_log.heads().unwrap(), b_log.heads().unwrap());
+    assert_verified(&a_log);
+    assert_verified(&b_log);
+}
