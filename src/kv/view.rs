@@ -568,6 +568,27 @@ mod tests {
         assert_eq!(kv.versions(b"k").unwrap().len(), 1);
     }
 
+    /// A damaged conflict counter on disk makes writes to that key fail with a typed error,
+    /// storing nothing, and `verify` reports the view until a rebuild repairs it.
+    #[test]
+    fn damaged_counts_fail_the_write_and_verify() {
+        let (_dir, log, kv) = setup();
+        kv.put(b"k", b"1".to_vec()).unwrap();
+        let id = key_id(b"", b"k");
+        let store = log.store();
+        store
+            .write(|txn| txn.put(kv.tables.keys, &id, &[0; 16]))
+            .unwrap();
+        let before = log.len().unwrap();
+        let err = kv.put(b"k", b"2".to_vec()).unwrap_err();
+        assert!(matches!(err, Error::Corrupt(_)), "{err}");
+        assert_eq!(log.len().unwrap(), before, "nothing stored");
+        assert!(!log.verify().unwrap().is_ok());
+        log.reindex().unwrap();
+        kv.put(b"k", b"2".to_vec()).unwrap();
+        assert!(log.verify().unwrap().is_ok());
+    }
+
     #[test]
     fn corrupt_records_are_reported_not_panicked_on() {
         assert!(FoldRecord::decode(&[]).is_err());
