@@ -1,10 +1,12 @@
 //! `KvBatch`: many key-value writes in one transaction.
 
+use super::fold::fold_versions;
 use super::op::Op;
 use super::view::heads_in;
 use super::Kv;
 use crate::error::Result;
 use crate::hash::Hash;
+use crate::node::MAX_LINKS;
 use crate::write::Writer;
 
 /// Writes made inside [`Kv::batch`]: the same semantics as [`Kv::put`] and friends, one
@@ -30,6 +32,7 @@ impl KvBatch<'_, '_, '_, '_> {
     pub fn write(&mut self, key: impl AsRef<[u8]>, op: Op) -> Result<Hash> {
         let op = self.kv.op(key.as_ref(), op)?;
         let versions = heads_in(&self.kv.tables, &self.w.txn(), &op.key_id())?;
+        let versions = fold_versions(self.w, &op.namespace, &op.key, versions, MAX_LINKS)?;
         let links = self.kv.with_log_heads(&self.w.txn(), versions)?;
         Ok(self.w.add(links, op.encode())?.hash())
     }

@@ -313,6 +313,7 @@ impl KvCommand {
                             "value": op,
                             "deleted": matches!(h.op, Op::Del),
                             "supersedes": h.supersedes.iter().map(Hash::to_string).collect::<Vec<_>>(),
+                            "folds": h.folds.iter().map(Hash::to_string).collect::<Vec<_>>(),
                             "current": h.current,
                         }),
                         || {
@@ -321,12 +322,21 @@ impl KvCommand {
                                 Op::Del => "del".to_string(),
                             };
                             let sup: Vec<String> = h.supersedes.iter().map(Hash::short).collect();
+                            let mut sup = format!("supersedes [{}]", sup.join(" "));
+                            if !h.folds.is_empty() {
+                                // A write that superseded more versions than a node may link.
+                                let folds: Vec<String> = h.folds.iter().map(Hash::short).collect();
+                                sup.push_str(&format!(
+                                    " and the versions under fold nodes [{}]",
+                                    folds.join(" ")
+                                ));
+                            }
                             format!(
-                                "{} {}  {:<24} supersedes [{}]{}",
+                                "{} {}  {:<24} {}{}",
                                 if h.current { "*" } else { " " },
                                 h.hash.short(),
                                 what,
-                                sup.join(" "),
+                                sup,
                                 if h.current { "  (current)" } else { "" }
                             )
                         },
