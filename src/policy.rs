@@ -24,10 +24,7 @@ use crate::error::{Error, Result};
 use crate::hash::Hash;
 use crate::identity::PublicKey;
 use crate::node::{verify_signatures, Node, NodeError};
-use crate::store::{ReadTxn, Table};
-
-/// Prefix of the policy history in the meta table.
-pub const POLICY_PREFIX: &str = "policy/";
+use crate::store::{ReadTxn, Store};
 
 /// Most keys an allow-list may hold (a policy entry stays one small meta value).
 pub const MAX_TRUSTED: usize = 4096;
@@ -175,30 +172,19 @@ impl Policy {
     }
 }
 
-pub(crate) fn history_key(seq: u64) -> String {
-    format!("{POLICY_PREFIX}{seq:016x}")
-}
-
 /// The policy in force now (the newest history entry), read in `txn`.
-pub(crate) fn current(meta: &Table, txn: &ReadTxn<'_>) -> Result<Policy> {
-    match meta.rev_prefix_iter(txn, POLICY_PREFIX.as_bytes())?.next() {
+pub(crate) fn current(store: &Store, txn: ReadTxn<'_>) -> Result<Policy> {
+    match store.meta.last_policy(txn)? {
         None => Ok(Policy::default()),
-        Some(item) => Policy::decode(item?.1),
+        Some(bytes) => Policy::decode(bytes),
     }
 }
 
 /// Every history entry, oldest first: `(seq, policy)` governs nodes after `seq`.
-pub(crate) fn history(meta: &Table, txn: &ReadTxn<'_>) -> Result<Vec<(u64, Policy)>> {
-    let mut out = Vec::new();
-    for item in meta.prefix_iter(txn, POLICY_PREFIX.as_bytes())? {
-        let (k, v) = item?;
-        let seq = std::str::from_utf8(&k[POLICY_PREFIX.len()..])
-            .ok()
-            .and_then(|s| u64::from_str_radix(s, 16).ok())
-            .ok_or_else(|| Error::Corrupt("policy history key".into()))?;
-        out.push((seq, Policy::decode(v)?));
-    }
-    Ok(out)
+pub(crate) fn history(store: &Store, txn: ReadTxn<'_>) -> Result<Vec<(u64, Policy)>> {
+    (store.meta.policies(txn)?.into_iter())
+        .map(|(seq, bytes)| Ok((seq, Policy::decode(bytes)?)))
+        .collect()
 }
 
 /// Checks signatures of many received nodes on every core, each thread a batch: nodes are
@@ -302,9 +288,9 @@ const AUDIT_CHUNK_NODES: usize = 4096;
 const AUDIT_CHUNK_BYTES: usize = 32 << 20;
 
 impl Audit {
-    pub fn load(meta: &Table, txn: &ReadTxn<'_>) -> Result<Audit> {
+    pub fn load(store: &Store, txn: ReadTxn<'_>) -> Result<Audit> {
         Ok(Audit {
-            history: history(meta, txn)?,
+            history: history(store, txn)?,
             at: None,
             chunk: Vec::new(),
             chunk_bytes: 0,
@@ -388,13 +374,13 @@ impl crate::Log {
 
     /// The policy in force now.
     pub fn policy(&self) -> Result<Policy> {
-        self.read(|txn| current(&self.store().meta, txn))
+        self.read(|txn| current(self.store(), txn))
     }
 
     /// Every policy this log has had: `(seq, policy)` governs nodes stored after feed
     /// position `seq`, until the next entry. Empty when the policy was never set (`Any`).
     pub fn policy_history(&self) -> Result<Vec<(u64, Policy)>> {
-        self.read(|txn| history(&self.store().meta, txn))
+        self.read(|txn| history(self.store(), txn))
     }
 
     /// Sets the policy for every node stored from now on (local writes and sync alike). Stored
@@ -421,18 +407,15 @@ impl crate::Log {
     fn update_policy(&self, mut change: impl FnMut(&mut Policy)) -> Result<()> {
         let store = self.store();
         store.write(|txn| {
-            let mut p = current(&store.meta, txn)?;
+            let mut p = current(store, txn.read())?;
             change(&mut p);
             if p.trusted.len() > MAX_TRUSTED {
                 return Err(Error::Policy(PolicyError::AllowListFull {
                     max: MAX_TRUSTED,
                 }));
             }
-            let seq = crate::log::last_seq(&store.feed, txn)?;
-            store
-                .meta
-                .put(txn, history_key(seq).as_bytes(), &p.encode())?;
-            Ok(())
+            let seq = store.feed.last_seq(txn.read())?;
+            store.meta.set_policy(txn, seq, &p.encode())
         })
     }
 }
