@@ -16,9 +16,9 @@
 
 use std::time::{Duration, Instant};
 
-use braidlog::heed::PutFlags;
 use braidlog::sync::{sync, Mode, SyncOptions};
 use braidlog::{Durability, Hash, Identity, Log, LogOptions, Node, Policy, PolicyMode};
+use heed::PutFlags;
 
 #[path = "common/workload.rs"]
 mod workload;
