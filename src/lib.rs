@@ -36,6 +36,7 @@
 //! - [`hash`]: `Hash`, the blake3 digest naming every node.
 //! - [`node`]: `Node`, its canonical encoding and its limits.
 //! - [`store`]: the LMDB environment, tables, map growth.
+//! - [`store_file`]: checks of the data file before LMDB maps it; full-disk errors.
 //! - [`log`]: `Log`, the replica API: add, insert, get, heads, feed.
 //! - [`changes`]: the feed iterator and subscriptions.
 //! - [`view`]: indexes maintained in the log's write transactions.
@@ -56,6 +57,8 @@ pub mod log;
 pub mod node;
 pub mod peer;
 pub mod store;
+pub mod store_file;
+mod store_pages;
 pub mod sync;
 pub mod verify;
 pub mod view;

@@ -142,7 +142,8 @@ impl Log {
             dir,
             options.map_size,
             options.durability == Durability::NoSync,
-        )?;
+        )
+        .map_err(|e| crate::store_file::diagnose(e, dir))?;
         let peer_id = crate::peer::load_or_create(&store)?;
         let last = {
             let r = store.read()?;

@@ -79,6 +79,7 @@ impl Store {
             path: path.into(),
             source,
         })?;
+        crate::store_file::check_before_open(path, true)?;
         let page = 4096;
         let map_size = map_size.div_ceil(page).max(16) * page;
         let mut opts = EnvOpenOptions::new().read_txn_without_tls();
@@ -199,7 +200,10 @@ impl Store {
                     }
                 };
                 match f(&mut txn) {
-                    Ok(r) => txn.commit().map(|()| r).map_err(Error::from),
+                    Ok(r) => txn
+                        .commit()
+                        .map(|()| r)
+                        .map_err(|e| crate::store_file::diagnose(e.into(), &self.path)),
                     Err(e) => Err(e), // dropping txn aborts it
                 }
             };

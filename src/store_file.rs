@@ -1,0 +1,307 @@
+//! The store's files before LMDB maps them, and what a failed write on a full disk means.
+//!
+//! LMDB trusts `data.mdb`: it maps the file and follows page numbers through the map, so a
+//! truncated file ends the process with SIGBUS, and it refuses a whole file when either of its
+//! two meta pages has a bad header, even when the other is intact. Before every open this
+//! module reads both meta pages with `pread` (see [`crate::store_pages`]) and:
+//!
+//! - refuses an empty `data.mdb`: a brand-new replica has no `data.mdb` at all, and an empty one
+//!   is a store that was wiped or never finished its creation, not a new replica;
+//! - picks the meta page LMDB would use (the valid one with the highest transaction id) and
+//!   checks that the file holds every page up to its last page; when it does not (LMDB may leave
+//!   free pages at the end unwritten), walks every reachable page and refuses the file if one
+//!   is missing or malformed;
+//! - when exactly one meta page is damaged, rewrites it from the intact one. LMDB keeps the two
+//!   newest snapshots intact on disk (that is what its `MDB_PREVSNAPSHOT` flag relies on), so
+//!   the intact meta names a sound tree; if the damaged page held the newest commit, that
+//!   commit is lost and a sync restores it from peers. `MDB_PREVSNAPSHOT` itself does not help:
+//!   LMDB checks the header of both meta pages before it looks at the flag.
+//!
+//! It also allocates `lock.mdb` with real writes before LMDB creates it: LMDB extends that file
+//! with `ftruncate` and writes it through a map, which on a full file system is SIGBUS.
+
+use std::fs::OpenOptions;
+use std::io::ErrorKind;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+
+use crate::error::Error;
+use crate::store_pages::{
+    check_reachable, check_roots, decode_meta, DataFile, Meta, MetaProblem, PageProblem,
+};
+
+/// LMDB's data file in a store directory.
+pub const DATA_FILE: &str = "data.mdb";
+/// LMDB's lock file in a store directory.
+pub const LOCK_FILE: &str = "lock.mdb";
+/// Size of the lock file LMDB makes for its default 126 readers.
+const LOCK_FILE_BYTES: usize = 8192;
+/// Free space below which a failed write (`EIO`, which is how LMDB reports a short write) is
+/// reported as a full disk, and below which a new store is not created.
+pub const LOW_SPACE_BYTES: u64 = 16 << 20;
+/// Bytes read for a meta page: its header and the meta record.
+const META_BYTES: usize = 152;
+/// Page sizes tried for the second meta page when the first cannot tell.
+const PAGE_SIZES: [u64; 8] = [4096, 8192, 16384, 65536, 32768, 512, 1024, 2048];
+
+/// What is wrong with a store's data file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum FileProblem {
+    /// `data.mdb` exists and is empty.
+    #[error("data.mdb is empty: the store was wiped or its creation never finished (remove the directory to start a new replica and sync it from peers)")]
+    Empty,
+    /// Neither meta page is usable.
+    #[error("neither LMDB meta page is usable (page 0: {first}; page 1: {second})")]
+    NoValidMeta {
+        /// Why page 0 is unusable.
+        first: String,
+        /// Why page 1 is unusable.
+        second: String,
+    },
+    /// The file is shorter than the pages its newest snapshot uses.
+    #[error(
+        "data.mdb is truncated: {size} bytes, page {page} is needed ({what}); try `braid salvage`"
+    )]
+    Truncated {
+        /// The file's size.
+        size: u64,
+        /// A page the snapshot reaches that is not in the file.
+        page: u64,
+        /// Details.
+        what: String,
+    },
+    /// A page the newest snapshot reaches is malformed.
+    #[error("data.mdb page {page} is damaged ({what}); try `braid salvage`")]
+    DamagedPage {
+        /// The page.
+        page: u64,
+        /// What is wrong.
+        what: String,
+    },
+    /// One meta page is damaged and could not be rewritten from the other.
+    #[error("LMDB meta page {slot} is damaged ({what}) and could not be rewritten: {error}")]
+    MetaNotRepaired {
+        /// The damaged page.
+        slot: u64,
+        /// What is wrong with it.
+        what: String,
+        /// Why the rewrite failed.
+        error: String,
+    },
+}
+
+/// What [`check_before_open`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Checked {
+    /// No `data.mdb`: LMDB creates a new store.
+    New,
+    /// Both meta pages were sound, and the newest one's pages are present.
+    Sound,
+    /// Meta page `slot` was damaged and was rewritten from the other one.
+    MetaRepaired {
+        /// The rewritten page.
+        slot: u64,
+    },
+}
+
+fn damaged(dir: &Path, problem: FileProblem) -> Error {
+    Error::DamagedFile {
+        path: dir.join(DATA_FILE),
+        problem,
+    }
+}
+
+fn io(path: &Path, source: std::io::Error) -> Error {
+    Error::Io {
+        path: path.into(),
+        source,
+    }
+}
+
+fn describe(p: &MetaProblem) -> String {
+    match p {
+        MetaProblem::Header(s) | MetaProblem::Content(s) => s.clone(),
+    }
+}
+
+/// Checks `dir`'s files before LMDB opens them (see the module docs). `writable` says whether
+/// the store is being opened for writing: only then is a damaged meta page rewritten.
+pub(crate) fn check_before_open(dir: &Path, writable: bool) -> Result<Checked, Error> {
+    let data = dir.join(DATA_FILE);
+    let len = match std::fs::metadata(&data) {
+        Ok(m) => m.len(),
+        Err(e) if e.kind() == ErrorKind::NotFound => {
+            if writable {
+                let available = available_bytes(dir).unwrap_or(u64::MAX);
+                if available < LOW_SPACE_BYTES / 16 {
+                    return Err(Error::DiskFull {
+                        path: dir.into(),
+                        available,
+                    });
+                }
+                prepare_lock_file(dir)?;
+            }
+            return Ok(Checked::New);
+        }
+        Err(e) => return Err(io(&data, e)),
+    };
+    if len == 0 {
+        return Err(damaged(dir, FileProblem::Empty));
+    }
+    if writable {
+        prepare_lock_file(dir)?;
+    }
+    let (metas, page_size) = read_metas(&data)?;
+    let file = DataFile::open(&data, page_size).map_err(|e| io(&data, e))?;
+    let metas = metas.map(|m| {
+        m.and_then(|m| match check_roots(&file, &m) {
+            Ok(()) => Ok(m),
+            Err(what) => Err(MetaProblem::Content(what)),
+        })
+    });
+    let check_pages = |meta: &Meta| -> Result<(), Error> {
+        if file.pages() > meta.last_page {
+            return Ok(()); // the common case: no walk
+        }
+        check_reachable(&file, meta)
+            .map(|_| ())
+            .map_err(|PageProblem { page, what }| {
+                let problem = if page >= file.pages() {
+                    FileProblem::Truncated {
+                        size: len,
+                        page,
+                        what,
+                    }
+                } else {
+                    FileProblem::DamagedPage { page, what }
+                };
+                damaged(dir, problem)
+            })
+    };
+    match metas {
+        [Ok(a), Ok(b)] => {
+            check_pages(if b.txnid > a.txnid { &b } else { &a })?;
+            Ok(Checked::Sound)
+        }
+        [Err(first), Err(second)] => Err(damaged(
+            dir,
+            FileProblem::NoValidMeta {
+                first: describe(&first),
+                second: describe(&second),
+            },
+        )),
+        [good, bad] => {
+            let (slot, good, bad) = match (good, bad) {
+                (Ok(g), Err(b)) => (1, g, b),
+                (Err(b), Ok(g)) => (0, g, b),
+                _ => unreachable!("both-ok and both-err matched above"),
+            };
+            check_pages(&good)?;
+            let not_repaired = |error: String| {
+                damaged(
+                    dir,
+                    FileProblem::MetaNotRepaired {
+                        slot,
+                        what: describe(&bad),
+                        error,
+                    },
+                )
+            };
+            if !writable {
+                return Err(not_repaired("the store is opened read-only".into()));
+            }
+            rewrite_meta(&data, page_size, 1 - slot, slot)
+                .map_err(|e| not_repaired(e.to_string()))?;
+            Ok(Checked::MetaRepaired { slot })
+        }
+    }
+}
+
+type MetaResult = Result<Meta, MetaProblem>;
+
+/// Reads both meta pages; the page size comes from page 0, or from the first size at which
+/// page 1 decodes when page 0 is damaged.
+fn read_metas(data: &Path) -> Result<([MetaResult; 2], u64), Error> {
+    let file = std::fs::File::open(data).map_err(|e| io(data, e))?;
+    let read = |offset: u64| -> Option<Vec<u8>> {
+        let mut buf = vec![0; META_BYTES];
+        file.read_exact_at(&mut buf, offset).ok().map(|()| buf)
+    };
+    let short = || Err(MetaProblem::Header("beyond the end of the file".into()));
+    let first = read(0).map_or_else(short, |b| decode_meta(&b, 0));
+    let sizes: Vec<u64> = match &first {
+        Ok(m) => vec![m.page_size],
+        Err(_) => PAGE_SIZES.to_vec(),
+    };
+    let mut second = short();
+    for &size in &sizes {
+        second = read(size).map_or_else(short, |b| decode_meta(&b, 1));
+        if second.is_ok() {
+            break;
+        }
+    }
+    let page_size = match (&first, &second) {
+        (Ok(m), _) | (_, Ok(m)) => m.page_size,
+        _ => PAGE_SIZES[0],
+    };
+    Ok(([first, second], page_size))
+}
+
+/// Copies meta page `from` over meta page `to`, with `to`'s page number, and flushes it.
+fn rewrite_meta(data: &Path, page_size: u64, from: u64, to: u64) -> std::io::Result<()> {
+    let file = OpenOptions::new().read(true).write(true).open(data)?;
+    let mut page = vec![0; page_size as usize];
+    file.read_exact_at(&mut page, from * page_size)?;
+    page[..8].copy_from_slice(&to.to_le_bytes());
+    file.write_all_at(&page, to * page_size)?;
+    file.sync_data()
+}
+
+/// Creates `lock.mdb` fully allocated, unless it exists. Written to a temporary file and
+/// linked into place, so a process that opens the store meanwhile never sees it half written.
+fn prepare_lock_file(dir: &Path) -> Result<(), Error> {
+    let lock = dir.join(LOCK_FILE);
+    if lock.exists() {
+        return Ok(());
+    }
+    let tmp = dir.join(format!("{LOCK_FILE}.{}.tmp", std::process::id()));
+    let result =
+        std::fs::write(&tmp, [0u8; LOCK_FILE_BYTES]).and_then(|()| {
+            match std::fs::hard_link(&tmp, &lock) {
+                Err(e) if e.kind() != ErrorKind::AlreadyExists => Err(e),
+                _ => Ok(()),
+            }
+        });
+    let _ = std::fs::remove_file(&tmp);
+    result.map_err(|e| diagnose(io(&lock, e), dir))
+}
+
+/// Bytes available to this process on the file system holding `path`.
+pub(crate) fn available_bytes(path: &Path) -> std::io::Result<u64> {
+    let s = rustix::fs::statvfs(path)?;
+    Ok(s.f_bavail.saturating_mul(s.f_frsize))
+}
+
+/// Turns a write error on a full disk into [`Error::DiskFull`]; returns any other error as is.
+/// `ENOSPC` and `EDQUOT` always mean a full disk; `EIO` does when the file system holding `dir`
+/// has less than [`LOW_SPACE_BYTES`] left, since LMDB reports a short write as `EIO`.
+pub(crate) fn diagnose(error: Error, dir: &Path) -> Error {
+    let code = match &error {
+        Error::Storage(heed::Error::Io(e)) | Error::Io { source: e, .. } => e.raw_os_error(),
+        _ => None,
+    };
+    let Some(code) = code else { return error };
+    let available = available_bytes(dir).unwrap_or(u64::MAX);
+    let full = code == rustix::io::Errno::NOSPC.raw_os_error()
+        || code == rustix::io::Errno::DQUOT.raw_os_error()
+        || (code == rustix::io::Errno::IO.raw_os_error() && available < LOW_SPACE_BYTES);
+    if full {
+        Error::DiskFull {
+            path: dir.into(),
+            available,
+        }
+    } else {
+        error
+    }
+}

@@ -1,0 +1,365 @@
+//! LMDB's data file read with `pread`, never mapped: the two meta pages and a bounded walk of
+//! the B-trees they point at.
+//!
+//! LMDB maps `data.mdb` and follows page numbers through the map without checking them, so a
+//! truncated or damaged file ends the process with SIGBUS or SIGSEGV. Reading the same
+//! structures with `pread` turns every bad page number, short file and malformed page into an
+//! error instead. [`crate::store_file`] uses this before LMDB opens a file, and salvage uses it
+//! to read the feed of a file LMDB cannot be trusted with.
+//!
+//! The layout is LMDB's on a 64-bit little-endian machine (`mdb.c`, `MDB_page`, `MDB_meta`,
+//! `MDB_db`, `MDB_node`), the only one braidlog builds for:
+//!
+//! ```text
+//! page header (16): pgno u64 | pad u16 | flags u16 | lower u16 | upper u16  (overflow: pages u32)
+//! meta (at 16):     magic u32 | version u32 | address u64 | mapsize u64
+//!                   | free db (48) | main db (48) | last_pg u64 | txnid u64
+//! db (48):          pad u32 (page size, in the free db) | flags u16 | depth u16
+//!                   | branch u64 | leaf u64 | overflow u64 | entries u64 | root u64
+//! node:             lo u16 | hi u16 | flags u16 | ksize u16 | key | data
+//! ```
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+
+#[cfg(not(all(target_endian = "little", target_pointer_width = "64")))]
+compile_error!("the LMDB file checks read the layout of 64-bit little-endian machines");
+
+/// `MDB_MAGIC`.
+pub const MAGIC: u32 = 0xBEEF_C0DE;
+/// `MDB_DATA_VERSION` of the LMDB braidlog links.
+pub const DATA_VERSION: u32 = 1;
+/// The page number LMDB uses for "no page" (an empty tree).
+pub const NO_PAGE: u64 = u64::MAX;
+const HEADER: usize = 16;
+const P_BRANCH: u16 = 0x01;
+const P_LEAF: u16 = 0x02;
+const P_OVERFLOW: u16 = 0x04;
+const P_META: u16 = 0x08;
+const P_LEAF2: u16 = 0x20;
+const F_BIGDATA: u16 = 0x01;
+const F_SUBDATA: u16 = 0x02;
+const F_DUPDATA: u16 = 0x04;
+/// Deeper than any tree LMDB builds in a file of 2^64 bytes: a longer path is a cycle.
+const MAX_DEPTH: usize = 64;
+
+fn u16_at(b: &[u8], at: usize) -> u16 {
+    u16::from_le_bytes(b[at..at + 2].try_into().expect("2 bytes"))
+}
+fn u32_at(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes(b[at..at + 4].try_into().expect("4 bytes"))
+}
+fn u64_at(b: &[u8], at: usize) -> u64 {
+    u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"))
+}
+
+/// One of the two meta pages, decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Meta {
+    /// Page size of the file.
+    pub page_size: u64,
+    /// Root of the free-page tree, or [`NO_PAGE`].
+    pub free_root: u64,
+    /// Root of the main tree (which names the other trees), or [`NO_PAGE`].
+    pub main_root: u64,
+    /// Highest page number in use.
+    pub last_page: u64,
+    /// The transaction that wrote this meta; LMDB opens the higher of the two.
+    pub txnid: u64,
+}
+
+/// Why a meta page cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MetaProblem {
+    /// LMDB refuses the whole file when this holds for either page (bad flags, magic, version).
+    Header(String),
+    /// The header is LMDB's but a field is impossible; LMDB would follow it blindly.
+    Content(String),
+}
+
+/// Decodes meta page `slot` (0 or 1) from its page bytes, checking everything that can be
+/// checked without the rest of the file.
+pub fn decode_meta(page: &[u8], slot: u64) -> Result<Meta, MetaProblem> {
+    if page.len() < 152 {
+        return Err(MetaProblem::Header("shorter than a meta page".into()));
+    }
+    if u16_at(page, 10) & P_META == 0 {
+        return Err(MetaProblem::Header("not marked as a meta page".into()));
+    }
+    if u32_at(page, 16) != MAGIC {
+        return Err(MetaProblem::Header("no LMDB magic number".into()));
+    }
+    if u32_at(page, 20) != DATA_VERSION {
+        return Err(MetaProblem::Header(format!(
+            "LMDB data version {}",
+            u32_at(page, 20)
+        )));
+    }
+    let meta = Meta {
+        page_size: u64::from(u32_at(page, 40)),
+        free_root: u64_at(page, 80),
+        main_root: u64_at(page, 128),
+        last_page: u64_at(page, 136),
+        txnid: u64_at(page, 144),
+    };
+    let bad = |what: String| Err(MetaProblem::Content(what));
+    if u64_at(page, 0) != slot {
+        return bad(format!("page number {} in slot {slot}", u64_at(page, 0)));
+    }
+    if !meta.page_size.is_power_of_two() || !(512..=65536).contains(&meta.page_size) {
+        return bad(format!("page size {}", meta.page_size));
+    }
+    if meta.last_page < 1 || meta.last_page > u64::MAX / meta.page_size / 2 {
+        return bad(format!("last page {}", meta.last_page));
+    }
+    for (name, root) in [("free", meta.free_root), ("main", meta.main_root)] {
+        if root != NO_PAGE && (root < 2 || root > meta.last_page) {
+            return bad(format!(
+                "{name} root {root} beyond last page {}",
+                meta.last_page
+            ));
+        }
+    }
+    Ok(meta)
+}
+
+/// Why the pages of a file cannot be trusted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageProblem {
+    /// The page involved.
+    pub page: u64,
+    /// What is wrong with it.
+    pub what: String,
+}
+
+/// Called with each entry's key, value and node flags.
+pub type Visitor<'a> = dyn FnMut(&[u8], &[u8], u16) -> Result<(), PageProblem> + 'a;
+
+/// A data file opened for `pread`.
+pub struct DataFile {
+    file: File,
+    page_size: u64,
+    /// Whole pages present in the file.
+    pages: u64,
+}
+
+impl DataFile {
+    /// Opens `path` for reading with the given page size.
+    pub fn open(path: &Path, page_size: u64) -> std::io::Result<DataFile> {
+        let file = File::open(path)?;
+        let pages = file.metadata()?.len() / page_size;
+        Ok(DataFile {
+            file,
+            page_size,
+            pages,
+        })
+    }
+
+    /// Whole pages in the file.
+    pub fn pages(&self) -> u64 {
+        self.pages
+    }
+
+    fn problem(page: u64, what: impl Into<String>) -> PageProblem {
+        PageProblem {
+            page,
+            what: what.into(),
+        }
+    }
+
+    /// Reads `count` consecutive pages starting at `page`, all of which must be in the file.
+    fn read(&self, page: u64, count: u64) -> Result<Vec<u8>, PageProblem> {
+        let inside = match page.checked_add(count) {
+            Some(end) => end <= self.pages,
+            None => false,
+        };
+        if !inside {
+            return Err(Self::problem(
+                page,
+                format!("beyond the end of the file ({} pages)", self.pages),
+            ));
+        }
+        let mut buf = vec![0; (count * self.page_size) as usize];
+        self.file
+            .read_exact_at(&mut buf, page * self.page_size)
+            .map_err(|e| Self::problem(page, format!("unreadable: {e}")))?;
+        Ok(buf)
+    }
+
+    /// Reads a B-tree page and checks its header names it.
+    fn tree_page(&self, page: u64) -> Result<Vec<u8>, PageProblem> {
+        let buf = self.read(page, 1)?;
+        if u64_at(&buf, 0) != page {
+            return Err(Self::problem(
+                page,
+                format!("header names page {}", u64_at(&buf, 0)),
+            ));
+        }
+        Ok(buf)
+    }
+
+    /// Visits every entry of the tree rooted at `root` in key order, following branch pages
+    /// and overflow pages, each page at most once. `visit` gets the key, the value (or the
+    /// `MDB_db` record of a named tree, whose pages it does not visit) and the node flags.
+    pub fn walk(
+        &self,
+        root: u64,
+        seen: &mut HashSet<u64>,
+        visit: &mut Visitor<'_>,
+    ) -> Result<(), PageProblem> {
+        if root != NO_PAGE {
+            self.walk_page(root, 0, seen, visit)?;
+        }
+        Ok(())
+    }
+
+    fn walk_page(
+        &self,
+        page: u64,
+        depth: usize,
+        seen: &mut HashSet<u64>,
+        visit: &mut Visitor<'_>,
+    ) -> Result<(), PageProblem> {
+        if depth > MAX_DEPTH || !seen.insert(page) {
+            return Err(Self::problem(page, "reached twice: the tree has a cycle"));
+        }
+        let buf = self.tree_page(page)?;
+        let flags = u16_at(&buf, 10);
+        if flags & P_LEAF2 != 0 {
+            return Ok(()); // fixed-size duplicates: no pages below, nothing braidlog stores
+        }
+        let lower = usize::from(u16_at(&buf, 12));
+        let upper = usize::from(u16_at(&buf, 14));
+        if lower < HEADER || lower > upper || upper > buf.len() || (lower - HEADER) % 2 != 0 {
+            return Err(Self::problem(page, format!("bounds {lower}..{upper}")));
+        }
+        for i in 0..(lower - HEADER) / 2 {
+            let at = usize::from(u16_at(&buf, HEADER + 2 * i));
+            if at < upper || at + 8 > buf.len() {
+                return Err(Self::problem(page, format!("node {i} at offset {at}")));
+            }
+            let (lo, hi) = (u16_at(&buf, at), u16_at(&buf, at + 2));
+            let (nflags, ksize) = (u16_at(&buf, at + 4), usize::from(u16_at(&buf, at + 6)));
+            let key_end = at + 8 + ksize;
+            if key_end > buf.len() {
+                return Err(Self::problem(page, format!("key of node {i} overruns")));
+            }
+            if flags & P_BRANCH != 0 {
+                let child = u64::from(lo) | u64::from(hi) << 16 | u64::from(nflags) << 32;
+                self.walk_page(child, depth + 1, seen, visit)?;
+                continue;
+            }
+            if flags & P_LEAF == 0 {
+                return Err(Self::problem(page, format!("flags {flags:#x}")));
+            }
+            let key = &buf[at + 8..key_end];
+            let size = (u64::from(lo) | u64::from(hi) << 16) as usize;
+            if nflags & F_BIGDATA != 0 {
+                if key_end + 8 > buf.len() {
+                    return Err(Self::problem(page, format!("node {i} overruns")));
+                }
+                let value = self.overflow(u64_at(&buf, key_end), size, seen)?;
+                visit(key, &value, nflags)?;
+                continue;
+            }
+            if key_end + size > buf.len() {
+                return Err(Self::problem(page, format!("value of node {i} overruns")));
+            }
+            let value = &buf[key_end..key_end + size];
+            visit(key, value, nflags)?;
+        }
+        Ok(())
+    }
+
+    /// Reads a value stored on overflow pages starting at `page`.
+    fn overflow(
+        &self,
+        page: u64,
+        size: usize,
+        seen: &mut HashSet<u64>,
+    ) -> Result<Vec<u8>, PageProblem> {
+        let head = self.tree_page(page)?;
+        let count = u64::from(u32_at(&head, 12));
+        if u16_at(&head, 10) & P_OVERFLOW == 0
+            || count == 0
+            || (count * self.page_size) < (HEADER + size) as u64
+        {
+            return Err(Self::problem(
+                page,
+                "not an overflow page of the right size",
+            ));
+        }
+        for p in page..page.saturating_add(count) {
+            if !seen.insert(p) {
+                return Err(Self::problem(p, "overflow page reached twice"));
+            }
+        }
+        let all = self.read(page, count)?;
+        Ok(all[HEADER..HEADER + size].to_vec())
+    }
+}
+
+/// Checks that the meta's two roots are B-tree pages that name themselves, that every entry
+/// of the main tree names a tree (braidlog stores nothing else there), and that each of those
+/// trees' roots names itself too. A damaged root field usually points at some other page;
+/// this reads a few pages, not the trees.
+pub fn check_roots(file: &DataFile, meta: &Meta) -> Result<(), String> {
+    let root_ok = |name: &str, root: u64| -> Result<(), String> {
+        if root == NO_PAGE || root >= file.pages() {
+            return Ok(()); // empty, or a truncation the page walk reports
+        }
+        let page = file
+            .tree_page(root)
+            .map_err(|p| format!("{name} root: {}", p.what))?;
+        if u16_at(&page, 10) & (P_BRANCH | P_LEAF) == 0 {
+            return Err(format!("{name} root {root} is not a B-tree page"));
+        }
+        Ok(())
+    };
+    root_ok("free", meta.free_root)?;
+    root_ok("main", meta.main_root)?;
+    if meta.main_root >= file.pages() && meta.main_root != NO_PAGE {
+        return Ok(());
+    }
+    let trees = named_trees(file, meta, &mut HashSet::new())
+        .map_err(|p| format!("main tree page {}: {}", p.page, p.what))?;
+    for (name, root) in trees {
+        root_ok(&String::from_utf8_lossy(&name), root)?;
+    }
+    Ok(())
+}
+
+/// Named trees of the main tree: name -> root page. Every entry of the main tree must name a
+/// tree.
+pub fn named_trees(
+    file: &DataFile,
+    meta: &Meta,
+    seen: &mut HashSet<u64>,
+) -> Result<Vec<(Vec<u8>, u64)>, PageProblem> {
+    let mut trees = Vec::new();
+    file.walk(meta.main_root, seen, &mut |key, value, flags| {
+        if flags & F_SUBDATA == 0 || flags & F_DUPDATA != 0 || value.len() < 48 {
+            return Err(DataFile::problem(
+                meta.main_root,
+                "a main tree entry that names no tree",
+            ));
+        }
+        trees.push((key.to_vec(), u64_at(value, 40)));
+        Ok(())
+    })?;
+    Ok(trees)
+}
+
+/// Checks that every page reachable from `meta` (every tree, every overflow value) is in the
+/// file and well formed. Returns the number of pages reached.
+pub fn check_reachable(file: &DataFile, meta: &Meta) -> Result<usize, PageProblem> {
+    let mut seen = HashSet::new();
+    for (_, root) in named_trees(file, meta, &mut seen)? {
+        // braidlog's trees hold no duplicates, so their entries name no trees below.
+        file.walk(root, &mut seen, &mut |_, _, _| Ok(()))?;
+    }
+    file.walk(meta.free_root, &mut seen, &mut |_, _, _| Ok(()))?;
+    Ok(seen.len())
+}

@@ -1,0 +1,322 @@
+//! Bad disks and bad files: a full file system, and truncated, emptied or damaged `data.mdb`.
+//! Every `braid` command on a damaged store must end with an exit code (a one-line error or
+//! success after recovery), never a signal.
+
+mod cli_common;
+
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use braidlog::{Error, Kv, Log};
+use cli_common::braid;
+
+/// A small tmpfs mounted for one test, unmounted on drop.
+struct Tmpfs {
+    dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    /// Mounts a tmpfs of `size` (e.g. "8m"), or prints why not and returns `None`.
+    fn mount(size: &str) -> Option<Tmpfs> {
+        let dir = tempfile::tempdir().unwrap();
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .output();
+        match out {
+            Ok(o) if o.status.success() => Some(Tmpfs { dir }),
+            Ok(o) => {
+                eprintln!(
+                    "note: skipped, cannot mount a tmpfs here: {}",
+                    String::from_utf8_lossy(&o.stderr).trim()
+                );
+                None
+            }
+            Err(e) => {
+                eprintln!("note: skipped, cannot run mount: {e}");
+                None
+            }
+        }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Fills the file system, leaving about `leave` bytes free.
+    fn fill(&self, leave: u64) -> PathBuf {
+        let filler = self.path().join("filler");
+        let free = free_bytes(self.path());
+        let size = free.saturating_sub(leave);
+        std::fs::write(&filler, vec![0xA5u8; size as usize]).unwrap();
+        filler
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+fn free_bytes(path: &Path) -> u64 {
+    let out = Command::new("df")
+        .args(["--output=avail", "-B1"])
+        .arg(path)
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    text.lines().nth(1).unwrap().trim().parse().unwrap()
+}
+
+/// Asserts `braid` ended with an exit code, and if it failed, with one line of error.
+fn no_signal(out: &Output, what: &str) {
+    assert!(
+        out.status.signal().is_none(),
+        "{what}: killed by signal {:?}; stderr: {}",
+        out.status.signal(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.trim().lines().count(), 1, "{what}: not one line: {err}");
+    }
+}
+
+#[test]
+fn a_write_on_a_full_disk_is_a_typed_error_and_the_store_stays_valid() {
+    let Some(fs) = Tmpfs::mount("8m") else { return };
+    let dir = fs.path().join("replica");
+    let log = Log::open(&dir).unwrap();
+    let kv = Kv::open(&log).unwrap();
+    let mut acked = Vec::new();
+    let mut failure = None;
+    for round in 0..10_000u32 {
+        let payload = vec![round as u8; 2048];
+        let result = kv.batch(|b| {
+            (0..20)
+                .map(|i| b.put(format!("k{round}/{i}"), payload.clone()))
+                .collect::<Result<Vec<_>, _>>()
+        });
+        match result {
+            Ok(hashes) => acked.extend(hashes),
+            Err(e) => {
+                failure = Some(e);
+                break;
+            }
+        }
+    }
+    let failure = failure.expect("8 MiB fills up");
+    assert!(
+        matches!(failure, Error::DiskFull { .. }),
+        "expected DiskFull, got {failure:?}"
+    );
+    assert!(failure.to_string().contains("no space left"), "{failure}");
+    assert!(acked.len() > 100, "only {} writes before full", acked.len());
+    // A single write fails the same way, and nothing is half stored.
+    let before = log.len().unwrap();
+    let err = kv.put("one-more", vec![7u8; 64 << 10]).unwrap_err();
+    assert!(matches!(err, Error::DiskFull { .. }), "{err:?}");
+    assert_eq!(log.len().unwrap(), before);
+    assert!(log.verify().unwrap().is_ok());
+    for h in &acked {
+        assert!(log.contains(h).unwrap());
+    }
+    drop((kv, log));
+    // Reopened with the disk still full, the store reads and verifies.
+    let log = Log::open(&dir).unwrap();
+    assert!(log.verify().unwrap().is_ok());
+    assert_eq!(log.len().unwrap(), before);
+}
+
+#[test]
+fn creating_a_replica_on_a_full_disk_fails_with_a_message_not_sigbus() {
+    let Some(fs) = Tmpfs::mount("4m") else { return };
+    for leave in [0, 8 << 10, 64 << 10] {
+        let filler = fs.fill(leave);
+        let dir = fs.path().join(format!("new-{leave}"));
+        let out = braid(&dir, &["init"]);
+        no_signal(&out, &format!("init with {leave} bytes free"));
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("no space left"), "{err}");
+        // The failed creation left no file that would later look like a damaged store.
+        assert!(!dir.join("data.mdb").exists());
+        std::fs::remove_file(filler).unwrap();
+        let dir2 = fs.path().join(format!("ok-{leave}"));
+        let out = braid(&dir2, &["init"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::fs::remove_dir_all(dir2).unwrap();
+    }
+}
+
+/// A replica with `n` KV writes, closed; returns its directory.
+fn make_store(root: &Path, n: u32) -> PathBuf {
+    let dir = root.join("good");
+    let log = Log::open(&dir).unwrap();
+    let kv = Kv::open(&log).unwrap();
+    for chunk in 0..n / 100 {
+        kv.batch(|b| {
+            for i in 0..100 {
+                let k = chunk * 100 + i;
+                b.put(
+                    format!("key/{k:06}"),
+                    vec![k as u8; 40 + (k % 300) as usize],
+                )?;
+            }
+            Ok(())
+        })
+        .unwrap();
+    }
+    kv.put("big", vec![9u8; 20_000]).unwrap(); // a value on overflow pages
+    dir
+}
+
+fn copy_store(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    std::fs::copy(from.join("data.mdb"), to.join("data.mdb")).unwrap();
+}
+
+/// Runs every command on `dir`; none may die by a signal.
+fn every_command_survives(dir: &Path, what: &str) -> bool {
+    let mut verified = false;
+    for args in [
+        &["verify"][..],
+        &["get", "key/000042"],
+        &["ls"],
+        &["log"],
+        &["heads"],
+        &["put", "after", "damage"],
+        &["verify"],
+    ] {
+        let out = braid(dir, args);
+        no_signal(&out, &format!("{what}: braid {args:?}"));
+        if args == ["verify"] && out.status.success() {
+            verified = true;
+        }
+    }
+    verified
+}
+
+#[test]
+fn a_truncated_data_file_is_refused_at_open_with_one_line() {
+    let root = tempfile::tempdir().unwrap();
+    let good = make_store(root.path(), 3000);
+    let len = std::fs::metadata(good.join("data.mdb")).unwrap().len();
+    let page = 4096;
+    let mut refused = 0;
+    let cuts = [
+        page + 10,
+        2 * page,
+        2 * page + 1,
+        len / 4,
+        len / 2,
+        len * 3 / 4,
+        len - page,
+        len - page / 2,
+        len - 1,
+    ];
+    for cut in cuts {
+        let dir = root.path().join(format!("cut-{cut}"));
+        copy_store(&good, &dir);
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(dir.join("data.mdb"))
+            .unwrap();
+        f.set_len(cut).unwrap();
+        drop(f);
+        let out = braid(&dir, &["verify"]);
+        no_signal(&out, &format!("verify after a cut at {cut}"));
+        let err = String::from_utf8_lossy(&out.stderr);
+        if out.status.success() {
+            // Only pages no snapshot reaches (free pages at the end) were cut.
+            assert!(cut >= len / 2, "a cut at {cut} of {len} passed verify");
+            assert_eq!(keys(&dir), keys(&good), "cut at {cut}");
+        } else {
+            refused += 1;
+            assert!(
+                err.contains("truncated") || err.contains("meta page"),
+                "cut at {cut}: {err}"
+            );
+        }
+        every_command_survives(&dir, &format!("cut at {cut}"));
+    }
+    assert!(
+        refused >= 6,
+        "only {refused} of {} cuts refused",
+        cuts.len()
+    );
+}
+
+fn keys(dir: &Path) -> usize {
+    cli_common::ok(dir, &["ls"]).lines().count()
+}
+
+#[test]
+fn an_empty_or_zeroed_data_file_is_not_a_new_replica() {
+    let root = tempfile::tempdir().unwrap();
+    let good = make_store(root.path(), 200);
+    let len = std::fs::metadata(good.join("data.mdb")).unwrap().len();
+    for (name, bytes) in [("empty", 0), ("zeroed", len)] {
+        let dir = root.path().join(name);
+        copy_store(&good, &dir);
+        std::fs::write(dir.join("data.mdb"), vec![0u8; bytes as usize]).unwrap();
+        for args in [&["verify"][..], &["ls"], &["put", "a", "b"], &["init"]] {
+            let out = braid(&dir, args);
+            no_signal(&out, &format!("{name}: {args:?}"));
+            assert!(!out.status.success(), "{name}: braid {args:?} succeeded");
+        }
+        let err = cli_common::fails(&dir, &["verify"]);
+        assert!(
+            err.contains("empty") || err.contains("meta page"),
+            "{name}: {err}"
+        );
+        assert_eq!(
+            std::fs::metadata(dir.join("data.mdb")).unwrap().len(),
+            bytes,
+            "{name}: the file was changed"
+        );
+    }
+    // A directory with no data.mdb at all is still a new replica.
+    let fresh = root.path().join("fresh");
+    assert!(braid(&fresh, &["init"]).status.success());
+}
+
+#[test]
+fn a_damaged_meta_page_falls_back_to_the_other() {
+    let root = tempfile::tempdir().unwrap();
+    let good = make_store(root.path(), 1000);
+    let all = keys(&good);
+    // Offsets in a meta page: flags, magic, version, page size, free root, main root, last
+    // page, transaction id, and a byte past the meta record.
+    for slot in 0..2u64 {
+        for offset in [0u64, 10, 16, 19, 20, 40, 80, 128, 129, 136, 144, 150, 600] {
+            let what = format!("meta {slot} byte {offset}");
+            let dir = root.path().join(format!("flip-{slot}-{offset}"));
+            copy_store(&good, &dir);
+            let path = dir.join("data.mdb");
+            let mut bytes = std::fs::read(&path).unwrap();
+            bytes[(slot * 4096 + offset) as usize] ^= 0xFF;
+            std::fs::write(&path, bytes).unwrap();
+            let out = braid(&dir, &["verify"]);
+            no_signal(&out, &what);
+            assert!(
+                out.status.success(),
+                "{what}: not recovered: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            // Falling back to the older snapshot may lose the newest commit, never more.
+            let n = keys(&dir);
+            assert!(n == all || n + 1 == all, "{what}: {n} of {all} keys");
+            assert!(every_command_survives(&dir, &what), "{what}");
+        }
+    }
+}
