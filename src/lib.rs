@@ -43,6 +43,7 @@
 //! - [`verify`]: the fsck.
 //! - [`kv`]: the key-value view with explicit conflicts (`Kv`).
 //! - [`peer`]: replica identity.
+//! - [`salvage`]: copying the genuine nodes out of a damaged store.
 //! - [`sync`]: replication over any byte stream: messages, codec, the sans-IO session, the
 //!   tokio driver and TCP helpers.
 //! - [`error`]: the error types.
@@ -56,6 +57,7 @@ pub mod kv;
 pub mod log;
 pub mod node;
 pub mod peer;
+pub mod salvage;
 pub mod store;
 pub mod store_file;
 mod store_pages;

@@ -222,7 +222,7 @@ type MetaResult = Result<Meta, MetaProblem>;
 
 /// Reads both meta pages; the page size comes from page 0, or from the first size at which
 /// page 1 decodes when page 0 is damaged.
-fn read_metas(data: &Path) -> Result<([MetaResult; 2], u64), Error> {
+pub(crate) fn read_metas(data: &Path) -> Result<([MetaResult; 2], u64), Error> {
     let file = std::fs::File::open(data).map_err(|e| io(data, e))?;
     let read = |offset: u64| -> Option<Vec<u8>> {
         let mut buf = vec![0; META_BYTES];

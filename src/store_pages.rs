@@ -137,6 +137,14 @@ pub struct PageProblem {
 /// Called with each entry's key, value and node flags.
 pub type Visitor<'a> = dyn FnMut(&[u8], &[u8], u16) -> Result<(), PageProblem> + 'a;
 
+/// What a B-tree page holds.
+enum Item {
+    /// A branch page's child.
+    Child(u64),
+    /// A leaf page's key, value and node flags.
+    Entry(Vec<u8>, Vec<u8>, u16),
+}
+
 /// A data file opened for `pread`.
 pub struct DataFile {
     file: File,
@@ -226,51 +234,88 @@ impl DataFile {
             return Err(Self::problem(page, "reached twice: the tree has a cycle"));
         }
         let buf = self.tree_page(page)?;
-        let flags = u16_at(&buf, 10);
-        if flags & P_LEAF2 != 0 {
-            return Ok(()); // fixed-size duplicates: no pages below, nothing braidlog stores
+        for item in self.items(page, &buf, seen)? {
+            match item {
+                Item::Child(child) => self.walk_page(child, depth + 1, seen, visit)?,
+                Item::Entry(key, value, flags) => visit(&key, &value, flags)?,
+            }
         }
-        let lower = usize::from(u16_at(&buf, 12));
-        let upper = usize::from(u16_at(&buf, 14));
+        Ok(())
+    }
+
+    /// The children of a branch page, or the entries of a leaf page (values on overflow pages
+    /// read in full).
+    fn items(
+        &self,
+        page: u64,
+        buf: &[u8],
+        seen: &mut HashSet<u64>,
+    ) -> Result<Vec<Item>, PageProblem> {
+        let flags = u16_at(buf, 10);
+        if flags & P_LEAF2 != 0 {
+            return Ok(Vec::new()); // fixed-size duplicates: nothing braidlog stores
+        }
+        if flags & (P_BRANCH | P_LEAF) == 0 {
+            return Err(Self::problem(page, format!("flags {flags:#x}")));
+        }
+        let lower = usize::from(u16_at(buf, 12));
+        let upper = usize::from(u16_at(buf, 14));
         if lower < HEADER || lower > upper || upper > buf.len() || (lower - HEADER) % 2 != 0 {
             return Err(Self::problem(page, format!("bounds {lower}..{upper}")));
         }
+        let mut items = Vec::with_capacity((lower - HEADER) / 2);
         for i in 0..(lower - HEADER) / 2 {
-            let at = usize::from(u16_at(&buf, HEADER + 2 * i));
+            let at = usize::from(u16_at(buf, HEADER + 2 * i));
             if at < upper || at + 8 > buf.len() {
                 return Err(Self::problem(page, format!("node {i} at offset {at}")));
             }
-            let (lo, hi) = (u16_at(&buf, at), u16_at(&buf, at + 2));
-            let (nflags, ksize) = (u16_at(&buf, at + 4), usize::from(u16_at(&buf, at + 6)));
+            let (lo, hi) = (u16_at(buf, at), u16_at(buf, at + 2));
+            let (nflags, ksize) = (u16_at(buf, at + 4), usize::from(u16_at(buf, at + 6)));
             let key_end = at + 8 + ksize;
             if key_end > buf.len() {
                 return Err(Self::problem(page, format!("key of node {i} overruns")));
             }
             if flags & P_BRANCH != 0 {
                 let child = u64::from(lo) | u64::from(hi) << 16 | u64::from(nflags) << 32;
-                self.walk_page(child, depth + 1, seen, visit)?;
+                items.push(Item::Child(child));
                 continue;
             }
-            if flags & P_LEAF == 0 {
-                return Err(Self::problem(page, format!("flags {flags:#x}")));
-            }
-            let key = &buf[at + 8..key_end];
+            let key = buf[at + 8..key_end].to_vec();
             let size = (u64::from(lo) | u64::from(hi) << 16) as usize;
-            if nflags & F_BIGDATA != 0 {
+            let value = if nflags & F_BIGDATA != 0 {
                 if key_end + 8 > buf.len() {
                     return Err(Self::problem(page, format!("node {i} overruns")));
                 }
-                let value = self.overflow(u64_at(&buf, key_end), size, seen)?;
-                visit(key, &value, nflags)?;
+                self.overflow(u64_at(buf, key_end), size, seen)?
+            } else {
+                if key_end + size > buf.len() {
+                    return Err(Self::problem(page, format!("value of node {i} overruns")));
+                }
+                buf[key_end..key_end + size].to_vec()
+            };
+            items.push(Item::Entry(key, value, nflags));
+        }
+        Ok(items)
+    }
+
+    /// Every entry of every leaf page in the file that is well formed, whichever tree it
+    /// belongs to, live or stale: a scan that follows no page number but overflow values.
+    pub fn scan_leaves(&self, visit: &mut dyn FnMut(&[u8], &[u8])) {
+        for page in 2..self.pages {
+            let Ok(buf) = self.tree_page(page) else {
+                continue;
+            };
+            if u16_at(&buf, 10) & (P_LEAF | P_OVERFLOW | P_BRANCH) != P_LEAF {
                 continue;
             }
-            if key_end + size > buf.len() {
-                return Err(Self::problem(page, format!("value of node {i} overruns")));
+            if let Ok(items) = self.items(page, &buf, &mut HashSet::new()) {
+                for item in items {
+                    if let Item::Entry(key, value, _) = item {
+                        visit(&key, &value);
+                    }
+                }
             }
-            let value = &buf[key_end..key_end + size];
-            visit(key, value, nflags)?;
         }
-        Ok(())
     }
 
     /// Reads a value stored on overflow pages starting at `page`.

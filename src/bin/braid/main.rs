@@ -5,6 +5,7 @@ mod demo;
 mod kv;
 mod net;
 mod output;
+mod salvage;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -39,6 +40,7 @@ enum Command {
     Dag(dag::DagCommand),
     #[command(flatten)]
     Net(net::NetCommand),
+    Salvage(salvage::SalvageArgs),
 }
 
 fn main() -> ExitCode {
@@ -49,6 +51,7 @@ fn main() -> ExitCode {
         Command::Dag(cmd) => cmd.run(&cli.dir, &out),
         Command::Net(cmd) => cmd.run(&cli.dir, &out),
         Command::Demo => demo::run(),
+        Command::Salvage(cmd) => cmd.run(&out),
     };
     match result {
         Ok(code) => code,

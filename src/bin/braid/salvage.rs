@@ -1,0 +1,68 @@
+//! `braid salvage`: copy the genuine nodes of a damaged replica into a new one.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use braidlog::Log;
+use serde_json::json;
+
+use crate::output::Out;
+
+/// Copy every node of a damaged replica whose bytes hash-check into a new replica. The damaged
+/// file is read without LMDB, so a damaged page cannot crash this command; sync the new
+/// replica with a peer afterwards to bring back what could not be saved.
+#[derive(clap::Args)]
+#[command(
+    after_help = "Example:\n  braid salvage --from .braid --to .braid-saved\n  braid --dir .braid-saved sync 10.0.0.2:7411"
+)]
+pub struct SalvageArgs {
+    /// The damaged replica's directory (only read).
+    #[arg(long)]
+    from: PathBuf,
+    /// A new directory for the salvaged replica (must not hold a replica yet).
+    #[arg(long)]
+    to: PathBuf,
+}
+
+impl SalvageArgs {
+    pub fn run(self, out: &Out) -> Result<ExitCode> {
+        if !self.from.join("data.mdb").is_file() {
+            bail!("no replica at {} (no data.mdb)", self.from.display());
+        }
+        if self.to.join("data.mdb").exists() {
+            bail!(
+                "{} already holds a replica: salvage into a new directory",
+                self.to.display()
+            );
+        }
+        let to = Log::open(&self.to).with_context(|| format!("creating {}", self.to.display()))?;
+        let r = braidlog::salvage::salvage(&self.from, &to)
+            .with_context(|| format!("salvaging {}", self.from.display()))?;
+        out.print(
+            json!({"saved": r.saved, "skipped": r.skipped, "damaged": r.damaged,
+                   "from_page_scan": r.from_page_scan, "tree_problem": r.tree_problem,
+                   "to": self.to.display().to_string()}),
+            || {
+                let mut text = format!(
+                    "saved {} nodes into {}; skipped {} (a linked node was lost); {} damaged",
+                    r.saved,
+                    self.to.display(),
+                    r.skipped,
+                    r.damaged
+                );
+                if r.from_page_scan > 0 {
+                    text += &format!("; {} found outside the feed tree", r.from_page_scan);
+                }
+                if let Some(p) = &r.tree_problem {
+                    text += &format!("\nthe feed tree is damaged ({p}): the pages were scanned");
+                }
+                if r.skipped > 0 || r.damaged > 0 || r.tree_problem.is_some() {
+                    text += "\nsync the new replica with a peer to restore the rest";
+                }
+                text
+            },
+        );
+        Ok(ExitCode::SUCCESS)
+    }
+}
