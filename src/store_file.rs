@@ -266,15 +266,14 @@ fn prepare_lock_file(dir: &Path) -> Result<(), Error> {
         return Ok(());
     }
     let tmp = dir.join(format!("{LOCK_FILE}.{}.tmp", std::process::id()));
-    let result =
-        std::fs::write(&tmp, [0u8; LOCK_FILE_BYTES]).and_then(|()| {
-            match std::fs::hard_link(&tmp, &lock) {
-                Err(e) if e.kind() != ErrorKind::AlreadyExists => Err(e),
-                _ => Ok(()),
-            }
-        });
+    if let Err(e) = std::fs::write(&tmp, [0u8; LOCK_FILE_BYTES]) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(diagnose(io(&lock, e), dir));
+    }
+    // Best effort: where hard links are not supported, LMDB creates the file as usual.
+    let _ = std::fs::hard_link(&tmp, &lock);
     let _ = std::fs::remove_file(&tmp);
-    result.map_err(|e| diagnose(io(&lock, e), dir))
+    Ok(())
 }
 
 /// Bytes available to this process on the file system holding `path`.
