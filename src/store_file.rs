@@ -304,3 +304,67 @@ pub(crate) fn diagnose(error: Error, dir: &Path) -> Error {
         error
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn os(code: rustix::io::Errno) -> Error {
+        Error::Storage(heed::Error::Io(std::io::Error::from_raw_os_error(
+            code.raw_os_error(),
+        )))
+    }
+
+    #[test]
+    fn no_space_is_a_full_disk_and_eio_only_when_space_is_low() {
+        let dir = tempfile::tempdir().unwrap();
+        let roomy = available_bytes(dir.path()).unwrap() >= LOW_SPACE_BYTES;
+        for code in [rustix::io::Errno::NOSPC, rustix::io::Errno::DQUOT] {
+            assert!(matches!(
+                diagnose(os(code), dir.path()),
+                Error::DiskFull { .. }
+            ));
+        }
+        let eio = diagnose(os(rustix::io::Errno::IO), dir.path());
+        assert_eq!(matches!(eio, Error::DiskFull { .. }), !roomy, "{eio}");
+        let other = diagnose(os(rustix::io::Errno::ACCESS), dir.path());
+        assert!(matches!(other, Error::Storage(_)), "{other}");
+        let not_io = diagnose(Error::Corrupt("x".into()), dir.path());
+        assert!(matches!(not_io, Error::Corrupt(_)));
+    }
+
+    #[test]
+    fn a_new_directory_is_new_and_gets_a_lock_file() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(check_before_open(dir.path(), true).unwrap(), Checked::New);
+        let lock = std::fs::metadata(dir.path().join(LOCK_FILE)).unwrap();
+        assert_eq!(lock.len(), LOCK_FILE_BYTES as u64);
+        // Read-only: nothing is created.
+        let other = tempfile::tempdir().unwrap();
+        assert_eq!(
+            check_before_open(other.path(), false).unwrap(),
+            Checked::New
+        );
+        assert!(!other.path().join(LOCK_FILE).exists());
+    }
+
+    #[test]
+    fn a_store_braidlog_wrote_is_sound_and_every_page_it_reaches_is_in_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let log = crate::Log::open(dir.path()).unwrap();
+            for i in 0..50u32 {
+                log.append(vec![i as u8; 3000 + i as usize * 100]).unwrap();
+            }
+        }
+        assert_eq!(check_before_open(dir.path(), true).unwrap(), Checked::Sound);
+        let data = dir.path().join(DATA_FILE);
+        let (metas, page_size) = read_metas(&data).unwrap();
+        let file = DataFile::open(&data, page_size).unwrap();
+        for meta in metas.iter().flatten() {
+            let reached = check_reachable(&file, meta).unwrap();
+            assert!(reached as u64 <= meta.last_page, "{reached} pages");
+            assert!(check_roots(&file, meta).is_ok());
+        }
+    }
+}

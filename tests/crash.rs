@@ -160,6 +160,29 @@ fn crash_child_entry() {
     }
 }
 
+/// Kills a process that has not been killed by the test within a minute, so that a child
+/// that stops acknowledging fails the test (it reads EOF) instead of hanging it.
+struct Watchdog(Option<mpsc::Sender<()>>);
+
+impl Watchdog {
+    fn new(pid: u32) -> Watchdog {
+        let (tx, rx) = mpsc::channel::<()>();
+        std::thread::spawn(move || {
+            if let Err(mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(Duration::from_secs(60)) {
+                eprintln!("watchdog: child {pid} made no progress for 60 s; killing it");
+                let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+            }
+        });
+        Watchdog(Some(tx))
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        let _ = self.0.take().map(|tx| tx.send(()));
+    }
+}
+
 /// Runs `child_kind` in a child process on `dir`.
 fn spawn_child(kind: &str, dir: &Path, seed: u64, addr: Option<&str>, stderr: &Path) -> Child {
     let mut cmd = Command::new(std::env::current_exe().unwrap());
@@ -352,6 +375,7 @@ fn sigkill_at_random_points_loses_no_acknowledged_write() {
             _ => {
                 let acks = rng.random_range(1..60);
                 let mut child = spawn_child(kind, &rig.crashed, child_seed, None, &stderr);
+                let _watchdog = Watchdog::new(child.id());
                 let mut stdout = BufReader::new(child.stdout.take().unwrap());
                 let mut lines = (&mut stdout).lines();
                 wait_ready(&mut lines, &what);
@@ -409,6 +433,7 @@ fn kill_sync_receiver(
         },
     ));
     let mut child = spawn_child("sync", &rig.crashed, child_seed, Some(&addr), stderr);
+    let _watchdog = Watchdog::new(child.id());
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
     let mut lines = (&mut stdout).lines();
     wait_ready(&mut lines, what);
@@ -459,6 +484,7 @@ fn kill_serve(
         .stderr(std::fs::File::create(stderr).unwrap())
         .spawn()
         .unwrap();
+    let _watchdog = Watchdog::new(child.id());
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
     let mut addr = String::new();
     stdout.read_line(&mut addr).unwrap();

@@ -415,3 +415,50 @@ fn salvage_copies_every_genuine_node_and_a_sync_restores_the_rest() {
         assert!(!again.status.success());
     }
 }
+
+#[test]
+fn a_sync_receiver_on_a_full_disk_fails_with_a_typed_error_and_keeps_what_it_stored() {
+    use braidlog::sync::{self, Mode, SyncError, SyncOptions};
+    let Some(fs) = Tmpfs::mount("8m") else { return };
+    let root = tempfile::tempdir().unwrap();
+    let source = Log::open(root.path().join("source")).unwrap();
+    let mut prev = source.append(b"root".to_vec()).unwrap();
+    for i in 0..10u32 {
+        // About 16 MiB in all: twice what the file system holds.
+        prev = source
+            .transaction(|w| {
+                let mut p = prev.clone();
+                for j in 0..400u32 {
+                    p = w.add([p.hash()], vec![(i ^ j) as u8; 4000])?;
+                }
+                Ok(p)
+            })
+            .unwrap();
+    }
+    let dest = Log::open(fs.path().join("dest")).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (x, y) = tokio::io::duplex(64 << 10);
+    let (rd, _rs) = rt.block_on(async {
+        tokio::join!(
+            sync::sync(&dest, x, SyncOptions::new(Mode::Pull)),
+            sync::sync(&source, y, SyncOptions::new(Mode::Push))
+        )
+    });
+    let err = rd.expect_err("16 MiB do not fit in 8");
+    assert!(
+        matches!(err, SyncError::Store(braidlog::Error::DiskFull { .. })),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("no space left"), "{err}");
+    assert!(dest.verify().unwrap().is_ok());
+    assert!(
+        dest.len().unwrap() > 0,
+        "no batch was committed before the disk filled"
+    );
+    for e in dest.changes(0) {
+        assert!(source.contains(&e.unwrap().node.hash()).unwrap());
+    }
+}
