@@ -218,6 +218,50 @@ pub(crate) fn check_before_open(dir: &Path, writable: bool) -> Result<Checked, E
     }
 }
 
+/// Walks every page the newest snapshot of the store in `dir` reaches (every tree, every
+/// overflow value) with `pread`, and returns how many there are; a missing or malformed page
+/// is an [`Error::DamagedFile`]. This reads the whole file, so it is for `verify`, not for
+/// every open; it finds the damage inside B-trees that LMDB would follow blindly (and may
+/// crash on). When another process commits during the walk, pages of the snapshot being
+/// walked may be reused, so the walk is repeated until no commit happened during it (at most
+/// three times). No `data.mdb`: nothing to check, `Ok(0)`.
+pub fn check_pages(dir: &Path) -> Result<u64, Error> {
+    let data = dir.join(DATA_FILE);
+    if !data.is_file() {
+        return Ok(0);
+    }
+    let newest = |metas: &[MetaResult; 2]| metas.iter().flatten().max_by_key(|m| m.txnid).copied();
+    let mut result = Ok(0);
+    for _ in 0..3 {
+        let (metas, page_size) = read_metas(&data)?;
+        let Some(meta) = newest(&metas) else {
+            let [first, second] = metas.map(|m| m.err().as_ref().map(describe).unwrap_or_default());
+            return Err(damaged(dir, FileProblem::NoValidMeta { first, second }));
+        };
+        let file = DataFile::open(&data, page_size).map_err(|e| io(&data, e))?;
+        let len = file.pages() * page_size;
+        result = check_reachable(&file, &meta).map(|n| n as u64).map_err(
+            |PageProblem { page, what }| {
+                let problem = if page >= file.pages() {
+                    FileProblem::Truncated {
+                        size: len,
+                        page,
+                        what,
+                    }
+                } else {
+                    FileProblem::DamagedPage { page, what }
+                };
+                damaged(dir, problem)
+            },
+        );
+        let (again, _) = read_metas(&data)?;
+        if newest(&again).map(|m| m.txnid) == Some(meta.txnid) {
+            break;
+        }
+    }
+    result
+}
+
 type MetaResult = Result<Meta, MetaProblem>;
 
 /// Reads both meta pages; the page size comes from page 0, or from the first size at which

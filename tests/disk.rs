@@ -462,3 +462,47 @@ fn a_sync_receiver_on_a_full_disk_fails_with_a_typed_error_and_keeps_what_it_sto
         assert!(source.contains(&e.unwrap().node.hash()).unwrap());
     }
 }
+
+#[test]
+fn random_damage_never_ends_a_command_by_a_signal() {
+    use rand::{Rng, SeedableRng};
+    let root = tempfile::tempdir().unwrap();
+    let good = make_store(root.path(), 600);
+    let bytes = std::fs::read(good.join("data.mdb")).unwrap();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    let (mut failed, mut fault_messages) = (0, 0);
+    for copy in 0..30 {
+        let mut damaged = bytes.clone();
+        for _ in 0..[1, 4, 16][copy % 3] {
+            // Past the two meta pages: the B-tree pages LMDB follows without checks.
+            let at = rng.random_range(8192..damaged.len());
+            damaged[at] ^= rng.random_range(1..=255u8);
+        }
+        let dir = root.path().join(format!("random-{copy}"));
+        copy_store(&good, &dir);
+        std::fs::write(dir.join("data.mdb"), &damaged).unwrap();
+        for args in [
+            &["verify"][..],
+            &["get", "key/000042"],
+            &["ls"],
+            &["put", "x", "y"],
+        ] {
+            let out = braid(&dir, args);
+            let what = format!("copy {copy}: braid {args:?}");
+            assert!(out.status.signal().is_none(), "{what}: {:?}", out.status);
+            if out.status.success() {
+                continue;
+            }
+            failed += 1;
+            let err = String::from_utf8_lossy(&out.stderr);
+            if args == ["verify"] && err.is_empty() {
+                continue; // the violations are listed on stdout
+            }
+            assert_eq!(err.trim().lines().count(), 1, "{what}: {err}");
+            if out.status.code() == Some(70) {
+                fault_messages += 1;
+            }
+        }
+    }
+    eprintln!("{failed} of 120 commands failed with a message, {fault_messages} after a fault");
+}

@@ -214,6 +214,7 @@ impl DagCommand {
                 w.flush()?;
             }
             DagCommand::Verify => {
+                braidlog::store_file::check_pages(dir)?; // before LMDB follows any page
                 let log = open_existing(dir)?;
                 let report = log.verify()?;
                 out.print(

@@ -44,6 +44,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    salvage::report_crashes_on_damaged_files();
     let cli = Cli::parse();
     let out = Out::new(cli.json);
     let result = match cli.command {

@@ -66,3 +66,29 @@ impl SalvageArgs {
         Ok(ExitCode::SUCCESS)
     }
 }
+
+/// LMDB follows page numbers through a memory map without checks, so a damaged page inside a
+/// B-tree (which the checks at open do not read) can end a command with SIGBUS or SIGSEGV.
+/// Instead of dying silently by a signal, the command then prints one line saying what
+/// probably happened and what to do, and exits with status 70.
+pub fn report_crashes_on_damaged_files() {
+    extern "C" fn on_fault(signal: libc::c_int) {
+        let message: &[u8] = if signal == libc::SIGBUS {
+            b"braid: SIGBUS reading the replica's data file: it is probably truncated or damaged; run `braid verify`, and `braid salvage --from DIR --to NEW_DIR` to save its nodes\n"
+        } else {
+            b"braid: SIGSEGV, probably reading a damaged data file; run `braid verify`, and `braid salvage --from DIR --to NEW_DIR` to save its nodes\n"
+        };
+        // SAFETY: write(2) and _exit(2) are async-signal-safe; the message is a static buffer.
+        unsafe {
+            libc::write(2, message.as_ptr().cast(), message.len());
+            libc::_exit(70);
+        }
+    }
+    for signal in [libc::SIGBUS, libc::SIGSEGV] {
+        // SAFETY: the handler only calls async-signal-safe functions (see above) and never
+        // returns, so no state of the interrupted code is observed or resumed.
+        unsafe {
+            libc::signal(signal, on_fault as *const () as libc::sighandler_t);
+        }
+    }
+}
