@@ -11,7 +11,9 @@
 //!   checks that the file holds every page up to its last page; when it does not (LMDB may leave
 //!   free pages at the end unwritten), walks every reachable page and refuses the file if one
 //!   is missing or malformed;
-//! - when exactly one meta page is damaged, rewrites it from the intact one. LMDB keeps the two
+//! - when exactly one meta page is damaged and no other process has the store open, rewrites
+//!   it from the intact one (with another process, what looks damaged may be a page it is
+//!   writing, so LMDB decides as for that process). LMDB keeps the two
 //!   newest snapshots intact on disk (that is what its `MDB_PREVSNAPSHOT` flag relies on), so
 //!   the intact meta names a sound tree; if the damaged page held the newest commit, that
 //!   commit is lost and a sync restores it from peers. `MDB_PREVSNAPSHOT` itself does not help:
@@ -211,6 +213,12 @@ pub(crate) fn check_before_open(dir: &Path, writable: bool) -> Result<Checked, E
             if !writable {
                 return Err(not_repaired("the store is opened read-only".into()));
             }
+            if opened_elsewhere(dir) {
+                // Another process has the store open: what looks damaged may be a meta page
+                // it is writing right now. Never write over it; LMDB decides, as it does for
+                // that process.
+                return Ok(Checked::Sound);
+            }
             rewrite_meta(&data, page_size, 1 - slot, slot)
                 .map_err(|e| not_repaired(e.to_string()))?;
             Ok(Checked::MetaRepaired { slot })
@@ -318,6 +326,28 @@ fn prepare_lock_file(dir: &Path) -> Result<(), Error> {
     let _ = std::fs::hard_link(&tmp, &lock);
     let _ = std::fs::remove_file(&tmp);
     Ok(())
+}
+
+/// Whether another process has the store open. LMDB holds a shared `fcntl` lock on the lock
+/// file for as long as an environment is open (and one per reader), so an exclusive lock
+/// that cannot be taken means someone else has it. This process has not opened it yet (the
+/// check runs before LMDB opens), so closing the descriptor drops no lock of ours.
+fn opened_elsewhere(dir: &Path) -> bool {
+    let Ok(lock) = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(dir.join(LOCK_FILE))
+    else {
+        return false;
+    };
+    use rustix::fs::{fcntl_lock, FlockOperation};
+    match fcntl_lock(&lock, FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => {
+            let _ = fcntl_lock(&lock, FlockOperation::NonBlockingUnlock);
+            false
+        }
+        Err(e) => e == rustix::io::Errno::AGAIN || e == rustix::io::Errno::ACCESS,
+    }
 }
 
 /// Bytes available to this process on the file system holding `path`.

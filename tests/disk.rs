@@ -506,3 +506,47 @@ fn random_damage_never_ends_a_command_by_a_signal() {
     }
     eprintln!("{failed} of 120 commands failed with a message, {fault_messages} after a fault");
 }
+
+#[test]
+fn a_meta_page_is_never_rewritten_while_another_process_has_the_store_open() {
+    let root = tempfile::tempdir().unwrap();
+    let good = make_store(root.path(), 200);
+    let (mut server, _addr) = cli_common::spawn(&good, &["serve", "--listen", "127.0.0.1:0"]);
+    // Damage the older meta page (the live process does not use it).
+    let path = good.join("data.mdb");
+    let mut bytes = std::fs::read(&path).unwrap();
+    let txnid = |slot: usize| {
+        u64::from_le_bytes(
+            bytes[slot * 4096 + 144..slot * 4096 + 152]
+                .try_into()
+                .unwrap(),
+        )
+    };
+    let older = if txnid(0) < txnid(1) { 0 } else { 1 };
+    bytes[older * 4096 + 16] ^= 0xFF;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .and_then(|f| {
+            use std::os::unix::fs::FileExt;
+            f.write_all_at(
+                &bytes[older * 4096..older * 4096 + 4096],
+                older as u64 * 4096,
+            )
+        })
+        .unwrap();
+    let out = braid(&good, &["verify"]);
+    no_signal(&out, "verify beside a server");
+    let after = std::fs::read(&path).unwrap();
+    assert_eq!(
+        after[older * 4096 + 16],
+        bytes[older * 4096 + 16],
+        "rewritten under a live process"
+    );
+    server.kill().unwrap();
+    server.wait().unwrap();
+    // Alone, the next open repairs it.
+    cli_common::ok(&good, &["verify"]);
+    let repaired = std::fs::read(&path).unwrap();
+    assert_ne!(repaired[older * 4096 + 16], bytes[older * 4096 + 16]);
+}
