@@ -154,14 +154,7 @@ pub(crate) fn check_before_open(dir: &Path, writable: bool) -> Result<Checked, E
     if writable {
         prepare_lock_file(dir)?;
     }
-    let (metas, page_size) = read_metas(&data)?;
-    let file = DataFile::open(&data, page_size).map_err(|e| io(&data, e))?;
-    let metas = metas.map(|m| {
-        m.and_then(|m| match check_roots(&file, &m) {
-            Ok(()) => Ok(m),
-            Err(what) => Err(MetaProblem::Content(what)),
-        })
-    });
+    let (metas, page_size, file) = usable_metas(&data)?;
     let check_pages = |meta: &Meta| -> Result<(), Error> {
         if file.pages() > meta.last_page {
             return Ok(()); // the common case: no walk
@@ -241,12 +234,11 @@ pub fn check_pages(dir: &Path) -> Result<u64, Error> {
     let newest = |metas: &[MetaResult; 2]| metas.iter().flatten().max_by_key(|m| m.txnid).copied();
     let mut result = Ok(0);
     for _ in 0..3 {
-        let (metas, page_size) = read_metas(&data)?;
+        let (metas, page_size, file) = usable_metas(&data)?;
         let Some(meta) = newest(&metas) else {
             let [first, second] = metas.map(|m| m.err().as_ref().map(describe).unwrap_or_default());
             return Err(damaged(dir, FileProblem::NoValidMeta { first, second }));
         };
-        let file = DataFile::open(&data, page_size).map_err(|e| io(&data, e))?;
         let len = file.pages() * page_size;
         result = check_reachable(&file, &meta).map(|n| n as u64).map_err(
             |PageProblem { page, what }| {
@@ -262,7 +254,7 @@ pub fn check_pages(dir: &Path) -> Result<u64, Error> {
                 damaged(dir, problem)
             },
         );
-        let (again, _) = read_metas(&data)?;
+        let (again, _, _) = usable_metas(&data)?;
         if newest(&again).map(|m| m.txnid) == Some(meta.txnid) {
             break;
         }
@@ -271,6 +263,19 @@ pub fn check_pages(dir: &Path) -> Result<u64, Error> {
 }
 
 type MetaResult = Result<Meta, MetaProblem>;
+
+/// Both meta pages, each checked on its own and against the pages its roots name.
+fn usable_metas(data: &Path) -> Result<([MetaResult; 2], u64, DataFile), Error> {
+    let (metas, page_size) = read_metas(data)?;
+    let file = DataFile::open(data, page_size).map_err(|e| io(data, e))?;
+    let metas = metas.map(|m| {
+        m.and_then(|m| match check_roots(&file, &m) {
+            Ok(()) => Ok(m),
+            Err(what) => Err(MetaProblem::Content(what)),
+        })
+    });
+    Ok((metas, page_size, file))
+}
 
 /// Reads both meta pages; the page size comes from page 0, or from the first size at which
 /// page 1 decodes when page 0 is damaged.

@@ -365,6 +365,10 @@ pub fn check_roots(file: &DataFile, meta: &Meta) -> Result<(), String> {
     };
     root_ok("free", meta.free_root)?;
     root_ok("main", meta.main_root)?;
+    if meta.free_root != NO_PAGE && meta.free_root < file.pages() {
+        check_free_leaf(file, meta)
+            .map_err(|p| format!("free tree page {}: {}", p.page, p.what))?;
+    }
     if meta.main_root >= file.pages() && meta.main_root != NO_PAGE {
         return Ok(());
     }
@@ -374,6 +378,38 @@ pub fn check_roots(file: &DataFile, meta: &Meta) -> Result<(), String> {
         root_ok(&String::from_utf8_lossy(&name), root)?;
     }
     Ok(())
+}
+
+/// Descends the free tree's leftmost path to a leaf and checks that its entries are free-page
+/// records: a transaction id (at most the meta's) mapped to a list of page numbers (a count,
+/// then that many u64s). A damaged free root pointing into another tree fails this; LMDB
+/// would hand that tree's pages out as free space on the next write.
+fn check_free_leaf(file: &DataFile, meta: &Meta) -> Result<(), PageProblem> {
+    let mut page = meta.free_root;
+    for _ in 0..MAX_DEPTH {
+        let buf = file.tree_page(page)?;
+        let items = file.items(page, &buf, &mut HashSet::new())?;
+        match items.first() {
+            Some(Item::Child(child)) => page = *child,
+            _ => {
+                for item in &items {
+                    let Item::Entry(key, value, _) = item else {
+                        return Err(DataFile::problem(page, "a leaf with a child"));
+                    };
+                    let record = key.len() == 8
+                        && u64_at(key, 0) <= meta.txnid
+                        && value.len() >= 8
+                        && value.len() % 8 == 0
+                        && u64_at(value, 0) == (value.len() / 8 - 1) as u64;
+                    if !record {
+                        return Err(DataFile::problem(page, "not a free-page record"));
+                    }
+                }
+                return Ok(());
+            }
+        }
+    }
+    Err(DataFile::problem(page, "deeper than any tree"))
 }
 
 /// Named trees of the main tree: name -> root page. Every entry of the main tree must name a
