@@ -42,6 +42,11 @@ const P_LEAF2: u16 = 0x20;
 const F_BIGDATA: u16 = 0x01;
 const F_SUBDATA: u16 = 0x02;
 const F_DUPDATA: u16 = 0x04;
+const MDB_FIXEDMAP: u16 = 0x01;
+const MDB_INTEGERKEY: u16 = 0x08;
+const MDB_NOSUBDIR: u16 = 0x4000;
+/// LMDB's cursor stack: no tree is deeper.
+const CURSOR_STACK: u16 = 32;
 /// Deeper than any tree LMDB builds in a file of 2^64 bytes: a longer path is a cycle.
 const MAX_DEPTH: usize = 64;
 
@@ -120,6 +125,26 @@ pub fn decode_meta(page: &[u8], slot: u64) -> Result<Meta, MetaProblem> {
                 "{name} root {root} beyond last page {}",
                 meta.last_page
             ));
+        }
+    }
+    // Tree flags: LMDB trusts them to pick key comparison and duplicate handling, and
+    // asserts (aborts) when they do not match the pages. The free tree is integer-keyed
+    // (plus the persistent environment flags FIXEDMAP and NOSUBDIR); braidlog sets no flag on
+    // the main tree.
+    let free_flags = u16_at(page, 44) & !(MDB_FIXEDMAP | MDB_NOSUBDIR);
+    if free_flags != MDB_INTEGERKEY {
+        return bad(format!("free tree flags {free_flags:#x}"));
+    }
+    if u16_at(page, 92) != 0 {
+        return bad(format!("main tree flags {:#x}", u16_at(page, 92)));
+    }
+    // Depth sizes LMDB's cursor stack: zero exactly for an empty tree, else at most the stack.
+    for (name, root, depth) in [
+        ("free", meta.free_root, u16_at(page, 46)),
+        ("main", meta.main_root, u16_at(page, 94)),
+    ] {
+        if (root == NO_PAGE) != (depth == 0) || depth > CURSOR_STACK {
+            return bad(format!("{name} tree depth {depth}"));
         }
     }
     Ok(meta)
@@ -363,6 +388,16 @@ pub fn check_roots(file: &DataFile, meta: &Meta) -> Result<(), String> {
         }
         Ok(())
     };
+    // LMDB may leave a few free pages at the end unwritten (pages freed in the transaction
+    // that allocated them), never most of the file: a last page far past the end is damage,
+    // and LMDB would try to map all of it.
+    if meta.last_page > file.pages().saturating_mul(2).saturating_add(64) {
+        return Err(format!(
+            "last page {} far beyond the file's {} pages",
+            meta.last_page,
+            file.pages()
+        ));
+    }
     root_ok("free", meta.free_root)?;
     root_ok("main", meta.main_root)?;
     if meta.free_root != NO_PAGE && meta.free_root < file.pages() {
