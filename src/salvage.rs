@@ -2,7 +2,7 @@
 //!
 //! LMDB has no page checksums, and it follows page numbers through a memory map: a damaged
 //! page can crash a process that opens the store. Salvage never lets LMDB near the damaged
-//! file. It reads `data.mdb` with `pread` (see [`crate::store_pages`]) in two ways:
+//! file. It reads `data.mdb` with `pread` (see `store_pages.rs`) in two ways:
 //!
 //! 1. the feed tree of the newest usable snapshot, in feed order, as LMDB would;
 //! 2. every leaf page of the file, following no tree at all, so entries under a damaged

@@ -3,7 +3,7 @@
 //! LMDB trusts `data.mdb`: it maps the file and follows page numbers through the map, so a
 //! truncated file ends the process with SIGBUS, and it refuses a whole file when either of its
 //! two meta pages has a bad header, even when the other is intact. Before every open this
-//! module reads both meta pages with `pread` (see [`crate::store_pages`]) and:
+//! module reads both meta pages with `pread` (see `store_pages.rs`) and:
 //!
 //! - refuses an empty `data.mdb`: a brand-new replica has no `data.mdb` at all, and an empty one
 //!   is a store that was wiped or never finished its creation, not a new replica;
