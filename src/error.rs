@@ -45,9 +45,9 @@ pub enum Error {
         available: u64,
     },
     /// The store's data file is damaged or truncated (checked before LMDB maps it).
-    #[error("{path}: {problem}")]
+    #[error("store at {path}: {problem}")]
     DamagedFile {
-        /// The data file.
+        /// The store directory.
         path: PathBuf,
         /// What is wrong.
         problem: crate::store_file::FileProblem,

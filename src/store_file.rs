@@ -109,9 +109,24 @@ pub(crate) enum Checked {
 
 fn damaged(dir: &Path, problem: FileProblem) -> Error {
     Error::DamagedFile {
-        path: dir.join(DATA_FILE),
+        path: dir.into(),
         problem,
     }
+}
+
+/// A page a snapshot reaches that is missing (the file is truncated) or malformed.
+fn page_error(dir: &Path, file: &DataFile, page_size: u64, p: PageProblem) -> Error {
+    let PageProblem { page, what } = p;
+    let problem = if page >= file.pages() {
+        FileProblem::Truncated {
+            size: file.pages() * page_size,
+            page,
+            what,
+        }
+    } else {
+        FileProblem::DamagedPage { page, what }
+    };
+    damaged(dir, problem)
 }
 
 fn io(path: &Path, source: std::io::Error) -> Error {
@@ -161,18 +176,7 @@ pub(crate) fn check_before_open(dir: &Path, writable: bool) -> Result<Checked, E
         }
         check_reachable(&file, meta)
             .map(|_| ())
-            .map_err(|PageProblem { page, what }| {
-                let problem = if page >= file.pages() {
-                    FileProblem::Truncated {
-                        size: len,
-                        page,
-                        what,
-                    }
-                } else {
-                    FileProblem::DamagedPage { page, what }
-                };
-                damaged(dir, problem)
-            })
+            .map_err(|p| page_error(dir, &file, page_size, p))
     };
     match metas {
         [Ok(a), Ok(b)] => {
@@ -239,21 +243,9 @@ pub fn check_pages(dir: &Path) -> Result<u64, Error> {
             let [first, second] = metas.map(|m| m.err().as_ref().map(describe).unwrap_or_default());
             return Err(damaged(dir, FileProblem::NoValidMeta { first, second }));
         };
-        let len = file.pages() * page_size;
-        result = check_reachable(&file, &meta).map(|n| n as u64).map_err(
-            |PageProblem { page, what }| {
-                let problem = if page >= file.pages() {
-                    FileProblem::Truncated {
-                        size: len,
-                        page,
-                        what,
-                    }
-                } else {
-                    FileProblem::DamagedPage { page, what }
-                };
-                damaged(dir, problem)
-            },
-        );
+        result = check_reachable(&file, &meta)
+            .map(|n| n as u64)
+            .map_err(|p| page_error(dir, &file, page_size, p));
         let (again, _, _) = usable_metas(&data)?;
         if newest(&again).map(|m| m.txnid) == Some(meta.txnid) {
             break;
