@@ -14,6 +14,9 @@
 //! - `sync`: a live sync receiver pulling from a replica served by this (parent) process;
 //! - `serve`: the `braid serve` binary receiving pushes from this process.
 //!
+//! Every other child of the first three commits with `Durability::NoSync`: a killed process
+//! loses nothing then either, since its pages are in the operating system's cache.
+//!
 //! `BRAID_CRASH_POINTS` sets the number of kill points (default 30), `BRAID_CRASH_SEED` the
 //! seed (printed, so a failure can be replayed).
 
@@ -28,7 +31,7 @@ use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
 use braidlog::sync::{self, Mode, SyncOptions};
-use braidlog::{Hash, Kv, Log};
+use braidlog::{Durability, Hash, Kv, Log, LogOptions};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -37,6 +40,7 @@ const CHILD_KIND: &str = "BRAID_CRASH_CHILD";
 const CHILD_DIR: &str = "BRAID_CRASH_DIR";
 const CHILD_ADDR: &str = "BRAID_CRASH_ADDR";
 const CHILD_SEED: &str = "BRAID_CRASH_CHILD_SEED";
+const CHILD_NO_SYNC: &str = "BRAID_CRASH_CHILD_NO_SYNC";
 const KINDS: [&str; 5] = ["add", "batch", "kv", "sync", "serve"];
 
 fn ack(hash: &Hash) {
@@ -61,7 +65,18 @@ fn crash_child_entry() {
     let dir = PathBuf::from(std::env::var(CHILD_DIR).unwrap());
     let seed: u64 = std::env::var(CHILD_SEED).unwrap().parse().unwrap();
     let mut rng = StdRng::seed_from_u64(seed);
-    let log = Log::open(&dir).unwrap();
+    // Every other child of the plain writers commits without fsync: a process crash must
+    // lose nothing then either (the pages are in the OS cache).
+    let durability = if std::env::var(CHILD_NO_SYNC).is_ok() {
+        Durability::NoSync
+    } else {
+        Durability::Sync
+    };
+    let options = LogOptions {
+        durability,
+        ..LogOptions::default()
+    };
+    let log = Log::open_with(&dir, options).unwrap();
     match kind.as_str() {
         "add" => {
             ready();
@@ -184,7 +199,14 @@ impl Drop for Watchdog {
 }
 
 /// Runs `child_kind` in a child process on `dir`.
-fn spawn_child(kind: &str, dir: &Path, seed: u64, addr: Option<&str>, stderr: &Path) -> Child {
+fn spawn_child(
+    kind: &str,
+    dir: &Path,
+    seed: u64,
+    addr: Option<&str>,
+    no_sync: bool,
+    stderr: &Path,
+) -> Child {
     let mut cmd = Command::new(std::env::current_exe().unwrap());
     cmd.args([
         "--exact",
@@ -197,6 +219,9 @@ fn spawn_child(kind: &str, dir: &Path, seed: u64, addr: Option<&str>, stderr: &P
     .env(CHILD_SEED, seed.to_string());
     if let Some(addr) = addr {
         cmd.env(CHILD_ADDR, addr);
+    }
+    if no_sync {
+        cmd.env(CHILD_NO_SYNC, "1");
     }
     cmd.stdout(Stdio::piped())
         .stderr(std::fs::File::create(stderr).unwrap())
@@ -356,6 +381,7 @@ fn sigkill_at_random_points_loses_no_acknowledged_write() {
         .collect();
     let mut ran = [0usize; 5];
     let mut pushes_cut = 0;
+    let mut no_sync_points = 0;
     for point in 0..points {
         let k = point % KINDS.len();
         let kind = KINDS[k];
@@ -374,7 +400,9 @@ fn sigkill_at_random_points_loses_no_acknowledged_write() {
             "sync" => kill_sync_receiver(&rt, rig, &mut rng, child_seed, delay, &stderr, &what),
             _ => {
                 let acks = rng.random_range(1..60);
-                let mut child = spawn_child(kind, &rig.crashed, child_seed, None, &stderr);
+                let no_sync = (point / KINDS.len()) % 2 == 1;
+                no_sync_points += usize::from(no_sync);
+                let mut child = spawn_child(kind, &rig.crashed, child_seed, None, no_sync, &stderr);
                 let _watchdog = Watchdog::new(child.id());
                 let mut stdout = BufReader::new(child.stdout.take().unwrap());
                 let mut lines = (&mut stdout).lines();
@@ -400,8 +428,8 @@ fn sigkill_at_random_points_loses_no_acknowledged_write() {
         .map(|(kind, n)| format!("{kind} {n}"))
         .collect();
     eprintln!(
-        "crash test: {points} kill points passed ({}; {pushes_cut} kills cut a push short); \
-         acknowledged nodes checked: {}",
+        "crash test: {points} kill points passed ({}; {no_sync_points} of the writers without \
+         fsync; {pushes_cut} kills cut a push short); acknowledged nodes checked: {}",
         summary.join(", "),
         rigs.iter().map(|r| r.acked.len()).sum::<usize>()
     );
@@ -432,7 +460,7 @@ fn kill_sync_receiver(
             let _ = stop_rx.await;
         },
     ));
-    let mut child = spawn_child("sync", &rig.crashed, child_seed, Some(&addr), stderr);
+    let mut child = spawn_child("sync", &rig.crashed, child_seed, Some(&addr), false, stderr);
     let _watchdog = Watchdog::new(child.id());
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
     let mut lines = (&mut stdout).lines();
