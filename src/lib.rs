@@ -57,9 +57,11 @@ pub mod kv;
 pub mod log;
 pub mod node;
 pub mod peer;
+#[cfg(all(unix, target_pointer_width = "64", target_endian = "little"))]
 pub mod salvage;
 pub mod store;
 pub mod store_file;
+#[cfg(all(unix, target_pointer_width = "64", target_endian = "little"))]
 mod store_pages;
 pub mod sync;
 pub mod verify;

@@ -24,9 +24,6 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
-#[cfg(not(all(target_endian = "little", target_pointer_width = "64")))]
-compile_error!("the LMDB file checks read the layout of 64-bit little-endian machines");
-
 /// `MDB_MAGIC`.
 pub const MAGIC: u32 = 0xBEEF_C0DE;
 /// `MDB_DATA_VERSION` of the LMDB braidlog links.

@@ -20,6 +20,8 @@
 //! `BRAID_CRASH_POINTS` sets the number of kill points (default 30), `BRAID_CRASH_SEED` the
 //! seed (printed, so a failure can be replayed).
 
+#![cfg(unix)]
+
 mod cli_common;
 
 use std::collections::HashSet;

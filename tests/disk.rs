@@ -2,6 +2,8 @@
 //! Every `braid` command on a damaged store must end with an exit code (a one-line error or
 //! success after recovery), never a signal.
 
+#![cfg(all(unix, target_pointer_width = "64", target_endian = "little"))]
+
 mod cli_common;
 
 use std::os::unix::process::ExitStatusExt;

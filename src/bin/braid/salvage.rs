@@ -26,6 +26,12 @@ pub struct SalvageArgs {
 }
 
 impl SalvageArgs {
+    #[cfg(not(all(unix, target_pointer_width = "64", target_endian = "little")))]
+    pub fn run(self, _: &Out) -> Result<ExitCode> {
+        bail!("salvage reads LMDB's layout of 64-bit little-endian Unix machines only")
+    }
+
+    #[cfg(all(unix, target_pointer_width = "64", target_endian = "little"))]
     pub fn run(self, out: &Out) -> Result<ExitCode> {
         if !self.from.join("data.mdb").is_file() {
             bail!("no replica at {} (no data.mdb)", self.from.display());
@@ -72,6 +78,12 @@ impl SalvageArgs {
 /// Instead of dying silently by a signal, the command then prints one line saying what
 /// probably happened and what to do, and exits with status 70.
 pub fn report_crashes_on_damaged_files() {
+    #[cfg(unix)]
+    install();
+}
+
+#[cfg(unix)]
+fn install() {
     extern "C" fn on_fault(signal: libc::c_int) {
         let message: &[u8] = if signal == libc::SIGBUS {
             b"braid: SIGBUS reading the replica's data file: it is probably truncated or damaged; run `braid verify`, and `braid salvage --from DIR --to NEW_DIR` to save its nodes\n"
