@@ -6,7 +6,9 @@ mod cli_common;
 use std::io::Write;
 use std::path::Path;
 
-use cli_common::{braid, interrupt, json, ok, spawn};
+use std::time::Duration;
+
+use cli_common::{braid, interrupt, json, ok, spawn, spawn_wrapped, terminate, wait_bounded};
 
 /// Starts `braid serve` on a free port; returns the child and the address it printed first.
 fn serve(dir: &Path, extra: &[&str]) -> (std::process::Child, String) {
@@ -161,4 +163,98 @@ fn live_sessions_forward_writes_from_other_processes() {
     assert!(out.status.success(), "a live sync ends cleanly on Ctrl-C");
     interrupt(&server);
     assert!(server.wait().unwrap().success());
+}
+
+/// A client that connects and never speaks must not keep `serve` from stopping on SIGTERM.
+#[test]
+fn serve_stops_on_sigterm_with_an_idle_peer_connected() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (server, addr) = serve(tmp.path(), &[]);
+    let mut idle = std::net::TcpStream::connect(&addr).unwrap();
+    // The server's first bytes prove it accepted the connection.
+    let mut first = [0u8; 8];
+    std::io::Read::read_exact(&mut idle, &mut first).unwrap();
+    assert_eq!(&first, b"braidlog");
+    terminate(&server);
+    let out = wait_bounded(server, Duration::from_secs(15), "serve after SIGTERM");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("stopped: 1 sessions (1 failed)"),
+        "{stdout}"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let local = idle.local_addr().unwrap().to_string();
+    assert!(
+        stderr.contains(&format!("session with {local} failed")) && stderr.contains("shutdown"),
+        "the failed session is logged with its peer and reason: {stderr}"
+    );
+}
+
+/// `braid sync` against a server that accepts and then says nothing fails with a timeout.
+#[test]
+fn sync_with_a_silent_server_times_out() {
+    let tmp = tempfile::tempdir().unwrap();
+    ok(tmp.path(), &["put", "k", "v"]);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let silent = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        // Hold the connection, silent, until the client goes away.
+        let mut sink = [0u8; 1024];
+        while std::io::Read::read(&mut s, &mut sink).unwrap_or(0) > 0 {}
+    });
+    let out = braid(tmp.path(), &["sync", "--handshake-timeout", "1s", &addr]);
+    silent.join().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains("peer silent for 1s while handshaking"),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    ok(tmp.path(), &["verify"]);
+}
+
+/// Under a descriptor limit far below the connections it is offered, `serve` keeps
+/// accepting after "too many open files", ends the idle sessions by their handshake timeout,
+/// and an honest client still syncs.
+#[test]
+fn serve_under_a_descriptor_limit_survives_a_flood_and_serves_honest_clients() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    ok(&a, &["put", "from-a", "1"]);
+    ok(&b, &["put", "from-b", "2"]);
+    let (server, addr) = spawn_wrapped(
+        &["prlimit", "--nofile=64", "--"],
+        &a,
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--handshake-timeout",
+            "2s",
+        ],
+    );
+    let idle: Vec<_> = (0..100)
+        .map(|_| std::net::TcpStream::connect(&addr).unwrap())
+        .collect();
+    let report = json(&b, &["sync", &addr]);
+    assert_eq!(report["nodes_received"], 1);
+    assert_eq!(report["nodes_sent"], 1);
+    interrupt(&server);
+    let out = wait_bounded(server, Duration::from_secs(15), "serve after Ctrl-C");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("accept failed"),
+        "the limit was reached: {stderr}"
+    );
+    assert!(stderr.contains("while handshaking"), "{stderr}");
+    drop(idle);
+    assert_eq!(ok(&a, &["get", "from-b"]).trim(), "2");
 }

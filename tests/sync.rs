@@ -250,6 +250,7 @@ async fn copied_directory_gets_its_own_peer_id() {
 
 fn prop_random_adds_and_syncs(ops: Vec<(u8, u8, u8)>) -> TestResult {
     let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
         .build()
         .unwrap();
     rt.block_on(async {

@@ -160,3 +160,70 @@ async fn live_session_ends_cleanly_when_the_peer_drops() {
     assert_eq!(ra.nodes_sent, 1);
     drop(stop_tx);
 }
+
+/// Copies `from` to `to`, and writes what arrives on `inject` between reads.
+async fn forward(
+    mut from: tokio::io::ReadHalf<tokio::io::DuplexStream>,
+    mut to: tokio::io::WriteHalf<tokio::io::DuplexStream>,
+    mut inject: tokio::sync::mpsc::Receiver<Vec<u8>>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        tokio::select! {
+            r = from.read(&mut buf) => match r {
+                Ok(n) if n > 0 => {
+                    if to.write_all(&buf[..n]).await.is_err() {
+                        break;
+                    }
+                }
+                _ => break,
+            },
+            Some(bytes) = inject.recv() => {
+                if to.write_all(&bytes).await.is_err() {
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// A quiet live session stays open for any time, but a peer that stops halfway through a
+/// frame meets the idle timeout, as before the session was live.
+#[tokio::test(start_paused = true)]
+async fn a_live_peer_may_be_quiet_but_not_halfway_through_a_frame() {
+    let (a, b) = (replica(), replica());
+    let (stop_tx, stop) = watch::channel(false);
+    let (sa, sa_far) = tokio::io::duplex(64 * 1024);
+    let (sb, sb_far) = tokio::io::duplex(64 * 1024);
+    let (a_far_rd, a_far_wr) = tokio::io::split(sa_far);
+    let (b_far_rd, b_far_wr) = tokio::io::split(sb_far);
+    let (inject, injected) = tokio::sync::mpsc::channel(1);
+    let (_none, nothing) = tokio::sync::mpsc::channel(1);
+    tokio::spawn(forward(a_far_rd, b_far_wr, injected));
+    tokio::spawn(forward(b_far_rd, a_far_wr, nothing));
+    let (progress, mut events) = tokio::sync::mpsc::channel(64);
+    let opts_b = SyncOptions {
+        progress: Some(progress),
+        ..live_opts(&stop)
+    };
+    let (la, lb) = (a.log.clone(), b.log.clone());
+    let ta = tokio::spawn(async move { sync(&la, sa, live_opts(&stop)).await });
+    let tb = tokio::spawn(async move { sync(&lb, sb, opts_b).await });
+    while events.recv().await.expect("b reports").phase != braidlog::sync::Phase::Live {}
+    // Ten quiet minutes: still live.
+    tokio::time::sleep(std::time::Duration::from_secs(600)).await;
+    assert!(!tb.is_finished());
+    // Five bytes of a frame header announcing 100 bytes, then nothing.
+    inject.send(vec![100, 0, 0, 0, 3]).await.unwrap();
+    let rb = tokio::time::timeout(std::time::Duration::from_secs(3600), tb)
+        .await
+        .expect("the stalled frame ends the session")
+        .unwrap();
+    assert!(
+        matches!(rb, Err(SyncError::Timeout { state: "live", .. })),
+        "{rb:?}"
+    );
+    stop_tx.send(true).unwrap();
+    let _ = ta.await.unwrap();
+}

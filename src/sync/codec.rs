@@ -24,6 +24,9 @@ const WANT: u8 = 5;
 const DONE: u8 = 6;
 const CLOSE: u8 = 7;
 
+/// Buffer room a decoder keeps after compacting.
+const KEEP_CAPACITY: usize = 128 * 1024;
+
 /// Length of the preamble.
 pub const PREAMBLE_LEN: usize = 12;
 
@@ -163,13 +166,21 @@ impl Decoder {
         Decoder::default()
     }
 
-    /// Appends received bytes.
+    /// Appends received bytes. The buffer grows only as bytes arrive, never to a length a
+    /// frame merely announces.
     pub fn push(&mut self, bytes: &[u8]) {
+        self.compact();
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// Drops decoded bytes, and gives back the room a large frame made the buffer grow to
+    /// once that frame is decoded (an idle connection then holds little).
+    pub fn compact(&mut self) {
         if self.start > 0 && self.start * 2 >= self.buf.len() {
             self.buf.drain(..self.start);
             self.start = 0;
+            self.buf.shrink_to(self.buf.len().max(KEEP_CAPACITY));
         }
-        self.buf.extend_from_slice(bytes);
     }
 
     /// Bytes received but not yet decoded.

@@ -3,108 +3,49 @@
 //! It reads and writes at the same time (a session may be sending a long stream while the peer
 //! sends one too), and runs every store step of the session in `spawn_blocking`, so no LMDB
 //! transaction is held across an `.await` and the executor never waits on the disk.
+//!
+//! Everything a peer can make it hold or wait for is bounded here: it reads only while the
+//! session wants input (its outgoing side is under its bound) and while the connection's peer
+//! data is covered by the memory budget; it encodes the next outgoing chunk only once the last
+//! one is written; the handshake and every quiet spell before the session is live have a
+//! deadline; a shutdown ends the session after the store step in progress.
 
 use std::time::{Duration, Instant};
 
 use rand::RngCore;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
+use tokio::time::Instant as Deadline;
 
+use super::budget::Held;
 use super::codec::{encode, preamble, Decoder};
 use super::error::SyncError;
-use super::session::{Mode, Phase, Session, SessionConfig, SessionStats};
+use super::options::{Progress, SyncOptions, SyncReport};
+use super::session::{Phase, Session, SessionConfig, SessionStats};
 use crate::log::Log;
-use crate::peer::PeerId;
 
 /// Bytes of frames prepared per trip to the blocking pool.
 const OUT_CHUNK: usize = 256 * 1024;
-const READ_CHUNK: usize = 64 * 1024;
+/// The read buffer starts small (an idle connection costs little) and doubles up to
+/// [`READ_MAX`] while reads fill it.
+const READ_START: usize = 8 * 1024;
+const READ_MAX: usize = 64 * 1024;
 /// Progress is reported at most once per this many nodes (and on every phase change).
 const PROGRESS_EVERY: u64 = 1000;
 /// How often a live session checks the store for commits made by another process.
 const LIVE_POLL: Duration = Duration::from_secs(1);
-
-/// How to run a sync.
-#[derive(Debug, Clone, Default)]
-pub struct SyncOptions {
-    /// Direction (default both ways).
-    pub mode: Mode,
-    /// Keep the session open after catching up, forwarding new nodes both ways (from local
-    /// writes and from any other peer) until either side closes. A live session checks the
-    /// store's feed every second for commits made by other processes, so it needs a runtime
-    /// with timers (`enable_time` or `enable_all`).
-    pub live: bool,
-    /// Receives [`Progress`] events; never blocks the sync (events are dropped when full).
-    pub progress: Option<mpsc::Sender<Progress>>,
-    /// When this turns `true`, a live session closes in order (commits, sends `Close`).
-    pub shutdown: Option<watch::Receiver<bool>>,
-    /// Fail with [`SyncError::Timeout`] when the peer sends nothing for this long before the
-    /// session is caught up (a live session may be quiet for any time). `None`: wait forever.
-    pub idle_timeout: Option<Duration>,
-}
-
-impl SyncOptions {
-    /// Options for `mode`, not live.
-    pub fn new(mode: Mode) -> SyncOptions {
-        SyncOptions {
-            mode,
-            ..SyncOptions::default()
-        }
-    }
-
-    /// The same options, live.
-    pub fn live(mut self) -> SyncOptions {
-        self.live = true;
-        self
-    }
-}
-
-/// A progress event, for drawing a bar.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Progress {
-    /// Where the session is.
-    pub phase: Phase,
-    /// Nodes sent so far.
-    pub nodes_sent: u64,
-    /// New nodes stored so far.
-    pub nodes_received: u64,
-    /// Bytes on the wire so far, both ways.
-    pub bytes: u64,
-    /// The peer's feed length: an upper bound of what may be received.
-    pub total_hint: Option<u64>,
-}
-
-/// What a finished sync did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SyncReport {
-    /// The peer (`None` if it never said hello).
-    pub peer: Option<PeerId>,
-    /// Nodes sent.
-    pub nodes_sent: u64,
-    /// New nodes stored.
-    pub nodes_received: u64,
-    /// Nodes received that were already stored.
-    pub duplicates: u64,
-    /// Bytes written to the stream.
-    pub bytes_sent: u64,
-    /// Bytes read from the stream.
-    pub bytes_received: u64,
-    /// Canonical bytes of the nodes sent.
-    pub node_bytes_sent: u64,
-    /// Canonical bytes of the new nodes stored.
-    pub node_bytes_received: u64,
-    /// Candidates not sent because the peer's filter said it had them.
-    pub filtered: u64,
-    /// Sequential waits for the peer (1 unless a `Want` round was needed).
-    pub round_trips: u32,
-    /// Wall time.
-    pub duration: Duration,
-}
+/// After a shutdown, how long a busy session may take to finish (a live one to write its
+/// `Close`) before it ends anyway.
+const CLOSE_GRACE: Duration = Duration::from_secs(5);
+/// A session that moved no byte for this long when a shutdown comes is idle: it ends at once.
+const QUIET: Duration = Duration::from_secs(1);
 
 /// Syncs `log` with the peer at the other end of `stream`, per `options`.
 ///
 /// Returns when both sides have what the other had at the start (or, when live, when either
-/// side closes). On error, everything received and checked so far is kept.
+/// side closes). A peer that does not finish its handshake, or goes quiet, in time fails it
+/// with [`SyncError::Timeout`] (see [`SyncOptions`]; both are on by default). On error,
+/// everything received and checked so far is kept.
 pub async fn sync<T>(log: &Log, stream: T, options: SyncOptions) -> Result<SyncReport, SyncError>
 where
     T: AsyncRead + AsyncWrite + Unpin + Send,
@@ -120,9 +61,7 @@ where
         filter_key: key,
     };
     let store = log.clone();
-    let session = tokio::task::spawn_blocking(move || Session::new(store, cfg))
-        .await
-        .expect("session setup does not panic")?;
+    let session = joined(tokio::task::spawn_blocking(move || Session::new(store, cfg)).await)??;
     let mut driver = Driver {
         session: Some(session),
         bytes_in: 0,
@@ -130,17 +69,20 @@ where
         last_progress: (Phase::Handshake, 0),
     };
     let result = driver.run(stream, &options, sub, log).await;
-    if result.is_err() {
-        driver
+    if result.is_err() && driver.session.is_some() {
+        // Commits the checked batch: an interrupted sync keeps what it got.
+        let _ = driver
             .blocking(|s| {
                 s.salvage();
                 Ok(())
             })
-            .await
-            .ok();
+            .await;
     }
     result?;
-    let s = driver.session.as_ref().expect("returned by every step");
+    let s = driver
+        .session
+        .as_ref()
+        .ok_or(SyncError::ShuttingDown { state: "finishing" })?;
     let st: &SessionStats = s.stats();
     Ok(SyncReport {
         peer: s.peer_id(),
@@ -157,16 +99,40 @@ where
     })
 }
 
+/// A blocking task's outcome: a panic in a session step is a bug and propagates; a task the
+/// runtime cancelled (it is shutting down) is a typed error, never a panic.
+fn joined<R>(r: Result<R, tokio::task::JoinError>) -> Result<R, SyncError> {
+    match r {
+        Ok(v) => Ok(v),
+        Err(e) => match e.try_into_panic() {
+            Ok(p) => std::panic::resume_unwind(p),
+            Err(_) => Err(SyncError::ShuttingDown {
+                state: "running a store step",
+            }),
+        },
+    }
+}
+
 struct Driver {
+    /// Taken while a store step runs in the blocking pool; `None` afterwards only if that
+    /// task was cancelled, and then the run has already returned.
     session: Option<Session<Log>>,
     bytes_in: u64,
     bytes_out: u64,
     last_progress: (Phase, u64),
 }
 
+/// Which deadline is next, to name it in the error.
+#[derive(Clone, Copy)]
+enum Wait {
+    Handshake,
+    Idle,
+    Close,
+}
+
 impl Driver {
     fn s(&self) -> &Session<Log> {
-        self.session.as_ref().expect("returned by every step")
+        self.session.as_ref().expect("present between store steps")
     }
 
     /// Runs `f` on the session in the blocking pool.
@@ -174,20 +140,25 @@ impl Driver {
         &mut self,
         f: impl FnOnce(&mut Session<Log>) -> Result<R, SyncError> + Send + 'static,
     ) -> Result<R, SyncError> {
-        let mut s = self.session.take().expect("returned by every step");
-        let (s, r) = tokio::task::spawn_blocking(move || {
-            let r = f(&mut s);
-            (s, r)
-        })
-        .await
-        .expect("session steps do not panic");
+        let mut s = self.session.take().ok_or(SyncError::ShuttingDown {
+            state: "running a store step",
+        })?;
+        let (s, r) = joined(
+            tokio::task::spawn_blocking(move || {
+                let r = f(&mut s);
+                (s, r)
+            })
+            .await,
+        )?;
         self.session = Some(s);
         r
     }
 
     fn progress(&mut self, options: &SyncOptions) {
         let Some(tx) = &options.progress else { return };
-        let s = self.session.as_ref().expect("returned by every step");
+        let Some(s) = self.session.as_ref() else {
+            return;
+        };
         let st = s.stats();
         let nodes = st.nodes_sent + st.nodes_received;
         let phase = s.phase();
@@ -204,6 +175,15 @@ impl Driver {
         });
     }
 
+    fn state(&self) -> &'static str {
+        match self.session.as_ref().map(|s| s.phase()) {
+            Some(Phase::Handshake) => "handshaking",
+            Some(Phase::CatchUp) => "catching up",
+            Some(Phase::Live) => "live",
+            _ => "finishing",
+        }
+    }
+
     async fn run<T>(
         &mut self,
         stream: T,
@@ -216,19 +196,21 @@ impl Driver {
     {
         let (mut rd, mut wr) = tokio::io::split(stream);
         let mut dec = Decoder::new();
+        let mut held = Held::new(options.memory.clone());
         let mut out = preamble().to_vec();
         let mut pos = 0;
-        let mut tmp = vec![0u8; READ_CHUNK];
+        let mut tmp = vec![0u8; READ_START];
         let mut eof = false;
         let mut shutdown = options.shutdown.clone();
         let mut write_failed: Option<std::io::Error> = None;
         // Commits by other processes on the same store do not reach `sub`: look at the feed's
-        // end now and then while live. Made on entering the live phase, so only live sessions
-        // need a runtime with timers.
+        // end now and then while live.
         let mut poll: Option<tokio::time::Interval> = None;
-        let mut deadline = options
-            .idle_timeout
-            .map(|d| tokio::time::Instant::now() + d);
+        let now = Deadline::now();
+        let handshake_by = options.handshake_timeout.map(|d| now + d);
+        let mut idle_by = options.idle_timeout.map(|d| now + d);
+        let mut active = now;
+        let mut close_by: Option<Deadline> = None;
         loop {
             if let (Some(_), true) = (&write_failed, eof) {
                 return Err(write_failed.take().expect("checked").into());
@@ -249,19 +231,40 @@ impl Driver {
                     })
                     .await?;
                 pos = 0;
+                // Our own store work is not the peer's silence.
+                active = Deadline::now();
+                idle_by = options.idle_timeout.map(|d| active + d);
             }
             if self.s().is_finished() && pos == out.len() {
                 break;
             }
-            let live = self.s().phase() == Phase::Live;
+            let phase = self.s().phase();
+            let live = phase == Phase::Live;
             let live_session = self.s().is_live();
             if live && poll.is_none() {
                 let mut p = tokio::time::interval(LIVE_POLL);
                 p.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 poll = Some(p);
             }
+            // Room for one more read: what the decoder and the session hold plus the buffer.
+            let short = held.cover(dec.buffered() + tmp.len() + self.s().buffered_bytes());
+            let can_read = !eof && short.is_none() && self.s().wants_input();
+            let deadline = [
+                handshake_by
+                    .filter(|_| phase == Phase::Handshake)
+                    .map(|d| (d, Wait::Handshake)),
+                // A live session may be quiet for any time, but not halfway through a frame,
+                // starved of memory, or with bytes the peer does not take.
+                idle_by
+                    .filter(|_| !live || dec.buffered() > 0 || short.is_some() || pos < out.len())
+                    .map(|d| (d, Wait::Idle)),
+                close_by.map(|d| (d, Wait::Close)),
+            ]
+            .into_iter()
+            .flatten()
+            .min_by_key(|(d, _)| *d);
             tokio::select! {
-                r = rd.read(&mut tmp), if !eof => {
+                r = rd.read(&mut tmp), if can_read => {
                     let n = r?;
                     if n == 0 {
                         eof = true;
@@ -272,22 +275,29 @@ impl Driver {
                         continue;
                     }
                     self.bytes_in += n as u64;
-                    deadline = options.idle_timeout.map(|d| tokio::time::Instant::now() + d);
                     dec.push(&tmp[..n]);
+                    if n == tmp.len() && tmp.len() < READ_MAX {
+                        tmp.resize(tmp.len() * 2, 0);
+                    }
                     let mut msgs = Vec::new();
                     while let Some(m) = dec.next_message()? {
                         msgs.push(m);
                     }
-                    self.blocking(move |s| {
-                        for m in msgs {
-                            s.handle(m)?;
-                        }
-                        if s.phase() == Phase::Live {
-                            s.flush()?;
-                        }
-                        Ok(())
-                    })
-                    .await?;
+                    dec.compact();
+                    if !msgs.is_empty() {
+                        self.blocking(move |s| {
+                            for m in msgs {
+                                s.handle(m)?;
+                            }
+                            if s.phase() == Phase::Live {
+                                s.flush()?;
+                            }
+                            Ok(())
+                        })
+                        .await?;
+                    }
+                    active = Deadline::now();
+                    idle_by = options.idle_timeout.map(|d| active + d);
                 }
                 r = wr.write(&out[pos..]), if pos < out.len() => {
                     let n = match r {
@@ -306,7 +316,10 @@ impl Driver {
                     };
                     pos += n;
                     self.bytes_out += n as u64;
+                    active = Deadline::now();
+                    idle_by = options.idle_timeout.map(|d| active + d);
                 }
+                () = held.wait(short.unwrap_or(0)), if short.is_some() && !eof => {}
                 seq = sub.changed(), if live => {
                     if let Some(seq) = seq {
                         self.session.as_mut().expect("present").local_changed(seq);
@@ -317,15 +330,27 @@ impl Driver {
                         self.session.as_mut().expect("present").local_changed(seq);
                     }
                 }
-                () = idle(deadline), if !live && deadline.is_some() => {
-                    return Err(SyncError::Timeout {
-                        state: "catching up",
-                        after: options.idle_timeout.unwrap_or_default(),
-                    });
-                }
-                _ = wait_true(&mut shutdown), if live && shutdown.is_some() => {
+                _ = wait_true(&mut shutdown), if shutdown.is_some() => {
                     shutdown = None;
-                    self.blocking(|s| s.close()).await?;
+                    if live {
+                        self.blocking(|s| s.close()).await?;
+                    } else if phase == Phase::Handshake || active.elapsed() >= QUIET {
+                        // Idle: the store step in progress has finished; the caller commits
+                        // what it checked.
+                        return Err(SyncError::ShuttingDown { state: self.state() });
+                    }
+                    // Busy: it may finish on its own, for a while.
+                    close_by = Some(Deadline::now() + CLOSE_GRACE);
+                }
+                () = sleep_until(deadline.map(|d| d.0)), if deadline.is_some() => {
+                    let (after, state) = match deadline.map(|d| d.1) {
+                        Some(Wait::Handshake) => (options.handshake_timeout, "handshaking"),
+                        Some(Wait::Close) => {
+                            return Err(SyncError::ShuttingDown { state: self.state() })
+                        }
+                        _ => (options.idle_timeout, self.state()),
+                    };
+                    return Err(SyncError::Timeout { state, after: after.unwrap_or_default() });
                 }
             }
             self.progress(options);
@@ -351,7 +376,7 @@ async fn tick(poll: &mut Option<tokio::time::Interval>) {
     }
 }
 
-async fn idle(deadline: Option<tokio::time::Instant>) {
+async fn sleep_until(deadline: Option<Deadline>) {
     match deadline {
         Some(d) => tokio::time::sleep_until(d).await,
         None => std::future::pending().await,
@@ -361,8 +386,24 @@ async fn idle(deadline: Option<tokio::time::Instant>) {
 async fn wait_true(rx: &mut Option<watch::Receiver<bool>>) {
     match rx {
         Some(rx) => {
+            // A dropped sender counts as a shutdown, as it always has.
             let _ = rx.wait_for(|v| *v).await;
         }
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The runtime cancels blocking tasks when it shuts down: the driver then returns a typed
+    /// error instead of panicking on the `JoinError`.
+    #[tokio::test]
+    async fn a_cancelled_task_is_an_error_not_a_panic() {
+        let task = tokio::spawn(std::future::pending::<()>());
+        task.abort();
+        let r = joined(task.await);
+        assert!(matches!(r, Err(SyncError::ShuttingDown { .. })), "{r:?}");
     }
 }

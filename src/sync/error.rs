@@ -100,13 +100,21 @@ pub enum SyncError {
         /// Buffered bytes.
         bytes: usize,
     },
-    /// The peer sent nothing for [`super::SyncOptions::idle_timeout`].
+    /// The peer sent nothing for [`super::SyncOptions::idle_timeout`], or did not finish the
+    /// handshake within [`super::SyncOptions::handshake_timeout`].
     #[error("peer silent for {after:?} while {state}")]
     Timeout {
         /// What the session was doing.
         state: &'static str,
         /// The idle time allowed.
         after: std::time::Duration,
+    },
+    /// This side stopped the session before it was over (its server is shutting down, or
+    /// the runtime is). What was received and checked is kept.
+    #[error("session stopped by a local shutdown while {state}")]
+    ShuttingDown {
+        /// What the session was doing.
+        state: &'static str,
     },
     /// The local store failed.
     #[error("store error: {0}")]

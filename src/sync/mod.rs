@@ -5,8 +5,10 @@
 //! - [`codec`]: the preamble (magic, version) and length-prefixed frames;
 //! - [`session`]: the sans-IO state machine, generic over [`SyncStore`];
 //! - [`store`]: [`SyncStore`], implemented by [`crate::Log`] and by the in-memory [`MemStore`];
-//! - `driver` (feature `net`): [`sync`] over any tokio `AsyncRead + AsyncWrite`;
-//! - `tcp` (feature `net`): [`serve`] and [`connect`].
+//! - `driver` (feature `net`): [`sync`] over any tokio `AsyncRead + AsyncWrite`, with its
+//!   [`SyncOptions`] (timeouts, [`MemoryBudget`]);
+//! - `serve` and `tcp` (feature `net`): [`serve`] (connection limit, accept backoff, shared
+//!   memory budget, shutdown) and [`connect`].
 //!
 //! The protocol, its byte layout and its round-trip analysis are in `docs/PROTOCOL.md`. In
 //! short: each side sends its heads and a few feed samples; each answers with which of those it
@@ -43,15 +45,32 @@ pub mod session;
 pub mod store;
 
 #[cfg(feature = "net")]
+pub mod budget;
+#[cfg(feature = "net")]
 mod driver;
+#[cfg(feature = "net")]
+mod options;
+#[cfg(feature = "net")]
+mod serve;
 #[cfg(feature = "net")]
 mod tcp;
 
 #[cfg(feature = "net")]
-pub use driver::{sync, Progress, SyncOptions, SyncReport};
+pub use budget::MemoryBudget;
+#[cfg(feature = "net")]
+pub use driver::sync;
 pub use error::SyncError;
 pub use message::{Message, MAGIC, MAX_FRAME_BYTES, PROTOCOL_VERSION};
+#[cfg(feature = "net")]
+pub use options::{
+    Progress, SyncOptions, SyncReport, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_IDLE_TIMEOUT,
+};
+#[cfg(feature = "net")]
+pub use serve::{
+    serve, OnEvent, ServeEvent, ServeOptions, ServeReport, DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MEMORY_BUDGET,
+};
 pub use session::{Mode, Phase, Session, SessionConfig, SessionStats};
 pub use store::{MemStore, SyncStore};
 #[cfg(feature = "net")]
-pub use tcp::{connect, serve, ServeReport};
+pub use tcp::connect;

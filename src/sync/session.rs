@@ -479,6 +479,18 @@ impl<S: SyncStore> Session<S> {
                 && (self.live_next < self.local_last || !self.live_buf.is_empty()))
     }
 
+    /// Whether the driver may read more from the peer: `false` while the outgoing side is
+    /// over its bound, so a peer that asks without reading cannot grow it.
+    pub fn wants_input(&self) -> bool {
+        true
+    }
+
+    /// Bytes of peer data the session holds (nodes waiting for their commit or their link),
+    /// which the driver accounts against its memory budget.
+    pub fn buffered_bytes(&self) -> usize {
+        self.batch_bytes + self.pending_bytes
+    }
+
     fn live_sending(&self) -> bool {
         self.phase == Phase::Live && self.send_on && self.plan.as_ref().map_or(true, |p| p.done)
     }

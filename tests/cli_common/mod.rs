@@ -68,3 +68,50 @@ pub fn interrupt(child: &Child) {
         .unwrap();
     assert!(status.success());
 }
+
+/// Like [`spawn`], with the binary run through `wrapper` (e.g. `prlimit --nofile=64 --`).
+pub fn spawn_wrapped(wrapper: &[&str], dir: &Path, args: &[&str]) -> (Child, String) {
+    let mut child = Command::new(wrapper[0])
+        .args(&wrapper[1..])
+        .arg(env!("CARGO_BIN_EXE_braid"))
+        .arg("--dir")
+        .arg(dir)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    (child, first.trim().to_string())
+}
+
+/// Sends SIGTERM (what a service manager sends).
+pub fn terminate(child: &Child) {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// Waits for `child` to exit, at most `limit`; kills it and fails the test if it does not.
+pub fn wait_bounded(mut child: Child, limit: std::time::Duration, what: &str) -> Output {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            return child.wait_with_output().unwrap();
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "{what}: still running after {limit:?}; stderr: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}

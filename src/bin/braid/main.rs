@@ -3,6 +3,7 @@
 mod dag;
 mod demo;
 mod kv;
+mod limits;
 mod net;
 mod output;
 mod salvage;

@@ -5,20 +5,23 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use braidlog::sync::{self, Mode, Phase, Progress, SyncOptions, SyncReport};
+use braidlog::sync::{
+    self, Mode, Phase, Progress, ServeEvent, ServeOptions, SyncOptions, SyncReport,
+};
 use clap::{ArgGroup, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 use tokio::sync::mpsc;
 
 use crate::dag::open_or_create;
+use crate::limits::{ServerLimits, Timeouts};
 use crate::output::Out;
 
 #[derive(Subcommand)]
 pub enum NetCommand {
     /// Serve this replica to peers over TCP until Ctrl-C. Prints the bound address first.
     #[command(
-        after_help = "Examples:\n  braid serve --listen 127.0.0.1:7411\n  braid serve --listen 127.0.0.1:0 --live"
+        after_help = "Examples:\n  braid serve --listen 127.0.0.1:7411\n  braid serve --listen 127.0.0.1:0 --live\n  braid serve --max-connections 64 --idle-timeout 30s --memory-budget 64MiB\n\nA failed session is logged on stderr with its peer's address and the reason."
     )]
     Serve {
         /// Address to listen on (port 0 picks a free port).
@@ -27,6 +30,10 @@ pub enum NetCommand {
         /// Keep sessions open and stream new nodes both ways.
         #[arg(long)]
         live: bool,
+        #[command(flatten)]
+        limits: ServerLimits,
+        #[command(flatten)]
+        timeouts: Timeouts,
     },
     /// Sync with the peer at ADDR (both ways unless --push or --pull).
     #[command(group(ArgGroup::new("direction").args(["push", "pull"])))]
@@ -45,6 +52,8 @@ pub enum NetCommand {
         /// Stay connected and stream new nodes both ways until Ctrl-C.
         #[arg(long)]
         live: bool,
+        #[command(flatten)]
+        timeouts: Timeouts,
     },
 }
 
@@ -154,12 +163,39 @@ fn ctrl_c() -> impl std::future::Future<Output = ()> {
     }
 }
 
+/// Logs failed sessions and accept errors on stderr, one line each (JSON with `--json`).
+fn log_event(json: bool) -> impl Fn(ServeEvent<'_>) + Send + Sync {
+    move |e| {
+        let (value, text) = match e {
+            ServeEvent::Failed { peer, error } => (
+                json!({"event": "session_failed", "peer": peer.to_string(), "error": error.to_string()}),
+                format!("braid serve: session with {peer} failed: {error}"),
+            ),
+            ServeEvent::AcceptFailed { error, retry_in } => (
+                json!({"event": "accept_failed", "error": error.to_string(), "retry_ms": retry_in.as_millis() as u64}),
+                format!("braid serve: accept failed: {error}; retrying in {retry_in:?}"),
+            ),
+            _ => return,
+        };
+        if json {
+            eprintln!("{value}");
+        } else {
+            eprintln!("{text}");
+        }
+    }
+}
+
 impl NetCommand {
     pub fn run(self, dir: &Path, out: &Out) -> Result<ExitCode> {
         let log = open_or_create(dir)?;
         let rt = runtime()?;
         match self {
-            NetCommand::Serve { listen, live } => rt.block_on(async {
+            NetCommand::Serve {
+                listen,
+                live,
+                limits,
+                timeouts,
+            } => rt.block_on(async {
                 let listener = tokio::net::TcpListener::bind(&listen)
                     .await
                     .with_context(|| format!("listening on {listen}"))?;
@@ -170,8 +206,15 @@ impl NetCommand {
                 });
                 use std::io::Write;
                 std::io::stdout().flush()?;
-                let mut options = SyncOptions::new(Mode::Both);
-                options.live = live;
+                let mut session = SyncOptions::new(Mode::Both);
+                session.live = live;
+                timeouts.apply(&mut session);
+                let options = ServeOptions {
+                    session,
+                    max_connections: limits.max_connections,
+                    memory_budget: limits.memory_budget,
+                    on_event: Some(std::sync::Arc::new(log_event(out.is_json()))),
+                };
                 let report = sync::serve(listener, log, options, stop).await?;
                 out.print(
                     json!({"sessions": report.sessions, "failed": report.failed,
@@ -185,7 +228,13 @@ impl NetCommand {
                 );
                 Ok(ExitCode::SUCCESS)
             }),
-            NetCommand::Sync { addr, push, pull, live } => rt.block_on(async {
+            NetCommand::Sync {
+                addr,
+                push,
+                pull,
+                live,
+                timeouts,
+            } => rt.block_on(async {
                 let mode = match (push, pull) {
                     (true, _) => Mode::Push,
                     (_, true) => Mode::Pull,
@@ -196,6 +245,7 @@ impl NetCommand {
                 let mut options = SyncOptions::new(mode);
                 options.live = live;
                 options.progress = Some(tx);
+                timeouts.apply(&mut options);
                 if live {
                     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
                     let stop = ctrl_c();
