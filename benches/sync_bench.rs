@@ -7,6 +7,8 @@
 //! cargo bench --bench sync_bench                          # 10^4 and 10^5 nodes
 //! BRAID_BENCH_MAX=1000000 cargo bench --bench sync_bench  # adds 10^6
 //! BRAID_BENCH_HYPERLOG=1 cargo bench --bench sync_bench   # adds hyperlog (npm install first)
+//! BRAID_BENCH_ORDER_ONLY=1 cargo bench --bench sync_bench  # only feed order vs child-first
+//! BRAID_BENCH_HELLO_ONLY=1 cargo bench --bench sync_bench  # only the cost of a foreign Hello
 //! cargo bench --bench sync_bench -- 10000                 # chosen sizes
 //! ```
 //!
@@ -311,7 +313,7 @@ impl Replica {
     /// Forgets what this replica remembers of `peer` (as at first contact).
     fn forget(&self, peer: PeerId) {
         let log = open(self.path(), Durability::NoSync);
-        SyncStore::set_peer_cursor(&log, peer, 0).unwrap();
+        SyncStore::set_peer_cursor(&log, peer, None).unwrap();
     }
 }
 
@@ -463,6 +465,147 @@ fn scenarios(n: usize, size: usize, rows: &mut Vec<Row>) {
     a.forget(idb);
     b.forget(ida);
     run("no state 1+1 after 1%+1%".into(), &a, &b);
+
+    // The same fixed divergence at every n: how first contact grows with the log.
+    for (name, forget) in [
+        ("two-sided remembered", false),
+        ("two-sided no state", true),
+    ] {
+        a.grow(FIXED_D, size);
+        b.grow(FIXED_D, size);
+        if forget {
+            a.forget(idb);
+            b.forget(ida);
+        }
+        run(format!("{name} {FIXED_D}+{FIXED_D}"), &a, &b);
+    }
+}
+
+fn print_hello_cost(sizes: &[usize], size: usize) {
+    println!("\nanswering a Hello (best of 5): sharing nothing / claiming only the first node");
+    for &n in sizes {
+        println!(
+            "  n {n:>8}: {:.2} ms / {:.2} ms",
+            hello_cost(n, size, false) * 1e3,
+            hello_cost(n, size, true) * 1e3
+        );
+    }
+}
+
+fn print_arrival_order(sizes: &[usize], size: usize) {
+    println!("\narrival order: a chain received through the session into a durable log");
+    for &n in sizes.iter().filter(|&&n| n <= 100_000) {
+        let (fwd, rev) = arrival_order(n, size);
+        println!(
+            "  n {n:>8}: in feed order {:.1} ms, child-first {:.1} ms: ratio {:.2} (goal <= 2)",
+            fwd * 1e3,
+            rev * 1e3,
+            rev / fwd
+        );
+    }
+}
+
+/// The time to answer a `Hello` from a peer that shares nothing (an unknown head, samples
+/// that match nothing) on a log of `n` nodes: the walk and the Bloom filter are bounded by
+/// `Limits::filter_walk`, not by `n`.
+fn hello_cost(n: usize, size: usize, claim_root: bool) -> f64 {
+    use braidlog::sync::message::{Hello, Message, WireMode};
+    use braidlog::sync::{Session, SessionConfig};
+    let mut r = Replica::new(9);
+    r.grow(n, size);
+    let log = open(r.path(), Durability::NoSync);
+    let cfg = SessionConfig {
+        mode: Mode::Both,
+        live: false,
+        filter_key: [1; 32],
+    };
+    let root = log.get_by_seq(1).unwrap().unwrap().hash();
+    let mut best = f64::MAX;
+    for k in 0..5u8 {
+        let mut heads = vec![Hash([k; 32])];
+        if claim_root {
+            heads.insert(0, root);
+        }
+        let mut s = Session::new(log.clone(), cfg.clone()).unwrap();
+        let t = std::time::Instant::now();
+        s.handle(Message::Hello(Hello {
+            peer: PeerId::random(),
+            mode: WireMode {
+                send: true,
+                receive: true,
+                live: false,
+            },
+            last_seq: 1,
+            head_count: heads.len() as u64,
+            heads,
+            samples: (0..24).map(|i| [i, k, 7, 7, 7, 7, 7, 7]).collect(),
+        }))
+        .unwrap();
+        while s.poll_transmit().unwrap().is_some() {}
+        best = best.min(t.elapsed().as_secs_f64());
+    }
+    best
+}
+
+/// The divergence of the fixed-size first-contact rows.
+const FIXED_D: usize = 1_000;
+
+// ---------------------------------------------------------------- arrival order
+
+/// Receives a chain of `n` nodes through the sans-IO session into a fresh durable log, in feed
+/// order and child-first (every node before its link), and returns the seconds of each.
+fn arrival_order(n: usize, size: usize) -> (f64, f64) {
+    use braidlog::sync::message::{Hello, Message, Summary, WireMode};
+    use braidlog::sync::{Session, SessionConfig};
+    let mut nodes: Vec<Node> = Vec::with_capacity(n);
+    for i in 0..n {
+        let links: Vec<Hash> = nodes.last().map(Node::hash).into_iter().collect();
+        nodes.push(Node::new(links, payload(i, size)).unwrap());
+    }
+    let tip = nodes.last().unwrap().hash();
+    let time = |reversed: bool| {
+        let dir = tempdir();
+        let log = open(dir.path(), Durability::default());
+        let cfg = SessionConfig {
+            mode: Mode::Pull,
+            live: false,
+            filter_key: [0; 32],
+        };
+        let mut s = Session::new(log.clone(), cfg).unwrap();
+        s.handle(Message::Hello(Hello {
+            peer: PeerId::random(),
+            mode: WireMode {
+                send: true,
+                receive: false,
+                live: false,
+            },
+            last_seq: n as u64,
+            head_count: 1,
+            heads: vec![tip],
+            samples: vec![],
+        }))
+        .unwrap();
+        s.handle(Message::Summary(Summary {
+            known_heads: vec![],
+            known_samples: vec![],
+            filter: None,
+            floor: vec![],
+        }))
+        .unwrap();
+        let mut msgs: Vec<Message> = nodes.iter().map(|n| Message::Node(n.encode())).collect();
+        if reversed {
+            msgs.reverse();
+        }
+        let t = std::time::Instant::now();
+        for m in msgs {
+            s.handle(m).unwrap();
+        }
+        s.handle(Message::EndStream).unwrap();
+        let secs = t.elapsed().as_secs_f64();
+        assert_eq!(log.len().unwrap(), n as u64);
+        secs
+    };
+    (time(false), time(true))
 }
 
 // ---------------------------------------------------------------- hyperlog
@@ -507,6 +650,12 @@ fn main() {
          extra per new node; ovh/node: the same minus the 5 bytes of framing per node; anon: peak RssAnon (sampled every 5 ms); VmHWM includes LMDB's \
          file-backed map pages"
     );
+    if std::env::var("BRAID_BENCH_ORDER_ONLY").is_ok_and(|v| v == "1") {
+        return print_arrival_order(&sizes, size);
+    }
+    if std::env::var("BRAID_BENCH_HELLO_ONLY").is_ok_and(|v| v == "1") {
+        return print_hello_cost(&sizes, size);
+    }
     header();
     let mut rows = Vec::new();
     let mut lmdb = Vec::new();
@@ -523,7 +672,10 @@ fn main() {
         lmdb.push((n, l));
     }
 
-    println!("\ngoals (issue 6; DESIGN.md section 3):");
+    print_arrival_order(&sizes, size);
+    print_hello_cost(&sizes, size);
+
+    println!("\ngoals:");
     let find = |n: usize, prefix: &str| {
         rows.iter()
             .find(|r| r.n == n && r.scenario.starts_with(prefix))
@@ -545,6 +697,16 @@ fn main() {
                 mib(c.b.anon_kib),
                 mib(c.a.vmhwm_kib),
                 mib(c.b.vmhwm_kib)
+            );
+        }
+        let fixed = |p: &str| find(n, &format!("two-sided {p} {FIXED_D}+{FIXED_D}"));
+        if let (Some(r), Some(f)) = (fixed("remembered"), fixed("no state")) {
+            println!(
+                "  n {n:>8}: {FIXED_D}+{FIXED_D} divergent: no state {:.1} ms in {} rt / remembered {:.1} ms = {:.2}x (goal <= 3x, <= 2 rt)",
+                f.secs() * 1e3,
+                f.a.report.round_trips.max(f.b.report.round_trips),
+                r.secs() * 1e3,
+                f.secs() / r.secs()
             );
         }
         for p in ["in sync", "first contact, in sync"] {

@@ -58,3 +58,81 @@ fn kv_model_corpus() {
         braidlog::fuzzing::check_kv_model(dir.path(), &data);
     }
 }
+
+/// Rewrites the recorded `sync_frames` seeds (honest conversations in the current protocol
+/// version): `BRAID_WRITE_SEEDS=1 cargo test --test fuzz_corpus -- --ignored`.
+#[test]
+#[ignore]
+fn write_sync_frames_seeds() {
+    use braidlog::fuzzing::record_sync_frames;
+    use braidlog::sync::{MemStore, Mode, SessionConfig};
+    use braidlog::PeerId;
+    if std::env::var("BRAID_WRITE_SEEDS").as_deref() != Ok("1") {
+        return;
+    }
+    let peer = |n: u8, shared: u8| {
+        let s = MemStore::new(PeerId([2; 16]));
+        let mut first = None;
+        for i in 0..shared {
+            // The target's own first nodes, so the histories share a prefix.
+            let node = match (i % 3, first) {
+                (2, Some(root)) => s.add([root], vec![b'f', i]),
+                _ => s.append(vec![b'n', i]),
+            }
+            .unwrap();
+            first.get_or_insert(node.hash());
+        }
+        for i in 0..n {
+            s.append(vec![b'p', i]).unwrap();
+        }
+        s
+    };
+    let cfg = |mode, live| SessionConfig {
+        mode,
+        live,
+        filter_key: [9; 32],
+    };
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/sync_frames");
+    let seeds = [
+        // header: nodes | mode << 3 | live << 5 | no-preamble << 6
+        (
+            "both-diverged-full-conversation",
+            0x13,
+            peer(5, 2),
+            cfg(Mode::Both, false),
+            false,
+        ),
+        (
+            "peer-has-ours-and-more",
+            0x15 | 0x40,
+            peer(4, 5),
+            cfg(Mode::Both, false),
+            false,
+        ),
+        (
+            "pull-from-empty-peer",
+            0x0a,
+            peer(0, 0),
+            cfg(Mode::Both, false),
+            false,
+        ),
+        (
+            "live-then-close",
+            0x34,
+            peer(3, 4),
+            cfg(Mode::Both, true),
+            true,
+        ),
+        (
+            "self-sync",
+            0x10,
+            MemStore::new(PeerId([1; 16])),
+            cfg(Mode::Both, false),
+            false,
+        ),
+    ];
+    for (name, header, store, cfg, close) in seeds {
+        let bytes = record_sync_frames(header, 1, &store, cfg, close);
+        std::fs::write(dir.join(name), bytes).unwrap();
+    }
+}

@@ -207,7 +207,10 @@ async fn go_ds_crdt_per_level_walk_long_chain_is_one_round_trip() {
     chain(&a.log, 5000, "deep");
     chain(&b.log, 3, "b");
     let (ra, rb) = both(&a.log, &b.log).await;
-    assert_eq!((ra.round_trips, rb.round_trips), (1, 1));
+    // One round trip, unless one of the 5,000 candidates is a false positive of b's Bloom
+    // filter (its key is random per session): then one `Want` round repairs it. Never more,
+    // and never a duplicate.
+    assert!(ra.round_trips <= 2 && rb.round_trips <= 2, "{ra:?} {rb:?}");
     assert_eq!((ra.nodes_sent, rb.nodes_sent), (5000, 3));
     // First contact, too: a fresh replica learns the whole chain in one round trip.
     let c = replica();
@@ -279,4 +282,73 @@ fn quickcheck_replicas_converge() {
     QuickCheck::new()
         .tests(25)
         .quickcheck(prop_random_adds_and_syncs as fn(Vec<(u8, u8, u8)>) -> TestResult);
+}
+
+/// Adds `n` independent roots in one transaction.
+fn roots(log: &braidlog::Log, n: usize, tag: &str) {
+    log.transaction(|w| {
+        for i in 0..n {
+            w.add([], format!("{tag}{i}").into_bytes())?;
+        }
+        Ok(())
+    })
+    .unwrap();
+}
+
+#[tokio::test]
+async fn more_heads_than_one_hello_lists_converge() {
+    // More heads than one Hello lists used to be cut, and the nodes under the cut ones were
+    // never sent, while every sync reported success.
+    let (a, b) = (replica(), replica());
+    chain(&a.log, 5, "common");
+    both(&a.log, &b.log).await;
+    roots(&a.log, 4_200, "a");
+    chain(&b.log, 2, "b");
+    for _ in 0..2 {
+        both(&a.log, &b.log).await;
+        assert_same(&a.log, &b.log);
+    }
+    assert_eq!(b.log.len().unwrap(), 4_207);
+}
+
+#[tokio::test]
+async fn both_push_or_both_pull_is_refused_on_both_sides() {
+    for mode in [Mode::Push, Mode::Pull] {
+        let (a, b) = (replica(), replica());
+        chain(&a.log, 3, "a");
+        chain(&b.log, 3, "b");
+        let (sa, sb) = tokio::io::duplex(64 * 1024);
+        let (ra, rb) = tokio::join!(
+            braidlog::sync::sync(&a.log, sa, SyncOptions::new(mode)),
+            braidlog::sync::sync(&b.log, sb, SyncOptions::new(mode)),
+        );
+        assert!(ra.is_err() && rb.is_err(), "{mode:?}: {ra:?} {rb:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_hundred_thousand_heads_converge() {
+    let (a, b) = (replica(), replica());
+    chain(&a.log, 3, "common");
+    both(&a.log, &b.log).await;
+    roots(&a.log, 100_000, "a");
+    roots(&b.log, 10, "b");
+    let (ra, rb) = both(&a.log, &b.log).await;
+    assert_eq!((ra.nodes_sent, rb.nodes_sent), (100_000, 10));
+    assert_same(&a.log, &b.log);
+    assert_eq!(a.log.heads().unwrap().len(), 100_011);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_sessions_deliver_the_same_nodes_into_one_store_at_once() {
+    let (s1, s2, dst) = (replica(), replica(), replica());
+    chain(&s1.log, 3_000, "x");
+    both(&s1.log, &s2.log).await;
+    roots(&s2.log, 50, "r");
+    let ((r1, _), (r2, _)) = tokio::join!(
+        pair(&dst.log, &s1.log, Mode::Pull, Mode::Push),
+        pair(&dst.log, &s2.log, Mode::Pull, Mode::Push),
+    );
+    assert_eq!(r1.nodes_received + r2.nodes_received, 3_050);
+    assert_same(&dst.log, &s2.log);
 }

@@ -50,8 +50,8 @@ impl Raw {
                 live: false,
             },
             last_seq: 100,
+            head_count: heads.len() as u64,
             heads,
-            heads_complete: true,
             samples: vec![],
         }))
         .await;
@@ -60,6 +60,7 @@ impl Raw {
             known_heads: vec![0xff; n.div_ceil(8)],
             known_samples: vec![0xff; 8],
             filter: None,
+            floor: vec![],
         }))
         .await;
     }
@@ -121,7 +122,7 @@ async fn wrong_version() {
     assert!(matches!(
         r,
         Err(SyncError::Version {
-            expected: 1,
+            expected: 2,
             got: 99
         })
     ));
@@ -327,8 +328,8 @@ async fn hyperlog_link_after_node_order_is_tolerated_and_never_produced() {
             live: false,
         },
         last_seq: 0,
+        head_count: 0,
         heads: vec![],
-        heads_complete: true,
         samples: vec![],
     }))
     .await;
@@ -336,6 +337,7 @@ async fn hyperlog_link_after_node_order_is_tolerated_and_never_produced() {
         known_heads: vec![0; 1],
         known_samples: vec![0; 2],
         filter: None,
+        floor: vec![],
     }))
     .await;
     let mut seen = std::collections::HashSet::new();
@@ -398,4 +400,43 @@ async fn a_peer_that_stalls_mid_stream_times_out() {
     assert_eq!(l.log.len().unwrap(), 6, "the node before the stall is kept");
     let _ = hold_tx.send(());
     peer.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_want_flood_from_a_peer_that_never_reads_is_refused() {
+    // 91 KB of Wants took a 200k-node server to 3.76 GB: each queued the whole log again.
+    let local = local_with_history();
+    chain(&local.log, 2_000, "more");
+    let newest = local.log.heads().unwrap()[0];
+    let r = against(&local.log, move |mut p| async move {
+        p.bytes(&preamble()).await;
+        p.send(Message::Hello(Hello {
+            peer: PeerId::random(),
+            mode: WireMode {
+                send: false,
+                receive: true,
+                live: false,
+            },
+            last_seq: 0,
+            head_count: 0,
+            heads: vec![],
+            samples: vec![],
+        }))
+        .await;
+        p.send(Message::Summary(Summary {
+            known_heads: vec![],
+            known_samples: vec![],
+            filter: None,
+            floor: vec![],
+        }))
+        .await;
+        for _ in 0..2_000 {
+            p.send(Message::Want(vec![newest])).await;
+        }
+        // Never reads; holds the connection until the local side gives up.
+        let mut buf = [0u8; 1];
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(30), p.io.read(&mut buf)).await;
+    })
+    .await;
+    assert!(matches!(r, Err(SyncError::TooManyWants { .. })), "{r:?}");
 }

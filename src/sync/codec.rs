@@ -11,8 +11,8 @@
 
 use super::error::SyncError;
 use super::message::{
-    Hello, Message, Summary, MAGIC, MAX_FILTER_BYTES, MAX_FILTER_PROBES, MAX_FRAME_BYTES,
-    MAX_HELLO_HEADS, MAX_SAMPLES, MAX_WANT, PROTOCOL_VERSION,
+    Hello, Message, Summary, MAGIC, MAX_FILTER_BYTES, MAX_FILTER_PROBES, MAX_FLOOR_HEADS,
+    MAX_FRAME_BYTES, MAX_HEADS, MAX_HEADS_PER_MESSAGE, MAX_SAMPLES, MAX_WANT, PROTOCOL_VERSION,
 };
 use crate::hash::Hash;
 
@@ -23,6 +23,7 @@ const END_STREAM: u8 = 4;
 const WANT: u8 = 5;
 const DONE: u8 = 6;
 const CLOSE: u8 = 7;
+const HEADS: u8 = 8;
 
 /// Buffer room a decoder keeps after compacting.
 const KEEP_CAPACITY: usize = 128 * 1024;
@@ -53,6 +54,7 @@ pub fn encode(msg: &Message, out: &mut Vec<u8>) {
     };
     match msg {
         Message::Hello(h) => body(out, HELLO, Some(h)),
+        Message::Heads(h) => body(out, HEADS, Some(h)),
         Message::Summary(s) => body(out, SUMMARY, Some(s)),
         Message::Node(bytes) => {
             out.push(NODE);
@@ -113,17 +115,29 @@ pub fn decode_body(frame: &[u8]) -> Result<Message, SyncError> {
     match kind {
         HELLO => {
             let h: Hello = postcard_all("Hello", body)?;
-            if h.heads.len() > MAX_HELLO_HEADS || h.samples.len() > MAX_SAMPLES {
+            if h.heads.len() > MAX_HEADS_PER_MESSAGE
+                || h.head_count > MAX_HEADS as u64
+                || (h.heads.len() as u64) > h.head_count
+                || h.samples.len() > MAX_SAMPLES
+            {
                 return Err(malformed("Hello", "too many heads or samples"));
             }
             Ok(Message::Hello(h))
         }
+        HEADS => {
+            let h: Vec<Hash> = postcard_all("Heads", body)?;
+            if h.is_empty() || h.len() > MAX_HEADS_PER_MESSAGE {
+                return Err(malformed("Heads", format!("{} hashes", h.len())));
+            }
+            Ok(Message::Heads(h))
+        }
         SUMMARY => {
             let s: Summary = postcard_all("Summary", body)?;
-            if s.known_heads.len() > MAX_HELLO_HEADS.div_ceil(8)
+            if s.known_heads.len() > MAX_HEADS.div_ceil(8)
                 || s.known_samples.len() > MAX_SAMPLES.div_ceil(8)
+                || s.floor.len() > MAX_FLOOR_HEADS
             {
-                return Err(malformed("Summary", "bitmap too long"));
+                return Err(malformed("Summary", "bitmap or floor too long"));
             }
             if let Some(f) = &s.filter {
                 if f.bits.is_empty()
@@ -251,8 +265,8 @@ mod tests {
                     live: true,
                 },
                 last_seq: 9,
+                head_count: 2,
                 heads: vec![Hash([1; 32])],
-                heads_complete: true,
                 samples: vec![[2; 8], [3; 8]],
             }),
             Message::Summary(Summary {
@@ -263,7 +277,9 @@ mod tests {
                     probes: 8,
                     bits: vec![0xff; 9],
                 }),
+                floor: vec![Hash([6; 32])],
             }),
+            Message::Heads(vec![Hash([8; 32])]),
             Message::Node(crate::Node::new([], b"x".to_vec()).unwrap().encode()),
             Message::EndStream,
             Message::Want(vec![Hash([4; 32])]),

@@ -100,6 +100,41 @@ pub enum SyncError {
         /// Buffered bytes.
         bytes: usize,
     },
+    /// Both sides only receive, or both only send: nothing could move. Refused on both sides
+    /// rather than reported as a successful sync.
+    #[error(
+        "peer {peer} and this side cannot exchange anything: this side {mine}, the peer {theirs}"
+    )]
+    ModeMismatch {
+        /// The peer.
+        peer: PeerId,
+        /// What this side does ("push" or "pull").
+        mine: &'static str,
+        /// What the peer does.
+        theirs: &'static str,
+    },
+    /// The peer announced more heads than the session accepts.
+    #[error("peer {peer} announced {count} heads, more than the limit of {max}")]
+    TooManyHeads {
+        /// The peer.
+        peer: PeerId,
+        /// Heads announced.
+        count: u64,
+        /// [`super::session::Limits::peer_heads`].
+        max: usize,
+    },
+    /// The peer asked for nodes more often, or for more work, than the session answers.
+    #[error("peer {peer} sent too many Wants ({rounds} answered, limit {max}) or wanted a walk over {walked} nodes")]
+    TooManyWants {
+        /// The peer.
+        peer: PeerId,
+        /// `Want`s answered so far.
+        rounds: u32,
+        /// [`super::session::Limits::wants_answered`].
+        max: u32,
+        /// Nodes the last answer would have walked (0 when the count was the problem).
+        walked: usize,
+    },
     /// The peer sent nothing for [`super::SyncOptions::idle_timeout`], or did not finish the
     /// handshake within [`super::SyncOptions::handshake_timeout`].
     #[error("peer silent for {after:?} while {state}")]

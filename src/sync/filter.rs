@@ -7,37 +7,48 @@ use crate::hash::Hash;
 pub(crate) const BITS_PER_ENTRY: usize = 12;
 pub(crate) const PROBES: u8 = 8;
 
-/// One bit per seq in `(floor, floor + len]`. Seqs outside read as false.
+/// A set of feed seqs, one bit each over the span between the lowest and the highest seq ever
+/// set (a plan's seqs are nearly contiguous, so this stays about one bit per node sent).
 #[derive(Debug, Clone, Default)]
 pub(crate) struct SeqBits {
-    floor: u64,
-    words: Vec<u64>,
-    len: u64,
+    /// Index of `words[0]`: seq `s` is bit `s % 64` of word `s / 64 - base`.
+    base: u64,
+    words: std::collections::VecDeque<u64>,
 }
 
 impl SeqBits {
-    pub fn new(floor: u64, upto: u64) -> SeqBits {
-        let len = upto.saturating_sub(floor);
-        SeqBits {
-            floor,
-            words: vec![0; len.div_ceil(64) as usize],
-            len,
-        }
-    }
-
-    fn index(&self, seq: u64) -> Option<usize> {
-        (seq > self.floor && seq - self.floor <= self.len).then(|| (seq - self.floor - 1) as usize)
+    pub fn new() -> SeqBits {
+        SeqBits::default()
     }
 
     pub fn set(&mut self, seq: u64) {
-        if let Some(i) = self.index(seq) {
-            self.words[i / 64] |= 1 << (i % 64);
+        let w = seq / 64;
+        if self.words.is_empty() {
+            self.base = w;
+            self.words.push_back(0);
         }
+        while w < self.base {
+            self.words.push_front(0);
+            self.base -= 1;
+        }
+        while w >= self.base + self.words.len() as u64 {
+            self.words.push_back(0);
+        }
+        self.words[(w - self.base) as usize] |= 1 << (seq % 64);
     }
 
     pub fn get(&self, seq: u64) -> bool {
-        self.index(seq)
-            .is_some_and(|i| self.words[i / 64] & (1 << (i % 64)) != 0)
+        let w = seq / 64;
+        w >= self.base
+            && self
+                .words
+                .get((w - self.base) as usize)
+                .is_some_and(|x| x & (1 << (seq % 64)) != 0)
+    }
+
+    /// Bytes held.
+    pub fn bytes(&self) -> usize {
+        self.words.len() * 8
     }
 }
 
@@ -95,12 +106,13 @@ mod tests {
 
     #[test]
     fn seq_bits() {
-        let mut b = SeqBits::new(10, 20);
-        b.set(10);
+        let mut b = SeqBits::new();
+        b.set(200);
         b.set(11);
-        b.set(20);
-        b.set(21);
-        assert!(!b.get(10) && b.get(11) && b.get(20) && !b.get(21));
+        b.set(1000);
+        assert!(b.get(11) && b.get(200) && b.get(1000));
+        assert!(!b.get(10) && !b.get(12) && !b.get(0) && !b.get(1001) && !b.get(u64::MAX));
+        assert_eq!(b.bytes(), 8 * (1000 / 64 + 1));
     }
 
     #[test]

@@ -13,14 +13,22 @@ pub const MAGIC: [u8; 8] = *b"braidlog";
 /// The protocol version, written right after [`MAGIC`] as a `u32` big-endian. A peer with
 /// another version is refused with [`super::SyncError::Version`]: every frame layout may change
 /// between versions, so nothing after the preamble is read.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// Largest frame body (kind byte included): the largest node plus one kind byte, rounded up.
 /// Every other message is bounded to fit under it too.
 pub const MAX_FRAME_BYTES: usize = MAX_NODE_BYTES + 64;
 
-/// Most heads a `Hello` lists; a replica with more marks its list incomplete.
-pub const MAX_HELLO_HEADS: usize = 4096;
+/// Most heads one `Hello` or `Heads` message lists. A replica with more heads sends the rest
+/// in `Heads` messages right after its `Hello`.
+pub const MAX_HEADS_PER_MESSAGE: usize = 4096;
+
+/// Most heads a `Hello` may announce in all (`Hello::head_count`): the wire's hard bound. A
+/// session may accept fewer (`session::Limits::peer_heads`).
+pub const MAX_HEADS: usize = 1 << 20;
+
+/// Most hashes in a `Summary`'s `floor`.
+pub const MAX_FLOOR_HEADS: usize = 16;
 
 /// Most feed samples a `Hello` carries.
 pub const MAX_SAMPLES: usize = 64;
@@ -62,10 +70,12 @@ pub struct Hello {
     /// The sender's newest feed seq when the session began. It only sends nodes up to here in
     /// the catch-up phase.
     pub last_seq: u64,
-    /// The sender's heads (at most [`MAX_HELLO_HEADS`]), sorted.
+    /// How many heads the sender has in all (at most [`MAX_HEADS`]). When it is more than
+    /// `heads.len()`, the rest follow in `Heads` messages before anything else.
+    pub head_count: u64,
+    /// The sender's first heads (at most [`MAX_HEADS_PER_MESSAGE`]), sorted; the heads of
+    /// the following `Heads` messages continue the same sorted list.
     pub heads: Vec<Hash>,
-    /// False when the sender has more heads than it listed.
-    pub heads_complete: bool,
     /// Hash prefixes of the nodes at exponentially spaced feed positions counted back from
     /// `last_seq` (distance 0, 1, 3, 7, ...): common points for first contact.
     pub samples: Vec<SamplePrefix>,
@@ -98,6 +108,11 @@ pub struct Summary {
     pub known_samples: Vec<u8>,
     /// The sender's nodes outside what both are known to share, when it wants to receive.
     pub filter: Option<Filter>,
+    /// The sender's remembered floor for the receiver: heads (at most [`MAX_FLOOR_HEADS`])
+    /// whose closure is every node of the sender's at or below the floor. Empty when the
+    /// sender remembers nothing of the receiver (or will not send). A receiver that lacks any
+    /// of them asks for them with `Want`, which tells the sender its floor is wrong.
+    pub floor: Vec<Hash>,
 }
 
 /// One protocol message. See `docs/PROTOCOL.md` for when each is sent.
@@ -105,6 +120,8 @@ pub struct Summary {
 pub enum Message {
     /// Handshake.
     Hello(Hello),
+    /// More of the sender's heads, after its `Hello` (when it has more than fit in one).
+    Heads(Vec<Hash>),
     /// Answer to the peer's `Hello`.
     Summary(Summary),
     /// One node's canonical bytes. The receiver derives its hash.
@@ -124,6 +141,7 @@ impl Message {
     pub fn name(&self) -> &'static str {
         match self {
             Message::Hello(_) => "Hello",
+            Message::Heads(_) => "Heads",
             Message::Summary(_) => "Summary",
             Message::Node(_) => "Node",
             Message::EndStream => "EndStream",

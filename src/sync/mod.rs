@@ -70,7 +70,7 @@ pub use serve::{
     serve, OnEvent, ServeEvent, ServeOptions, ServeReport, DEFAULT_MAX_CONNECTIONS,
     DEFAULT_MEMORY_BUDGET,
 };
-pub use session::{Mode, Phase, Session, SessionConfig, SessionStats};
-pub use store::{MemStore, SyncStore};
+pub use session::{Limits, Mode, Phase, Session, SessionConfig, SessionStats};
+pub use store::{Cursor, MemStore, SyncStore};
 #[cfg(feature = "net")]
 pub use tcp::connect;

@@ -3,7 +3,7 @@
 //! stops as soon as nothing on the frontier is mine alone, so it costs the difference plus the
 //! width of the DAG, not the size of the log.
 
-use std::collections::{BinaryHeap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 
 use super::error::SyncError;
 use super::filter::SeqBits;
@@ -18,81 +18,125 @@ const MINE: u8 = 1;
 const THEIRS: u8 = 2;
 const CHUNK: usize = 512;
 
-/// The seqs (ascending, all above `floor`) of nodes reachable from `mine` and not from
-/// `theirs`. Nodes at or below `floor` are known to be shared and are not entered.
+/// The result of [`paint`].
+#[derive(Debug, Default)]
+pub(crate) struct Painted {
+    /// Seqs (ascending, all above the floor) of nodes reachable from `mine` and not from
+    /// `theirs`; when `complete` is false, only the newest of them.
+    pub seqs: Vec<u64>,
+    /// Whether the walk finished within its budget.
+    pub complete: bool,
+    /// When not complete: the walk stopped here; seqs at or below it (and above the floor)
+    /// were not classified, and `seqs` are all above it.
+    pub stopped_at: u64,
+}
+
+impl Painted {
+    /// The seqs to send when the walk may have stopped early: those found, and every seq the
+    /// walk did not reach (a superset: the peer may get nodes it has, never fewer).
+    pub fn or_everything_below(self, floor: u64) -> Vec<u64> {
+        if self.complete {
+            return self.seqs;
+        }
+        (floor + 1..=self.stopped_at).chain(self.seqs).collect()
+    }
+}
+
+/// The seqs of nodes reachable from `mine` and not from `theirs`, above `floor` (nodes at or
+/// below it are known to be shared and are not entered). The walk decodes at most `budget`
+/// nodes; past that it stops and returns the newest seqs found with `complete == false`.
 pub(crate) fn paint(
     store: &impl SyncStore,
     mine: &[Hash],
     theirs: &[Hash],
     floor: u64,
-) -> Result<Vec<u64>, SyncError> {
-    let mut heap: BinaryHeap<(u64, u8)> = BinaryHeap::new();
-    // Entries painted MINE only; the walk ends when none is left.
-    let mut mine_only = 0usize;
-    let push = |heap: &mut BinaryHeap<(u64, u8)>, mine_only: &mut usize, s: u64, f: u8| {
-        if f == MINE {
-            *mine_only += 1;
-        }
-        heap.push((s, f));
-    };
-    for (hashes, flag) in [(mine, MINE), (theirs, THEIRS)] {
-        for s in store.seqs_of(hashes)?.into_iter().flatten() {
-            push(&mut heap, &mut mine_only, s, flag);
-        }
-    }
-    if !heap.iter().any(|&(_, f)| f == THEIRS) {
+    budget: usize,
+) -> Result<Painted, SyncError> {
+    let mine_seqs = store.seqs_of(mine)?;
+    let their_seqs = store.seqs_of(theirs)?;
+    if their_seqs.iter().all(Option::is_none) {
         // Nothing shared is known: everything above the floor is a candidate, no walk needed.
-        let last = heap.iter().map(|&(s, _)| s).max().unwrap_or(0);
-        return Ok((floor + 1..=last).collect());
+        let last = mine_seqs.iter().flatten().copied().max().unwrap_or(0);
+        let lo = floor.max(last.saturating_sub(budget as u64));
+        return Ok(Painted {
+            seqs: (lo + 1..=last).collect(),
+            complete: lo == floor,
+            stopped_at: lo,
+        });
+    }
+    // One walk in one read transaction (`walk_back`), in descending seq order: every path to
+    // a node has been followed when it is visited (links have lower seqs), so its paint is
+    // final then. `colours` holds the frontier's paint; `mine_only` counts the frontier nodes
+    // painted MINE only, and the walk descends no further once there are none.
+    let mut colours: HashMap<Hash, u8> = HashMap::new();
+    let mut mine_only = 0usize;
+    let mut starts = Vec::new();
+    for (hashes, seqs, flag) in [(mine, mine_seqs, MINE), (theirs, their_seqs, THEIRS)] {
+        for (h, s) in hashes.iter().zip(seqs) {
+            if s.is_some() {
+                paint_into(&mut colours, &mut mine_only, *h, flag);
+                starts.push(*h);
+            }
+        }
     }
     let mut out = Vec::new();
-    while mine_only > 0 {
-        let Some((seq, mut flags)) = heap.pop() else {
-            break;
-        };
+    let mut visited = 0usize;
+    let mut complete = true;
+    let mut stopped_at = 0;
+    let mut stop = false;
+    store.walk_back(&starts, &mut |seq, node| {
+        let flags = colours.remove(&node.hash()).unwrap_or(0);
+        if stop || mine_only == 0 {
+            return Ok(false);
+        }
         if flags == MINE {
             mine_only -= 1;
         }
-        // Every path to `seq` has been followed (links have lower seqs), so its copies are
-        // adjacent on the heap: merge their paint.
-        while let Some(&(s, f)) = heap.peek() {
-            if s != seq {
-                break;
-            }
-            heap.pop();
-            if f == MINE {
-                mine_only -= 1;
-            }
-            flags |= f;
-        }
         if seq <= floor {
-            continue;
+            return Ok(false);
         }
+        if visited >= budget {
+            complete = false;
+            stopped_at = seq;
+            stop = true;
+            return Ok(false);
+        }
+        visited += 1;
         if flags == MINE {
             out.push(seq);
         }
-        let entry = store
-            .entry_at(seq)?
-            .ok_or_else(|| Error::Corrupt(format!("seq {seq} indexed but not in the feed")))?;
-        let node = Node::decode_trusted(&entry.bytes, entry.hash).map_err(Error::from)?;
-        for s in store.seqs_of(node.links())? {
-            let s =
-                s.ok_or_else(|| Error::Corrupt(format!("{} has a missing link", entry.hash)))?;
-            push(&mut heap, &mut mine_only, s, flags);
+        for l in node.links() {
+            paint_into(&mut colours, &mut mine_only, *l, flags);
         }
-    }
+        Ok(true)
+    })?;
     out.reverse();
-    Ok(out)
+    Ok(Painted {
+        seqs: out,
+        complete,
+        stopped_at,
+    })
 }
 
-/// A catch-up stream in progress: candidates in feed order, thinned by the peer's filter.
+/// Adds `flag` to the paint of `h`, keeping the count of MINE-only nodes.
+fn paint_into(colours: &mut HashMap<Hash, u8>, mine_only: &mut usize, h: Hash, flag: u8) {
+    let c = colours.entry(h).or_insert(0);
+    let before = *c;
+    *c |= flag;
+    if before != MINE && *c == MINE {
+        *mine_only += 1;
+    } else if before == MINE && *c != MINE {
+        *mine_only -= 1;
+    }
+}
+
+/// A run of nodes to stream in feed order: the catch-up candidates thinned by the peer's
+/// filter, or the answer to a `Want`. Nodes already sent in the session (`sent`) are skipped.
 #[derive(Debug)]
 pub(crate) struct Plan {
-    pub cands: Vec<u64>,
-    pub pos: usize,
-    pub sent: SeqBits,
-    pub filter: Option<Filter>,
-    pub done: bool,
+    cands: Vec<u64>,
+    pos: usize,
+    filter: Option<Filter>,
     buf: VecDeque<RawEntry>,
     /// Candidates skipped because the peer's filter says it has them.
     pub skipped: u64,
@@ -100,29 +144,37 @@ pub(crate) struct Plan {
 
 impl Plan {
     pub fn new(cands: Vec<u64>, filter: Option<Filter>) -> Plan {
-        let lo = cands.first().map_or(0, |s| s - 1);
-        let hi = cands.last().copied().unwrap_or(0);
         Plan {
-            sent: SeqBits::new(lo, hi),
             cands,
             pos: 0,
             filter,
-            done: false,
             buf: VecDeque::new(),
             skipped: 0,
         }
     }
 
+    /// Bytes held (seqs to come and the read-ahead).
+    pub fn bytes(&self) -> usize {
+        (self.cands.len() - self.pos) * 8 + self.buf.iter().map(|e| e.bytes.len()).sum::<usize>()
+    }
+
     /// The next node to send, or `None` when the plan is exhausted.
-    pub fn next(&mut self, store: &impl SyncStore) -> Result<Option<RawEntry>, SyncError> {
+    pub fn next(
+        &mut self,
+        store: &impl SyncStore,
+        sent: &mut SeqBits,
+    ) -> Result<Option<RawEntry>, SyncError> {
         loop {
             if self.buf.is_empty() {
                 self.fill(store)?;
             }
             let Some(e) = self.buf.pop_front() else {
-                break;
+                return Ok(None);
             };
             let seq = e.seq;
+            if sent.get(seq) {
+                continue;
+            }
             if let Some(f) = &self.filter {
                 // A positive is skipped unless one of its links was sent: the peer lacks that
                 // link, so it lacks this node too (it was a false positive).
@@ -132,18 +184,16 @@ impl Plan {
                         .seqs_of(node.links())?
                         .into_iter()
                         .flatten()
-                        .any(|s| self.sent.get(s));
+                        .any(|s| sent.get(s));
                     if !linked_sent {
                         self.skipped += 1;
                         continue;
                     }
                 }
             }
-            self.sent.set(seq);
+            sent.set(seq);
             return Ok(Some(e));
         }
-        self.done = true;
-        Ok(None)
     }
 
     /// Reads the next run of consecutive candidates (at most `CHUNK`) in one store call.
@@ -180,9 +230,21 @@ mod tests {
         let c2 = s.add([b.hash()], b"c2".to_vec()).unwrap();
         let d = s.add([c1.hash()], b"d".to_vec()).unwrap();
         let heads = vec![c2.hash(), d.hash()];
-        assert_eq!(paint(&s, &heads, &[c1.hash()], 0).unwrap(), vec![4, 5]);
-        assert_eq!(paint(&s, &heads, &[a.hash()], 0).unwrap(), vec![2, 3, 4, 5]);
-        assert_eq!(paint(&s, &heads, &[], 3).unwrap(), vec![4, 5]);
-        assert!(paint(&s, &heads, &heads, 0).unwrap().is_empty());
+        let p = |theirs: &[Hash], floor, budget| {
+            let r = paint(&s, &heads, theirs, floor, budget).unwrap();
+            (r.seqs, r.complete)
+        };
+        assert_eq!(p(&[c1.hash()], 0, usize::MAX), (vec![4, 5], true));
+        assert_eq!(p(&[a.hash()], 0, usize::MAX), (vec![2, 3, 4, 5], true));
+        assert_eq!(p(&[], 3, usize::MAX), (vec![4, 5], true));
+        assert_eq!(p(&heads, 0, usize::MAX), (vec![], true));
+        // Past the budget: the newest candidates, marked incomplete.
+        assert_eq!(p(&[a.hash()], 0, 2), (vec![4, 5], false));
+        assert_eq!(p(&[], 0, 2), (vec![4, 5], false));
+        // Falling back to everything the walk did not reach: a superset.
+        let r = paint(&s, &heads, &[a.hash()], 0, 2).unwrap();
+        assert_eq!(r.or_everything_below(0), vec![1, 2, 3, 4, 5]);
+        let r = paint(&s, &heads, &[a.hash()], 0, 3).unwrap();
+        assert_eq!(r.or_everything_below(1), vec![2, 3, 4, 5]);
     }
 }

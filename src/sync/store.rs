@@ -11,7 +11,7 @@ use crate::log::{seq_key, split_feed_value, Inserted, Log};
 use crate::node::Node;
 use crate::peer::PeerId;
 use crate::store::meta::PEER_PREFIX;
-use crate::sync::message::SamplePrefix;
+use crate::sync::message::{SamplePrefix, MAX_FLOOR_HEADS};
 
 /// A replica as the sync state machine sees it. Every method is synchronous and short or
 /// bounded (the driver calls them off the async executor).
@@ -40,11 +40,52 @@ pub trait SyncStore {
     ) -> Result<()>;
     /// Stores checked nodes in one transaction (links stored or earlier in the batch).
     fn insert_batch(&self, nodes: &[Node]) -> Result<Vec<Inserted>>;
-    /// The remembered seq of this replica's feed up to which `peer` has every node (0 when
-    /// unknown). Stored as `peer/<hex id>/acked`, a `u64` big-endian.
-    fn peer_cursor(&self, peer: PeerId) -> Result<u64>;
-    /// Remembers [`SyncStore::peer_cursor`].
-    fn set_peer_cursor(&self, peer: PeerId, seq: u64) -> Result<()>;
+    /// What this replica remembers of `peer`: a seq of its own feed up to which the peer had
+    /// every node, with heads that prove it (see [`Cursor`]). Stored as
+    /// `peer/<hex id>/acked`: the seq as `u64` big-endian, then the heads, 32 bytes each.
+    fn peer_cursor(&self, peer: PeerId) -> Result<Option<Cursor>>;
+    /// Remembers (or, with `None`, forgets) [`SyncStore::peer_cursor`].
+    fn set_peer_cursor(&self, peer: PeerId, cursor: Option<&Cursor>) -> Result<()>;
+}
+
+/// A remembered floor: the peer had every node of this replica's feed with a seq at or below
+/// `seq`, and `heads` are nodes whose closure is exactly those nodes. The floor is only used
+/// once the peer confirms it still holds every one of `heads` (peer ids can be shared by
+/// copied stores), so a wrong cursor costs at most one `Want` round, never a missed node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cursor {
+    /// The floor seq.
+    pub seq: u64,
+    /// At most [`crate::sync::message::MAX_FLOOR_HEADS`] hashes whose closure is the feed up
+    /// to `seq`.
+    pub heads: Vec<Hash>,
+}
+
+impl Cursor {
+    fn encode(&self) -> Vec<u8> {
+        let mut v = self.seq.to_be_bytes().to_vec();
+        for h in &self.heads {
+            v.extend_from_slice(h.as_bytes());
+        }
+        v
+    }
+
+    /// `None` for a value without heads (nothing to check it against, as written by protocol
+    /// version 1) or of a wrong length.
+    fn decode(v: &[u8]) -> Option<Cursor> {
+        let (seq, rest) = v.split_first_chunk::<8>()?;
+        if rest.is_empty() || rest.len() % 32 != 0 || rest.len() / 32 > MAX_FLOOR_HEADS {
+            return None;
+        }
+        let heads = rest
+            .chunks_exact(32)
+            .map(|c| Hash(c.try_into().expect("32 bytes")))
+            .collect();
+        Some(Cursor {
+            seq: u64::from_be_bytes(*seq),
+            heads,
+        })
+    }
 }
 
 fn cursor_key(peer: PeerId) -> String {
@@ -125,14 +166,15 @@ impl SyncStore for Log {
     fn insert_batch(&self, nodes: &[Node]) -> Result<Vec<Inserted>> {
         Log::insert_batch(self, nodes)
     }
-    fn peer_cursor(&self, peer: PeerId) -> Result<u64> {
+    fn peer_cursor(&self, peer: PeerId) -> Result<Option<Cursor>> {
         Ok(self
             .meta_get(&cursor_key(peer))?
-            .and_then(|v| v.try_into().ok().map(u64::from_be_bytes))
-            .unwrap_or(0))
+            .and_then(|v| Cursor::decode(&v)))
     }
-    fn set_peer_cursor(&self, peer: PeerId, seq: u64) -> Result<()> {
-        self.meta_put(&cursor_key(peer), &seq.to_be_bytes())
+    fn set_peer_cursor(&self, peer: PeerId, cursor: Option<&Cursor>) -> Result<()> {
+        // Forgetting writes a value without heads, which reads back as no cursor.
+        let v = cursor.map_or_else(|| 0u64.to_be_bytes().to_vec(), Cursor::encode);
+        self.meta_put(&cursor_key(peer), &v)
     }
 }
 
@@ -150,7 +192,7 @@ struct Mem {
     feed: Vec<(Hash, Vec<u8>)>,
     index: HashMap<Hash, u64>,
     heads: BTreeSet<Hash>,
-    cursors: HashMap<PeerId, u64>,
+    cursors: HashMap<PeerId, Vec<u8>>,
 }
 
 impl MemStore {
@@ -343,11 +385,19 @@ impl SyncStore for MemStore {
         }
         Ok(out)
     }
-    fn peer_cursor(&self, peer: PeerId) -> Result<u64> {
-        Ok(self.lock().cursors.get(&peer).copied().unwrap_or(0))
+    fn peer_cursor(&self, peer: PeerId) -> Result<Option<Cursor>> {
+        Ok(self
+            .lock()
+            .cursors
+            .get(&peer)
+            .and_then(|v| Cursor::decode(v)))
     }
-    fn set_peer_cursor(&self, peer: PeerId, seq: u64) -> Result<()> {
-        self.lock().cursors.insert(peer, seq);
+    fn set_peer_cursor(&self, peer: PeerId, cursor: Option<&Cursor>) -> Result<()> {
+        let mut m = self.lock();
+        match cursor {
+            Some(c) => m.cursors.insert(peer, c.encode()),
+            None => m.cursors.remove(&peer),
+        };
         Ok(())
     }
 }
