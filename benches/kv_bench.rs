@@ -1,10 +1,14 @@
-//! Key-value workloads, whole: puts/s and gets/s, and a conflict-heavy workload where two
-//! replicas write the same keys concurrently, sync, list the conflicts and resolve them.
+//! Key-value workloads, whole: puts/s and gets/s, a conflict-heavy workload where two
+//! replicas write the same keys concurrently, sync, list the conflicts and resolve them, and
+//! one key with thousands of concurrent versions (stored one by one, then resolved by one
+//! folded write), whose cost must grow linearly with the number of versions.
 //!
-//! `cargo bench --bench kv_bench` (sizes: `BRAID_BENCH_KV_N`, default 100000).
+//! `cargo bench --bench kv_bench` (sizes: `BRAID_BENCH_KV_N`, default 100000; only the
+//! many-versions part: `BRAID_BENCH_KV_ONLY=versions`).
 
 use std::time::Instant;
 
+use braidlog::kv::{KvOp, Op};
 use braidlog::sync::{sync, Mode, SyncOptions};
 use braidlog::{Durability, Kv, Log, LogOptions};
 
@@ -37,6 +41,10 @@ fn main() {
     let value = vec![0x5a; 100];
     println!("| workload | ops | ops/s | secs | note |");
     println!("|---|---:|---:|---:|---|");
+    if std::env::var("BRAID_BENCH_KV_ONLY").as_deref() == Ok("versions") {
+        many_versions_of_one_key();
+        return;
+    }
 
     // Puts: each reads the key's current versions and the log's heads, stores the node and
     // updates the view, in one transaction.
@@ -184,5 +192,80 @@ fn main() {
         } else {
             "FAILED"
         }
+    );
+    many_versions_of_one_key();
+}
+
+/// One key, `n` concurrent versions stored one transaction each (as writers that never saw
+/// each other, or a peer flooding the key), then resolved by one write that folds them all.
+/// Storing a version costs O(its links) in the view and resolving costs O(versions), so both
+/// grow linearly. Each figure is the best of several runs on fresh stores (resolutions take
+/// milliseconds, and a shared machine is noisy).
+fn many_versions_of_one_key() {
+    const REPEAT: usize = 9;
+    let sizes = [1_250u32, 2_500, 5_000, 10_000];
+    let payload = |i: u32| {
+        KvOp::new(b"", b"hot", Op::Put(i.to_be_bytes().to_vec()))
+            .unwrap()
+            .encode()
+    };
+    let mut store_secs = Vec::new();
+    let mut resolve_secs = Vec::new();
+    for &n in &sizes {
+        let mut stored = f64::MAX;
+        let mut kept = None;
+        for _ in 0..5 {
+            let tmp = tempfile::tempdir().unwrap();
+            let (log, kv) = open(tmp.path(), Durability::NoSync);
+            let t = Instant::now();
+            for i in 0..n {
+                log.add([], payload(i)).unwrap();
+            }
+            stored = stored.min(t.elapsed().as_secs_f64());
+            kept = Some((tmp, kv));
+        }
+        let (_tmp, kv) = kept.expect("five runs");
+        row(
+            &format!("store {n} concurrent versions"),
+            n.into(),
+            stored,
+            "one transaction each, one key, best of 5",
+        );
+        let mut best = f64::MAX;
+        for run in 0..REPEAT {
+            let (_dir, kv) = if run == 0 {
+                (None, kv.clone())
+            } else {
+                let tmp = tempfile::tempdir().unwrap();
+                let (log, kv) = open(tmp.path(), Durability::NoSync);
+                log.transaction(|w| (0..n).try_for_each(|i| w.add([], payload(i)).map(drop)))
+                    .unwrap();
+                (Some(tmp), kv)
+            };
+            let t = Instant::now();
+            kv.resolve_deterministic(b"hot").unwrap().unwrap();
+            best = best.min(t.elapsed().as_secs_f64());
+            assert_eq!(kv.get(b"hot").unwrap().unwrap().len(), 1);
+        }
+        row(
+            &format!("resolve {n} versions"),
+            n.into(),
+            best,
+            &format!(
+                "one transaction, {} fold nodes, best of {REPEAT}",
+                n.div_ceil(1024)
+            ),
+        );
+        store_secs.push(stored);
+        resolve_secs.push(best);
+    }
+    let last = sizes.len() - 1;
+    println!(
+        "\n{}x versions ({} -> {}): storing took {:.1}x the time, resolving {:.1}x",
+        sizes[last] / sizes[0],
+        sizes[0],
+        sizes[last],
+        store_secs[last] / store_secs[0],
+        resolve_secs[last] / resolve_secs[0]
     );
 }

@@ -16,8 +16,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use braidlog::heed::PutFlags;
 use braidlog::{Durability, Hash, Log, LogOptions, Node};
+use heed::PutFlags;
 
 #[path = "common/workload.rs"]
 mod workload;
@@ -27,11 +27,7 @@ use workload::{
 };
 
 /// A fresh raw environment with durable commits.
-fn raw_env(
-    dir: &Path,
-    n: usize,
-    size: usize,
-) -> (braidlog::heed::Env, workload::Raw, workload::Raw) {
+fn raw_env(dir: &Path, n: usize, size: usize) -> (heed::Env, workload::Raw, workload::Raw) {
     raw_env_with(dir, n, size, false)
 }
 

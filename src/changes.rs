@@ -6,7 +6,7 @@ use tokio::sync::watch;
 
 use crate::error::Result;
 use crate::hash::Hash;
-use crate::log::{read_seq, seq_key, split_feed_value, Log};
+use crate::log::Log;
 use crate::node::Node;
 
 const CHUNK: usize = 512;
@@ -20,7 +20,8 @@ pub struct FeedEntry {
     pub node: Node,
 }
 
-/// One feed entry as stored: hash and canonical bytes, not decoded (what sync sends).
+/// One feed entry as stored: hash and canonical bytes, not decoded (what sync sends). The
+/// bytes were checked to hash to `hash` when read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RawEntry {
     /// Position in the feed (1-based).
@@ -36,6 +37,8 @@ pub struct Changes {
     log: Log,
     after: u64,
     buf: VecDeque<RawEntry>,
+    /// An error met while filling `buf`, reported once `buf` is drained.
+    pending: Option<crate::error::Error>,
     failed: bool,
 }
 
@@ -45,6 +48,7 @@ impl Changes {
             log,
             after: since,
             buf: VecDeque::new(),
+            pending: None,
             failed: false,
         }
     }
@@ -59,34 +63,43 @@ impl Changes {
             return None;
         }
         if self.buf.is_empty() {
-            if let Err(e) = self.fill() {
+            if let Some(e) = self.pending.take() {
                 self.failed = true;
                 return Some(Err(e));
             }
+            // Entries read before a failure in the same chunk come first, then the error.
+            if let Err(e) = self.fill() {
+                if self.buf.is_empty() {
+                    self.failed = true;
+                    return Some(Err(e));
+                }
+                self.pending = Some(e);
+            }
         }
-        let e = self.buf.pop_front()?;
-        self.after = e.seq;
-        Some(Ok(e))
+        match self.buf.pop_front() {
+            Some(e) => {
+                self.after = e.seq;
+                Some(Ok(e))
+            }
+            None => None, // caught up; a later call reads again
+        }
     }
 
     fn fill(&mut self) -> Result<()> {
         let store = self.log.store();
-        let r = store.read()?;
-        let from = seq_key(self.after + 1);
-        for item in store
-            .feed
-            .range(&r.txn, &crate::log::from_key(&from))?
-            .take(CHUNK)
-        {
-            let (k, v) = item?;
-            let (hash, bytes) = split_feed_value(v)?;
-            self.buf.push_back(RawEntry {
-                seq: read_seq(k)?,
-                hash,
-                bytes: bytes.to_vec(),
-            });
-        }
-        Ok(())
+        store.read(|txn| {
+            for rec in store.feed.after(txn, self.after)?.take(CHUNK) {
+                let rec = rec?;
+                // Hash-checked here, so that nothing damaged on disk is ever sent or used.
+                let bytes = rec.checked()?;
+                self.buf.push_back(RawEntry {
+                    seq: rec.seq,
+                    hash: rec.hash,
+                    bytes: bytes.to_vec(),
+                });
+            }
+            Ok(())
+        })
     }
 }
 

@@ -33,9 +33,45 @@ pub enum Error {
     /// Stored bytes that should have been valid are not (see [`crate::Log::verify`]).
     #[error("store is corrupt: {0}")]
     Corrupt(String),
+    /// A node read from disk does not hash to the hash it is filed under: the file is
+    /// damaged. The node is never returned or sent; `verify` lists every such node.
+    #[error("stored node at seq {seq} is damaged: filed as {expected}, its bytes hash to {got}")]
+    Damaged {
+        /// Feed position of the node.
+        seq: u64,
+        /// The hash it is filed under.
+        expected: Hash,
+        /// The hash of the bytes found.
+        got: Hash,
+    },
+    /// A write on a store opened with [`crate::Log::open_read_only`].
+    #[error("store at {path} is open read-only")]
+    ReadOnly {
+        /// The store directory.
+        path: PathBuf,
+    },
+    /// The directory holds no braidlog store (opening read-only creates nothing).
+    #[error("no braidlog store at {path}")]
+    NotAStore {
+        /// The directory.
+        path: PathBuf,
+    },
+    /// A view asked for a table name braidlog keeps for itself.
+    #[error("table name {name:?} is reserved for braidlog's own tables")]
+    ReservedTable {
+        /// The name asked for.
+        name: String,
+    },
+    /// A write transaction was not committed because a write in it had failed, although the
+    /// code running it returned success (it ignored the error).
+    #[error("transaction aborted: an earlier write in it failed: {cause}")]
+    Aborted {
+        /// The first failure, as text.
+        cause: String,
+    },
     /// LMDB failed.
     #[error("storage error: {0}")]
-    Storage(#[from] heed::Error),
+    Storage(#[from] crate::store::StorageError),
     /// The disk holding the store is full: the write failed and changed nothing.
     #[error("no space left on the disk holding {path} ({available} bytes free): the write was not stored; free some space and retry")]
     DiskFull {

@@ -35,11 +35,14 @@
 //! ## Layout
 //! - [`hash`]: `Hash`, the blake3 digest naming every node.
 //! - [`node`]: `Node`, its canonical encoding and its limits.
-//! - [`store`]: the LMDB environment, tables, map growth.
+//! - `store` (private): the storage core, the only module that knows LMDB: opening, map
+//!   growth, every table's byte layout, transactions that cannot commit after a failed write.
 //! - [`store_file`]: checks of the data file before LMDB maps it; full-disk errors.
 //! - [`log`]: `Log`, the replica API: add, insert, get, heads, feed.
+//! - `write` (private): the write path (node, index, heads, views in one transaction) and
+//!   [`Writer`].
 //! - [`changes`]: the feed iterator and subscriptions.
-//! - [`view`]: indexes maintained in the log's write transactions.
+//! - [`view`]: indexes maintained in the log's write transactions, through a [`ViewTxn`].
 //! - [`verify`]: the fsck.
 //! - [`kv`]: the key-value view with explicit conflicts (`Kv`).
 //! - [`peer`]: replica identity.
@@ -59,32 +62,31 @@ pub mod node;
 pub mod peer;
 #[cfg(all(unix, target_pointer_width = "64", target_endian = "little"))]
 pub mod salvage;
-pub mod store;
+mod store;
 pub mod store_file;
 #[cfg(all(unix, target_pointer_width = "64", target_endian = "little"))]
 mod store_pages;
 pub mod sync;
 pub mod verify;
 pub mod view;
+mod write;
 
 pub use changes::{Changes, FeedEntry, RawEntry, Subscription};
 pub use error::{Error, Result};
 pub use hash::Hash;
 pub use kv::{Kv, KvError};
-pub use log::{Durability, Inserted, Log, LogOptions, Writer};
+pub use log::{Durability, Inserted, Log, LogOptions};
 pub use node::{Node, NodeError, MAX_LINKS, MAX_NODE_BYTES, MAX_PAYLOAD_BYTES};
 pub use peer::PeerId;
-pub use store::Table;
+pub use store::{ReadTxn, StorageError, STORE_FORMAT_VERSION};
 pub use sync::{Mode, SyncError};
 #[cfg(feature = "net")]
 pub use sync::{SyncOptions, SyncReport};
 pub use verify::{VerifyReport, Violation};
-pub use view::{Change, View};
+pub use view::{Change, Table, View, ViewTxn};
+pub use write::Writer;
 
 /// The README's examples, compiled and run as doctests.
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
-
-/// The LMDB binding, re-exported for views that need its transaction types.
-pub use heed;

@@ -2,17 +2,17 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::sync::{Arc, Condvar, Mutex, RwLock, Weak};
 
-use heed::{PutFlags, RwTxn};
 use tokio::sync::watch;
 
 use crate::error::{Error, Result};
-use crate::hash::{Hash, HASH_LEN};
-use crate::node::{Node, MAX_LINKS};
+use crate::hash::Hash;
+use crate::node::Node;
 use crate::peer::PeerId;
-use crate::store::{ReadTxn, Store, Table};
-use crate::view::{decode_watermark, encode_watermark, watermark_key, Change, View};
+use crate::store::{ReadTxn, Store, StoreOptions, Table};
+use crate::view::{self, Registered, View};
+use crate::write::{store_node, Writer};
 
 /// How commits reach the disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -20,16 +20,19 @@ pub enum Durability {
     /// Every commit is flushed before it returns (LMDB's default). Survives power loss.
     #[default]
     Sync,
-    /// Commits are left to the OS to flush. A crash of the machine may lose the latest commits
-    /// but never corrupts the store; a crash of the process loses nothing.
+    /// Commits are left to the OS to flush (LMDB's `MDB_NOSYNC`). A crash of this process
+    /// loses nothing. A crash of the *machine* (power loss, kernel panic) may lose the latest
+    /// commits and, worse, can leave the database corrupt: the meta page may reach the disk
+    /// before the pages it points to. Use it for data you can rebuild or re-sync from peers.
     NoSync,
 }
 
 /// Options for [`Log::open_with`].
 #[derive(Debug, Clone)]
 pub struct LogOptions {
-    /// Initial LMDB map size in bytes. The map doubles whenever it fills, so this only sets
-    /// where growth starts. Default 64 MiB.
+    /// Address space reserved for the LMDB map, in bytes. The file grows with use, not with
+    /// this; the map doubles whenever it gets half full. Default 64 GiB on 64-bit targets
+    /// (about 2,000 open stores fit in the address space), 1 GiB elsewhere.
     pub map_size: usize,
     /// Default [`Durability::Sync`].
     pub durability: Durability,
@@ -38,7 +41,11 @@ pub struct LogOptions {
 impl Default for LogOptions {
     fn default() -> Self {
         LogOptions {
-            map_size: 64 << 20,
+            map_size: if cfg!(target_pointer_width = "64") {
+                64 << 30
+            } else {
+                1 << 30
+            },
             durability: Durability::Sync,
         }
     }
@@ -56,7 +63,8 @@ pub enum Inserted {
 /// A replica: one LMDB environment holding one DAG, its feed, heads and views.
 ///
 /// Cheap to clone (an `Arc`), `Send + Sync`. Reads run in parallel; writes are serialised by
-/// LMDB, each one a single transaction.
+/// LMDB, each one a single transaction. Every node read from disk is hash-checked before it
+/// is returned ([`Error::Damaged`] otherwise).
 ///
 /// ```
 /// # fn main() -> Result<(), braidlog::Error> {
@@ -75,36 +83,34 @@ pub struct Log {
 }
 
 struct Inner {
-    store: Store,
-    views: RwLock<Vec<Arc<dyn View>>>,
+    /// `Some` until dropped; see `Drop for Inner`.
+    store: Option<Store>,
+    views: RwLock<Vec<Registered>>,
     committed: watch::Sender<u64>,
     peer_id: PeerId,
+    key: PathBuf,
 }
 
 /// Logs open in this process, by canonical directory, so a second open shares the first.
+/// An entry stays until its environment is closed (see `Drop for Inner`), so an open that
+/// finds a dead entry waits for the close instead of racing it into `EnvAlreadyOpened`.
 static OPEN_LOGS: Mutex<BTreeMap<PathBuf, Weak<Inner>>> = Mutex::new(BTreeMap::new());
+static CLOSED: Condvar = Condvar::new();
 
-pub(crate) fn seq_key(seq: u64) -> [u8; 8] {
-    seq.to_be_bytes()
-}
-
-pub(crate) fn read_seq(bytes: &[u8]) -> Result<u64> {
-    bytes
-        .try_into()
-        .map(u64::from_be_bytes)
-        .map_err(|_| Error::Corrupt(format!("seq of {} bytes", bytes.len())))
-}
-
-/// Splits a feed value into the node hash and its canonical bytes.
-pub(crate) fn split_feed_value(value: &[u8]) -> Result<(Hash, &[u8])> {
-    if value.len() < HASH_LEN {
-        return Err(Error::Corrupt(format!(
-            "feed value of {} bytes",
-            value.len()
-        )));
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Close the environment first, then remove the entry: an open of the same directory
+        // in between waits on `CLOSED` rather than failing.
+        drop(self.store.take());
+        let mut open = OPEN_LOGS.lock().unwrap_or_else(|e| e.into_inner());
+        if open
+            .get(&self.key)
+            .is_some_and(|w| std::ptr::eq(w.as_ptr(), self))
+        {
+            open.remove(&self.key);
+        }
+        CLOSED.notify_all();
     }
-    let (h, bytes) = value.split_at(HASH_LEN);
-    Ok((Hash::from_slice(h).expect("32 bytes"), bytes))
 }
 
 impl Log {
@@ -119,43 +125,70 @@ impl Log {
     /// the same replica (LMDB allows one environment per file per process); `options` are then
     /// those of the first open.
     pub fn open_with(dir: impl AsRef<Path>, options: LogOptions) -> Result<Log> {
-        let mut open = OPEN_LOGS.lock().unwrap_or_else(|e| e.into_inner());
-        std::fs::create_dir_all(dir.as_ref()).map_err(|source| Error::Io {
-            path: dir.as_ref().into(),
+        let store = StoreOptions {
+            map_size: options.map_size,
+            no_sync: options.durability == Durability::NoSync,
+            read_only: false,
+        };
+        Log::open_shared(dir.as_ref(), store)
+    }
+
+    /// Opens an existing store for reading only: nothing is ever written to its files, so it
+    /// works on a read-only mount or a copy without write permission. Every write returns
+    /// [`Error::ReadOnly`]. Views can be registered if their tables exist and are caught up
+    /// (a read-only store cannot catch a view up).
+    ///
+    /// When the directory is already open in this process, this returns that handle
+    /// (read-only or not).
+    pub fn open_read_only(dir: impl AsRef<Path>) -> Result<Log> {
+        let defaults = LogOptions::default();
+        let store = StoreOptions {
+            map_size: defaults.map_size,
+            no_sync: false,
+            read_only: true,
+        };
+        Log::open_shared(dir.as_ref(), store)
+    }
+
+    fn open_shared(dir: &Path, options: StoreOptions) -> Result<Log> {
+        let io = |source| Error::Io {
+            path: dir.into(),
             source,
-        })?;
-        let key = std::fs::canonicalize(dir.as_ref()).map_err(|source| Error::Io {
-            path: dir.as_ref().into(),
-            source,
-        })?;
-        open.retain(|_, weak| weak.strong_count() > 0);
-        if let Some(inner) = open.get(&key).and_then(Weak::upgrade) {
-            return Ok(Log { inner });
+        };
+        if options.read_only {
+            if !dir.join("data.mdb").is_file() {
+                return Err(Error::NotAStore { path: dir.into() });
+            }
+        } else {
+            std::fs::create_dir_all(dir).map_err(io)?;
         }
-        let log = Log::open_new(dir.as_ref(), options)?;
+        let key = std::fs::canonicalize(dir).map_err(io)?;
+        let mut open = OPEN_LOGS.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            match open.get(&key).map(Weak::upgrade) {
+                Some(Some(inner)) => return Ok(Log { inner }),
+                // The last handle is being dropped: wait until its environment is closed.
+                Some(None) => open = CLOSED.wait(open).unwrap_or_else(|e| e.into_inner()),
+                None => break,
+            }
+        }
+        let log = Log::open_new(dir, key.clone(), options)?;
         open.insert(key, Arc::downgrade(&log.inner));
         Ok(log)
     }
 
-    fn open_new(dir: &Path, options: LogOptions) -> Result<Log> {
-        let store = Store::open(
-            dir,
-            options.map_size,
-            options.durability == Durability::NoSync,
-        )
-        .map_err(|e| crate::store_file::diagnose(e, dir))?;
+    fn open_new(dir: &Path, key: PathBuf, options: StoreOptions) -> Result<Log> {
+        let store = Store::open(dir, options).map_err(|e| crate::store_file::diagnose(e, dir))?;
         let peer_id = crate::peer::load_or_create(&store)?;
-        let last = {
-            let r = store.read()?;
-            last_seq(&store.feed, &r.txn)?
-        };
+        let last = store.read(|txn| store.feed.last_seq(txn))?;
         let (committed, _) = watch::channel(last);
         Ok(Log {
             inner: Arc::new(Inner {
-                store,
+                store: Some(store),
                 views: RwLock::new(Vec::new()),
                 committed,
                 peer_id,
+                key,
             }),
         })
     }
@@ -167,16 +200,21 @@ impl Log {
 
     /// The directory of the store.
     pub fn path(&self) -> &Path {
-        self.inner.store.path()
+        self.store().path()
     }
 
-    /// The current LMDB map size in bytes (it grows on demand).
+    /// Whether this handle was opened with [`Log::open_read_only`].
+    pub fn is_read_only(&self) -> bool {
+        self.store().is_read_only()
+    }
+
+    /// The current LMDB map size in bytes (address space; it grows on demand).
     pub fn map_size(&self) -> usize {
-        self.inner.store.map_size()
+        self.store().map_size()
     }
 
     pub(crate) fn store(&self) -> &Store {
-        &self.inner.store
+        self.inner.store.as_ref().expect("present until dropped")
     }
 
     /// Adds a node with these links and payload. Every link must be stored.
@@ -186,18 +224,30 @@ impl Log {
         Ok(node)
     }
 
-    /// Adds a node that links to every current head (up to [`MAX_LINKS`] of them), read in
-    /// the same transaction, so the new node is the single head afterwards.
+    /// Adds a node that links to every current head (up to [`crate::MAX_LINKS`] of them),
+    /// read in the same transaction, so the new node is the single head afterwards.
     pub fn append(&self, payload: Vec<u8>) -> Result<Node> {
-        self.transaction(|w| w.append(payload.clone()))
+        // braidlog's own pure closure: a full map grows and the write runs again (each run
+        // builds its node from a copy of the payload, which costs far less than the commit).
+        self.write_with(true, |log, txn, views, seq| {
+            let mut w = Writer {
+                log,
+                txn,
+                views,
+                seq,
+            };
+            w.append(payload.clone())
+        })
     }
 
-    /// Runs `f` in one write transaction: every node it adds through the [`Writer`] commits
-    /// together or not at all, and its reads see the nodes (and view updates) added before
-    /// them. For bulk loads and multi-node read-modify-writes.
+    /// Runs `f` once in one write transaction: every node it adds through the [`Writer`]
+    /// commits together or not at all, and its reads see the nodes (and view updates) added
+    /// before them. For bulk loads and multi-node read-modify-writes.
     ///
-    /// `f` may run more than once (the transaction is retried when the map grows), so it must
-    /// have no effects outside the writer; an error from it aborts everything it added.
+    /// Nothing commits if `f` returns an error, or if any write inside failed, even when `f`
+    /// ignored that error and returned `Ok` ([`Error::Aborted`] then). If the transaction
+    /// outgrows the map, the result is a map-full [`Error::Storage`]; the map has grown by
+    /// then, so running the transaction again succeeds.
     ///
     /// ```
     /// # fn main() -> Result<(), braidlog::Error> {
@@ -214,30 +264,23 @@ impl Log {
     /// assert_eq!(log.heads()?, vec![last.hash()]);
     /// # Ok(()) }
     /// ```
-    pub fn transaction<R>(&self, mut f: impl FnMut(&mut Writer<'_, '_>) -> Result<R>) -> Result<R> {
-        let mut result = None;
-        self.write_with(|txn, views, seq| {
-            let mut w = Writer {
-                log: self,
+    pub fn transaction<R>(&self, f: impl FnOnce(&mut Writer<'_, '_>) -> Result<R>) -> Result<R> {
+        let mut f = Some(f);
+        self.write_with(false, |log, txn, views, seq| {
+            let f = f.take().expect("runs once: user code is never retried");
+            f(&mut Writer {
+                log,
                 txn,
                 views,
                 seq,
-                outcomes: Vec::new(),
-            };
-            result = Some(f(&mut w)?);
-            Ok(w.outcomes)
-        })?;
-        Ok(result.expect("set by the committed closure"))
+            })
+        })
     }
 
     /// Adds one node whose links and payload `build` computes from the store, in the same
     /// write transaction that stores the node: nothing can be committed between the read and
     /// the write (a read-modify-write, as the key-value view's `put` needs). When `build`
-    /// returns `None` nothing is written and the result is `None`.
-    ///
-    /// `build` sees the transaction read-only, views' tables included. It may run more than
-    /// once (the transaction is retried when the map grows), so it must have no effects of
-    /// its own; its error aborts the write.
+    /// returns `None` nothing is written and the result is `None`. `build` runs once.
     ///
     /// ```
     /// # fn main() -> Result<(), braidlog::Error> {
@@ -253,11 +296,31 @@ impl Log {
     /// ```
     pub fn add_with(
         &self,
-        mut build: impl FnMut(&ReadTxn<'_>) -> Result<Option<(Vec<Hash>, Vec<u8>)>>,
+        build: impl FnOnce(ReadTxn<'_>) -> Result<Option<(Vec<Hash>, Vec<u8>)>>,
     ) -> Result<Option<Node>> {
         self.transaction(|w| match build(w.txn())? {
             Some((links, payload)) => w.add(links, payload).map(Some),
             None => Ok(None),
+        })
+    }
+
+    /// [`Log::add_with`] for braidlog's own callers, whose `build` is pure: a transaction
+    /// that fills the map is run again after the map grew.
+    pub(crate) fn add_with_retrying(
+        &self,
+        mut build: impl FnMut(ReadTxn<'_>) -> Result<Option<(Vec<Hash>, Vec<u8>)>>,
+    ) -> Result<Option<Node>> {
+        self.write_with(true, |log, txn, views, seq| {
+            let mut w = Writer {
+                log,
+                txn,
+                views,
+                seq,
+            };
+            match build(w.txn())? {
+                Some((links, payload)) => w.add(links, payload).map(Some),
+                None => Ok(None),
+            }
         })
     }
 
@@ -291,61 +354,82 @@ impl Log {
         self.commit(nodes)
     }
 
+    /// Stores prepared nodes. No user code runs, so a full map is grown and the write retried.
     fn commit(&self, nodes: &[Node]) -> Result<Vec<Inserted>> {
-        self.write_with(|txn, views, seq| {
+        self.write_with(true, |log, txn, views, seq| {
             nodes
                 .iter()
-                .map(|n| store_node(self.store(), txn, views, seq, n))
+                .map(|n| {
+                    let r = store_node(log.store(), txn, views, seq, n);
+                    txn.check(r)
+                })
                 .collect()
         })
     }
 
-    /// Runs a write: `f` stores nodes (advancing `seq`); views' watermarks follow; subscribers
-    /// hear of the new last seq after the commit.
-    fn write_with(
+    /// Runs a write: views catch up with nodes other processes stored, `f` stores nodes
+    /// (advancing `seq`), views' watermarks follow; subscribers hear of the new last seq.
+    /// `retry` (braidlog's own writes only) re-runs `f` after growing a full map.
+    fn write_with<R>(
         &self,
-        mut f: impl FnMut(&mut RwTxn<'_>, &[Arc<dyn View>], &mut u64) -> Result<Vec<Inserted>>,
-    ) -> Result<Vec<Inserted>> {
+        retry: bool,
+        mut f: impl FnMut(&Log, &mut crate::store::WriteTxn<'_>, &[Registered], &mut u64) -> Result<R>,
+    ) -> Result<R> {
         // Hold the registry for the whole write: a view registered meanwhile must either see
         // this write's nodes in its catch-up or in `apply`, never miss them.
         let views = self.inner.views.read().unwrap_or_else(|e| e.into_inner());
         let store = self.store();
-        let (out, last) = store.write(|txn| {
-            let start = last_seq(&store.feed, txn)?;
-            // Another process may have stored nodes without this view registered: apply them
-            // first, so the watermark written below never skips a node.
+        let mut body = |txn: &mut crate::store::WriteTxn<'_>| {
+            let start = store.feed.last_seq(txn.read())?;
             for v in views.iter() {
-                catch_up(store, txn, v.as_ref(), start)?;
+                view::catch_up(store, txn, v, start)?;
             }
             let mut seq = start;
-            let out = f(txn, &views, &mut seq)?;
+            let out = f(self, txn, &views, &mut seq)?;
             if seq != start {
                 for v in views.iter() {
-                    let wm = encode_watermark(v.version(), seq);
-                    store.meta.put(txn, &watermark_key(v.as_ref()), &wm)?;
+                    store
+                        .meta
+                        .set_watermark(txn, v.name(), v.view.version(), seq)?;
                 }
             }
-            Ok((out, (seq != start).then_some(seq)))
-        })?;
+            Ok((out, seq))
+        };
+        let (out, last) = if retry {
+            store.write_retrying(&mut body)
+        } else {
+            store.write(body)
+        }?;
         drop(views);
-        if let Some(last) = last {
-            self.inner.committed.send_replace(last);
-        }
+        // Commits finish in order, but their notifications may not: never go backwards.
+        self.inner.committed.send_if_modified(|seen| {
+            let newer = last > *seen;
+            *seen = (*seen).max(last);
+            newer
+        });
         Ok(out)
     }
 
-    fn views(&self) -> Vec<Arc<dyn View>> {
-        self.inner
-            .views
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+    /// The node with this hash, if stored (hash-checked).
+    pub fn get(&self, hash: &Hash) -> Result<Option<Node>> {
+        self.store().read(|txn| self.get_in(txn, hash))
     }
 
-    /// The node with this hash, if stored.
-    pub fn get(&self, hash: &Hash) -> Result<Option<Node>> {
-        let r = self.store().read()?;
-        get_in(self.store(), &r.txn, hash)
+    pub(crate) fn get_in(&self, txn: ReadTxn<'_>, hash: &Hash) -> Result<Option<Node>> {
+        let store = self.store();
+        let Some(seq) = store.index.seq_of(txn, hash)? else {
+            return Ok(None);
+        };
+        let rec = store.feed.record(txn, seq)?.ok_or_else(|| {
+            Error::Corrupt(format!("{hash} indexed at seq {seq}, not in the feed"))
+        })?;
+        if rec.hash != *hash {
+            return Err(Error::Corrupt(format!(
+                "{hash} indexed at seq {seq}, which holds {}",
+                rec.hash
+            )));
+        }
+        rec.node().map(Some)
     }
 
     /// Whether a node is stored.
@@ -355,51 +439,36 @@ impl Log {
 
     /// The feed position of a stored node.
     pub fn seq_of(&self, hash: &Hash) -> Result<Option<u64>> {
-        let r = self.store().read()?;
-        seq_in(self.store(), &r.txn, hash)
+        self.store()
+            .read(|txn| self.store().index.seq_of(txn, hash))
     }
 
     /// The feed position of each hash (`None` when not stored), in one read transaction.
     /// Sync uses it to check many links or announced heads at once.
     pub fn seqs_of(&self, hashes: &[Hash]) -> Result<Vec<Option<u64>>> {
-        let r = self.store().read()?;
-        hashes
-            .iter()
-            .map(|h| seq_in(self.store(), &r.txn, h))
-            .collect()
+        let index = self.store().index;
+        self.store()
+            .read(|txn| hashes.iter().map(|h| index.seq_of(txn, h)).collect())
     }
 
-    /// The node at a feed position.
+    /// The node at a feed position (hash-checked).
     pub fn get_by_seq(&self, seq: u64) -> Result<Option<Node>> {
-        let r = self.store().read()?;
-        match self.store().feed.get(&r.txn, &seq_key(seq))? {
-            None => Ok(None),
-            Some(v) => {
-                let (hash, bytes) = split_feed_value(v)?;
-                Ok(Some(Node::decode_trusted(bytes, hash)?))
-            }
-        }
+        self.store().read(|txn| self.store().feed.node(txn, seq))
     }
 
     /// The heads: stored nodes that no stored node links to, in hash order.
     pub fn heads(&self) -> Result<Vec<Hash>> {
-        let r = self.store().read()?;
-        self.heads_in(&r.txn, usize::MAX)
+        self.store()
+            .read(|txn| self.store().heads.list(txn, usize::MAX))
     }
 
-    pub(crate) fn heads_in(&self, txn: &ReadTxn<'_>, limit: usize) -> Result<Vec<Hash>> {
-        let mut out = Vec::new();
-        for item in self.store().heads.iter(txn)?.take(limit) {
-            let (k, _) = item?;
-            out.push(Hash::from_slice(k).map_err(|e| Error::Corrupt(e.to_string()))?);
-        }
-        Ok(out)
+    pub(crate) fn heads_in(&self, txn: ReadTxn<'_>, limit: usize) -> Result<Vec<Hash>> {
+        self.store().heads.list(txn, limit)
     }
 
     /// Number of stored nodes.
     pub fn len(&self) -> Result<u64> {
-        let r = self.store().read()?;
-        Ok(self.store().index.len(&r.txn)?)
+        self.store().read(|txn| self.store().index.len(txn))
     }
 
     /// Whether the log has no nodes.
@@ -409,8 +478,7 @@ impl Log {
 
     /// The seq of the newest node (0 when empty).
     pub fn last_seq(&self) -> Result<u64> {
-        let r = self.store().read()?;
-        last_seq(&self.store().feed, &r.txn)
+        self.store().read(|txn| self.store().feed.last_seq(txn))
     }
 
     /// The changes feed after `since` (exclusive; 0 for everything), oldest first. The
@@ -426,14 +494,15 @@ impl Log {
     }
 
     /// Creates or opens a table for a view. Name it with a version, like `"kv-heads-v1"`.
+    /// braidlog's own names (`feed-v1`, `index-v1`, `heads-v1`, `meta-v1`, anything starting
+    /// with `braidlog`) are refused with [`Error::ReservedTable`].
     pub fn create_table(&self, name: &str) -> Result<Table> {
         self.store().create_table(name)
     }
 
-    /// Runs `f` in one read transaction (a consistent snapshot).
-    pub fn read<R>(&self, f: impl FnOnce(&ReadTxn<'_>) -> Result<R>) -> Result<R> {
-        let r = self.store().read()?;
-        f(&r.txn)
+    /// Runs `f` on one read transaction (a consistent snapshot). Reads may nest.
+    pub fn read<R>(&self, f: impl FnOnce(ReadTxn<'_>) -> Result<R>) -> Result<R> {
+        self.store().read(f)
     }
 
     /// Registers a view: from now on it sees every stored node in the same transaction. If its
@@ -443,18 +512,21 @@ impl Log {
         // Hold the views lock for writing across the catch-up so no write slips between the
         // catch-up and the registration.
         let mut views = self.inner.views.write().unwrap_or_else(|e| e.into_inner());
-        if views.iter().any(|v| v.name() == view.name()) {
-            return Err(Error::View {
-                view: view.name().into(),
-                message: "a view with this name is already registered".into(),
-            });
-        }
+        view::check_unique(&views, view.name())?;
+        let reg = Registered::new(view);
         let store = self.store();
-        store.write(|txn| {
-            let end = last_seq(&store.feed, txn)?;
-            catch_up(store, txn, view.as_ref(), end)
+        let current = store.read(|txn| {
+            let end = store.feed.last_seq(txn)?;
+            let wm = store.meta.watermark(txn, reg.name())?;
+            Ok(wm == Some((reg.view.version(), end)))
         })?;
-        views.push(view);
+        if !current {
+            store.write(|txn| {
+                let end = store.feed.last_seq(txn.read())?;
+                view::catch_up(store, txn, &reg, end)
+            })?;
+        }
+        views.push(reg);
         Ok(())
     }
 
@@ -463,127 +535,115 @@ impl Log {
         let views = self.inner.views.write().unwrap_or_else(|e| e.into_inner());
         let store = self.store();
         store.write(|txn| {
-            for view in views.iter() {
-                for t in view.tables() {
-                    t.clear(txn)?;
-                }
-                let last = replay(store, txn, view.as_ref(), 0)?;
-                store.meta.put(
-                    txn,
-                    &watermark_key(view.as_ref()),
-                    &encode_watermark(view.version(), last),
-                )?;
+            for v in views.iter() {
+                view::rebuild(store, txn, v)?;
             }
             Ok(())
         })
     }
 
-    pub(crate) fn registered_views(&self) -> Vec<Arc<dyn View>> {
-        self.views()
+    pub(crate) fn registered_views(&self) -> Vec<Registered> {
+        self.inner
+            .views
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
-    /// Reads a meta value (replication keeps per-peer state here).
-    pub(crate) fn meta_get(&self, key: &str) -> Result<Option<Vec<u8>>> {
-        let r = self.store().read()?;
-        Ok(self
-            .store()
-            .meta
-            .get(&r.txn, key.as_bytes())?
-            .map(<[u8]>::to_vec))
+    /// What this replica remembers of `peer` (sync's cursor, encoded by the sync layer).
+    pub(crate) fn peer_record(&self, peer: PeerId) -> Result<Option<Vec<u8>>> {
+        self.store()
+            .read(|txn| self.store().meta.peer_record(txn, peer))
     }
 
-    /// Writes a meta value.
-    pub(crate) fn meta_put(&self, key: &str, value: &[u8]) -> Result<()> {
+    /// Remembers [`Log::peer_record`].
+    pub(crate) fn set_peer_record(&self, peer: PeerId, value: &[u8]) -> Result<()> {
         let store = self.store();
-        store.write(|txn| Ok(store.meta.put(txn, key.as_bytes(), value)?))
+        store.write_retrying(|txn| store.meta.set_peer_record(txn, peer, value))
+    }
+
+    /// The heads (sorted) and the newest seq, read together (what sync announces).
+    pub(crate) fn snapshot_heads(&self) -> Result<(Vec<Hash>, u64)> {
+        let store = self.store();
+        store.read(|txn| {
+            Ok((
+                store.heads.list(txn, usize::MAX)?,
+                store.feed.last_seq(txn)?,
+            ))
+        })
+    }
+
+    /// For each prefix, the first stored hash that starts with it.
+    pub(crate) fn first_with_prefixes(
+        &self,
+        prefixes: &[impl AsRef<[u8]>],
+    ) -> Result<Vec<Option<Hash>>> {
+        let index = self.store().index;
+        self.store().read(|txn| {
+            prefixes
+                .iter()
+                .map(|p| index.first_with_prefix(txn, p.as_ref()))
+                .collect()
+        })
+    }
+
+    /// The feed entry at `seq`, hash-checked.
+    pub(crate) fn raw_entry_at(&self, seq: u64) -> Result<Option<crate::RawEntry>> {
+        let store = self.store();
+        store.read(|txn| {
+            let Some(rec) = store.feed.record(txn, seq)? else {
+                return Ok(None);
+            };
+            Ok(Some(crate::RawEntry {
+                seq,
+                hash: rec.hash,
+                bytes: rec.checked()?.to_vec(),
+            }))
+        })
     }
 
     /// Walks back from `starts` through links in strictly decreasing seq order, visiting each
-    /// reachable node once. `visit` returns whether to continue into that node's links. Memory
-    /// is the frontier (the width of the DAG), not the visited set: descending seq order means
-    /// every path to a node is exhausted before the node is popped, so duplicates are adjacent.
+    /// reachable node once (hash-checked). `visit` returns whether to continue into that
+    /// node's links. Memory is the frontier (the width of the DAG), not the visited set:
+    /// descending seq order means every path to a node is exhausted before the node is
+    /// popped, so duplicates are adjacent.
     pub fn walk_back(
         &self,
         starts: impl IntoIterator<Item = Hash>,
         mut visit: impl FnMut(u64, &Node) -> Result<bool>,
     ) -> Result<()> {
         use std::collections::BinaryHeap;
-        let r = self.store().read()?;
-        let mut frontier = BinaryHeap::new();
-        for h in starts {
-            if let Some(seq) = seq_in(self.store(), &r.txn, &h)? {
-                frontier.push(seq);
+        let store = self.store();
+        store.read(|txn| {
+            let mut frontier = BinaryHeap::new();
+            for h in starts {
+                if let Some(seq) = store.index.seq_of(txn, &h)? {
+                    frontier.push(seq);
+                }
             }
-        }
-        let mut last = None;
-        while let Some(seq) = frontier.pop() {
-            if last == Some(seq) {
-                continue;
-            }
-            last = Some(seq);
-            let v = self
-                .store()
-                .feed
-                .get(&r.txn, &seq_key(seq))?
-                .ok_or_else(|| {
+            let mut last = None;
+            while let Some(seq) = frontier.pop() {
+                if last == Some(seq) {
+                    continue;
+                }
+                last = Some(seq);
+                let node = store.feed.node(txn, seq)?.ok_or_else(|| {
                     Error::Corrupt(format!(
                         "index points at seq {seq}, which is not in the feed"
                     ))
                 })?;
-            let (hash, bytes) = split_feed_value(v)?;
-            let node = Node::decode_trusted(bytes, hash)?;
-            if visit(seq, &node)? {
-                for l in node.links() {
-                    let s = seq_in(self.store(), &r.txn, l)?.ok_or(Error::MissingLink {
-                        node: hash,
-                        link: *l,
-                    })?;
-                    frontier.push(s);
+                if visit(seq, &node)? {
+                    for l in node.links() {
+                        let s = store.index.seq_of(txn, l)?.ok_or(Error::MissingLink {
+                            node: node.hash(),
+                            link: *l,
+                        })?;
+                        frontier.push(s);
+                    }
                 }
             }
-        }
-        Ok(())
-    }
-}
-
-/// A write transaction in progress; see [`Log::transaction`].
-pub struct Writer<'a, 't> {
-    log: &'a Log,
-    txn: &'a mut RwTxn<'t>,
-    views: &'a [Arc<dyn View>],
-    seq: &'a mut u64,
-    outcomes: Vec<Inserted>,
-}
-
-impl Writer<'_, '_> {
-    /// The transaction, for reads (a view's tables, say). Reads see what this writer added.
-    pub fn txn(&self) -> &ReadTxn<'_> {
-        self.txn
-    }
-
-    /// The current heads, up to `limit`, including nodes this writer added.
-    pub fn heads(&self, limit: usize) -> Result<Vec<Hash>> {
-        self.log.heads_in(self.txn, limit)
-    }
-
-    /// Adds a node; its links must be stored or added earlier in this transaction.
-    pub fn add(&mut self, links: impl IntoIterator<Item = Hash>, payload: Vec<u8>) -> Result<Node> {
-        let node = Node::new(links, payload)?;
-        self.insert(&node)?;
-        Ok(node)
-    }
-
-    /// Adds a node that links to every current head (as [`Log::append`]).
-    pub fn append(&mut self, payload: Vec<u8>) -> Result<Node> {
-        let links = self.heads(MAX_LINKS)?;
-        self.add(links, payload)
-    }
-
-    /// Stores a node built elsewhere. Idempotent.
-    pub fn insert(&mut self, node: &Node) -> Result<Inserted> {
-        let outcome = store_node(self.log.store(), self.txn, self.views, self.seq, node)?;
-        self.outcomes.push(outcome);
-        Ok(outcome)
+            Ok(())
+        })
     }
 }
 
@@ -593,189 +653,5 @@ impl std::fmt::Debug for Log {
             .field("path", &self.path())
             .field("peer_id", &self.peer_id())
             .finish()
-    }
-}
-
-/// A key range from `key` (inclusive) to the end of a table.
-pub(crate) fn from_key(key: &[u8]) -> (std::ops::Bound<&[u8]>, std::ops::Bound<&[u8]>) {
-    (std::ops::Bound::Included(key), std::ops::Bound::Unbounded)
-}
-
-pub(crate) fn last_seq(feed: &Table, txn: &ReadTxn<'_>) -> Result<u64> {
-    match feed.last(txn)? {
-        None => Ok(0),
-        Some((k, _)) => read_seq(k),
-    }
-}
-
-pub(crate) fn seq_in(store: &Store, txn: &ReadTxn<'_>, hash: &Hash) -> Result<Option<u64>> {
-    store
-        .index
-        .get(txn, hash.as_bytes())?
-        .map(read_seq)
-        .transpose()
-}
-
-pub(crate) fn get_in(store: &Store, txn: &ReadTxn<'_>, hash: &Hash) -> Result<Option<Node>> {
-    let Some(seq) = seq_in(store, txn, hash)? else {
-        return Ok(None);
-    };
-    let v = store
-        .feed
-        .get(txn, &seq_key(seq))?
-        .ok_or_else(|| Error::Corrupt(format!("{hash} indexed at seq {seq}, not in the feed")))?;
-    let (_, bytes) = split_feed_value(v)?;
-    Ok(Some(Node::decode_trusted(bytes, *hash)?))
-}
-
-/// Stores one node in `txn` unless present: feed, index, heads, views. `seq` is the last
-/// used seq and advances when the node is new.
-fn store_node(
-    store: &Store,
-    txn: &mut RwTxn<'_>,
-    views: &[Arc<dyn View>],
-    seq: &mut u64,
-    node: &Node,
-) -> Result<Inserted> {
-    let hash = node.hash();
-    // One B-tree descent both tests presence and claims the next seq in the index. Every error
-    // below aborts the whole transaction (callers never commit after one), so the claim and
-    // the heads edits never outlive a node that fails its link check.
-    if let Some(existing) = store
-        .index
-        .get_or_put(txn, hash.as_bytes(), &seq_key(*seq + 1))?
-    {
-        return Ok(Inserted::Existing(read_seq(existing)?));
-    }
-    // Nothing stored can link to a node that was not stored (links are checked below), so a
-    // new node is always a head. It is put before its links are removed so the table never
-    // empties: an emptied LMDB tree frees its root page and the next put allocates a new one,
-    // which made every node of a chain dirty (and later write) a fresh page.
-    store.heads.put(txn, hash.as_bytes(), &[])?;
-    for link in node.links() {
-        // Heads are stored nodes, and links are usually heads (`append` links all of them):
-        // removing a head proves the link stored without a lookup in the large index.
-        if !store.heads.delete(txn, link.as_bytes())?
-            && store.index.get(txn, link.as_bytes())?.is_none()
-        {
-            return Err(Error::MissingLink {
-                node: hash,
-                link: *link,
-            });
-        }
-    }
-    *seq += 1;
-    let mut value = Vec::with_capacity(HASH_LEN + node.encoded_len());
-    value.extend_from_slice(hash.as_bytes());
-    node.encode_into(&mut value);
-    store
-        .feed
-        .put_with_flags(txn, PutFlags::APPEND, &seq_key(*seq), &value)?;
-    let change = Change { seq: *seq, node };
-    for v in views {
-        v.apply(txn, change)?;
-    }
-    Ok(Inserted::New(*seq))
-}
-
-/// Brings a view up to `end` (the feed's last seq) from its watermark, rebuilding it when the
-/// stored version differs, and records the new watermark. Costs one meta read when the view is
-/// already there, which is every write but the first after another process wrote.
-fn catch_up(store: &Store, txn: &mut RwTxn<'_>, view: &dyn View, end: u64) -> Result<()> {
-    let key = watermark_key(view);
-    let from = match store.meta.get(txn, &key)?.and_then(decode_watermark) {
-        Some((version, seq)) if version == view.version() => {
-            if seq == end {
-                return Ok(());
-            }
-            seq
-        }
-        _ => {
-            for t in view.tables() {
-                t.clear(txn)?;
-            }
-            0
-        }
-    };
-    let last = replay(store, txn, view, from)?;
-    store
-        .meta
-        .put(txn, &key, &encode_watermark(view.version(), last))?;
-    Ok(())
-}
-
-/// Feeds a view every node after `from`, in feed order, inside `txn`. Returns the last seq.
-pub(crate) fn replay(
-    store: &Store,
-    txn: &mut RwTxn<'_>,
-    view: &dyn View,
-    from: u64,
-) -> Result<u64> {
-    let mut next = from + 1;
-    let mut last = from;
-    loop {
-        // Read a chunk, then apply it: the iterator borrows txn immutably, apply mutably.
-        let mut chunk = Vec::with_capacity(256);
-        let start = seq_key(next);
-        for item in store.feed.range(txn, &from_key(&start))?.take(256) {
-            let (k, v) = item?;
-            let (hash, bytes) = split_feed_value(v)?;
-            chunk.push((read_seq(k)?, Node::decode_trusted(bytes, hash)?));
-        }
-        if chunk.is_empty() {
-            return Ok(last);
-        }
-        for (seq, node) in &chunk {
-            view.apply(txn, Change { seq: *seq, node })?;
-            last = *seq;
-        }
-        next = last + 1;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::store::Table;
-
-    struct Seen(Table);
-    impl View for Seen {
-        fn name(&self) -> &str {
-            "seen"
-        }
-        fn tables(&self) -> Vec<Table> {
-            vec![self.0]
-        }
-        fn apply(&self, txn: &mut RwTxn<'_>, change: Change<'_>) -> Result<()> {
-            self.0.put(txn, change.node.hash().as_bytes(), &[])?;
-            Ok(())
-        }
-    }
-
-    /// A node stored by a writer that does not have the view registered (another process)
-    /// must reach the view before this process's next write moves the watermark past it.
-    #[test]
-    fn a_write_catches_views_up_with_nodes_stored_without_them() {
-        let dir = tempfile::tempdir().unwrap();
-        let log = Log::open(dir.path()).unwrap();
-        let table = log.create_table("seen-v1").unwrap();
-        log.register_view(Arc::new(Seen(table))).unwrap();
-        let first = log.append(b"1".to_vec()).unwrap();
-        // What another process does: store a node with no views.
-        let foreign = Node::new([first.hash()], b"2".to_vec()).unwrap();
-        let store = log.store();
-        store
-            .write(|txn| {
-                let mut seq = last_seq(&store.feed, txn)?;
-                store_node(store, txn, &[], &mut seq, &foreign)
-            })
-            .unwrap();
-        log.append(b"3".to_vec()).unwrap();
-        let seen = log.read(|txn| Ok(table.len(txn)?)).unwrap();
-        assert_eq!(
-            seen, 3,
-            "the foreign node was applied before the watermark moved"
-        );
-        assert!(log.verify().unwrap().is_ok());
     }
 }

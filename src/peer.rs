@@ -11,8 +11,8 @@ use std::str::FromStr;
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
-use crate::store::{meta, Store};
+use crate::error::Result;
+use crate::store::Store;
 
 /// A replica's 16-byte random id. Shown as 32 hex characters.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -63,41 +63,27 @@ fn file_identity(store: &Store) -> Vec<u8> {
 }
 
 /// Reads the peer id, creating it on first open and replacing it (and forgetting per-peer
-/// state, which belonged to the original) when the store was copied.
+/// state, which belonged to the original) when the store was copied. A read-only store keeps
+/// the id it has (or, having none, uses a random one it cannot record).
 pub(crate) fn load_or_create(store: &Store) -> Result<PeerId> {
     let identity = file_identity(store);
-    store.write(|txn| {
-        let current = store
-            .meta
-            .get(txn, meta::PEER_ID.as_bytes())?
-            .map(<[u8]>::to_vec);
-        let bound = store
-            .meta
-            .get(txn, meta::PEER_ID_FILE.as_bytes())?
-            .map(<[u8]>::to_vec);
-        if let (Some(id), Some(bound)) = (&current, &bound) {
-            if *bound == identity {
-                let arr: [u8; 16] = id
-                    .as_slice()
-                    .try_into()
-                    .map_err(|_| Error::Corrupt(format!("peer id of {} bytes", id.len())))?;
-                return Ok(PeerId(arr));
+    let stored = store.read(|txn| store.meta.peer_id(txn))?;
+    match stored {
+        Some((id, bound)) if bound == identity => return Ok(id),
+        Some((id, _)) if store.is_read_only() => return Ok(id),
+        None if store.is_read_only() => return Ok(PeerId::random()),
+        _ => {}
+    }
+    store.write_retrying(|txn| {
+        if let Some((id, bound)) = store.meta.peer_id(txn.read())? {
+            if bound == identity {
+                return Ok(id); // another process got here first
             }
             // A copy: the state kept about peers was the original's view of them.
-            let stale: Vec<Vec<u8>> = store
-                .meta
-                .prefix_iter(txn, meta::PEER_PREFIX.as_bytes())?
-                .map(|r| r.map(|(k, _)| k.to_vec()))
-                .collect::<Result<_, _>>()?;
-            for k in stale {
-                store.meta.delete(txn, &k)?;
-            }
+            store.meta.clear_peers(txn)?;
         }
         let id = PeerId::random();
-        store.meta.put(txn, meta::PEER_ID.as_bytes(), &id.0)?;
-        store
-            .meta
-            .put(txn, meta::PEER_ID_FILE.as_bytes(), &identity)?;
+        store.meta.set_peer_id(txn, id, &identity)?;
         Ok(id)
     })
 }

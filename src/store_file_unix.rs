@@ -273,7 +273,8 @@ pub(crate) fn available_bytes(path: &Path) -> std::io::Result<u64> {
 /// has less than [`LOW_SPACE_BYTES`] left, since LMDB reports a short write as `EIO`.
 pub(crate) fn diagnose(error: Error, dir: &Path) -> Error {
     let code = match &error {
-        Error::Storage(heed::Error::Io(e)) | Error::Io { source: e, .. } => e.raw_os_error(),
+        Error::Storage(s) => s.io_error().and_then(std::io::Error::raw_os_error),
+        Error::Io { source: e, .. } => e.raw_os_error(),
         _ => None,
     };
     let Some(code) = code else { return error };
@@ -296,7 +297,7 @@ mod tests {
     use super::*;
 
     fn os(code: rustix::io::Errno) -> Error {
-        Error::Storage(heed::Error::Io(std::io::Error::from_raw_os_error(
+        Error::from(heed::Error::Io(std::io::Error::from_raw_os_error(
             code.raw_os_error(),
         )))
     }

@@ -6,17 +6,20 @@
 //! 4. the index is a bijection with the feed;
 //! 5. every registered view equals a rebuild from the feed.
 //!
-//! Checks 1-4 run in one read transaction (a consistent snapshot). Check 3 keeps the set of
-//! linked hashes in memory (32 bytes per distinct link target). Check 5 rebuilds each view in a
-//! write transaction that is then aborted, so it blocks writers while it runs.
+//! Everything runs in one read transaction (a consistent snapshot) and nothing is written,
+//! so `verify` works on a full map, on a read-only store, and beside writers. Check 3 keeps
+//! the set of linked hashes in memory (32 bytes per distinct link target). Check 5 rebuilds
+//! each view in memory (as much memory as the view's tables hold) up to the view's
+//! watermark, and compares digests of both.
 
 use std::collections::HashSet;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::hash::Hash;
-use crate::log::{read_seq, replay, seq_key, split_feed_value, Log};
+use crate::log::Log;
 use crate::node::{Node, NodeError};
-use crate::store::Table;
+use crate::store::{MemTables, ReadTxn};
+use crate::view::{self, Registered};
 
 /// At most this many violations are listed; the rest are counted.
 pub const MAX_REPORTED_VIOLATIONS: usize = 1000;
@@ -146,46 +149,45 @@ impl Log {
     /// An `Err` means the check itself could not run (I/O), not that the store is corrupt.
     pub fn verify(&self) -> Result<VerifyReport> {
         let mut report = VerifyReport::default();
-        self.verify_nodes(&mut report)?;
-        self.verify_views(&mut report)?;
+        let views = self.registered_views();
+        self.store().read(|txn| {
+            self.verify_nodes(txn, &mut report)?;
+            for v in &views {
+                self.verify_view(txn, v, &mut report)?;
+            }
+            Ok(())
+        })?;
         Ok(report)
     }
 
-    fn verify_nodes(&self, report: &mut VerifyReport) -> Result<()> {
+    fn verify_nodes(&self, txn: ReadTxn<'_>, report: &mut VerifyReport) -> Result<()> {
         let store = self.store();
-        let r = store.read()?;
-        let txn = &r.txn;
         let mut linked: HashSet<Hash> = HashSet::new();
-        for item in store.feed.iter(txn)? {
-            let (k, v) = item?;
-            let Ok(seq) = read_seq(k) else {
-                report.push(Violation::MalformedEntry {
-                    table: "feed",
-                    detail: format!("key of {} bytes", k.len()),
-                });
-                continue;
+        for rec in store.feed.after(txn, 0)? {
+            let rec = match rec {
+                Ok(rec) => rec,
+                Err(Error::Corrupt(detail)) => {
+                    report.push(Violation::MalformedEntry {
+                        table: "feed",
+                        detail,
+                    });
+                    continue;
+                }
+                Err(e) => return Err(e),
             };
-            let Ok((hash, bytes)) = split_feed_value(v) else {
-                report.push(Violation::MalformedEntry {
-                    table: "feed",
-                    detail: format!("seq {seq}: value of {} bytes", v.len()),
-                });
-                continue;
-            };
+            let (seq, hash) = (rec.seq, rec.hash);
             report.nodes += 1;
-            let actual = Hash::of(bytes);
-            if actual != hash {
+            if let Err(Error::Damaged { got, .. }) = rec.checked() {
                 report.push(Violation::HashMismatch {
                     seq,
                     stored: hash,
-                    actual,
+                    actual: got,
                 });
             }
-            match store.index.get(txn, hash.as_bytes())?.map(read_seq) {
-                Some(Ok(s)) if s == seq => {}
-                _ => report.push(Violation::NotIndexed { hash, seq }),
+            if store.index.seq_of(txn, &hash).ok().flatten() != Some(seq) {
+                report.push(Violation::NotIndexed { hash, seq });
             }
-            let node = match Node::decode(bytes) {
+            let node = match Node::decode(rec.bytes) {
                 Ok(n) => n,
                 Err(error) => {
                     report.push(Violation::Undecodable { seq, hash, error });
@@ -194,9 +196,9 @@ impl Log {
             };
             for link in node.links() {
                 linked.insert(*link);
-                match store.index.get(txn, link.as_bytes())?.map(read_seq) {
-                    Some(Ok(link_seq)) if link_seq < seq => {}
-                    Some(Ok(link_seq)) => report.push(Violation::LinkNotEarlier {
+                match store.index.seq_of(txn, link) {
+                    Ok(Some(link_seq)) if link_seq < seq => {}
+                    Ok(Some(link_seq)) => report.push(Violation::LinkNotEarlier {
                         node: hash,
                         seq,
                         link: *link,
@@ -209,36 +211,38 @@ impl Log {
                 }
             }
         }
-        for item in store.index.iter(txn)? {
-            let (k, v) = item?;
-            let (Ok(hash), Ok(seq)) = (Hash::from_slice(k), read_seq(v)) else {
-                report.push(Violation::MalformedEntry {
-                    table: "index",
-                    detail: format!("key {} / value {} bytes", k.len(), v.len()),
-                });
-                continue;
+        let mut indexed = Vec::new();
+        for entry in store.index.entries(txn)? {
+            let (hash, seq) = match entry? {
+                Ok(pair) => pair,
+                Err((k, v)) => {
+                    report.push(Violation::MalformedEntry {
+                        table: "index",
+                        detail: format!("key {k} / value {v} bytes"),
+                    });
+                    continue;
+                }
             };
-            let holds = store
-                .feed
-                .get(txn, &seq_key(seq))?
-                .and_then(|fv| split_feed_value(fv).ok())
-                .is_some_and(|(h, _)| h == hash);
+            let holds = matches!(store.feed.record(txn, seq), Ok(Some(r)) if r.hash == hash);
             if !holds {
                 report.push(Violation::BadIndexEntry { hash, seq });
             }
+            if !linked.contains(&hash) {
+                indexed.push(hash);
+            }
         }
         let mut listed = HashSet::new();
-        for item in store.heads.iter(txn)? {
-            let (k, _) = item?;
-            let Ok(hash) = Hash::from_slice(k) else {
+        for key in store.heads.raw_keys(txn)? {
+            let key = key?;
+            let Ok(hash) = Hash::from_slice(key) else {
                 report.push(Violation::MalformedEntry {
                     table: "heads",
-                    detail: format!("key of {} bytes", k.len()),
+                    detail: format!("key of {} bytes", key.len()),
                 });
                 continue;
             };
             listed.insert(hash);
-            if store.index.get(txn, k)?.is_none() {
+            if store.index.seq_of(txn, &hash).ok().flatten().is_none() {
                 report.push(Violation::StaleHead {
                     hash,
                     reason: "is not stored",
@@ -251,58 +255,91 @@ impl Log {
             }
         }
         report.heads = listed.len() as u64;
-        for item in store.index.iter(txn)? {
-            let (k, _) = item?;
-            if let Ok(hash) = Hash::from_slice(k) {
-                if !linked.contains(&hash) && !listed.contains(&hash) {
-                    report.push(Violation::MissingHead { hash });
-                }
+        for hash in indexed {
+            if !listed.contains(&hash) {
+                report.push(Violation::MissingHead { hash });
             }
         }
         Ok(())
     }
 
-    fn verify_views(&self, report: &mut VerifyReport) -> Result<()> {
-        let views = self.registered_views();
-        if views.is_empty() {
-            return Ok(());
-        }
+    /// Rebuilds `v` in memory up to its watermark (a view may lag the feed after another
+    /// process wrote without it; the next write catches it up) and compares.
+    fn verify_view(
+        &self,
+        txn: ReadTxn<'_>,
+        v: &Registered,
+        report: &mut VerifyReport,
+    ) -> Result<()> {
         let store = self.store();
-        // Rebuild in a transaction that is never committed.
-        let _gate = store.read()?; // holds the map-growth gate; its read txn is harmless
-        let mut txn = store.env.write_txn()?;
-        for view in &views {
-            let tables = view.tables();
-            let before = digest(&txn, &tables)?;
-            for t in &tables {
-                t.clear(&mut txn)?;
+        let upto = match store.meta.watermark(txn, v.name())? {
+            Some((version, seq)) if version == v.view.version() => seq,
+            _ => 0,
+        };
+        report.views += 1;
+        let mismatch = Violation::ViewMismatch {
+            view: v.name().to_string(),
+        };
+        let rebuilt = match view::rebuild_in_memory(store, txn, v, upto) {
+            Ok(m) => m,
+            // A damaged node is already listed; the view cannot be rebuilt past it.
+            Err(Error::Damaged { .. } | Error::Node(_)) => return Ok(()),
+            Err(_) => {
+                report.push(mismatch);
+                return Ok(());
             }
-            replay(store, &mut txn, view.as_ref(), 0)?;
-            if digest(&txn, &tables)? != before {
-                report.push(Violation::ViewMismatch {
-                    view: view.name().to_string(),
-                });
-            }
-            report.views += 1;
+        };
+        if digest_stored(txn, v)? != digest_memory(&rebuilt, v) {
+            report.push(mismatch);
         }
-        drop(txn); // abort
         Ok(())
     }
 }
 
-fn digest(txn: &heed::RoTxn<'_, heed::WithoutTls>, tables: &[Table]) -> Result<Hash> {
-    let mut h = blake3::Hasher::new();
-    for t in tables {
-        for item in t.iter(txn)? {
-            let (k, v) = item?;
-            h.update(&(k.len() as u64).to_le_bytes());
-            h.update(k);
-            h.update(&(v.len() as u64).to_le_bytes());
-            h.update(v);
-        }
-        h.update(b"|table|");
+/// A digest of entries, table by table, that both sides compute the same way.
+struct Digest(blake3::Hasher);
+
+impl Digest {
+    fn new() -> Digest {
+        Digest(blake3::Hasher::new())
     }
-    Ok(Hash(*h.finalize().as_bytes()))
+    fn entry(&mut self, k: &[u8], v: &[u8]) {
+        self.0.update(&(k.len() as u64).to_le_bytes());
+        self.0.update(k);
+        self.0.update(&(v.len() as u64).to_le_bytes());
+        self.0.update(v);
+    }
+    fn end_table(&mut self) {
+        self.0.update(b"|table|");
+    }
+    fn finish(&self) -> Hash {
+        Hash(*self.0.finalize().as_bytes())
+    }
+}
+
+fn digest_stored(txn: ReadTxn<'_>, v: &Registered) -> Result<Hash> {
+    let mut d = Digest::new();
+    for t in &v.tables {
+        for item in txn.iter(*t)? {
+            let (k, val) = item?;
+            d.entry(k, val);
+        }
+        d.end_table();
+    }
+    Ok(d.finish())
+}
+
+fn digest_memory(mem: &MemTables, v: &Registered) -> Hash {
+    let mut d = Digest::new();
+    for t in &v.tables {
+        if let Some(map) = mem.tables.get(&t.id) {
+            for (k, val) in map {
+                d.entry(k, val);
+            }
+        }
+        d.end_table();
+    }
+    d.finish()
 }
 
 #[cfg(test)]
@@ -310,8 +347,9 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::log::seq_key;
-    use crate::view::{Change, View};
+    use crate::store::tables::raw::seq_key;
+    use crate::store::{Store, WriteTxn};
+    use crate::view::{Change, Table, View, ViewTxn};
 
     fn diamond() -> (tempfile::TempDir, Log, Vec<Node>) {
         let dir = tempfile::tempdir().unwrap();
@@ -324,7 +362,7 @@ mod tests {
         (dir, log, vec![a, b, c, d])
     }
 
-    fn tamper(log: &Log, f: impl Fn(&mut heed::RwTxn<'_>, &crate::store::Store)) {
+    fn tamper(log: &Log, f: impl Fn(&mut WriteTxn<'_>, &Store)) {
         let store = log.store();
         store
             .write(|txn| {
@@ -334,13 +372,17 @@ mod tests {
             .unwrap();
     }
 
+    fn get(txn: &WriteTxn<'_>, t: Table, k: &[u8]) -> Vec<u8> {
+        txn.read().get(t, k).unwrap().unwrap().to_vec()
+    }
+
     #[test]
     fn catches_a_flipped_byte() {
         let (_d, log, nodes) = diamond();
         tamper(&log, |txn, s| {
-            let mut v = s.feed.get(txn, &seq_key(2)).unwrap().unwrap().to_vec();
+            let mut v = get(txn, s.feed.0, &seq_key(2));
             *v.last_mut().unwrap() ^= 1;
-            s.feed.put(txn, &seq_key(2), &v).unwrap();
+            txn.put(s.feed.0, &seq_key(2), &v).unwrap();
         });
         let r = log.verify().unwrap();
         assert!(
@@ -353,8 +395,8 @@ mod tests {
     fn catches_a_deleted_linked_node() {
         let (_d, log, nodes) = diamond();
         tamper(&log, |txn, s| {
-            s.feed.delete(txn, &seq_key(1)).unwrap();
-            s.index.delete(txn, nodes[0].hash().as_bytes()).unwrap();
+            txn.delete(s.feed.0, &seq_key(1)).unwrap();
+            txn.delete(s.index.0, nodes[0].hash().as_bytes()).unwrap();
         });
         let r = log.verify().unwrap();
         let missing: Vec<_> = r
@@ -379,7 +421,7 @@ mod tests {
     fn catches_a_dropped_head() {
         let (_d, log, nodes) = diamond();
         tamper(&log, |txn, s| {
-            s.heads.delete(txn, nodes[3].hash().as_bytes()).unwrap();
+            txn.delete(s.heads.0, nodes[3].hash().as_bytes()).unwrap();
         });
         let r = log.verify().unwrap();
         assert_eq!(
@@ -395,8 +437,8 @@ mod tests {
         let (_d, log, nodes) = diamond();
         let ghost = Hash([7; 32]);
         tamper(&log, |txn, s| {
-            s.heads.put(txn, nodes[1].hash().as_bytes(), &[]).unwrap();
-            s.heads.put(txn, ghost.as_bytes(), &[]).unwrap();
+            txn.put(s.heads.0, nodes[1].hash().as_bytes(), &[]).unwrap();
+            txn.put(s.heads.0, ghost.as_bytes(), &[]).unwrap();
         });
         let mut got = log.verify().unwrap().violations;
         got.sort_by_key(|v| v.to_string());
@@ -418,8 +460,7 @@ mod tests {
     fn catches_index_damage() {
         let (_d, log, nodes) = diamond();
         tamper(&log, |txn, s| {
-            s.index
-                .put(txn, nodes[2].hash().as_bytes(), &seq_key(1))
+            txn.put(s.index.0, nodes[2].hash().as_bytes(), &seq_key(1))
                 .unwrap();
         });
         let r = log.verify().unwrap();
@@ -438,15 +479,13 @@ mod tests {
         let (_d, log, nodes) = diamond();
         // Swap the entries of seq 1 (a) and seq 4 (d) so d precedes its links.
         tamper(&log, |txn, s| {
-            let first = s.feed.get(txn, &seq_key(1)).unwrap().unwrap().to_vec();
-            let last = s.feed.get(txn, &seq_key(4)).unwrap().unwrap().to_vec();
-            s.feed.put(txn, &seq_key(1), &last).unwrap();
-            s.feed.put(txn, &seq_key(4), &first).unwrap();
-            s.index
-                .put(txn, nodes[3].hash().as_bytes(), &seq_key(1))
+            let first = get(txn, s.feed.0, &seq_key(1));
+            let last = get(txn, s.feed.0, &seq_key(4));
+            txn.put(s.feed.0, &seq_key(1), &last).unwrap();
+            txn.put(s.feed.0, &seq_key(4), &first).unwrap();
+            txn.put(s.index.0, nodes[3].hash().as_bytes(), &seq_key(1))
                 .unwrap();
-            s.index
-                .put(txn, nodes[0].hash().as_bytes(), &seq_key(4))
+            txn.put(s.index.0, nodes[0].hash().as_bytes(), &seq_key(4))
                 .unwrap();
         });
         let r = log.verify().unwrap();
@@ -461,13 +500,12 @@ mod tests {
         fn tables(&self) -> Vec<Table> {
             vec![self.0]
         }
-        fn apply(&self, txn: &mut heed::RwTxn<'_>, change: Change<'_>) -> Result<()> {
-            self.0.put(
-                txn,
+        fn apply(&self, txn: &mut ViewTxn<'_, '_>, change: Change<'_>) -> Result<()> {
+            txn.put(
+                self.0,
                 change.node.hash().as_bytes(),
                 &change.seq.to_be_bytes(),
-            )?;
-            Ok(())
+            )
         }
     }
 
@@ -478,7 +516,7 @@ mod tests {
         log.register_view(Arc::new(CountView(table))).unwrap();
         assert!(log.verify().unwrap().is_ok());
         tamper(&log, |txn, _| {
-            table.delete(txn, nodes[0].hash().as_bytes()).unwrap();
+            txn.delete(table, nodes[0].hash().as_bytes()).unwrap();
         });
         let r = log.verify().unwrap();
         assert_eq!(
@@ -487,7 +525,7 @@ mod tests {
                 view: "count".into()
             }]
         );
-        // verify rebuilt inside an aborted transaction: the damage is still there to repair.
+        // verify rebuilt in memory: the damage is still there to repair.
         assert!(!log.verify().unwrap().is_ok());
         log.reindex().unwrap();
         assert!(log.verify().unwrap().is_ok());

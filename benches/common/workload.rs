@@ -5,9 +5,9 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use braidlog::heed::types::Bytes;
-use braidlog::heed::{CommitOrAbort, Database, EnvFlags, EnvOpenOptions, PutFlags};
 use braidlog::{Hash, Node};
+use heed::types::Bytes;
+use heed::{CommitOrAbort, Database, EnvFlags, EnvOpenOptions, PutFlags};
 
 /// Nodes per write transaction in batched scenarios.
 pub const BATCH: usize = 10_000;
@@ -57,12 +57,7 @@ pub fn chain_from(
 pub type Raw = Database<'static, Bytes, Bytes>;
 
 /// A fresh environment with two tables, mapped large enough that it never grows.
-pub fn raw_env_with(
-    dir: &Path,
-    n: usize,
-    size: usize,
-    no_sync: bool,
-) -> (braidlog::heed::Env, Raw, Raw) {
+pub fn raw_env_with(dir: &Path, n: usize, size: usize, no_sync: bool) -> (heed::Env, Raw, Raw) {
     let mut opts = EnvOpenOptions::new();
     if no_sync {
         // SAFETY: only durability is weakened, for a throwaway benchmark store.
@@ -74,7 +69,7 @@ pub fn raw_env_with(
     let env = unsafe { opts.open(dir) }.unwrap();
     let wtxn = env.write_txn().unwrap();
     let (a, b) = env
-        .create_databases_and_commit(wtxn, |dbo, wtxn| -> braidlog::heed::Result<_> {
+        .create_databases_and_commit(wtxn, |dbo, wtxn| -> heed::Result<_> {
             Ok(CommitOrAbort::<_, ()>::Commit((
                 dbo.create_database::<Bytes, Bytes>(wtxn, Some("a"))?,
                 dbo.create_database::<Bytes, Bytes>(wtxn, Some("b"))?,

@@ -1,11 +1,13 @@
 //! `KvBatch`: many key-value writes in one transaction.
 
+use super::fold::fold_versions;
 use super::op::Op;
 use super::view::heads_in;
 use super::Kv;
 use crate::error::Result;
 use crate::hash::Hash;
-use crate::log::Writer;
+use crate::node::MAX_LINKS;
+use crate::write::Writer;
 
 /// Writes made inside [`Kv::batch`]: the same semantics as [`Kv::put`] and friends, one
 /// transaction for all of them. Each write sees the ones before it, so writing a key twice
@@ -29,16 +31,17 @@ impl KvBatch<'_, '_, '_, '_> {
     /// Writes `op` on `key`, superseding every current version.
     pub fn write(&mut self, key: impl AsRef<[u8]>, op: Op) -> Result<Hash> {
         let op = self.kv.op(key.as_ref(), op)?;
-        let versions = heads_in(&self.kv.tables, self.w.txn(), &op.key_id())?;
-        let links = self.kv.with_log_heads(self.w.txn(), versions)?;
+        let versions = heads_in(&self.kv.tables, &self.w.txn(), &op.key_id())?;
+        let versions = fold_versions(self.w, &op.namespace, &op.key, versions, MAX_LINKS)?;
+        let links = self.kv.with_log_heads(&self.w.txn(), versions)?;
         Ok(self.w.add(links, op.encode())?.hash())
     }
 }
 
 impl Kv {
     /// Runs `f` with a [`KvBatch`]: all its writes commit in one transaction, or none do.
-    /// Much faster than one transaction per write for bulk loads. `f` may run more than once
-    /// (the transaction is retried when the store grows), so keep its effects in the batch.
+    /// Much faster than one transaction per write for bulk loads. `f` runs once; if a write
+    /// in it fails, nothing commits (even if `f` ignores the error).
     ///
     /// ```
     /// # fn main() -> Result<(), braidlog::Error> {
@@ -57,10 +60,7 @@ impl Kv {
     /// assert_eq!(kv.conflicts().count(), 0);
     /// # Ok(()) }
     /// ```
-    pub fn batch<R>(
-        &self,
-        mut f: impl FnMut(&mut KvBatch<'_, '_, '_, '_>) -> Result<R>,
-    ) -> Result<R> {
+    pub fn batch<R>(&self, f: impl FnOnce(&mut KvBatch<'_, '_, '_, '_>) -> Result<R>) -> Result<R> {
         self.log.transaction(|w| f(&mut KvBatch { kv: self, w }))
     }
 }

@@ -28,11 +28,15 @@
 //! ```
 //!
 //! Layout: [`op`] (payload and key encoding), [`view`] (tables, applying nodes), [`versions`]
-//! (what reads return), [`resolve`] (merge helpers), [`scan`] (range, prefix, conflicts,
-//! history), [`watch`] (change notifications), [`typed`] (serde values).
+//! (what reads return), [`resolve`] (merge helpers), [`fold`] (superseding more versions than
+//! one node may link), [`scan`] (range, prefix, conflicts, history), [`watch`] (change
+//! notifications), [`typed`] (serde values), [`batch`] (many writes in one transaction).
 
 pub mod batch;
+pub mod fold;
 pub mod op;
+#[cfg(test)]
+mod prop_tests;
 pub mod resolve;
 pub mod scan;
 pub mod typed;
@@ -54,7 +58,8 @@ use crate::error::{Error, Result};
 use crate::hash::Hash;
 use crate::log::Log;
 use crate::node::MAX_LINKS;
-use crate::store::ReadTxn;
+use crate::write::Writer;
+use crate::ReadTxn;
 use view::{heads_in, versions_in, KvView, Tables, VIEW_NAME};
 
 /// Errors of the key-value layer.
@@ -203,8 +208,23 @@ impl Kv {
         mut links: Vec<Hash>,
     ) -> Result<Vec<Hash>> {
         let room = MAX_LINKS.saturating_sub(links.len());
-        links.extend(self.log.heads_in(txn, room)?);
+        links.extend(self.log.heads_in(*txn, room)?);
         Ok(links)
+    }
+
+    /// Runs `f` in one write transaction; a transaction that filled the map runs again once
+    /// the map has grown. Only for this module's own writes, whose `f` has no effects outside
+    /// the transaction (never an application's closure).
+    fn write_retrying<R>(&self, mut f: impl FnMut(&mut Writer<'_, '_>) -> Result<R>) -> Result<R> {
+        // Each failed try has doubled the map; a write that still does not fit is refused.
+        const TRIES: usize = 8;
+        let mut tries = 0;
+        loop {
+            match self.log.transaction(&mut f) {
+                Err(e) if crate::store::is_map_full(&e) && tries < TRIES => tries += 1,
+                other => return other,
+            }
+        }
     }
 
     fn op(&self, key: &[u8], op: Op) -> Result<KvOp> {
@@ -240,7 +260,9 @@ impl Kv {
         self.write_linked(key, Op::Put(value.into()), extra)
     }
 
-    /// Writes `op` linking every current version of `key` plus `extra`.
+    /// Writes `op` linking every current version of `key` plus `extra`. When the versions and
+    /// `extra` are more than one node may link ([`MAX_LINKS`]), the versions are linked
+    /// through fold nodes written in the same transaction (see [`fold`]).
     pub fn write_linked(
         &self,
         key: impl AsRef<[u8]>,
@@ -251,17 +273,33 @@ impl Kv {
         let id = op.key_id();
         let payload = op.encode();
         let extra: Vec<Hash> = extra.into_iter().collect();
-        let node = self.log.add_with(|txn| {
-            let mut links = heads_in(&self.tables, txn, &id)?;
+        let room = MAX_LINKS.saturating_sub(extra.len());
+        // The usual case: the versions fit in one node's links.
+        let node = self.log.add_with_retrying(|txn| {
+            let mut links = heads_in(&self.tables, &txn, &id)?;
+            if links.len() > room && room > 0 {
+                return Ok(None); // to be folded, below
+            }
             links.extend_from_slice(&extra);
-            Ok(Some((self.with_log_heads(txn, links)?, payload.clone())))
+            Ok(Some((self.with_log_heads(&txn, links)?, payload.clone())))
         })?;
-        Ok(node.expect("the closure always builds a node").hash())
+        if let Some(node) = node {
+            return Ok(node.hash());
+        }
+        // Too many versions: fold them, reading them again in the transaction that writes.
+        self.write_retrying(|w| {
+            let versions = heads_in(&self.tables, &w.txn(), &id)?;
+            let mut links = fold::fold_versions(w, &op.namespace, &op.key, versions, room)?;
+            links.extend_from_slice(&extra);
+            let links = self.with_log_heads(&w.txn(), links)?;
+            Ok(w.add(links, payload.clone())?.hash())
+        })
     }
 
     /// Writes `op` on `key` with exactly these links, whatever the current versions are: the
     /// low-level write for application merge logic. It supersedes the current versions it
-    /// links and no others; linking none makes it concurrent with all of them.
+    /// links and no others; linking none makes it concurrent with all of them. More links
+    /// than one node may hold are folded (see [`fold`]); what the write supersedes is the same.
     pub fn write_with_links(
         &self,
         key: impl AsRef<[u8]>,
@@ -269,7 +307,14 @@ impl Kv {
         links: impl IntoIterator<Item = Hash>,
     ) -> Result<Hash> {
         let op = self.op(key.as_ref(), op)?;
-        Ok(self.log.add(links, op.encode())?.hash())
+        let links: Vec<Hash> = links.into_iter().collect();
+        if links.len() <= MAX_LINKS {
+            return Ok(self.log.add(links, op.encode())?.hash());
+        }
+        self.write_retrying(|w| {
+            let links = fold::fold_versions(w, &op.namespace, &op.key, links.clone(), MAX_LINKS)?;
+            Ok(w.add(links, op.encode())?.hash())
+        })
     }
 
     /// The current versions of `key`, or `None` when it is absent (never written, or every
@@ -324,7 +369,12 @@ impl Kv {
     /// # Ok(()) }
     /// ```
     pub fn read<R>(&self, f: impl FnOnce(&Snapshot<'_>) -> Result<R>) -> Result<R> {
-        self.log.read(|txn| f(&Snapshot { kv: self, txn }))
+        self.log.read(|txn| {
+            f(&Snapshot {
+                kv: self,
+                txn: &txn,
+            })
+        })
     }
 
     /// The single value of `key`, or [`KvError::Conflict`] when it has several versions.

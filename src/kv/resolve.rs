@@ -6,11 +6,13 @@
 //! ([`super::Kv::resolve_deterministic`]). Superseded versions stay in
 //! [`super::Kv::history`].
 
+use super::fold::fold_versions;
 use super::op::Op;
 use super::view::versions_in;
 use super::{Kv, Version};
 use crate::error::Result;
 use crate::hash::Hash;
+use crate::node::MAX_LINKS;
 
 /// The deterministic policy: the version with the greatest causal depth, ties broken by the
 /// greatest hash. It needs no clock and every replica picks the same version from the same
@@ -29,9 +31,11 @@ impl Kv {
     /// calls `merge(key, versions)` and writes what it returns (a value, or [`Op::Del`])
     /// linking every version it was shown, in the same write transaction as the read. Returns
     /// the new node's hash, or `None` (without calling `merge`) when there was no conflict.
+    /// Any number of versions can be resolved: more than one node may link are linked through
+    /// fold nodes written in the same transaction (see [`super::fold`]).
     ///
-    /// `merge` may be called more than once if the transaction is retried; it must not have
-    /// side effects. It runs while the log's write lock is held: keep it short.
+    /// `merge` is called at most once. It runs while the log's write lock is held: keep it
+    /// short.
     ///
     /// ```
     /// # fn main() -> Result<(), braidlog::Error> {
@@ -60,8 +64,8 @@ impl Kv {
         let key = key.as_ref();
         let op = self.op(key, Op::Del)?; // validates the key; the op is replaced below
         let id = op.key_id();
-        let node = self.log.add_with(|txn| {
-            let versions = versions_in(&self.tables, txn, &id)?;
+        self.log.transaction(|w| {
+            let versions = versions_in(&self.tables, &w.txn(), &id)?;
             if !versions.is_conflict() {
                 return Ok(None);
             }
@@ -69,11 +73,12 @@ impl Kv {
                 op: merge(key, versions.as_slice()).into(),
                 ..op.clone()
             };
-            // Only the versions: two replicas resolving the same conflict the same way then
-            // write the same node (see `Kv::with_log_heads` for why other writes link more).
-            Ok(Some((versions.hashes(), op.encode())))
-        })?;
-        Ok(node.map(|n| n.hash()))
+            // Only the versions (folded when more than a node may link): two replicas resolving
+            // the same conflict the same way then write the same nodes (see
+            // `Kv::with_log_heads` for why other writes link more).
+            let links = fold_versions(w, &op.namespace, &op.key, versions.hashes(), MAX_LINKS)?;
+            Ok(Some(w.add(links, op.encode())?.hash()))
+        })
     }
 
     /// Resolves a conflict on `key` with the deterministic policy ([`winner`]): writes the

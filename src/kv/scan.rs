@@ -9,10 +9,11 @@ use std::collections::VecDeque;
 use std::ops::{Bound, RangeBounds};
 
 use super::op::{key_id, prefix_id, split_key_id, KvOp, Op};
-use super::view::{decode_op_record, decode_version, versions_in};
+use super::view::{classify, decode_op_record, decode_version, versions_in, Linked, Tables};
 use super::{Entry, Kv, Versions};
 use crate::error::{Error, Result};
 use crate::hash::{Hash, HASH_LEN};
+use crate::store::ReadTxn;
 
 /// Keys (with their versions) read per transaction.
 const CHUNK: usize = 256;
@@ -111,7 +112,7 @@ impl Scan {
             let bounds = (as_ref(&self.start), as_ref(&self.end));
             let mut group: Option<(Vec<u8>, Vec<super::Version>)> = None;
             let mut keys = 0;
-            for item in table.range(txn, &bounds)? {
+            for item in txn.range(table, bounds.0, bounds.1)? {
                 let (k, v) = item?;
                 if !k.starts_with(&self.within) {
                     break;
@@ -122,7 +123,7 @@ impl Scan {
                         return Ok(());
                     }
                     keys += 1;
-                    let versions = versions_in(t, txn, k)?;
+                    let versions = versions_in(t, &txn, k)?;
                     let key = self.key_of(k)?;
                     self.buf.push_back(Entry { key, versions });
                     continue;
@@ -133,8 +134,10 @@ impl Scan {
                     self.push_group(&g, list)?;
                     keys += 1;
                     if keys == CHUNK {
-                        // Stop at a key boundary so no key is split across chunks.
-                        self.start = Bound::Included(k.to_vec());
+                        // Stop at a key boundary so no key is split across chunks, and
+                        // resume at the key's id, not at this version: before the next
+                        // chunk a write may replace it with a version that sorts earlier.
+                        self.start = Bound::Included(id.to_vec());
                         return Ok(());
                     }
                 }
@@ -196,8 +199,16 @@ pub struct HistoryEntry {
     pub op: Op,
     /// Causal depth in the key's DAG (see [`super::Version::depth`]).
     pub depth: u64,
-    /// The earlier operations on the same key it links to: the versions it superseded.
+    /// The earlier operations on the same key it links to, in hash order: versions it
+    /// superseded.
     pub supersedes: Vec<Hash>,
+    /// The fold nodes of the same key it links to, in hash order: empty unless the write
+    /// superseded more versions than one node may link (see [`super::fold`]). It superseded
+    /// every version reachable through them too: a fold's links (read with
+    /// [`crate::Log::get`]) are versions and further folds. Folds are not operations on the
+    /// key and have no entries of their own. Both lists are at most the node's own links, so
+    /// an entry's size is bounded whatever the size of the fold tree below it.
+    pub folds: Vec<Hash>,
     /// Whether it is still a current version.
     pub current: bool,
 }
@@ -244,7 +255,7 @@ impl History {
                 Bound::Included(self.id.as_slice()),
                 Bound::Excluded(self.before.as_slice()),
             );
-            for (n, item) in t.history.rev_range(txn, &bounds)?.enumerate() {
+            for (n, item) in txn.rev_range(t.history, bounds.0, bounds.1)?.enumerate() {
                 if n == HISTORY_CHUNK {
                     return Ok(());
                 }
@@ -256,32 +267,26 @@ impl History {
                     .map(u64::from_be_bytes)
                     .ok_or_else(|| Error::Corrupt("kv view: malformed history key".into()))?;
                 let hash = Hash::from_slice(v).map_err(|e| Error::Corrupt(e.to_string()))?;
-                let node = crate::log::get_in(kv.log.store(), txn, &hash)?.ok_or_else(|| {
+                let node = kv.log.get_in(txn, &hash)?.ok_or_else(|| {
                     Error::Corrupt(format!("kv history names {hash}, not stored"))
                 })?;
                 let op = KvOp::decode(node.payload())
                     .ok_or_else(|| Error::Corrupt(format!("kv history names {hash}, no KV op")))?;
                 let mut depth = 0;
-                if let Some(r) = t.ops.get(txn, hash.as_bytes())? {
+                if let Some(r) = txn.get(t.ops, hash.as_bytes())? {
                     depth = decode_op_record(r)?.0;
                 }
-                let mut supersedes = Vec::new();
-                for link in node.links() {
-                    if let Some(r) = t.ops.get(txn, link.as_bytes())? {
-                        if decode_op_record(r)?.1 == self.id.as_slice() {
-                            supersedes.push(*link);
-                        }
-                    }
-                }
+                let (supersedes, folds) = superseded(t, txn, node.links(), &self.id)?;
                 let mut current_key = self.id.clone();
                 current_key.extend_from_slice(hash.as_bytes());
-                let current = t.current.get(txn, &current_key)?.is_some();
+                let current = txn.get(t.current, &current_key)?.is_some();
                 self.buf.push_back(HistoryEntry {
                     seq,
                     hash,
                     op: op.op,
                     depth,
                     supersedes,
+                    folds,
                     current,
                 });
             }
@@ -289,6 +294,24 @@ impl History {
             Ok(())
         })
     }
+}
+
+/// The same-key versions and folds among `links`, each in hash order (as links are).
+fn superseded(
+    t: &Tables,
+    mut txn: ReadTxn<'_>,
+    links: &[Hash],
+    id: &[u8],
+) -> Result<(Vec<Hash>, Vec<Hash>)> {
+    let (mut versions, mut folds) = (Vec::new(), Vec::new());
+    for link in links {
+        match classify(t, &mut txn, link, id)? {
+            Linked::Version(_) => versions.push(*link),
+            Linked::Fold(_) => folds.push(*link),
+            Linked::Other => {}
+        }
+    }
+    Ok((versions, folds))
 }
 
 impl Iterator for History {

@@ -7,10 +7,9 @@ use std::sync::{Arc, Mutex};
 use crate::changes::RawEntry;
 use crate::error::{Error, Result};
 use crate::hash::Hash;
-use crate::log::{seq_key, split_feed_value, Inserted, Log};
+use crate::log::{Inserted, Log};
 use crate::node::Node;
 use crate::peer::PeerId;
-use crate::store::meta::PEER_PREFIX;
 use crate::sync::message::{SamplePrefix, MAX_FLOOR_HEADS};
 
 /// A replica as the sync state machine sees it. Every method is synchronous and short or
@@ -88,24 +87,12 @@ impl Cursor {
     }
 }
 
-fn cursor_key(peer: PeerId) -> String {
-    format!("{PEER_PREFIX}{peer}/acked")
-}
-
 impl SyncStore for Log {
     fn peer_id(&self) -> PeerId {
         Log::peer_id(self)
     }
     fn snapshot(&self) -> Result<(Vec<Hash>, u64)> {
-        let store = self.store();
-        self.read(|txn| {
-            let mut heads = Vec::new();
-            for item in store.heads.iter(txn)? {
-                let (k, _) = item?;
-                heads.push(Hash::from_slice(k).map_err(|e| Error::Corrupt(e.to_string()))?);
-            }
-            Ok((heads, crate::log::last_seq(&store.feed, txn)?))
-        })
+        self.snapshot_heads()
     }
     fn last_seq(&self) -> Result<u64> {
         Log::last_seq(self)
@@ -114,36 +101,10 @@ impl SyncStore for Log {
         Log::seqs_of(self, hashes)
     }
     fn find_prefixes(&self, prefixes: &[SamplePrefix]) -> Result<Vec<Option<Hash>>> {
-        let index = self.store().index;
-        self.read(|txn| {
-            let mut out = Vec::with_capacity(prefixes.len());
-            for p in prefixes {
-                let first = index
-                    .range(txn, &crate::log::from_key(p))?
-                    .next()
-                    .transpose()?;
-                out.push(match first {
-                    Some((k, _)) if k.starts_with(p) => {
-                        Some(Hash::from_slice(k).map_err(|e| Error::Corrupt(e.to_string()))?)
-                    }
-                    _ => None,
-                });
-            }
-            Ok(out)
-        })
+        self.first_with_prefixes(prefixes)
     }
     fn entry_at(&self, seq: u64) -> Result<Option<RawEntry>> {
-        self.read(|txn| match self.store().feed.get(txn, &seq_key(seq))? {
-            None => Ok(None),
-            Some(v) => {
-                let (hash, bytes) = split_feed_value(v)?;
-                Ok(Some(RawEntry {
-                    seq,
-                    hash,
-                    bytes: bytes.to_vec(),
-                }))
-            }
-        })
+        self.raw_entry_at(seq)
     }
     fn entries(&self, after: u64, upto: u64, limit: usize) -> Result<Vec<RawEntry>> {
         let mut out = Vec::new();
@@ -167,14 +128,12 @@ impl SyncStore for Log {
         Log::insert_batch(self, nodes)
     }
     fn peer_cursor(&self, peer: PeerId) -> Result<Option<Cursor>> {
-        Ok(self
-            .meta_get(&cursor_key(peer))?
-            .and_then(|v| Cursor::decode(&v)))
+        Ok(self.peer_record(peer)?.and_then(|v| Cursor::decode(&v)))
     }
     fn set_peer_cursor(&self, peer: PeerId, cursor: Option<&Cursor>) -> Result<()> {
         // Forgetting writes a value without heads, which reads back as no cursor.
         let v = cursor.map_or_else(|| 0u64.to_be_bytes().to_vec(), Cursor::encode);
-        self.meta_put(&cursor_key(peer), &v)
+        self.set_peer_record(peer, &v)
     }
 }
 

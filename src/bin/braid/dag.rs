@@ -74,6 +74,31 @@ pub fn open_existing(dir: &Path) -> Result<Log> {
     open_or_create(dir)
 }
 
+/// Opens an existing replica read-only: a reader never writes, so it works on read-only
+/// media and beside a writer.
+pub fn open_reader(dir: &Path) -> Result<Log> {
+    if !dir.join("data.mdb").exists() {
+        bail!(
+            "no replica at {} (create one with `braid init` or any write)",
+            dir.display()
+        );
+    }
+    Log::open_read_only(dir).with_context(|| format!("opening {} read-only", dir.display()))
+}
+
+/// Opens the key-value view for reading: read-only when its tables exist and are caught up
+/// with the log, else (creating or catching up the view writes) read-write.
+pub fn kv_reader(dir: &Path) -> Result<braidlog::Kv> {
+    let log = open_reader(dir)?;
+    match braidlog::Kv::open(&log) {
+        Err(braidlog::Error::ReadOnly { .. }) => {
+            drop(log);
+            Ok(braidlog::Kv::open(&open_existing(dir)?)?)
+        }
+        other => Ok(other?),
+    }
+}
+
 /// Opens the replica, creating it when missing.
 pub fn open_or_create(dir: &Path) -> Result<Log> {
     Log::open(dir).with_context(|| format!("opening {}", dir.display()))
@@ -101,7 +126,7 @@ impl DagCommand {
                 });
             }
             DagCommand::Heads => {
-                let log = open_existing(dir)?;
+                let log = open_reader(dir)?;
                 let heads = log.heads()?;
                 out.print(
                     json!(heads.iter().map(|h| h.to_string()).collect::<Vec<_>>()),
@@ -115,7 +140,7 @@ impl DagCommand {
                 );
             }
             DagCommand::Log { since, limit } => {
-                let log = open_existing(dir)?;
+                let log = open_reader(dir)?;
                 let stdout = std::io::stdout();
                 let mut w = std::io::BufWriter::new(stdout.lock());
                 for entry in log.changes(since).take(limit.unwrap_or(usize::MAX)) {
@@ -137,7 +162,7 @@ impl DagCommand {
                 w.flush()?;
             }
             DagCommand::Show { hash } => {
-                let log = open_existing(dir)?;
+                let log = open_reader(dir)?;
                 let Some(node) = log.get(&hash)? else {
                     bail!("no node {hash} in this replica")
                 };
@@ -156,7 +181,10 @@ impl DagCommand {
                 });
             }
             DagCommand::Graph { key, ns } => {
-                let log = open_existing(dir)?;
+                let log = match key {
+                    Some(_) => kv_reader(dir)?.log().clone(),
+                    None => open_reader(dir)?,
+                };
                 let stdout = std::io::stdout();
                 let mut w = std::io::BufWriter::new(stdout.lock());
                 writeln!(
@@ -215,11 +243,20 @@ impl DagCommand {
             }
             DagCommand::Verify => {
                 braidlog::store_file::check_pages(dir)?; // before LMDB follows any page
-                let log = open_existing(dir)?;
+                                                         // Through the key-value view, so it is compared with a rebuild too: `get` and
+                                                         // `ls` read it, so damage there must not pass as a healthy store. A view that
+                                                         // cannot be opened (not caught up past a damaged node, say) fails the check,
+                                                         // and everything else is still checked.
+                let (log, kv_error) = match kv_reader(dir) {
+                    Ok(kv) => (kv.log().clone(), None),
+                    Err(e) => (open_reader(dir)?, Some(format!("{e:#}"))),
+                };
                 let report = log.verify()?;
+                let ok = report.is_ok() && kv_error.is_none();
                 out.print(
                     json!({
-                        "ok": report.is_ok(),
+                        "ok": ok,
+                        "kv_view_error": kv_error,
                         "nodes": report.nodes,
                         "heads": report.heads,
                         "views": report.views,
@@ -228,9 +265,12 @@ impl DagCommand {
                     }),
                     || {
                         let mut s = report.violations.iter().map(|v| format!("violation: {v}\n")).collect::<String>();
+                        if let Some(e) = &kv_error {
+                            s.push_str(&format!("violation: the key-value view cannot be opened: {e}\n"));
+                        }
                         s.push_str(&format!(
                             "{}: {} nodes, {} heads, {} views checked",
-                            if report.is_ok() { "ok" } else { "CORRUPT" },
+                            if ok { "ok" } else { "CORRUPT" },
                             report.nodes,
                             report.heads,
                             report.views
@@ -238,7 +278,7 @@ impl DagCommand {
                         s
                     },
                 );
-                if !report.is_ok() {
+                if !ok {
                     return Ok(ExitCode::FAILURE);
                 }
             }

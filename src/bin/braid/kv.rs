@@ -10,7 +10,7 @@ use braidlog::{Hash, Kv};
 use clap::{Args, Subcommand};
 use serde_json::{json, Value};
 
-use crate::dag::{open_existing, open_or_create};
+use crate::dag::{kv_reader, open_existing, open_or_create};
 use crate::output::{json_bytes, show_bytes, Out};
 
 /// Selects a key space.
@@ -106,6 +106,15 @@ pub enum KvCommand {
 
 fn kv_in(log: &braidlog::Log, ns: &Namespace) -> Result<Kv> {
     let kv = Kv::open(log)?;
+    Ok(match &ns.ns {
+        Some(name) => kv.namespace(name)?,
+        None => kv,
+    })
+}
+
+/// The store for a read command: opened read-only where possible.
+fn kv_read(dir: &Path, ns: &Namespace) -> Result<Kv> {
+    let kv = kv_reader(dir)?;
     Ok(match &ns.ns {
         Some(name) => kv.namespace(name)?,
         None => kv,
@@ -213,7 +222,7 @@ impl KvCommand {
                 });
             }
             KvCommand::Get { key, ns } => {
-                let kv = kv_in(&open_existing(dir)?, &ns)?;
+                let kv = kv_read(dir, &ns)?;
                 let Some(versions) = kv.get(&key)? else {
                     bail!("no key {key:?}")
                 };
@@ -271,7 +280,7 @@ impl KvCommand {
                 });
             }
             KvCommand::Conflicts { ns } => {
-                let kv = kv_in(&open_existing(dir)?, &ns)?;
+                let kv = kv_read(dir, &ns)?;
                 print_entries(out, kv.conflicts())?;
             }
             KvCommand::Ls {
@@ -280,7 +289,7 @@ impl KvCommand {
                 to,
                 ns,
             } => {
-                let kv = kv_in(&open_existing(dir)?, &ns)?;
+                let kv = kv_read(dir, &ns)?;
                 match (prefix, from, to) {
                     (Some(p), _, _) => print_entries(out, kv.prefix(p))?,
                     (None, Some(a), Some(b)) => print_entries(out, kv.range(a..b))?,
@@ -290,7 +299,7 @@ impl KvCommand {
                 }
             }
             KvCommand::History { key, ns } => {
-                let kv = kv_in(&open_existing(dir)?, &ns)?;
+                let kv = kv_read(dir, &ns)?;
                 for h in kv.history(&key) {
                     let h = h?;
                     let op = match &h.op {
@@ -304,6 +313,7 @@ impl KvCommand {
                             "value": op,
                             "deleted": matches!(h.op, Op::Del),
                             "supersedes": h.supersedes.iter().map(Hash::to_string).collect::<Vec<_>>(),
+                            "folds": h.folds.iter().map(Hash::to_string).collect::<Vec<_>>(),
                             "current": h.current,
                         }),
                         || {
@@ -312,12 +322,21 @@ impl KvCommand {
                                 Op::Del => "del".to_string(),
                             };
                             let sup: Vec<String> = h.supersedes.iter().map(Hash::short).collect();
+                            let mut sup = format!("supersedes [{}]", sup.join(" "));
+                            if !h.folds.is_empty() {
+                                // A write that superseded more versions than a node may link.
+                                let folds: Vec<String> = h.folds.iter().map(Hash::short).collect();
+                                sup.push_str(&format!(
+                                    " and the versions under fold nodes [{}]",
+                                    folds.join(" ")
+                                ));
+                            }
                             format!(
-                                "{} {}  {:<24} supersedes [{}]{}",
+                                "{} {}  {:<24} {}{}",
                                 if h.current { "*" } else { " " },
                                 h.hash.short(),
                                 what,
-                                sup.join(" "),
+                                sup,
                                 if h.current { "  (current)" } else { "" }
                             )
                         },

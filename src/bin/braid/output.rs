@@ -51,7 +51,13 @@ pub fn show_payload(payload: &[u8]) -> String {
         Some(KvOp {
             key, op: Op::Del, ..
         }) => format!("del {}", show_bytes(&key)),
-        None => show_bytes(payload),
+        None => match braidlog::kv::fold::Fold::decode(payload) {
+            Some(fold) => format!(
+                "fold of {} (links versions a write supersedes)",
+                show_bytes(&fold.key)
+            ),
+            None => show_bytes(payload),
+        },
     }
 }
 

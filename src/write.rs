@@ -1,0 +1,97 @@
+//! The write path: a node, its index entry, the heads and every view, in one transaction.
+//!
+//! Every step goes through a [`WriteTxn`], so any failure (a missing link, a view's error,
+//! LMDB) poisons the transaction and nothing of it commits, whatever the caller does with the
+//! error. Checks that need no mutation (presence, links) run first anyway, so the common
+//! failure leaves the transaction untouched.
+
+use crate::error::{Error, Result};
+use crate::hash::Hash;
+use crate::log::{Inserted, Log};
+use crate::node::{Node, MAX_LINKS};
+use crate::store::{ReadTxn, Store, WriteTxn};
+use crate::view::{self, Change, Registered};
+
+/// Stores one node in `txn` unless present: feed, index, heads, views. `seq` is the last
+/// used seq and advances when the node is new.
+pub(crate) fn store_node(
+    store: &Store,
+    txn: &mut WriteTxn<'_>,
+    views: &[Registered],
+    seq: &mut u64,
+    node: &Node,
+) -> Result<Inserted> {
+    let hash = node.hash();
+    let r = txn.read();
+    for link in node.links() {
+        // Links are usually heads (`append` links all of them), and the heads table is
+        // small: it proves most links stored without a lookup in the large index.
+        if !store.heads.contains(r, link)? && store.index.seq_of(r, link)?.is_none() {
+            return Err(Error::MissingLink {
+                node: hash,
+                link: *link,
+            });
+        }
+    }
+    // One B-tree descent both tests presence and files the node at the next seq.
+    let next = *seq + 1;
+    if let Some(existing) = store.index.claim(txn, &hash, next)? {
+        return Ok(Inserted::Existing(existing));
+    }
+    // Nothing stored can link to a node that was not stored, so a new node is always a head.
+    // It is put before its links are removed so the table never empties: an emptied LMDB
+    // tree frees its root page, and the next put would dirty a fresh one for every node.
+    store.heads.add(txn, &hash)?;
+    for link in node.links() {
+        store.heads.remove(txn, link)?;
+    }
+    store.feed.append(txn, next, node)?;
+    *seq = next;
+    let change = Change { seq: next, node };
+    for v in views {
+        view::apply(txn, v, change)?;
+    }
+    Ok(Inserted::New(next))
+}
+
+/// A write transaction in progress; see [`Log::transaction`].
+///
+/// A write that fails (a missing link, a view's error) leaves the transaction unable to
+/// commit: [`Log::transaction`] then returns the error even if the closure returned `Ok`.
+pub struct Writer<'a, 't> {
+    pub(crate) log: &'a Log,
+    pub(crate) txn: &'a mut WriteTxn<'t>,
+    pub(crate) views: &'a [Registered],
+    pub(crate) seq: &'a mut u64,
+}
+
+impl Writer<'_, '_> {
+    /// Reads in this transaction (a view's tables, say); they see what this writer added.
+    pub fn txn(&self) -> ReadTxn<'_> {
+        self.txn.read()
+    }
+
+    /// The current heads, up to `limit`, including nodes this writer added.
+    pub fn heads(&self, limit: usize) -> Result<Vec<Hash>> {
+        self.log.store().heads.list(self.txn.read(), limit)
+    }
+
+    /// Adds a node; its links must be stored or added earlier in this transaction.
+    pub fn add(&mut self, links: impl IntoIterator<Item = Hash>, payload: Vec<u8>) -> Result<Node> {
+        let node = Node::new(links, payload)?;
+        self.insert(&node)?;
+        Ok(node)
+    }
+
+    /// Adds a node that links to every current head (as [`Log::append`]).
+    pub fn append(&mut self, payload: Vec<u8>) -> Result<Node> {
+        let links = self.heads(MAX_LINKS)?;
+        self.add(links, payload)
+    }
+
+    /// Stores a node built elsewhere. Idempotent.
+    pub fn insert(&mut self, node: &Node) -> Result<Inserted> {
+        let r = store_node(self.log.store(), self.txn, self.views, self.seq, node);
+        self.txn.check(r)
+    }
+}
