@@ -123,7 +123,11 @@ pub(crate) fn check_before_open(dir: &Path, writable: bool) -> Result<Checked, E
                 )
             };
             if !writable {
-                return Err(not_repaired("the store is opened read-only".into()));
+                return Err(not_repaired(
+                    "the store is opened read-only; open it for writing once (`braid init`) \
+                     to rewrite it from the intact page"
+                        .into(),
+                ));
             }
             if opened_elsewhere(dir) {
                 // Another process has the store open: what looks damaged may be a meta page
