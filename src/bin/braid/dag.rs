@@ -242,11 +242,12 @@ impl DagCommand {
                 w.flush()?;
             }
             DagCommand::Verify => {
-                braidlog::store_file::check_pages(dir)?; // before LMDB follows any page
-                                                         // Through the key-value view, so it is compared with a rebuild too: `get` and
-                                                         // `ls` read it, so damage there must not pass as a healthy store. A view that
-                                                         // cannot be opened (not caught up past a damaged node, say) fails the check,
-                                                         // and everything else is still checked.
+                // Every page, read with pread, before LMDB follows any.
+                braidlog::store_file::check_pages(dir)?;
+                // Through the key-value view, so it is compared with a rebuild too: `get` and
+                // `ls` read it, so damage there must not pass as a healthy store. A view that
+                // cannot be opened (not caught up past a damaged node, say) fails the check,
+                // and everything else is still checked.
                 let (log, kv_error) = match kv_reader(dir) {
                     Ok(kv) => (kv.log().clone(), None),
                     Err(e) => (open_reader(dir)?, Some(format!("{e:#}"))),
