@@ -6,6 +6,7 @@ mod kv;
 mod limits;
 mod net;
 mod output;
+mod salvage;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -40,9 +41,11 @@ enum Command {
     Dag(dag::DagCommand),
     #[command(flatten)]
     Net(net::NetCommand),
+    Salvage(salvage::SalvageArgs),
 }
 
 fn main() -> ExitCode {
+    salvage::report_crashes_on_damaged_files();
     let cli = Cli::parse();
     let out = Out::new(cli.json);
     let result = match cli.command {
@@ -50,6 +53,7 @@ fn main() -> ExitCode {
         Command::Dag(cmd) => cmd.run(&cli.dir, &out),
         Command::Net(cmd) => cmd.run(&cli.dir, &out),
         Command::Demo => demo::run(),
+        Command::Salvage(cmd) => cmd.run(&out),
     };
     match result {
         Ok(code) => code,
