@@ -72,6 +72,22 @@ pub enum Error {
     /// LMDB failed.
     #[error("storage error: {0}")]
     Storage(#[from] crate::store::StorageError),
+    /// The disk holding the store is full: the write failed and changed nothing.
+    #[error("no space left on the disk holding {path} ({available} bytes free): the write was not stored; free some space and retry")]
+    DiskFull {
+        /// The store directory.
+        path: PathBuf,
+        /// Bytes available on its file system after the failure.
+        available: u64,
+    },
+    /// The store's data file is damaged or truncated (checked before LMDB maps it).
+    #[error("store at {path}: {problem}")]
+    DamagedFile {
+        /// The store directory.
+        path: PathBuf,
+        /// What is wrong.
+        problem: crate::store_file::FileProblem,
+    },
     /// The file system failed (creating the directory, for example).
     #[error("i/o error on {path}: {source}")]
     Io {

@@ -44,6 +44,7 @@
 //! - [`policy`]: which nodes a log accepts (any, signed, trusted authors).
 //! - `store` (private): the storage core, the only module that knows LMDB: opening, map
 //!   growth, every table's byte layout, transactions that cannot commit after a failed write.
+//! - [`store_file`]: checks of the data file before LMDB maps it; full-disk errors.
 //! - [`log`]: `Log`, the replica API: add, insert, get, heads, feed.
 //! - `write` (private): the write path (node, index, heads, views in one transaction) and
 //!   [`Writer`].
@@ -52,6 +53,7 @@
 //! - [`verify`]: the fsck.
 //! - [`kv`]: the key-value view with explicit conflicts (`Kv`).
 //! - [`peer`]: replica identity.
+//! - [`salvage`]: copying the genuine nodes out of a damaged store.
 //! - [`sync`]: replication over any byte stream: messages, codec, the sans-IO session, the
 //!   tokio driver and TCP helpers.
 //! - [`error`]: the error types.
@@ -67,7 +69,12 @@ pub mod log;
 pub mod node;
 pub mod peer;
 pub mod policy;
+#[cfg(all(unix, target_pointer_width = "64", target_endian = "little"))]
+pub mod salvage;
 mod store;
+pub mod store_file;
+#[cfg(all(unix, target_pointer_width = "64", target_endian = "little"))]
+mod store_pages;
 pub mod sync;
 pub mod verify;
 pub mod view;

@@ -179,7 +179,7 @@ impl Log {
     }
 
     fn open_new(dir: &Path, key: PathBuf, options: StoreOptions) -> Result<Log> {
-        let store = Store::open(dir, options)?;
+        let store = Store::open(dir, options).map_err(|e| crate::store_file::diagnose(e, dir))?;
         let peer_id = crate::peer::load_or_create(&store)?;
         let last = store.read(|txn| store.feed.last_seq(txn))?;
         let (committed, _) = watch::channel(last);

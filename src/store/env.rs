@@ -199,6 +199,7 @@ impl Store {
         } else {
             std::fs::create_dir_all(path).map_err(io)?;
         }
+        crate::store_file::check_before_open(path, !options.read_only)?;
         // A multiple of every page size LMDB may use (up to 64 KiB), at least 1 MiB.
         let map_size = options.map_size.div_ceil(1 << 16).max(16) << 16;
         let env = open_env(path, options, map_size)?;
@@ -360,6 +361,7 @@ impl Store {
             let mut txn = WriteTxn::new(txn);
             let r = f(&mut txn);
             txn.finish(r)
+                .map_err(|e| crate::store_file::diagnose(e, &self.path))
         };
         match &result {
             Ok(_) => self.grow_if_half_full(),

@@ -263,6 +263,8 @@ impl DagCommand {
                 w.flush()?;
             }
             DagCommand::Verify => {
+                // Every page, read with pread, before LMDB follows any.
+                braidlog::store_file::check_pages(dir)?;
                 // Through the key-value view, so it is compared with a rebuild too: `get` and
                 // `ls` read it, so damage there must not pass as a healthy store. A view that
                 // cannot be opened (not caught up past a damaged node, say) fails the check,

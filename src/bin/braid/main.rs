@@ -7,6 +7,7 @@ mod kv;
 mod limits;
 mod net;
 mod output;
+mod salvage;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -43,9 +44,11 @@ enum Command {
     Net(net::NetCommand),
     #[command(flatten)]
     Auth(auth::AuthCommand),
+    Salvage(salvage::SalvageArgs),
 }
 
 fn main() -> ExitCode {
+    salvage::report_crashes_on_damaged_files();
     let cli = Cli::parse();
     let out = Out::new(cli.json);
     let result = match cli.command {
@@ -54,6 +57,7 @@ fn main() -> ExitCode {
         Command::Net(cmd) => cmd.run(&cli.dir, &out),
         Command::Auth(cmd) => cmd.run(&cli.dir, &out),
         Command::Demo => demo::run(),
+        Command::Salvage(cmd) => cmd.run(&out),
     };
     match result {
         Ok(code) => code,
