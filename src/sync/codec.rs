@@ -327,14 +327,13 @@ mod tests {
             m => panic!("{m:?}"),
         }
         // ... and a peer's overlong detail is malformed; an unknown reason byte is Internal.
-        let mut body = vec![ABORT];
-        postcard::to_extend(&(3u8, "x".repeat(MAX_ABORT_DETAIL + 1)), &mut body).unwrap();
+        let body = postcard::to_extend(&(3u8, "x".repeat(MAX_ABORT_DETAIL + 1)), vec![ABORT]);
+        let body = body.unwrap();
         assert!(matches!(
             decode_body(&body),
             Err(SyncError::Malformed { kind: "Abort", .. })
         ));
-        let mut body = vec![ABORT];
-        postcard::to_extend(&(200u8, String::new()), &mut body).unwrap();
+        let body = postcard::to_extend(&(200u8, String::new()), vec![ABORT]).unwrap();
         assert!(matches!(
             decode_body(&body),
             Ok(Message::Abort { reason: AbortReason::Internal, .. })

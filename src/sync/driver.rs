@@ -126,7 +126,7 @@ where
     let (mut rd, mut wr) = tokio::io::split(stream);
     let result = driver.run(&mut rd, &mut wr, &options, sub, log).await;
     if let Err(e) = result {
-        let e = driver.abort(&mut wr, e, &options).await;
+        let e = driver.abort(&mut rd, &mut wr, e, &options).await;
         return Err(fail(e, &driver));
     }
     if driver.session.is_none() {
@@ -194,8 +194,9 @@ impl Driver {
     /// it got), then tells the peer why with an `Abort`, best-effort: after the frames already
     /// begun, within [`ABORT_GRACE`] (or the idle timeout, if shorter), never at all once a
     /// write failed. Gives back the error.
-    async fn abort<W: AsyncWrite + Unpin>(
+    async fn abort<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
         &mut self,
+        rd: &mut R,
         wr: &mut W,
         error: SyncError,
         options: &SyncOptions,
@@ -222,16 +223,28 @@ impl Driver {
             wr.flush().await?;
             wr.shutdown().await
         };
-        let sent = match options.idle_timeout {
-            // `None` means the caller runs no timers: wait as long as the peer takes.
-            None => send.await.is_ok(),
-            Some(idle) => matches!(
-                tokio::time::timeout(idle.min(ABORT_GRACE), send).await,
-                Ok(Ok(()))
-            ),
+        // Then read on to the peer's end of stream: closing a TCP socket with unread bytes
+        // resets it, and a reset may overtake the abort.
+        let drain = async {
+            let mut sink = [0u8; 4096];
+            while rd.read(&mut sink).await? > 0 {}
+            Ok::<(), std::io::Error>(())
         };
-        if sent {
-            self.bytes_out += tail.len() as u64;
+        match options.idle_timeout {
+            // `None` means the caller may run no timers: write, but wait for no reader.
+            None => {
+                if send.await.is_ok() {
+                    self.bytes_out += tail.len() as u64;
+                }
+            }
+            Some(idle) => {
+                let _ = tokio::time::timeout(idle.min(ABORT_GRACE), async {
+                    send.await?;
+                    self.bytes_out += tail.len() as u64;
+                    drain.await
+                })
+                .await;
+            }
         }
         error
     }

@@ -689,4 +689,6 @@ fn message_size(m: &Message) -> usize {
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_abort;
+#[cfg(test)]
 mod tests_bounds;
