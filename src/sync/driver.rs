@@ -39,6 +39,8 @@ const LIVE_POLL: Duration = Duration::from_secs(1);
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
 /// How long a failing session may take to tell the peer why.
 const ABORT_GRACE: Duration = Duration::from_secs(2);
+/// Most bytes read from the peer after an abort, waiting for it to close.
+const ABORT_DRAIN: usize = 256 * 1024;
 /// A session that moved no byte for this long when a shutdown comes is idle: it ends at once.
 const QUIET: Duration = Duration::from_secs(1);
 
@@ -223,11 +225,23 @@ impl Driver {
             wr.flush().await?;
             wr.shutdown().await
         };
-        // Then read on to the peer's end of stream: closing a TCP socket with unread bytes
-        // resets it, and a reset may overtake the abort.
+        // Then read on to the peer's end of stream (at most [`ABORT_DRAIN`] bytes): closing a
+        // TCP socket with unread bytes resets it, and a reset may overtake the abort. Not
+        // after a timeout (a silent peer will not close) or for a shutdown (it must be
+        // prompt).
+        let linger = !matches!(
+            error,
+            SyncError::Timeout { .. } | SyncError::ShuttingDown { .. }
+        );
         let drain = async {
             let mut sink = [0u8; 4096];
-            while rd.read(&mut sink).await? > 0 {}
+            let mut left = if linger { ABORT_DRAIN } else { 0 };
+            while left > 0 {
+                match rd.read(&mut sink).await? {
+                    0 => break,
+                    n => left = left.saturating_sub(n),
+                }
+            }
             Ok::<(), std::io::Error>(())
         };
         match options.idle_timeout {
