@@ -1141,7 +1141,10 @@ pub fn check_kv_model(dir: &Path, data: &[u8]) {
                 assert_eq!((&decoded.key[..], &decoded.op), (key, &op));
                 let links = rep.through_folds(&node);
                 for v in &current {
-                    assert!(links.binary_search(&v.0).is_ok(), "write does not supersede");
+                    assert!(
+                        links.binary_search(&v.0).is_ok(),
+                        "write does not supersede"
+                    );
                 }
                 if current.len() > MAX_LINKS {
                     assert!(node.links().len() <= MAX_LINKS);

@@ -514,8 +514,8 @@ fn sixteen_mib(dir: &Path) -> Log {
 
 #[test]
 fn a_server_on_a_full_disk_counts_what_it_stored_and_tells_the_pusher() {
-    use braidlog::sync::{self, AbortReason, Mode, ServeEvent, ServeOptions, SyncError};
     use braidlog::sync::SyncOptions;
+    use braidlog::sync::{self, AbortReason, Mode, ServeEvent, ServeOptions, SyncError};
     use std::sync::{Arc, Mutex};
     let Some(fs) = Tmpfs::mount("8m") else { return };
     let root = tempfile::tempdir().unwrap();

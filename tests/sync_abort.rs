@@ -34,7 +34,9 @@ async fn a_tightened_limit_takes_effect_and_the_peer_learns_why() {
         sync(&b.log, y, tight)
     );
     match rb {
-        Err(SyncError::TooManyHeads { count: 3, max: 2, .. }) => {}
+        Err(SyncError::TooManyHeads {
+            count: 3, max: 2, ..
+        }) => {}
         r => panic!("the tightened limit should refuse 3 heads: {r:?}"),
     }
     match ra {

@@ -50,7 +50,9 @@ fn verify_reports_a_damaged_page_its_table_checks_never_read() {
         "{:?}",
         report.violations
     );
-    assert!(report.violations[0].to_string().contains("damaged data file"));
+    assert!(report.violations[0]
+        .to_string()
+        .contains("damaged data file"));
 }
 
 /// The cost of the page walk in `verify` on 10^5 nodes (run with `--ignored --nocapture`).
@@ -84,7 +86,9 @@ fn measure_the_page_walk_on_a_hundred_thousand_nodes() {
     let t = Instant::now();
     let pages = braidlog::store_file::check_pages(dir.path()).unwrap();
     let walk = t.elapsed();
-    let size = std::fs::metadata(dir.path().join("data.mdb")).unwrap().len();
+    let size = std::fs::metadata(dir.path().join("data.mdb"))
+        .unwrap()
+        .len();
     eprintln!(
         "10^5 nodes, {pages} pages ({size} bytes): verify {all:?} in all, page walk {walk:?}"
     );

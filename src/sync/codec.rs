@@ -11,8 +11,9 @@
 
 use super::error::SyncError;
 use super::message::{
-    AbortReason, Hello, Message, Summary, MAGIC, MAX_ABORT_DETAIL, MAX_FILTER_BYTES, MAX_FILTER_PROBES, MAX_FLOOR_HEADS,
-    MAX_FRAME_BYTES, MAX_HEADS, MAX_HEADS_PER_MESSAGE, MAX_SAMPLES, MAX_WANT, PROTOCOL_VERSION,
+    AbortReason, Hello, Message, Summary, MAGIC, MAX_ABORT_DETAIL, MAX_FILTER_BYTES,
+    MAX_FILTER_PROBES, MAX_FLOOR_HEADS, MAX_FRAME_BYTES, MAX_HEADS, MAX_HEADS_PER_MESSAGE,
+    MAX_SAMPLES, MAX_WANT, PROTOCOL_VERSION,
 };
 use crate::hash::Hash;
 
@@ -169,7 +170,10 @@ pub fn decode_body(frame: &[u8]) -> Result<Message, SyncError> {
         ABORT => {
             let (code, detail): (u8, String) = postcard_all("Abort", body)?;
             if detail.len() > MAX_ABORT_DETAIL {
-                return Err(malformed("Abort", format!("detail of {} bytes", detail.len())));
+                return Err(malformed(
+                    "Abort",
+                    format!("detail of {} bytes", detail.len()),
+                ));
             }
             Ok(Message::Abort {
                 reason: AbortReason::from_code(code),
@@ -336,7 +340,10 @@ mod tests {
         let body = postcard::to_extend(&(200u8, String::new()), vec![ABORT]).unwrap();
         assert!(matches!(
             decode_body(&body),
-            Ok(Message::Abort { reason: AbortReason::Internal, .. })
+            Ok(Message::Abort {
+                reason: AbortReason::Internal,
+                ..
+            })
         ));
     }
 

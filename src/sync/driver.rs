@@ -132,7 +132,10 @@ where
         return Err(fail(e, &driver));
     }
     if driver.session.is_none() {
-        return Err(fail(SyncError::ShuttingDown { state: "finishing" }, &driver));
+        return Err(fail(
+            SyncError::ShuttingDown { state: "finishing" },
+            &driver,
+        ));
     }
     Ok(driver.report(started))
 }
@@ -206,11 +209,12 @@ impl Driver {
         if self.session.is_none() {
             return error;
         }
-        let (error, msg) = match self.blocking(move |s| {
-            let m = s.abort(&error);
-            Ok((error, m))
-        })
-        .await
+        let (error, msg) = match self
+            .blocking(move |s| {
+                let m = s.abort(&error);
+                Ok((error, m))
+            })
+            .await
         {
             Ok(r) => r,
             Err(e) => return e,
@@ -387,7 +391,9 @@ impl Driver {
                 // A live session may be quiet for any time, but not halfway through a frame,
                 // starved of memory, or with bytes the peer does not take.
                 idle_by
-                    .filter(|_| !live || dec.buffered() > 0 || short.is_some() || self.pos < self.out.len())
+                    .filter(|_| {
+                        !live || dec.buffered() > 0 || short.is_some() || self.pos < self.out.len()
+                    })
                     .map(|d| (d, Wait::Idle)),
                 close_by.map(|d| (d, Wait::Close)),
             ]

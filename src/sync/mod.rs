@@ -60,7 +60,9 @@ pub use budget::MemoryBudget;
 #[cfg(feature = "net")]
 pub use driver::{sync, sync_reporting, SyncFailure};
 pub use error::SyncError;
-pub use message::{AbortReason, Message, MAGIC, MAX_ABORT_DETAIL, MAX_FRAME_BYTES, PROTOCOL_VERSION};
+pub use message::{
+    AbortReason, Message, MAGIC, MAX_ABORT_DETAIL, MAX_FRAME_BYTES, PROTOCOL_VERSION,
+};
 #[cfg(feature = "net")]
 pub use options::{
     Progress, SyncOptions, SyncReport, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_IDLE_TIMEOUT,

@@ -6,12 +6,12 @@ use std::sync::Arc;
 
 use super::tests::{cfg, chain, store};
 use super::*;
+use crate::changes::RawEntry;
 use crate::error::{Error, Result};
+use crate::log::Inserted;
 use crate::node::Node;
 use crate::sync::codec::{encode, preamble, Decoder};
 use crate::sync::message::{AbortReason, SamplePrefix};
-use crate::changes::RawEntry;
-use crate::log::Inserted;
 use crate::sync::MemStore;
 
 /// A [`MemStore`] with room for `room` more nodes: a batch that does not fit fails whole
@@ -116,7 +116,9 @@ fn a_full_disk_is_counted_and_reaches_the_peer_as_an_abort() {
         matches!(err, SyncError::Store(Error::DiskFull { .. })),
         "{err:?}"
     );
-    let abort = b.abort(&err).expect("a full disk is worth telling the peer");
+    let abort = b
+        .abort(&err)
+        .expect("a full disk is worth telling the peer");
     // The counters say what is stored: the batches committed before the failure.
     assert_eq!(b.stats().nodes_received, 100);
     assert_eq!(full.mem.len(), 100);
