@@ -13,7 +13,7 @@ use crate::error::Error;
 use crate::hash::{Hash, HASH_LEN};
 use crate::kv::Kv;
 use crate::log::{Durability, Inserted, Log, LogOptions};
-use crate::node::{Node, NODE_FORMAT_VERSION};
+use crate::node::{Node, MAX_LINKS, NODE_FORMAT_VERSION};
 use crate::peer::PeerId;
 use crate::sync::codec::{encode, preamble, Decoder};
 use crate::sync::{
@@ -833,6 +833,35 @@ impl KvReplica {
         kv
     }
 
+    /// Appends to `order` what the feed has beyond it (a write's fold nodes).
+    fn catch_up(&mut self) {
+        let since = self.order.len() as u64;
+        let new: Vec<Hash> = (self.log.changes(since))
+            .map(|e| e.expect("feed").node.hash())
+            .collect();
+        for h in new {
+            self.push(h);
+        }
+    }
+
+    /// A written node's links with every fold replaced by what it folds: the versions the
+    /// write links as the KV view counts them.
+    fn through_folds(&self, node: &Node) -> Vec<Hash> {
+        let mut out = Vec::new();
+        let mut todo: Vec<Hash> = node.links().to_vec();
+        while let Some(h) = todo.pop() {
+            let n = self.log.get(&h).expect("get").expect("linked node stored");
+            if crate::kv::fold::Fold::decode(n.payload()).is_some() {
+                todo.extend_from_slice(n.links());
+            } else {
+                out.push(h);
+            }
+        }
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
     /// The log's feed, which must extend what the model had (arrival order is kept) with
     /// exactly `expected` new nodes (in some order).
     fn resync(&mut self, expected: &HashSet<Hash>) {
@@ -897,6 +926,8 @@ impl KvModel {
         links: Vec<Hash>,
     ) {
         self.ops.insert(hash, KvRecord { ns, key, op, links });
+        // Fold nodes written in the same transaction come before it in the feed.
+        rep.catch_up();
         rep.push(hash);
     }
 
@@ -918,9 +949,14 @@ impl KvModel {
     fn versions(&self, rep: &KvReplica, ns: usize, key: usize) -> Vec<ModelVersion> {
         let same = |h: &&Hash| self.ops.get(*h).is_some_and(|r| (r.ns, r.key) == (ns, key));
         let of_key: Vec<&Hash> = rep.order.iter().filter(same).collect();
+        // One set of what the key's operations link: a flooded key has over a thousand.
+        let linked: HashSet<&Hash> = of_key
+            .iter()
+            .flat_map(|o| self.ops[*o].links.iter())
+            .collect();
         let mut out: Vec<ModelVersion> = of_key
             .iter()
-            .filter(|h| !of_key.iter().any(|o| self.ops[*o].links.contains(h)))
+            .filter(|h| !linked.contains(**h))
             .map(|h| (**h, self.depth(h), self.ops[*h].op.clone()))
             .collect();
         out.sort_by_key(|v| v.0);
@@ -1055,7 +1091,8 @@ fn kv_copy(from: &KvReplica, to: &mut KvReplica) {
 
 /// `kv_model`: a program of KV operations (put, del, `write_with_links` with input-chosen
 /// links, `resolve` with a simple merge, over several namespaces and keys that need escaping,
-/// plain non-KV nodes, reopening) on one or two [`Log`] replicas in `dir`, with exchanges
+/// plain non-KV nodes, floods of more concurrent versions than one node may link so that the
+/// next write folds them, reopening) on one or two [`Log`] replicas in `dir`, with exchanges
 /// between them (copying missing nodes in feed order, or a sans-IO sync session over the
 /// logs, sometimes cut). Every write is checked as it happens (the node written, or
 /// `MissingLink`), and at the end each replica's `versions`, `get`, `iter`, `conflicts`,
@@ -1113,10 +1150,17 @@ pub fn check_kv_model(dir: &Path, data: &[u8]) {
                 let node = rep.log.get(&h).unwrap().expect("written node stored");
                 let decoded = crate::kv::KvOp::decode(node.payload()).expect("a kv op");
                 assert_eq!((&decoded.key[..], &decoded.op), (key, &op));
+                let links = rep.through_folds(&node);
                 for v in &current {
-                    assert!(node.links().contains(&v.0), "write does not supersede");
+                    assert!(
+                        links.binary_search(&v.0).is_ok(),
+                        "write does not supersede"
+                    );
                 }
-                model.record(rep, h, ns, k, op, node.links().to_vec());
+                if current.len() > MAX_LINKS {
+                    assert!(node.links().len() <= MAX_LINKS);
+                }
+                model.record(rep, h, ns, k, op, links);
             }
             2 => {
                 let op = match input.byte() % 3 {
@@ -1162,10 +1206,17 @@ pub fn check_kv_model(dir: &Path, data: &[u8]) {
                         Some(v) if !del => KvOpKind::Put(v.to_vec()),
                         _ => KvOpKind::Del,
                     };
-                    let links: Vec<Hash> = current.iter().map(|v| v.0).collect();
-                    let expected = expected_kv_node(&kv, key, &op, &links);
-                    assert_eq!(got, Some(expected.hash()));
-                    model.record(rep, expected.hash(), ns, k, op, links);
+                    let mut links: Vec<Hash> = current.iter().map(|v| v.0).collect();
+                    let h = got.expect("a conflict is resolved");
+                    if links.len() <= MAX_LINKS {
+                        assert_eq!(h, expected_kv_node(&kv, key, &op, &links).hash());
+                    } else {
+                        // Folded: the same versions, through fold nodes.
+                        let node = rep.log.get(&h).unwrap().expect("resolved node stored");
+                        links.sort_unstable();
+                        assert_eq!(rep.through_folds(&node), links, "resolve folded others");
+                    }
+                    model.record(rep, h, ns, k, op, links);
                 } else {
                     assert_eq!(got, None, "resolved a key not in conflict");
                 }
@@ -1176,7 +1227,12 @@ pub fn check_kv_model(dir: &Path, data: &[u8]) {
                 assert_eq!(as_model(&got), current, "versions of {key:?} in {ns}");
             }
             6 => {
-                let payload = [b"plain".as_slice(), &[input.byte()]].concat();
+                let b = input.byte();
+                if b >= KV_FLOOD_BYTE {
+                    kv_flood(&mut model, rep, ns, k, usize::from(b - KV_FLOOD_BYTE));
+                    continue;
+                }
+                let payload = [b"plain".as_slice(), &[b]].concat();
                 let node = rep.log.append(payload).expect("append");
                 rep.push(node.hash());
             }
@@ -1205,6 +1261,27 @@ pub fn check_kv_model(dir: &Path, data: &[u8]) {
             );
             assert_eq!(scan_model(a.iter()), scan_model(b.iter()));
         }
+    }
+}
+
+/// An op-6 byte at or above this floods a key instead of appending a plain node.
+const KV_FLOOD_BYTE: u8 = 0xf0;
+
+/// Floods `key` with `MAX_LINKS + 1 + extra` concurrent puts (linking nothing, one
+/// transaction), so that the next operation that supersedes them must fold: the cheap way
+/// for a fuzz program to reach fold nodes.
+fn kv_flood(model: &mut KvModel, rep: &mut KvReplica, ns: usize, k: usize, extra: usize) {
+    let kv = rep.ns(ns);
+    let nodes: Vec<Node> = (0..MAX_LINKS + 1 + extra)
+        .map(|i| {
+            let op = KvOpKind::Put((i as u16).to_be_bytes().to_vec());
+            expected_kv_node(&kv, KV_KEYS[k], &op, &[])
+        })
+        .collect();
+    rep.log.insert_batch(&nodes).expect("flood");
+    for (i, n) in nodes.iter().enumerate() {
+        let op = KvOpKind::Put((i as u16).to_be_bytes().to_vec());
+        model.record(rep, n.hash(), ns, k, op, Vec::new());
     }
 }
 

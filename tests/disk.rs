@@ -464,13 +464,24 @@ fn a_sync_receiver_on_a_full_disk_fails_with_a_typed_error_and_keeps_what_it_sto
         .build()
         .unwrap();
     let (x, y) = tokio::io::duplex(64 << 10);
-    let (rd, _rs) = rt.block_on(async {
+    let (rd, rs) = rt.block_on(async {
         tokio::join!(
-            sync::sync(&dest, x, SyncOptions::new(Mode::Pull)),
+            sync::sync_reporting(&dest, x, SyncOptions::new(Mode::Pull)),
             sync::sync(&source, y, SyncOptions::new(Mode::Push))
         )
     });
-    let err = rd.expect_err("15 MiB do not fit in 8");
+    let failure = rd.expect_err("15 MiB do not fit in 8");
+    // The failed sync counts what it committed: every node it stored.
+    assert_eq!(failure.report.nodes_received, dest.len().unwrap());
+    // The pushing peer learns why, not just that the connection closed.
+    match rs {
+        Err(SyncError::PeerAborted { reason, detail }) => {
+            assert_eq!(reason, sync::AbortReason::DiskFull);
+            assert!(detail.contains("no space left"), "{detail}");
+        }
+        r => panic!("the pusher should see the abort: {r:?}"),
+    }
+    let err = failure.error;
     assert!(
         matches!(err, SyncError::Store(braidlog::Error::DiskFull { .. })),
         "{err:?}"
@@ -484,6 +495,79 @@ fn a_sync_receiver_on_a_full_disk_fails_with_a_typed_error_and_keeps_what_it_sto
     for e in dest.changes(0) {
         assert!(source.contains(&e.unwrap().node.hash()).unwrap());
     }
+}
+
+/// A source of about 16 MiB of nodes in one chain.
+fn sixteen_mib(dir: &Path) -> Log {
+    let source = Log::open(dir).unwrap();
+    let mut prev = source.append(b"root".to_vec()).unwrap();
+    for i in 0..10u32 {
+        prev = source
+            .transaction(|w| {
+                let mut p = prev.clone();
+                for j in 0..400u32 {
+                    p = w.add([p.hash()], vec![(i ^ j) as u8; 4000])?;
+                }
+                Ok(p)
+            })
+            .unwrap();
+    }
+    source
+}
+
+#[test]
+fn a_server_on_a_full_disk_counts_what_it_stored_and_tells_the_pusher() {
+    use braidlog::sync::SyncOptions;
+    use braidlog::sync::{self, AbortReason, Mode, ServeEvent, ServeOptions, SyncError};
+    use std::sync::{Arc, Mutex};
+    let Some(fs) = Tmpfs::mount("8m") else { return };
+    let root = tempfile::tempdir().unwrap();
+    let source = sixteen_mib(&root.path().join("source"));
+    let dest = Log::open(fs.path().join("dest")).unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let failed = Arc::new(Mutex::new(Vec::new()));
+    let seen = failed.clone();
+    let mut opts = ServeOptions::from(SyncOptions::new(Mode::Both));
+    opts.on_event = Some(Arc::new(move |e| {
+        if let ServeEvent::Failed { error, report, .. } = e {
+            seen.lock()
+                .unwrap()
+                .push((error.to_string(), report.nodes_received));
+        }
+    }));
+    let (pushed, served) = rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(sync::serve(listener, dest.clone(), opts, async {
+            let _ = stopped.await;
+        }));
+        let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let pushed = sync::sync(&source, stream, SyncOptions::new(Mode::Push)).await;
+        // The server waits for its sessions to end before it reports.
+        let _ = stop.send(());
+        (pushed, server.await.unwrap().unwrap())
+    });
+    match pushed {
+        Err(SyncError::PeerAborted { reason, detail }) => {
+            assert_eq!(reason, AbortReason::DiskFull);
+            assert!(detail.contains("no space left"), "{detail}");
+        }
+        r => panic!("the pusher should see why: {r:?}"),
+    }
+    let stored = dest.len().unwrap();
+    assert!(stored > 0, "no batch was committed before the disk filled");
+    assert_eq!(served.failed, 1);
+    assert_eq!(served.nodes_received, stored, "{served:?}");
+    let failed = failed.lock().unwrap();
+    assert_eq!(failed.len(), 1);
+    assert!(failed[0].0.contains("no space left"), "{failed:?}");
+    assert_eq!(failed[0].1, stored);
+    assert!(dest.verify().unwrap().is_ok());
 }
 
 #[test]

@@ -224,6 +224,17 @@ async fn a_live_peer_may_be_quiet_but_not_halfway_through_a_frame() {
         matches!(rb, Err(SyncError::Timeout { state: "live", .. })),
         "{rb:?}"
     );
-    stop_tx.send(true).unwrap();
-    let _ = ta.await.unwrap();
+    // The timed-out side tells the other why, which ends it too.
+    let ra = ta.await.unwrap();
+    assert!(
+        matches!(
+            ra,
+            Err(SyncError::PeerAborted {
+                reason: braidlog::sync::AbortReason::LimitExceeded,
+                ..
+            })
+        ),
+        "{ra:?}"
+    );
+    drop(stop_tx);
 }

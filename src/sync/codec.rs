@@ -11,8 +11,9 @@
 
 use super::error::SyncError;
 use super::message::{
-    Hello, Message, Summary, MAGIC, MAX_FILTER_BYTES, MAX_FILTER_PROBES, MAX_FLOOR_HEADS,
-    MAX_FRAME_BYTES, MAX_HEADS, MAX_HEADS_PER_MESSAGE, MAX_SAMPLES, MAX_WANT, PROTOCOL_VERSION,
+    AbortReason, Hello, Message, Summary, MAGIC, MAX_ABORT_DETAIL, MAX_FILTER_BYTES,
+    MAX_FILTER_PROBES, MAX_FLOOR_HEADS, MAX_FRAME_BYTES, MAX_HEADS, MAX_HEADS_PER_MESSAGE,
+    MAX_SAMPLES, MAX_WANT, PROTOCOL_VERSION,
 };
 use crate::hash::Hash;
 
@@ -24,6 +25,7 @@ const WANT: u8 = 5;
 const DONE: u8 = 6;
 const CLOSE: u8 = 7;
 const HEADS: u8 = 8;
+const ABORT: u8 = 9;
 
 /// Buffer room a decoder keeps after compacting.
 const KEEP_CAPACITY: usize = 128 * 1024;
@@ -64,6 +66,10 @@ pub fn encode(msg: &Message, out: &mut Vec<u8>) {
         Message::Want(w) => body(out, WANT, Some(w)),
         Message::Done => body(out, DONE, None),
         Message::Close => body(out, CLOSE, None),
+        Message::Abort { reason, detail } => {
+            let detail = super::message::clip_detail(detail);
+            body(out, ABORT, Some(&(reason.code(), detail)))
+        }
     }
     let len = (out.len() - start - 4) as u32;
     out[start..start + 4].copy_from_slice(&len.to_le_bytes());
@@ -161,6 +167,19 @@ pub fn decode_body(frame: &[u8]) -> Result<Message, SyncError> {
         }
         DONE => empty("Done", Message::Done),
         CLOSE => empty("Close", Message::Close),
+        ABORT => {
+            let (code, detail): (u8, String) = postcard_all("Abort", body)?;
+            if detail.len() > MAX_ABORT_DETAIL {
+                return Err(malformed(
+                    "Abort",
+                    format!("detail of {} bytes", detail.len()),
+                ));
+            }
+            Ok(Message::Abort {
+                reason: AbortReason::from_code(code),
+                detail,
+            })
+        }
         other => Err(malformed("unknown", format!("kind byte {other}"))),
     }
 }
@@ -285,7 +304,47 @@ mod tests {
             Message::Want(vec![Hash([4; 32])]),
             Message::Done,
             Message::Close,
+            Message::Abort {
+                reason: AbortReason::DiskFull,
+                detail: "no space left".into(),
+            },
         ]
+    }
+
+    #[test]
+    fn abort_detail_is_bounded_both_ways() {
+        // Encoding clips a long detail (on a character boundary) ...
+        let long = "é".repeat(MAX_ABORT_DETAIL);
+        let mut wire = Vec::new();
+        encode(
+            &Message::Abort {
+                reason: AbortReason::Refused,
+                detail: long,
+            },
+            &mut wire,
+        );
+        match decode_body(&wire[4..]).unwrap() {
+            Message::Abort { reason, detail } => {
+                assert_eq!(reason, AbortReason::Refused);
+                assert!(detail.len() <= MAX_ABORT_DETAIL && detail.len() >= MAX_ABORT_DETAIL - 1);
+            }
+            m => panic!("{m:?}"),
+        }
+        // ... and a peer's overlong detail is malformed; an unknown reason byte is Internal.
+        let body = postcard::to_extend(&(3u8, "x".repeat(MAX_ABORT_DETAIL + 1)), vec![ABORT]);
+        let body = body.unwrap();
+        assert!(matches!(
+            decode_body(&body),
+            Err(SyncError::Malformed { kind: "Abort", .. })
+        ));
+        let body = postcard::to_extend(&(200u8, String::new()), vec![ABORT]).unwrap();
+        assert!(matches!(
+            decode_body(&body),
+            Ok(Message::Abort {
+                reason: AbortReason::Internal,
+                ..
+            })
+        ));
     }
 
     #[test]

@@ -37,6 +37,10 @@ const LIVE_POLL: Duration = Duration::from_secs(1);
 /// After a shutdown, how long a busy session may take to finish (a live one to write its
 /// `Close`) before it ends anyway.
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
+/// How long a failing session may take to tell the peer why.
+const ABORT_GRACE: Duration = Duration::from_secs(2);
+/// Most bytes read from the peer after an abort, waiting for it to close.
+const ABORT_DRAIN: usize = 256 * 1024;
 /// A session that moved no byte for this long when a shutdown comes is idle: it ends at once.
 const QUIET: Duration = Duration::from_secs(1);
 
@@ -45,8 +49,49 @@ const QUIET: Duration = Duration::from_secs(1);
 /// Returns when both sides have what the other had at the start (or, when live, when either
 /// side closes). A peer that does not finish its handshake, or goes quiet, in time fails it
 /// with [`SyncError::Timeout`] (see [`SyncOptions`]; both are on by default). On error,
-/// everything received and checked so far is kept.
+/// everything received and checked so far is kept, and the peer is told why with an `Abort`
+/// when it can be; [`sync_reporting`] also says what was done before the error.
 pub async fn sync<T>(log: &Log, stream: T, options: SyncOptions) -> Result<SyncReport, SyncError>
+where
+    T: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    sync_reporting(log, stream, options)
+        .await
+        .map_err(|f| f.error)
+}
+
+/// A sync that failed, with what it did before: the nodes it committed (kept in the store)
+/// and sent.
+#[derive(Debug)]
+pub struct SyncFailure {
+    /// Why it failed.
+    pub error: SyncError,
+    /// The counters up to the failure; `nodes_received` counts only nodes committed.
+    pub report: SyncReport,
+}
+
+impl std::fmt::Display for SyncFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} (after storing {} new nodes)",
+            self.error, self.report.nodes_received
+        )
+    }
+}
+
+impl std::error::Error for SyncFailure {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.error)
+    }
+}
+
+/// [`sync`], reporting the counters on failure too.
+pub async fn sync_reporting<T>(
+    log: &Log,
+    stream: T,
+    options: SyncOptions,
+) -> Result<SyncReport, SyncFailure>
 where
     T: AsyncRead + AsyncWrite + Unpin + Send,
 {
@@ -61,42 +106,38 @@ where
         filter_key: key,
     };
     let store = log.clone();
-    let session = joined(tokio::task::spawn_blocking(move || Session::new(store, cfg)).await)??;
+    let limits = options.limits.clone();
     let mut driver = Driver {
-        session: Some(session),
+        session: None,
         bytes_in: 0,
         bytes_out: 0,
         last_progress: (Phase::Handshake, 0),
+        out: preamble().to_vec(),
+        pos: 0,
+        write_broken: false,
     };
-    let result = driver.run(stream, &options, sub, log).await;
-    if result.is_err() && driver.session.is_some() {
-        // Commits the checked batch: an interrupted sync keeps what it got.
-        let _ = driver
-            .blocking(|s| {
-                s.salvage();
-                Ok(())
-            })
-            .await;
+    let fail = |error, driver: &Driver| SyncFailure {
+        error,
+        report: driver.report(started),
+    };
+    let session = tokio::task::spawn_blocking(move || Session::with_limits(store, cfg, limits));
+    match joined(session.await).and_then(|r| r) {
+        Ok(s) => driver.session = Some(s),
+        Err(e) => return Err(fail(e, &driver)),
     }
-    result?;
-    let s = driver
-        .session
-        .as_ref()
-        .ok_or(SyncError::ShuttingDown { state: "finishing" })?;
-    let st: &SessionStats = s.stats();
-    Ok(SyncReport {
-        peer: s.peer_id(),
-        nodes_sent: st.nodes_sent,
-        nodes_received: st.nodes_received,
-        duplicates: st.duplicates,
-        bytes_sent: driver.bytes_out,
-        bytes_received: driver.bytes_in,
-        node_bytes_sent: st.node_bytes_sent,
-        node_bytes_received: st.node_bytes_received,
-        filtered: st.filtered,
-        round_trips: st.round_trips,
-        duration: started.elapsed(),
-    })
+    let (mut rd, mut wr) = tokio::io::split(stream);
+    let result = driver.run(&mut rd, &mut wr, &options, sub, log).await;
+    if let Err(e) = result {
+        let e = driver.abort(&mut rd, &mut wr, e, &options).await;
+        return Err(fail(e, &driver));
+    }
+    if driver.session.is_none() {
+        return Err(fail(
+            SyncError::ShuttingDown { state: "finishing" },
+            &driver,
+        ));
+    }
+    Ok(driver.report(started))
 }
 
 /// A blocking task's outcome: a panic in a session step is a bug and propagates; a task the
@@ -120,6 +161,11 @@ struct Driver {
     bytes_in: u64,
     bytes_out: u64,
     last_progress: (Phase, u64),
+    /// Encoded frames being written, and how much of them is.
+    out: Vec<u8>,
+    pos: usize,
+    /// A write failed: nothing more can be sent.
+    write_broken: bool,
 }
 
 /// Which deadline is next, to name it in the error.
@@ -131,6 +177,96 @@ enum Wait {
 }
 
 impl Driver {
+    fn report(&self, started: Instant) -> SyncReport {
+        let st = self.session.as_ref().map(|s| s.stats().clone());
+        let st: SessionStats = st.unwrap_or_default();
+        SyncReport {
+            peer: self.session.as_ref().and_then(|s| s.peer_id()),
+            nodes_sent: st.nodes_sent,
+            nodes_received: st.nodes_received,
+            duplicates: st.duplicates,
+            bytes_sent: self.bytes_out,
+            bytes_received: self.bytes_in,
+            node_bytes_sent: st.node_bytes_sent,
+            node_bytes_received: st.node_bytes_received,
+            filtered: st.filtered,
+            round_trips: st.round_trips,
+            duration: started.elapsed(),
+        }
+    }
+
+    /// After `error` ended the run: commits the checked batch (an interrupted sync keeps what
+    /// it got), then tells the peer why with an `Abort`, best-effort: after the frames already
+    /// begun, within [`ABORT_GRACE`] (or the idle timeout, if shorter), never at all once a
+    /// write failed. Gives back the error.
+    async fn abort<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
+        &mut self,
+        rd: &mut R,
+        wr: &mut W,
+        error: SyncError,
+        options: &SyncOptions,
+    ) -> SyncError {
+        if self.session.is_none() {
+            return error;
+        }
+        let (error, msg) = match self
+            .blocking(move |s| {
+                let m = s.abort(&error);
+                Ok((error, m))
+            })
+            .await
+        {
+            Ok(r) => r,
+            Err(e) => return e,
+        };
+        let Some(msg) = msg.filter(|_| !self.write_broken) else {
+            return error;
+        };
+        let mut tail = self.out.split_off(self.pos.min(self.out.len()));
+        encode(&msg, &mut tail);
+        let send = async {
+            wr.write_all(&tail).await?;
+            wr.flush().await?;
+            wr.shutdown().await
+        };
+        // Then read on to the peer's end of stream (at most [`ABORT_DRAIN`] bytes): closing a
+        // TCP socket with unread bytes resets it, and a reset may overtake the abort. Not
+        // after a timeout (a silent peer will not close) or for a shutdown (it must be
+        // prompt).
+        let linger = !matches!(
+            error,
+            SyncError::Timeout { .. } | SyncError::ShuttingDown { .. }
+        );
+        let drain = async {
+            let mut sink = [0u8; 4096];
+            let mut left = if linger { ABORT_DRAIN } else { 0 };
+            while left > 0 {
+                match rd.read(&mut sink).await? {
+                    0 => break,
+                    n => left = left.saturating_sub(n),
+                }
+            }
+            Ok::<(), std::io::Error>(())
+        };
+        match options.idle_timeout {
+            // `None` means the caller may run no timers: write, but wait for no reader.
+            None => {
+                if send.await.is_ok() {
+                    self.bytes_out += tail.len() as u64;
+                }
+            }
+            Some(idle) => {
+                let _ = tokio::time::timeout(idle.min(ABORT_GRACE), async {
+                    send.await?;
+                    self.bytes_out += tail.len() as u64;
+                    drain.await
+                })
+                .await;
+            }
+        }
+        error
+    }
+
     fn s(&self) -> &Session<Log> {
         self.session.as_ref().expect("present between store steps")
     }
@@ -184,21 +320,20 @@ impl Driver {
         }
     }
 
-    async fn run<T>(
+    async fn run<R, W>(
         &mut self,
-        stream: T,
+        rd: &mut R,
+        wr: &mut W,
         options: &SyncOptions,
         mut sub: crate::changes::Subscription,
         log: &Log,
     ) -> Result<(), SyncError>
     where
-        T: AsyncRead + AsyncWrite + Unpin + Send,
+        R: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin,
     {
-        let (mut rd, mut wr) = tokio::io::split(stream);
         let mut dec = Decoder::new();
         let mut held = Held::new(options.memory.clone());
-        let mut out = preamble().to_vec();
-        let mut pos = 0;
         let mut tmp = vec![0u8; READ_START];
         let mut eof = false;
         let mut shutdown = options.shutdown.clone();
@@ -215,9 +350,9 @@ impl Driver {
             if let (Some(_), true) = (&write_failed, eof) {
                 return Err(write_failed.take().expect("checked").into());
             }
-            if pos == out.len() && write_failed.is_none() && self.s().wants_transmit() {
-                let buf = std::mem::take(&mut out);
-                out = self
+            if self.pos == self.out.len() && write_failed.is_none() && self.s().wants_transmit() {
+                let buf = std::mem::take(&mut self.out);
+                self.out = self
                     .blocking(move |s| {
                         let mut buf = buf;
                         buf.clear();
@@ -230,12 +365,12 @@ impl Driver {
                         Ok(buf)
                     })
                     .await?;
-                pos = 0;
+                self.pos = 0;
                 // Our own store work is not the peer's silence.
                 active = Deadline::now();
                 idle_by = options.idle_timeout.map(|d| active + d);
             }
-            if self.s().is_finished() && pos == out.len() {
+            if self.s().is_finished() && self.pos == self.out.len() {
                 break;
             }
             let phase = self.s().phase();
@@ -256,7 +391,9 @@ impl Driver {
                 // A live session may be quiet for any time, but not halfway through a frame,
                 // starved of memory, or with bytes the peer does not take.
                 idle_by
-                    .filter(|_| !live || dec.buffered() > 0 || short.is_some() || pos < out.len())
+                    .filter(|_| {
+                        !live || dec.buffered() > 0 || short.is_some() || self.pos < self.out.len()
+                    })
                     .map(|d| (d, Wait::Idle)),
                 close_by.map(|d| (d, Wait::Close)),
             ]
@@ -299,22 +436,26 @@ impl Driver {
                     active = Deadline::now();
                     idle_by = options.idle_timeout.map(|d| active + d);
                 }
-                r = wr.write(&out[pos..]), if pos < out.len() => {
+                r = wr.write(&self.out[self.pos..]), if self.pos < self.out.len() => {
                     let n = match r {
                         Ok(n) => n,
                         // A live peer that closed first stops reading: nothing is lost.
                         Err(_) if self.s().phase() == Phase::Finished && live_session => break,
                         // The peer hung up: read on to its end of stream, which says why
                         // (typed), unless that already came.
-                        Err(e) if eof => return Err(e.into()),
+                        Err(e) if eof => {
+                            self.write_broken = true;
+                            return Err(e.into());
+                        }
                         Err(e) => {
                             write_failed = Some(e);
-                            out.clear();
-                            pos = 0;
+                            self.write_broken = true;
+                            self.out.clear();
+                            self.pos = 0;
                             continue;
                         }
                     };
-                    pos += n;
+                    self.pos += n;
                     self.bytes_out += n as u64;
                     active = Deadline::now();
                     idle_by = options.idle_timeout.map(|d| active + d);

@@ -164,7 +164,48 @@ pub enum SyncError {
         /// What the session was doing.
         state: &'static str,
     },
+    /// The peer gave up on the session and said why (its `Abort` message). What this side
+    /// received and checked before is kept.
+    #[error("the peer aborted the session: {reason}: {detail}")]
+    PeerAborted {
+        /// Why, as the peer classified it.
+        reason: crate::sync::message::AbortReason,
+        /// The peer's error message (at most [`super::message::MAX_ABORT_DETAIL`] bytes).
+        detail: String,
+    },
     /// The local store failed.
     #[error("store error: {0}")]
     Store(#[from] crate::error::Error),
+}
+
+impl SyncError {
+    /// What to tell the peer when this error ends a session on this side: the `Abort` reason,
+    /// or `None` when there is no one to tell (the transport failed, the peer hung up or
+    /// aborted itself, or it does not speak this protocol version).
+    pub fn abort_reason(&self) -> Option<crate::sync::message::AbortReason> {
+        use crate::sync::message::AbortReason as R;
+        Some(match self {
+            SyncError::Io(_)
+            | SyncError::BadMagic { .. }
+            | SyncError::Version { .. }
+            | SyncError::UnexpectedEof { .. }
+            | SyncError::PeerAborted { .. } => return None,
+            SyncError::Store(crate::error::Error::DiskFull { .. }) => R::DiskFull,
+            SyncError::Store(_) => R::Internal,
+            SyncError::FrameTooLarge { .. }
+            | SyncError::TooManyPending { .. }
+            | SyncError::TooManyHeads { .. }
+            | SyncError::TooManyWants { .. }
+            | SyncError::Timeout { .. } => R::LimitExceeded,
+            SyncError::SelfSync { .. }
+            | SyncError::ModeMismatch { .. }
+            | SyncError::Rejected { .. } => R::Refused,
+            SyncError::Malformed { .. }
+            | SyncError::Unexpected { .. }
+            | SyncError::InvalidNode { .. }
+            | SyncError::MissingLink { .. }
+            | SyncError::MissingHead { .. } => R::Protocol,
+            SyncError::ShuttingDown { .. } => R::ShuttingDown,
+        })
+    }
 }

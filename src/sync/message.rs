@@ -115,6 +115,72 @@ pub struct Summary {
     pub floor: Vec<Hash>,
 }
 
+/// Longest [`Message::Abort`] detail, in bytes: enough for one error message, too little to
+/// make an abort a way to ship data.
+pub const MAX_ABORT_DETAIL: usize = 512;
+
+/// Why a side gave up on a session, as sent in [`Message::Abort`]. On the wire it is one byte;
+/// a byte this version does not know decodes as [`AbortReason::Internal`], so a newer peer's
+/// reason never makes the abort itself fail to decode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AbortReason {
+    /// The sender's disk is full: what it committed before is kept, the rest was not stored.
+    DiskFull,
+    /// The receiver of the abort broke one of the sender's limits (too many heads, wants,
+    /// pending nodes; a timeout).
+    LimitExceeded,
+    /// The sender will not sync with this peer (same replica id, directions that cannot
+    /// exchange anything), or refuses a node the peer sent (its policy, or a signature that is
+    /// not the author's; the detail names node and author).
+    Refused,
+    /// The receiver of the abort sent something the protocol does not allow.
+    Protocol,
+    /// The sender is shutting down.
+    ShuttingDown,
+    /// Anything else on the sender's side (a store or transport failure).
+    Internal,
+}
+
+impl AbortReason {
+    /// The wire byte.
+    pub fn code(self) -> u8 {
+        match self {
+            AbortReason::DiskFull => 1,
+            AbortReason::LimitExceeded => 2,
+            AbortReason::Refused => 3,
+            AbortReason::Protocol => 4,
+            AbortReason::ShuttingDown => 5,
+            AbortReason::Internal => 6,
+        }
+    }
+
+    /// The reason for a wire byte; unknown bytes are [`AbortReason::Internal`].
+    pub fn from_code(code: u8) -> AbortReason {
+        match code {
+            1 => AbortReason::DiskFull,
+            2 => AbortReason::LimitExceeded,
+            3 => AbortReason::Refused,
+            4 => AbortReason::Protocol,
+            5 => AbortReason::ShuttingDown,
+            _ => AbortReason::Internal,
+        }
+    }
+}
+
+impl std::fmt::Display for AbortReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            AbortReason::DiskFull => "its disk is full",
+            AbortReason::LimitExceeded => "a limit was exceeded",
+            AbortReason::Refused => "it refused the session",
+            AbortReason::Protocol => "a protocol violation",
+            AbortReason::ShuttingDown => "it is shutting down",
+            AbortReason::Internal => "an internal error",
+        })
+    }
+}
+
 /// One protocol message. See `docs/PROTOCOL.md` for when each is sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Message {
@@ -134,6 +200,14 @@ pub enum Message {
     Done,
     /// Orderly end of a live session.
     Close,
+    /// The sender gives up on the session (legal at any point) and closes the connection
+    /// after it. Sent best-effort: a side that fails may also just hang up.
+    Abort {
+        /// Why.
+        reason: AbortReason,
+        /// The sender's error message, at most [`MAX_ABORT_DETAIL`] bytes.
+        detail: String,
+    },
 }
 
 impl Message {
@@ -148,8 +222,18 @@ impl Message {
             Message::Want(_) => "Want",
             Message::Done => "Done",
             Message::Close => "Close",
+            Message::Abort { .. } => "Abort",
         }
     }
+}
+
+/// `detail` cut to at most [`MAX_ABORT_DETAIL`] bytes, on a character boundary.
+pub(crate) fn clip_detail(detail: &str) -> String {
+    let mut end = detail.len().min(MAX_ABORT_DETAIL);
+    while !detail.is_char_boundary(end) {
+        end -= 1;
+    }
+    detail[..end].to_string()
 }
 
 /// A bit in a little-endian bitmap.

@@ -58,9 +58,11 @@ mod tcp;
 #[cfg(feature = "net")]
 pub use budget::MemoryBudget;
 #[cfg(feature = "net")]
-pub use driver::sync;
+pub use driver::{sync, sync_reporting, SyncFailure};
 pub use error::SyncError;
-pub use message::{Message, MAGIC, MAX_FRAME_BYTES, PROTOCOL_VERSION};
+pub use message::{
+    AbortReason, Message, MAGIC, MAX_ABORT_DETAIL, MAX_FRAME_BYTES, PROTOCOL_VERSION,
+};
 #[cfg(feature = "net")]
 pub use options::{
     Progress, SyncOptions, SyncReport, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_IDLE_TIMEOUT,

@@ -6,7 +6,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 
 use super::budget::MemoryBudget;
-use super::session::{Mode, Phase};
+use super::session::{Limits, Mode, Phase};
 use crate::peer::PeerId;
 
 /// Default of [`SyncOptions::handshake_timeout`].
@@ -47,6 +47,10 @@ pub struct SyncOptions {
     /// from; a server shares one across its sessions. `None`: only the per-message limits
     /// bound what this session buffers.
     pub memory: Option<MemoryBudget>,
+    /// The session's bounds (what a peer may make it buffer, walk or ask for); default
+    /// [`Limits::default`]. Tighten them for a server facing untrusted peers; a peer that
+    /// exceeds one gets the typed error the field names, and an `Abort`.
+    pub limits: Limits,
 }
 
 impl Default for SyncOptions {
@@ -59,6 +63,7 @@ impl Default for SyncOptions {
             handshake_timeout: Some(DEFAULT_HANDSHAKE_TIMEOUT),
             idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
             memory: None,
+            limits: Limits::default(),
         }
     }
 }
@@ -95,7 +100,7 @@ pub struct Progress {
 }
 
 /// What a finished sync did.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SyncReport {
     /// The peer (`None` if it never said hello).
     pub peer: Option<PeerId>,

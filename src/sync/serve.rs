@@ -25,7 +25,7 @@ use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
 use super::budget::MemoryBudget;
-use super::driver::sync;
+use super::driver::{sync_reporting, SyncFailure};
 use super::error::SyncError;
 use super::options::{SyncOptions, SyncReport};
 use crate::log::Log;
@@ -59,6 +59,8 @@ pub enum ServeEvent<'a> {
         peer: SocketAddr,
         /// Why.
         error: &'a SyncError,
+        /// What it did before (`nodes_received`: the nodes it committed, which are kept).
+        report: &'a SyncReport,
     },
     /// Accepting failed; the server retries after `retry_in`.
     AcceptFailed {
@@ -123,7 +125,8 @@ pub struct ServeReport {
     pub sessions: u64,
     /// Sessions that ended in an error.
     pub failed: u64,
-    /// New nodes stored from all peers.
+    /// New nodes stored from all peers, failed sessions included (what they committed
+    /// before failing is kept).
     pub nodes_received: u64,
     /// Nodes sent to all peers.
     pub nodes_sent: u64,
@@ -131,7 +134,7 @@ pub struct ServeReport {
     pub accept_errors: u64,
 }
 
-type Ended = (SocketAddr, Result<SyncReport, SyncError>);
+type Ended = (SocketAddr, Result<SyncReport, SyncFailure>);
 
 struct Server {
     report: ServeReport,
@@ -164,7 +167,9 @@ impl Server {
                 } else {
                     "the session task was cancelled"
                 };
-                (peer, Err(SyncError::Io(std::io::Error::other(why))))
+                let error = SyncError::Io(std::io::Error::other(why));
+                let report = SyncReport::default();
+                (peer, Err(SyncFailure { error, report }))
             }
         };
         match &result {
@@ -173,9 +178,15 @@ impl Server {
                 self.report.nodes_sent += r.nodes_sent;
                 self.event(ServeEvent::Finished { peer, report: r });
             }
-            Err(error) => {
+            Err(SyncFailure { error, report }) => {
                 self.report.failed += 1;
-                self.event(ServeEvent::Failed { peer, error });
+                self.report.nodes_received += report.nodes_received;
+                self.report.nodes_sent += report.nodes_sent;
+                self.event(ServeEvent::Failed {
+                    peer,
+                    error,
+                    report,
+                });
             }
         }
         drop(slot);
@@ -244,7 +255,7 @@ pub async fn serve(
                 server.report.sessions += 1;
                 server.event(ServeEvent::Accepted { peer });
                 let (log, opts) = (log.clone(), session.clone());
-                let task = tasks.spawn(async move { (peer, sync(&log, stream, opts).await) });
+                let task = tasks.spawn(async move { (peer, sync_reporting(&log, stream, opts).await) });
                 if let Some(held) = slot.take() {
                     server.peers.insert(task.id(), (peer, held));
                 }

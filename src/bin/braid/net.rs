@@ -167,7 +167,7 @@ fn ctrl_c() -> impl std::future::Future<Output = ()> {
 fn log_event(json: bool) -> impl Fn(ServeEvent<'_>) + Send + Sync {
     move |e| {
         let (value, text) = match e {
-            ServeEvent::Failed { peer, error } => (
+            ServeEvent::Failed { peer, error, .. } => (
                 json!({"event": "session_failed", "peer": peer.to_string(), "error": error.to_string()}),
                 format!("braid serve: session with {peer} failed: {error}"),
             ),

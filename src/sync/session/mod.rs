@@ -305,6 +305,11 @@ impl<S: SyncStore> Session<S> {
     /// Handles one message from the peer. This is the one table of which message is legal
     /// in which state; anything else is [`SyncError::Unexpected`].
     pub fn handle(&mut self, msg: Message) -> Result<(), SyncError> {
+        // An abort is legal in every state, even after a live Close crossed it: the peer is
+        // gone either way, and its reason is worth more than "connection closed".
+        if let Message::Abort { reason, detail } = msg {
+            return Err(SyncError::PeerAborted { reason, detail });
+        }
         if self.phase == Phase::Finished && self.live {
             // Both sides may close a live session at once; what crosses our Close is dropped
             // (the next sync brings it).
@@ -646,6 +651,22 @@ impl<S: SyncStore> Session<S> {
         }
     }
 
+    /// After `err` ended the session on this side: commits the checked batch (as
+    /// [`Session::salvage`]) and gives the `Abort` to send the peer, if there is anyone to
+    /// tell (see [`SyncError::abort_reason`]). The session's counters then include the
+    /// nodes that batch committed.
+    pub fn abort(&mut self, err: &SyncError) -> Option<Message> {
+        self.salvage();
+        self.out.clear();
+        self.send.clear_answers();
+        self.phase = Phase::Finished;
+        let reason = err.abort_reason()?;
+        Some(Message::Abort {
+            reason,
+            detail: super::message::clip_detail(&err.to_string()),
+        })
+    }
+
     /// After an error: commits the checked batch (every node in it has its links stored or
     /// earlier in it), so an interrupted sync keeps what it got.
     pub fn salvage(&mut self) {
@@ -667,5 +688,7 @@ fn message_size(m: &Message) -> usize {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_abort;
 #[cfg(test)]
 mod tests_bounds;
