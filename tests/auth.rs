@@ -228,12 +228,21 @@ async fn an_unknown_author_is_rejected_and_an_allow_list_change_applies_at_the_n
     b.log.append(b"bob's".to_vec()).unwrap();
     let from_alice = a.log.append(b"alice's".to_vec()).unwrap();
     let before = hashes(&b.log);
-    let (_, rb) = pair(&a.log, &b.log).await;
+    let (ra, rb) = pair(&a.log, &b.log).await;
     match rb {
         Err(SyncError::Rejected { node, author, .. }) => {
             assert_eq!((node, author), (from_alice.hash(), Some(alice)))
         }
         other => panic!("expected a rejection, got {other:?}"),
+    }
+    // The sender learns why, with node and author.
+    match ra {
+        Err(SyncError::PeerAborted { reason, detail }) => {
+            assert_eq!(reason, braidlog::sync::message::AbortReason::Refused);
+            assert!(detail.contains(&from_alice.hash().to_string()), "{detail}");
+            assert!(detail.contains(&alice.to_string()), "{detail}");
+        }
+        other => panic!("the sender should see the refusal: {other:?}"),
     }
     assert_eq!(hashes(&b.log), before);
     b.log.trust(alice).unwrap();
