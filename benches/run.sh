@@ -22,5 +22,6 @@ mkdir -p target
     cargo bench --bench scenarios
     cargo bench --bench sync_bench
     cargo bench --bench kv_bench
+    cargo bench --bench auth_bench
     cargo bench --bench micro
 } 2>&1 | tee target/bench-report.txt

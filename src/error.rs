@@ -96,6 +96,12 @@ pub enum Error {
         /// The underlying error.
         source: std::io::Error,
     },
+    /// The log's policy refuses a node (it names the node and, when signed, its author).
+    #[error("policy refuses a node: {0}")]
+    Policy(#[from] crate::policy::PolicyError),
+    /// This replica's identity could not be loaded or created.
+    #[error(transparent)]
+    Identity(#[from] crate::identity::IdentityError),
     /// The key-value layer refused an operation.
     #[error(transparent)]
     Kv(#[from] crate::kv::KvError),

@@ -71,9 +71,15 @@ pub fn check_node_decode(data: &[u8]) {
         assert_eq!(node.hash(), Hash::of(data));
         let again = Node::decode_expecting(data, node.hash()).expect("decodes twice");
         assert_eq!(again, node);
-        let rebuilt = Node::new(node.links().iter().copied(), node.payload().to_vec())
-            .expect("a decoded node is within limits");
-        assert_eq!(rebuilt, node);
+        // An unsigned node is rebuilt from its parts; a signed one cannot be (no key), and
+        // checking its signature must not panic either.
+        if node.author().is_none() {
+            let rebuilt = Node::new(node.links().iter().copied(), node.payload().to_vec())
+                .expect("a decoded node is within limits");
+            assert_eq!(rebuilt, node);
+        } else {
+            let _ = node.verify_signature();
+        }
     }
 }
 
@@ -165,6 +171,8 @@ pub fn check_log_ops(dir: &Path, data: &[u8]) {
         durability: Durability::NoSync,
     };
     let mut log = Log::open_with(dir, options.clone()).expect("open");
+    // The model predicts ids: unsigned nodes (a signed node's id depends on the clock).
+    log.set_identity(None);
     let mut model = Model::default();
     let mut ops = 0;
     while !input.is_empty() && ops < 64 {
@@ -258,6 +266,7 @@ pub fn check_log_ops(dir: &Path, data: &[u8]) {
             _ => {
                 drop(log);
                 log = Log::open_with(dir, options.clone()).expect("reopen");
+                log.set_identity(None);
             }
         }
     }
@@ -880,6 +889,7 @@ fn kv_open(dir: &Path) -> (Log, Kv) {
         durability: Durability::NoSync,
     };
     let log = Log::open_with(dir, options).expect("open");
+    log.set_identity(None);
     let kv = Kv::open(&log).expect("kv open");
     (log, kv)
 }
@@ -1042,7 +1052,7 @@ fn kv_check_replica(model: &KvModel, rep: &KvReplica, input: &mut Input<'_>) {
         assert_eq!(scan_model(kv.iter()), present, "iter of namespace {ns}");
         let conflicts: Vec<_> = present
             .iter()
-            .filter(|(_, v)| v.len() > 1)
+            .filter(|(_, v)| v.windows(2).any(|w| w[0].2 != w[1].2))
             .cloned()
             .collect();
         assert_eq!(scan_model(kv.conflicts()), conflicts, "conflicts in {ns}");
@@ -1188,7 +1198,9 @@ pub fn check_kv_model(dir: &Path, data: &[u8]) {
                     }
                 };
                 let got = kv.resolve(key, merge).expect("resolve");
-                let conflict = current.len() > 1 && current.iter().any(|v| !v.2.is_tombstone());
+                // Versions that all carry the same operation agree: no conflict.
+                let conflict = current.iter().any(|v| !v.2.is_tombstone())
+                    && current.windows(2).any(|w| w[0].2 != w[1].2);
                 if conflict {
                     let op = match current.iter().filter_map(|v| v.2.value()).max() {
                         Some(v) if !del => KvOpKind::Put(v.to_vec()),

@@ -9,6 +9,11 @@
 //! (nodes nothing links to yet), and a local changes feed in arrival order, which is always
 //! topological. Every write is one transaction.
 //!
+//! Every replica has an Ed25519 [`Identity`] and signs its writes with it by default: a node
+//! names its author and the time the author claims, and its id covers both. A [`Policy`]
+//! per log (any, signed, or an allow-list of authors) is enforced on every node stored,
+//! local or received, and [`Log::verify`] checks every signature.
+//!
 //! ```
 //! # fn main() -> Result<(), braidlog::Error> {
 //! use braidlog::Log;
@@ -34,7 +39,9 @@
 //!
 //! ## Layout
 //! - [`hash`]: `Hash`, the blake3 digest naming every node.
-//! - [`node`]: `Node`, its canonical encoding and its limits.
+//! - [`node`]: `Node`, its canonical encodings (unsigned and signed) and its limits.
+//! - [`identity`]: Ed25519 identities and author keys.
+//! - [`policy`]: which nodes a log accepts (any, signed, trusted authors).
 //! - `store` (private): the storage core, the only module that knows LMDB: opening, map
 //!   growth, every table's byte layout, transactions that cannot commit after a failed write.
 //! - [`store_file`]: checks of the data file before LMDB maps it; full-disk errors.
@@ -56,10 +63,12 @@ pub mod error;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod hash;
+pub mod identity;
 pub mod kv;
 pub mod log;
 pub mod node;
 pub mod peer;
+pub mod policy;
 #[cfg(all(unix, target_pointer_width = "64", target_endian = "little"))]
 pub mod salvage;
 mod store;
@@ -74,10 +83,12 @@ mod write;
 pub use changes::{Changes, FeedEntry, RawEntry, Subscription};
 pub use error::{Error, Result};
 pub use hash::Hash;
+pub use identity::{Identity, PublicKey};
 pub use kv::{Kv, KvError};
 pub use log::{Durability, Inserted, Log, LogOptions};
-pub use node::{Node, NodeError, MAX_LINKS, MAX_NODE_BYTES, MAX_PAYLOAD_BYTES};
+pub use node::{Authorship, Node, NodeError, MAX_LINKS, MAX_NODE_BYTES, MAX_PAYLOAD_BYTES};
 pub use peer::PeerId;
+pub use policy::{Policy, PolicyError, PolicyMode};
 pub use store::{ReadTxn, StorageError, STORE_FORMAT_VERSION};
 pub use sync::{Mode, SyncError};
 #[cfg(feature = "net")]

@@ -88,6 +88,7 @@ struct Inner {
     views: RwLock<Vec<Registered>>,
     committed: watch::Sender<u64>,
     peer_id: PeerId,
+    signing: crate::identity::Signing,
     key: PathBuf,
 }
 
@@ -188,6 +189,7 @@ impl Log {
                 views: RwLock::new(Vec::new()),
                 committed,
                 peer_id,
+                signing: crate::identity::Signing::new(dir),
                 key,
             }),
         })
@@ -217,9 +219,13 @@ impl Log {
         self.inner.store.as_ref().expect("present until dropped")
     }
 
+    pub(crate) fn signing(&self) -> &crate::identity::Signing {
+        &self.inner.signing
+    }
+
     /// Adds a node with these links and payload. Every link must be stored.
     pub fn add(&self, links: impl IntoIterator<Item = Hash>, payload: Vec<u8>) -> Result<Node> {
-        let node = Node::new(links, payload)?;
+        let node = self.signing().node(links, payload)?;
         self.commit(std::slice::from_ref(&node))?;
         Ok(node)
     }
@@ -229,12 +235,13 @@ impl Log {
     pub fn append(&self, payload: Vec<u8>) -> Result<Node> {
         // braidlog's own pure closure: a full map grows and the write runs again (each run
         // builds its node from a copy of the payload, which costs far less than the commit).
-        self.write_with(true, |log, txn, views, seq| {
+        self.write_with(true, |log, txn, views, seq, policy| {
             let mut w = Writer {
                 log,
                 txn,
                 views,
                 seq,
+                policy,
             };
             w.append(payload.clone())
         })
@@ -266,13 +273,14 @@ impl Log {
     /// ```
     pub fn transaction<R>(&self, f: impl FnOnce(&mut Writer<'_, '_>) -> Result<R>) -> Result<R> {
         let mut f = Some(f);
-        self.write_with(false, |log, txn, views, seq| {
+        self.write_with(false, |log, txn, views, seq, policy| {
             let f = f.take().expect("runs once: user code is never retried");
             f(&mut Writer {
                 log,
                 txn,
                 views,
                 seq,
+                policy,
             })
         })
     }
@@ -310,12 +318,13 @@ impl Log {
         &self,
         mut build: impl FnMut(ReadTxn<'_>) -> Result<Option<(Vec<Hash>, Vec<u8>)>>,
     ) -> Result<Option<Node>> {
-        self.write_with(true, |log, txn, views, seq| {
+        self.write_with(true, |log, txn, views, seq, policy| {
             let mut w = Writer {
                 log,
                 txn,
                 views,
                 seq,
+                policy,
             };
             match build(w.txn())? {
                 Some((links, payload)) => w.add(links, payload).map(Some),
@@ -332,8 +341,8 @@ impl Log {
     ) -> Result<Vec<Node>> {
         let nodes = nodes
             .into_iter()
-            .map(|(links, payload)| Node::new(links, payload))
-            .collect::<Result<Vec<_>, _>>()?;
+            .map(|(links, payload)| self.signing().node(links, payload))
+            .collect::<Result<Vec<_>>>()?;
         self.commit(&nodes)?;
         Ok(nodes)
     }
@@ -356,11 +365,12 @@ impl Log {
 
     /// Stores prepared nodes. No user code runs, so a full map is grown and the write retried.
     fn commit(&self, nodes: &[Node]) -> Result<Vec<Inserted>> {
-        self.write_with(true, |log, txn, views, seq| {
+        let nodes = &*crate::policy::signatures_checked(nodes)?;
+        self.write_with(true, |log, txn, views, seq, policy| {
             nodes
                 .iter()
                 .map(|n| {
-                    let r = store_node(log.store(), txn, views, seq, n);
+                    let r = store_node(log.store(), txn, views, seq, policy, n);
                     txn.check(r)
                 })
                 .collect()
@@ -373,7 +383,13 @@ impl Log {
     fn write_with<R>(
         &self,
         retry: bool,
-        mut f: impl FnMut(&Log, &mut crate::store::WriteTxn<'_>, &[Registered], &mut u64) -> Result<R>,
+        mut f: impl FnMut(
+            &Log,
+            &mut crate::store::WriteTxn<'_>,
+            &[Registered],
+            &mut u64,
+            &crate::policy::Policy,
+        ) -> Result<R>,
     ) -> Result<R> {
         // Hold the registry for the whole write: a view registered meanwhile must either see
         // this write's nodes in its catch-up or in `apply`, never miss them.
@@ -385,7 +401,10 @@ impl Log {
                 view::catch_up(store, txn, v, start)?;
             }
             let mut seq = start;
-            let out = f(self, txn, &views, &mut seq)?;
+            // Read in this transaction: a policy change commits before or after it, never
+            // halfway through.
+            let policy = crate::policy::current(store, txn.read())?;
+            let out = f(self, txn, &views, &mut seq, &policy)?;
             if seq != start {
                 for v in views.iter() {
                     store

@@ -8,6 +8,8 @@
 //! 3. heads are exactly the stored nodes that no stored node links to;
 //! 4. the index is a bijection with the feed;
 //! 5. every registered view equals a rebuild from the feed.
+//! 6. every signature is its author's, and every node meets the policy that was in force when
+//!    it was stored (the policy history in the meta table).
 //!
 //! Everything runs in one read transaction (a consistent snapshot) and nothing is written,
 //! so `verify` works on a full map, on a read-only store, and beside writers. Check 3 keeps
@@ -109,6 +111,24 @@ pub enum Violation {
         /// What is wrong.
         detail: String,
     },
+    /// A signed node whose signature is not its author's.
+    #[error("seq {seq} ({node}): signature is not valid for author {author}")]
+    BadSignature {
+        /// Feed position.
+        seq: u64,
+        /// The node.
+        node: Hash,
+        /// The author it names.
+        author: crate::identity::PublicKey,
+    },
+    /// A node the policy in force when it was stored refuses.
+    #[error("seq {seq}: {error}")]
+    Refused {
+        /// Feed position.
+        seq: u64,
+        /// What the policy refuses.
+        error: crate::policy::PolicyError,
+    },
     /// The data file is damaged: a page the newest snapshot reaches is missing or malformed.
     /// LMDB would follow it blindly, so nothing else is checked.
     #[error("damaged data file: {problem}")]
@@ -135,6 +155,12 @@ pub struct VerifyReport {
     pub heads: u64,
     /// Views compared with a rebuild.
     pub views: usize,
+    /// Signed nodes per author (every signature checked).
+    pub authors: std::collections::BTreeMap<crate::identity::PublicKey, u64>,
+    /// Unsigned nodes.
+    pub unsigned: u64,
+    /// The policy history checked against: `(seq, policy)` governs nodes after `seq`.
+    pub policies: Vec<(u64, crate::policy::Policy)>,
     /// What is broken (at most [`MAX_REPORTED_VIOLATIONS`]).
     pub violations: Vec<Violation>,
     /// Violations found beyond those listed.
@@ -185,6 +211,7 @@ impl Log {
     fn verify_nodes(&self, txn: ReadTxn<'_>, report: &mut VerifyReport) -> Result<()> {
         let store = self.store();
         let mut linked: HashSet<Hash> = HashSet::new();
+        let mut audit = crate::policy::Audit::load(store, txn)?;
         for rec in store.feed.after(txn, 0)? {
             let rec = match rec {
                 Ok(rec) => rec,
@@ -232,7 +259,12 @@ impl Log {
                     }),
                 }
             }
+            audit.node(seq, node, &mut |f| report.push(f.into()));
         }
+        audit.flush(&mut |f| report.push(f.into()));
+        report.policies = audit.history().to_vec();
+        report.unsigned = audit.unsigned;
+        report.authors = std::mem::take(&mut audit.authors);
         let mut indexed = Vec::new();
         for entry in store.index.entries(txn)? {
             let (hash, seq) = match entry? {
@@ -407,8 +439,9 @@ mod tests {
             txn.put(s.feed.0, &seq_key(2), &v).unwrap();
         });
         let r = log.verify().unwrap();
+        // The last byte is the signature's: the audit names it too.
         assert!(
-            matches!(r.violations.as_slice(), [Violation::HashMismatch { seq: 2, stored, .. }] if *stored == nodes[1].hash()),
+            matches!(r.violations.as_slice(), [Violation::HashMismatch { seq: 2, stored, .. }, Violation::BadSignature { seq: 2, .. }] if *stored == nodes[1].hash()),
             "{r:?}"
         );
     }

@@ -246,7 +246,7 @@ mod tests {
         store
             .write(|txn| {
                 let mut seq = store.feed.last_seq(txn.read())?;
-                store_node(store, txn, &[], &mut seq, &foreign)
+                store_node(store, txn, &[], &mut seq, &Default::default(), &foreign)
             })
             .unwrap();
         log.append(b"3".to_vec()).unwrap();

@@ -19,6 +19,7 @@ pub(crate) fn store_node(
     txn: &mut WriteTxn<'_>,
     views: &[Registered],
     seq: &mut u64,
+    policy: &crate::policy::Policy,
     node: &Node,
 ) -> Result<Inserted> {
     let hash = node.hash();
@@ -38,6 +39,9 @@ pub(crate) fn store_node(
     if let Some(existing) = store.index.claim(txn, &hash, next)? {
         return Ok(Inserted::Existing(existing));
     }
+    // Only new nodes face the policy (and their signature): a stored node stays whatever the
+    // policy is now.
+    policy.admit(node)?;
     // Nothing stored can link to a node that was not stored, so a new node is always a head.
     // It is put before its links are removed so the table never empties: an emptied LMDB
     // tree frees its root page, and the next put would dirty a fresh one for every node.
@@ -63,6 +67,8 @@ pub struct Writer<'a, 't> {
     pub(crate) txn: &'a mut WriteTxn<'t>,
     pub(crate) views: &'a [Registered],
     pub(crate) seq: &'a mut u64,
+    /// The log's policy, read in this transaction.
+    pub(crate) policy: &'a crate::policy::Policy,
 }
 
 impl Writer<'_, '_> {
@@ -78,7 +84,7 @@ impl Writer<'_, '_> {
 
     /// Adds a node; its links must be stored or added earlier in this transaction.
     pub fn add(&mut self, links: impl IntoIterator<Item = Hash>, payload: Vec<u8>) -> Result<Node> {
-        let node = Node::new(links, payload)?;
+        let node = self.log.signing().node(links, payload)?;
         self.insert(&node)?;
         Ok(node)
     }
@@ -91,7 +97,14 @@ impl Writer<'_, '_> {
 
     /// Stores a node built elsewhere. Idempotent.
     pub fn insert(&mut self, node: &Node) -> Result<Inserted> {
-        let r = store_node(self.log.store(), self.txn, self.views, self.seq, node);
+        let r = store_node(
+            self.log.store(),
+            self.txn,
+            self.views,
+            self.seq,
+            self.policy,
+            node,
+        );
         self.txn.check(r)
     }
 }

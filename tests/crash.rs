@@ -110,9 +110,11 @@ fn crash_child_entry() {
                             braidlog::Node::new(prev, format!("batch {seed} {i} {j}").into_bytes())
                                 .unwrap();
                         prev = Some(node.hash());
-                        batch.push((node.links().to_vec(), node.payload().to_vec()));
+                        batch.push(node);
                     }
-                    log.add_batch(batch).unwrap()
+                    // Built here, so stored as built (unsigned): the links are these hashes.
+                    log.insert_batch(&batch).unwrap();
+                    batch
                 } else {
                     log.transaction(|w| {
                         (0..n)
@@ -337,9 +339,11 @@ fn grow(log: &Log, n: usize, tag: &str) -> Vec<braidlog::Node> {
     for i in 0..n {
         let node = braidlog::Node::new(links, format!("{tag} {i}").into_bytes()).unwrap();
         links = vec![node.hash()];
-        batch.push((node.links().to_vec(), node.payload().to_vec()));
+        batch.push(node);
     }
-    log.add_batch(batch).unwrap()
+    // Stored as built (unsigned), so each link is the hash computed here.
+    log.insert_batch(&batch).unwrap();
+    batch
 }
 
 /// One replica per writer kind, and a healthy replica it syncs with after each kill.

@@ -251,14 +251,20 @@ fn deterministic_policy_is_opt_in_and_agrees_across_replicas() {
 
     let ra = a.kv.resolve_deterministic(b"k").unwrap().unwrap();
     let rb = b.kv.resolve_deterministic(b"k").unwrap().unwrap();
-    // Same versions linked, same value written: the same node, so no new conflict.
-    assert_eq!(ra, rb);
+    // Same versions linked, same value written, by two authors: two nodes that agree, which
+    // read as one value and need no further resolution.
+    assert_ne!(ra, rb);
     exchange(&a.log, &b.log);
     let got = a.kv.get(b"k").unwrap().unwrap();
-    assert_eq!(got.hashes(), vec![ra]);
+    let mut both = vec![ra, rb];
+    both.sort();
+    assert_eq!(got.hashes(), both);
+    assert!(!got.is_conflict());
     assert_eq!(got.value(), Some(&b"a2"[..]));
     assert_eq!(b.kv.get(b"k").unwrap().unwrap(), got);
-    assert_eq!(a.kv.history(b"k").count(), 4, "the losers stay in history");
+    assert_eq!(a.kv.resolve_deterministic(b"k").unwrap(), None);
+    assert_eq!(a.kv.conflicts().count(), 0);
+    assert_eq!(a.kv.history(b"k").count(), 5, "the losers stay in history");
 }
 
 #[test]
@@ -294,8 +300,11 @@ fn concurrent_deletes_are_absent_not_a_conflict() {
     let (a, b) = (replica(), replica());
     a.kv.put(b"k", b"v".to_vec()).unwrap();
     exchange(&a.log, &b.log);
-    // Identical deletes (same links) are one node: content addressing merges them.
-    assert_eq!(a.kv.del(b"k").unwrap(), b.kv.del(b"k").unwrap());
+    // Deletes by two authors are two nodes; both tombstones, so the key is absent.
+    assert_ne!(a.kv.del(b"k").unwrap(), b.kv.del(b"k").unwrap());
+    exchange(&a.log, &b.log);
+    assert!(a.kv.get(b"k").unwrap().is_none());
+    assert_eq!(a.kv.conflicts().count(), 0);
     a.kv.put(b"k", b"w".to_vec()).unwrap();
     a.kv.del(b"k").unwrap();
     b.kv.put(b"k", b"x".to_vec()).unwrap();

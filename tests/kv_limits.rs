@@ -105,12 +105,15 @@ fn put_and_del_fold_too_and_the_key_stays_writable() {
     assert_verified(&log);
 }
 
-/// Two replicas folding the same versions write the same fold nodes, so after an exchange
+/// Two replicas folding the same versions write the same fold nodes when they write unsigned
+/// (signed fold nodes name their author, so each replica writes its own), so after an exchange
 /// the only conflict is between the two resolutions, as with an ordinary resolution.
 #[test]
 fn replicas_folding_the_same_versions_agree_on_the_folds() {
     let (_da, a_log, a) = replica();
     let (_db, b_log, b) = replica();
+    a_log.set_identity(None);
+    b_log.set_identity(None);
     concurrent_versions(&a_log, b"k", MAX_LINKS as u32 + 10);
     for entry in a_log.changes(0) {
         b_log.insert(&entry.unwrap().node).unwrap();
@@ -130,6 +133,31 @@ fn replicas_folding_the_same_versions_agree_on_the_folds() {
     both.sort();
     assert_eq!(a.get(b"k").unwrap().unwrap().hashes(), both);
     assert_verified(&a_log);
+}
+
+/// Signed, each replica folds under its own key: more nodes, the same reading.
+#[test]
+fn signed_replicas_folding_the_same_versions_agree_on_the_reading() {
+    let (_da, a_log, a) = replica();
+    let (_db, b_log, b) = replica();
+    concurrent_versions(&a_log, b"k", MAX_LINKS as u32 + 10);
+    for entry in a_log.changes(0) {
+        b_log.insert(&entry.unwrap().node).unwrap();
+    }
+    let ra = a.resolve(b"k", |_, _| b"from a".to_vec()).unwrap().unwrap();
+    let rb = b.resolve(b"k", |_, _| b"from b".to_vec()).unwrap().unwrap();
+    for entry in b_log.changes(0) {
+        a_log.insert(&entry.unwrap().node).unwrap();
+    }
+    for entry in a_log.changes(0) {
+        b_log.insert(&entry.unwrap().node).unwrap();
+    }
+    let mut both = vec![ra, rb];
+    both.sort();
+    assert_eq!(a.get(b"k").unwrap().unwrap().hashes(), both);
+    assert_eq!(a.get(b"k").unwrap(), b.get(b"k").unwrap());
+    assert_verified(&a_log);
+    assert_verified(&b_log);
 }
 
 /// A replica that received the fold nodes but not yet the resolution on top of them (a sync

@@ -124,8 +124,12 @@ impl Scan {
                     }
                     keys += 1;
                     let versions = versions_in(t, &txn, k)?;
-                    let key = self.key_of(k)?;
-                    self.buf.push_back(Entry { key, versions });
+                    // The table lists keys with several versions and some value; versions
+                    // that all agree (replicas that resolved alike) are no conflict.
+                    if versions.is_conflict() {
+                        let key = self.key_of(k)?;
+                        self.buf.push_back(Entry { key, versions });
+                    }
                     continue;
                 }
                 let id = &k[..k.len().saturating_sub(HASH_LEN)];

@@ -58,11 +58,19 @@ impl Versions {
         self.list.iter().any(|v| !v.is_tombstone())
     }
 
-    /// True when the key is present and has more than one current version: concurrent writes
-    /// that no later write has resolved. A put concurrent with a delete is a conflict; two
-    /// concurrent deletes are not (the key is simply absent).
+    /// True when the key is present and its current versions disagree: concurrent writes of
+    /// different values (or a put beside a delete) that no later write has resolved.
+    /// Versions that all carry the same value are not a conflict, nor are concurrent deletes
+    /// (the key is simply absent): with authors in every node id, two replicas that resolve a
+    /// conflict alike write two nodes, and those must read as the one value they agree on, or
+    /// automatic resolvers would resolve each other's resolutions forever.
     pub fn is_conflict(&self) -> bool {
-        self.list.len() > 1 && self.is_present()
+        self.is_present() && !self.agree()
+    }
+
+    /// Whether every current version carries the same operation (value or tombstone).
+    fn agree(&self) -> bool {
+        self.list.windows(2).all(|w| w[0].op == w[1].op)
     }
 
     /// The versions, in hash order.
@@ -80,11 +88,12 @@ impl Versions {
         self.list.iter().map(|v| v.hash).collect()
     }
 
-    /// The value when there is exactly one version and it is a put: `None` when absent *or*
-    /// in conflict (check [`Versions::is_conflict`]); never picks one of several values.
+    /// The value when every version is a put of that same value (usually there is one
+    /// version): `None` when absent *or* in conflict (check [`Versions::is_conflict`]); never
+    /// picks one of several different values.
     pub fn value(&self) -> Option<&[u8]> {
-        match self.list.as_slice() {
-            [only] => only.value(),
+        match self.list.first() {
+            Some(first) if self.agree() => first.value(),
             _ => None,
         }
     }

@@ -46,6 +46,9 @@ pub(crate) mod meta {
     pub const VIEW_PREFIX: &str = "view/";
     /// Prefix of per-peer replication state: `peer/<hex peer id>/...`.
     pub const PEER_PREFIX: &str = "peer/";
+    /// Prefix of the policy history: `policy/<seq as 16 lowercase hex>` -> the policy (its
+    /// encoding is `crate::policy`'s) that governs nodes stored after that seq.
+    pub const POLICY_PREFIX: &str = "policy/";
 }
 
 fn seq_key(seq: u64) -> [u8; 8] {
@@ -318,6 +321,42 @@ impl Meta {
         value: &[u8],
     ) -> Result<()> {
         txn.put(self.0, Self::cursor_key(peer).as_bytes(), value)
+    }
+
+    fn policy_key(seq: u64) -> String {
+        format!("{}{seq:016x}", meta::POLICY_PREFIX)
+    }
+
+    /// The policy history, oldest first: `(seq, encoded policy)`.
+    pub fn policies<'t>(&self, txn: ReadTxn<'t>) -> Result<Vec<(u64, &'t [u8])>> {
+        let mut out = Vec::new();
+        for item in txn.prefix(self.0, meta::POLICY_PREFIX.as_bytes())? {
+            let (k, v) = item?;
+            let seq = std::str::from_utf8(&k[meta::POLICY_PREFIX.len()..])
+                .ok()
+                .filter(|s| s.len() == 16)
+                .and_then(|s| u64::from_str_radix(s, 16).ok())
+                .ok_or_else(|| Error::Corrupt(format!("policy history key {k:02x?}")))?;
+            out.push((seq, v));
+        }
+        Ok(out)
+    }
+
+    /// The newest policy entry, if any: the policy in force.
+    pub fn last_policy<'t>(&self, txn: ReadTxn<'t>) -> Result<Option<&'t [u8]>> {
+        let start = meta::POLICY_PREFIX.as_bytes();
+        // Keys of the history sort after the prefix and before "policy0" ('/' + 1 = '0').
+        let end = b"policy0";
+        let mut last = txn.rev_range(
+            self.0,
+            std::ops::Bound::Included(start),
+            std::ops::Bound::Excluded(&end[..]),
+        )?;
+        Ok(last.next().transpose()?.map(|(_, v)| v))
+    }
+
+    pub fn set_policy(&self, txn: &mut WriteTxn<'_>, seq: u64, value: &[u8]) -> Result<()> {
+        txn.put(self.0, Self::policy_key(seq).as_bytes(), value)
     }
 
     fn watermark_key(view: &str) -> Vec<u8> {

@@ -144,6 +144,19 @@ pub enum SyncError {
         /// The idle time allowed.
         after: std::time::Duration,
     },
+    /// The peer sent a node this replica's policy refuses, or whose signature is not its
+    /// author's. The session stops taking the peer's stream; nothing stored is touched.
+    #[error("peer {peer} sent node {node}{}, refused: {reason}", author.map(|a| format!(" by {a}")).unwrap_or_default())]
+    Rejected {
+        /// The peer.
+        peer: PeerId,
+        /// The refused node.
+        node: Hash,
+        /// Its author, when signed.
+        author: Option<crate::identity::PublicKey>,
+        /// Why (policy or signature).
+        reason: String,
+    },
     /// This side stopped the session before it was over (its server is shutting down, or
     /// the runtime is). What was received and checked is kept.
     #[error("session stopped by a local shutdown while {state}")]
@@ -184,7 +197,9 @@ impl SyncError {
             | SyncError::TooManyHeads { .. }
             | SyncError::TooManyWants { .. }
             | SyncError::Timeout { .. } => R::LimitExceeded,
-            SyncError::SelfSync { .. } | SyncError::ModeMismatch { .. } => R::Refused,
+            SyncError::SelfSync { .. }
+            | SyncError::ModeMismatch { .. }
+            | SyncError::Rejected { .. } => R::Refused,
             SyncError::Malformed { .. }
             | SyncError::Unexpected { .. }
             | SyncError::InvalidNode { .. }

@@ -131,7 +131,8 @@ pub enum AbortReason {
     /// pending nodes; a timeout).
     LimitExceeded,
     /// The sender will not sync with this peer (same replica id, directions that cannot
-    /// exchange anything).
+    /// exchange anything), or refuses a node the peer sent (its policy, or a signature that is
+    /// not the author's; the detail names node and author).
     Refused,
     /// The receiver of the abort sent something the protocol does not allow.
     Protocol,

@@ -9,7 +9,7 @@ use braidlog::{Hash, Log};
 use clap::Subcommand;
 use serde_json::json;
 
-use crate::output::{node_json, show_bytes, show_payload, Out};
+use crate::output::{node_json, show_author, show_bytes, show_payload, show_time, Out};
 
 #[derive(Subcommand)]
 pub enum DagCommand {
@@ -39,6 +39,9 @@ pub enum DagCommand {
         /// Print at most this many entries.
         #[arg(long)]
         limit: Option<usize>,
+        /// Only nodes signed by this public key (64 hex characters).
+        #[arg(long, value_name = "KEY")]
+        author: Option<braidlog::PublicKey>,
     },
     /// Show one node.
     #[command(after_help = "Example:\n  braid show 3f2a...e1")]
@@ -139,11 +142,19 @@ impl DagCommand {
                     },
                 );
             }
-            DagCommand::Log { since, limit } => {
+            DagCommand::Log {
+                since,
+                limit,
+                author,
+            } => {
                 let log = open_reader(dir)?;
                 let stdout = std::io::stdout();
                 let mut w = std::io::BufWriter::new(stdout.lock());
-                for entry in log.changes(since).take(limit.unwrap_or(usize::MAX)) {
+                let entries = log.changes(since).filter(|e| match (e, &author) {
+                    (Ok(e), Some(a)) => e.node.author().as_ref() == Some(a),
+                    _ => true,
+                });
+                for entry in entries.take(limit.unwrap_or(usize::MAX)) {
                     let e = entry?;
                     if out.is_json() {
                         writeln!(w, "{}", node_json(Some(e.seq), &e.node))?;
@@ -151,11 +162,12 @@ impl DagCommand {
                         let links: Vec<String> = e.node.links().iter().map(|h| h.short()).collect();
                         writeln!(
                             w,
-                            "#{:<6} {}  links [{}]  {}",
+                            "#{:<6} {}  links [{}]  {}  ({})",
                             e.seq,
                             e.node.hash().short(),
                             links.join(" "),
-                            show_payload(e.node.payload())
+                            show_payload(e.node.payload()),
+                            show_author(e.node.authorship())
                         )?;
                     }
                 }
@@ -171,6 +183,15 @@ impl DagCommand {
                     let mut s = format!("node    {}\nseq     {}\n", node.hash(), seq.unwrap_or(0));
                     for l in node.links() {
                         s.push_str(&format!("link    {l}\n"));
+                    }
+                    if let Some(a) = node.authorship() {
+                        s.push_str(&format!(
+                            "author  {}\nclaimed {} (the author's clock)\n",
+                            a.author,
+                            show_time(a.timestamp_ms)
+                        ));
+                    } else {
+                        s.push_str("author  (unsigned)\n");
                     }
                     s.push_str(&format!(
                         "size    {} bytes\npayload {}",
@@ -263,9 +284,27 @@ impl DagCommand {
                         "views": report.views,
                         "violations": report.violations.iter().map(|v| v.to_string()).collect::<Vec<_>>(),
                         "unlisted": report.unlisted,
+                        "unsigned": report.unsigned,
+                        "authors": report.authors.iter().map(|(k, n)| json!({"key": k.to_string(), "nodes": n})).collect::<Vec<_>>(),
+                        "policies": report.policies.iter().map(|(seq, p)| json!({
+                            "after_seq": seq,
+                            "policy": p.mode.to_string(),
+                            "trusted": p.trusted.iter().map(|k| k.to_string()).collect::<Vec<_>>(),
+                        })).collect::<Vec<_>>(),
                     }),
                     || {
                         let mut s = report.violations.iter().map(|v| format!("violation: {v}\n")).collect::<String>();
+                        // What an auditor needs: who signed what, and the rules each node met.
+                        for (seq, p) in &report.policies {
+                            s.push_str(&format!("policy after seq {seq}: {} ({} trusted keys)\n", p.mode, p.trusted.len()));
+                            for k in &p.trusted {
+                                s.push_str(&format!("  trusted {k}\n"));
+                            }
+                        }
+                        for (k, n) in &report.authors {
+                            s.push_str(&format!("signed by {k}: {n} nodes, every signature checked\n"));
+                        }
+                        s.push_str(&format!("unsigned: {} nodes\n", report.unsigned));
                         if let Some(e) = &kv_error {
                             s.push_str(&format!("violation: the key-value view cannot be opened: {e}\n"));
                         }

@@ -47,7 +47,7 @@ fn show_key(replicas: &[&Replica], key: &str) -> Result<()> {
     for r in replicas {
         match r.kv.get(key)? {
             Some(v) => {
-                let text = describe(key, &v).replace('\n', "\n      ");
+                let text = describe(r.kv.log(), key, &v).replace('\n', "\n      ");
                 println!("  {}: {key} = {text}", r.name);
             }
             None => println!("  {}: {key} is absent", r.name),

@@ -11,7 +11,7 @@ use clap::{Args, Subcommand};
 use serde_json::{json, Value};
 
 use crate::dag::{kv_reader, open_existing, open_or_create};
-use crate::output::{json_bytes, show_bytes, Out};
+use crate::output::{json_bytes, show_author, show_bytes, Out};
 
 /// Selects a key space.
 #[derive(Args, Clone)]
@@ -121,20 +121,28 @@ fn kv_read(dir: &Path, ns: &Namespace) -> Result<Kv> {
     })
 }
 
-fn version_json(v: &Version) -> Value {
+/// Who signed the node that wrote `hash`, and when they say they did.
+fn authorship(log: &braidlog::Log, hash: &Hash) -> Option<braidlog::Authorship> {
+    log.get(hash).ok().flatten()?.authorship().copied()
+}
+
+fn version_json(log: &braidlog::Log, v: &Version) -> Value {
+    let auth = authorship(log, &v.hash);
     json!({
         "hash": v.hash.to_string(),
         "value": v.value().map(json_bytes),
         "deleted": v.is_tombstone(),
         "depth": v.depth,
+        "author": auth.map(|a| a.author.to_string()),
+        "timestamp_ms": auth.map(|a| a.timestamp_ms),
     })
 }
 
-fn versions_json(key: &str, versions: &Versions) -> Value {
+fn versions_json(log: &braidlog::Log, key: &str, versions: &Versions) -> Value {
     json!({
         "key": key,
         "conflict": versions.is_conflict(),
-        "versions": versions.iter().map(version_json).collect::<Vec<_>>(),
+        "versions": versions.iter().map(|v| version_json(log, v)).collect::<Vec<_>>(),
     })
 }
 
@@ -145,21 +153,23 @@ fn show_version(v: &Version) -> String {
     }
 }
 
-/// How a key looks to a person: the value, or a clearly marked conflict.
-pub fn describe(key: &str, versions: &Versions) -> String {
+/// How a key looks to a person: the value (once, even when several authors wrote it alike),
+/// or a clearly marked conflict listing each version's author.
+pub fn describe(log: &braidlog::Log, key: &str, versions: &Versions) -> String {
     if !versions.is_conflict() {
-        return versions
-            .iter()
-            .map(show_version)
-            .collect::<Vec<_>>()
-            .join("\n");
+        return versions.iter().next().map(show_version).unwrap_or_default();
     }
     let mut s = format!(
         "CONFLICT on {key:?}: {} concurrent versions",
         versions.len()
     );
     for v in versions.iter() {
-        s.push_str(&format!("\n  {}  {}", v.hash.short(), show_version(v)));
+        s.push_str(&format!(
+            "\n  {}  {}  ({})",
+            v.hash.short(),
+            show_version(v),
+            show_author(authorship(log, &v.hash).as_ref())
+        ));
     }
     s.push_str(&format!(
         "\nresolve with: braid resolve {key} VALUE   (or --pick HASH, or --auto)"
@@ -180,11 +190,15 @@ fn entry_line(e: &Entry) -> String {
     }
 }
 
-fn print_entries(out: &Out, entries: impl Iterator<Item = braidlog::Result<Entry>>) -> Result<()> {
+fn print_entries(
+    log: &braidlog::Log,
+    out: &Out,
+    entries: impl Iterator<Item = braidlog::Result<Entry>>,
+) -> Result<()> {
     for e in entries {
         let e = e?;
         let key = String::from_utf8_lossy(&e.key).into_owned();
-        out.print(versions_json(&key, &e.versions), || entry_line(&e));
+        out.print(versions_json(log, &key, &e.versions), || entry_line(&e));
     }
     Ok(())
 }
@@ -226,7 +240,10 @@ impl KvCommand {
                 let Some(versions) = kv.get(&key)? else {
                     bail!("no key {key:?}")
                 };
-                out.print(versions_json(&key, &versions), || describe(&key, &versions));
+                let log = kv.log();
+                out.print(versions_json(log, &key, &versions), || {
+                    describe(log, &key, &versions)
+                });
             }
             KvCommand::Del { key, ns } => {
                 let kv = kv_in(&open_existing(dir)?, &ns)?;
@@ -281,7 +298,7 @@ impl KvCommand {
             }
             KvCommand::Conflicts { ns } => {
                 let kv = kv_read(dir, &ns)?;
-                print_entries(out, kv.conflicts())?;
+                print_entries(kv.log(), out, kv.conflicts())?;
             }
             KvCommand::Ls {
                 prefix,
@@ -291,17 +308,18 @@ impl KvCommand {
             } => {
                 let kv = kv_read(dir, &ns)?;
                 match (prefix, from, to) {
-                    (Some(p), _, _) => print_entries(out, kv.prefix(p))?,
-                    (None, Some(a), Some(b)) => print_entries(out, kv.range(a..b))?,
-                    (None, Some(a), None) => print_entries(out, kv.range(a..))?,
-                    (None, None, Some(b)) => print_entries(out, kv.range(..b))?,
-                    (None, None, None) => print_entries(out, kv.iter())?,
+                    (Some(p), _, _) => print_entries(kv.log(), out, kv.prefix(p))?,
+                    (None, Some(a), Some(b)) => print_entries(kv.log(), out, kv.range(a..b))?,
+                    (None, Some(a), None) => print_entries(kv.log(), out, kv.range(a..))?,
+                    (None, None, Some(b)) => print_entries(kv.log(), out, kv.range(..b))?,
+                    (None, None, None) => print_entries(kv.log(), out, kv.iter())?,
                 }
             }
             KvCommand::History { key, ns } => {
                 let kv = kv_read(dir, &ns)?;
                 for h in kv.history(&key) {
                     let h = h?;
+                    let auth = authorship(kv.log(), &h.hash);
                     let op = match &h.op {
                         Op::Put(v) => json_bytes(v),
                         Op::Del => Value::Null,
@@ -315,6 +333,8 @@ impl KvCommand {
                             "supersedes": h.supersedes.iter().map(Hash::to_string).collect::<Vec<_>>(),
                             "folds": h.folds.iter().map(Hash::to_string).collect::<Vec<_>>(),
                             "current": h.current,
+                            "author": auth.map(|a| a.author.to_string()),
+                            "timestamp_ms": auth.map(|a| a.timestamp_ms),
                         }),
                         || {
                             let what = match &h.op {
@@ -332,11 +352,12 @@ impl KvCommand {
                                 ));
                             }
                             format!(
-                                "{} {}  {:<24} {}{}",
+                                "{} {}  {:<24} {}  {}{}",
                                 if h.current { "*" } else { " " },
                                 h.hash.short(),
                                 what,
                                 sup,
+                                show_author(auth.as_ref()),
                                 if h.current { "  (current)" } else { "" }
                             )
                         },

@@ -1,5 +1,6 @@
 //! `braid`: the braidlog command line. Thin over the library: each command is a few calls.
 
+mod auth;
 mod dag;
 mod demo;
 mod kv;
@@ -41,6 +42,8 @@ enum Command {
     Dag(dag::DagCommand),
     #[command(flatten)]
     Net(net::NetCommand),
+    #[command(flatten)]
+    Auth(auth::AuthCommand),
     Salvage(salvage::SalvageArgs),
 }
 
@@ -52,6 +55,7 @@ fn main() -> ExitCode {
         Command::Kv(cmd) => cmd.run(&cli.dir, &out),
         Command::Dag(cmd) => cmd.run(&cli.dir, &out),
         Command::Net(cmd) => cmd.run(&cli.dir, &out),
+        Command::Auth(cmd) => cmd.run(&cli.dir, &out),
         Command::Demo => demo::run(),
         Command::Salvage(cmd) => cmd.run(&out),
     };

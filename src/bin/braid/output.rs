@@ -76,5 +76,38 @@ pub fn node_json(seq: Option<u64>, node: &Node) -> Value {
         "links": node.links().iter().map(|h| h.to_string()).collect::<Vec<_>>(),
         "payload": json_bytes(node.payload()),
         "size": node.encoded_len(),
+        "author": node.author().map(|a| a.to_string()),
+        "timestamp_ms": node.timestamp_ms(),
     })
+}
+
+/// Author and claimed time for people: `by 9f0c3a1b2c3d at 2026-11-29 08:01:02.345Z`, or
+/// `unsigned`.
+pub fn show_author(auth: Option<&braidlog::Authorship>) -> String {
+    match auth {
+        None => "unsigned".to_string(),
+        Some(a) => format!("by {} at {}", a.author.short(), show_time(a.timestamp_ms)),
+    }
+}
+
+/// The author's claimed time, UTC, to the millisecond (claimed: not evidence).
+/// The value is the author's to choose: past year 9999 it is shown as a number.
+pub fn show_time(ms: u64) -> String {
+    const END_OF_9999_MS: u64 = 253_402_300_799_999;
+    match std::time::UNIX_EPOCH.checked_add(std::time::Duration::from_millis(ms)) {
+        Some(t) if ms <= END_OF_9999_MS => humantime::format_rfc3339_millis(t).to_string(),
+        _ => format!("{ms} ms after 1970"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn claimed_times_show_at_any_value() {
+        assert_eq!(show_time(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(show_time(1_764_403_200_123), "2025-11-29T08:00:00.123Z");
+        assert_eq!(show_time(u64::MAX), format!("{} ms after 1970", u64::MAX));
+    }
 }

@@ -249,11 +249,16 @@ impl<S: SyncStore> Session<S> {
 
     /// Stores the checked batch in one transaction.
     pub(super) fn commit(&mut self) -> Result<(), SyncError> {
+        let peer = self.peer();
         let r = &mut self.recv;
         if r.batch.is_empty() {
             return Ok(());
         }
-        let done = self.store.insert_batch(&r.batch)?;
+        // Signatures in batches on every core, then the policy in the write transaction; a
+        // refusal names node and author and ends the session, storing nothing of the batch.
+        crate::policy::screen(peer, &mut r.batch)?;
+        let done =
+            (self.store.insert_batch(&r.batch)).map_err(|e| crate::policy::refused(peer, e))?;
         let live = self.live;
         for (n, res) in r.batch.iter().zip(done) {
             match res {
