@@ -301,9 +301,9 @@ mod tests {
     use super::*;
 
     fn os(code: rustix::io::Errno) -> Error {
-        Error::from(heed::Error::Io(std::io::Error::from_raw_os_error(
-            code.raw_os_error(),
-        )))
+        Error::Storage(crate::store::StorageError::from_io(
+            std::io::Error::from_raw_os_error(code.raw_os_error()),
+        ))
     }
 
     #[test]

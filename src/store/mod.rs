@@ -45,6 +45,12 @@ impl StorageError {
         }
     }
 
+    /// An I/O failure as the storage engine reports it (for tests of error classification).
+    #[cfg(test)]
+    pub(crate) fn from_io(e: std::io::Error) -> StorageError {
+        StorageError(heed::Error::Io(e))
+    }
+
     pub(crate) fn is_map_resized(&self) -> bool {
         matches!(self.0, heed::Error::Mdb(heed::MdbError::MapResized))
     }
