@@ -2,8 +2,8 @@
 //!
 //! Every step goes through a [`WriteTxn`], so any failure (a missing link, a view's error,
 //! LMDB) poisons the transaction and nothing of it commits, whatever the caller does with the
-//! error. Checks that need no mutation (presence, links) run first anyway, so the common
-//! failure leaves the transaction untouched.
+//! error. That is what lets the path check links while it edits the heads, with one B-tree
+//! descent per link instead of two.
 
 use crate::error::{Error, Result};
 use crate::hash::Hash;
@@ -23,17 +23,6 @@ pub(crate) fn store_node(
     node: &Node,
 ) -> Result<Inserted> {
     let hash = node.hash();
-    let r = txn.read();
-    for link in node.links() {
-        // Links are usually heads (`append` links all of them), and the heads table is
-        // small: it proves most links stored without a lookup in the large index.
-        if !store.heads.contains(r, link)? && store.index.seq_of(r, link)?.is_none() {
-            return Err(Error::MissingLink {
-                node: hash,
-                link: *link,
-            });
-        }
-    }
     // One B-tree descent both tests presence and files the node at the next seq.
     let next = *seq + 1;
     if let Some(existing) = store.index.claim(txn, &hash, next)? {
@@ -47,7 +36,16 @@ pub(crate) fn store_node(
     // tree frees its root page, and the next put would dirty a fresh one for every node.
     store.heads.add(txn, &hash)?;
     for link in node.links() {
-        store.heads.remove(txn, link)?;
+        // Links are usually heads (`append` links all of them): removing a head proves the
+        // link stored without a lookup in the large index. A missing link fails the write
+        // after the edits above; every caller passes the error through `WriteTxn::check`,
+        // which poisons the transaction, so those edits never commit.
+        if !store.heads.remove(txn, link)? && store.index.seq_of(txn.read(), link)?.is_none() {
+            return Err(Error::MissingLink {
+                node: hash,
+                link: *link,
+            });
+        }
     }
     store.feed.append(txn, next, node)?;
     *seq = next;

@@ -180,8 +180,8 @@ impl Index {
 
     /// Files `hash` at `seq` unless it is filed; returns the seq it already had.
     pub fn claim(&self, txn: &mut WriteTxn<'_>, hash: &Hash, seq: u64) -> Result<Option<u64>> {
-        let had = txn.get_or_put(self.0, hash.as_bytes(), &seq_key(seq))?;
-        let had = had.map(|v| decode_seq(&v)).transpose();
+        let had = txn.get_or_put(self.0, hash.as_bytes(), &seq_key(seq), decode_seq)?;
+        let had = had.transpose();
         txn.check(had)
     }
 

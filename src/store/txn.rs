@@ -176,19 +176,16 @@ impl<'e> WriteTxn<'e> {
         self.mutate(|t| table.db.put_with_flags(t, PutFlags::APPEND, key, value))
     }
 
-    /// Puts `value` unless `key` is present; returns the present value (one B-tree descent).
-    pub(crate) fn get_or_put(
+    /// Puts `value` unless `key` is present; returns the present value, passed through `read`
+    /// (one B-tree descent, no copy).
+    pub(crate) fn get_or_put<T>(
         &mut self,
         table: Table,
         key: &[u8],
         value: &[u8],
-    ) -> Result<Option<Vec<u8>>> {
-        self.mutate(|t| {
-            table
-                .db
-                .get_or_put(t, key, value)
-                .map(|v| v.map(<[u8]>::to_vec))
-        })
+        read: impl FnOnce(&[u8]) -> T,
+    ) -> Result<Option<T>> {
+        self.mutate(|t| table.db.get_or_put(t, key, value).map(|v| v.map(read)))
     }
 
     pub(crate) fn delete(&mut self, table: Table, key: &[u8]) -> Result<bool> {
