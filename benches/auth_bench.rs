@@ -1,7 +1,7 @@
 //! Signing and verifying, the new physical limit of signed history, beside what braidlog
 //! achieves with it, in one run (ratios are within the run):
 //!
-//! - ed25519 through `Node`: sign (`Node::signed`), strict verify, batch verify on one core,
+//! - ed25519 through `Node`: sign (`Node::signed`), single verify, batch verify on one core,
 //!   batch verify on every core (`policy::verify_parallel`);
 //! - signed batched append (`Log::transaction`, 10k signed appends per durable commit) against
 //!   its limit: raw LMDB batched puts (the same two tables, APPEND + index) plus signing each
@@ -82,7 +82,7 @@ fn main() {
     for c in &copies {
         c.verify_signature().unwrap();
     }
-    let strict = row("verify, strict, one by one", m, start.elapsed(), None);
+    let single = row("verify, single, one by one", m, start.elapsed(), None);
     let mut copies = received(&nodes);
     let start = Instant::now();
     for chunk in copies.chunks_mut(256) {
@@ -92,7 +92,7 @@ fn main() {
         "verify, batches of 256, one core",
         m,
         start.elapsed(),
-        Some(("strict", strict)),
+        Some(("single", single)),
     );
     let mut copies = received(&nodes);
     let start = Instant::now();

@@ -413,13 +413,13 @@ impl Node {
         decode_parts(bytes, hash, true)
     }
 
-    /// Checks the author's signature (strict Ed25519). An unsigned node has none to check and
+    /// Checks the author's signature (Ed25519 under the ZIP-215 rules, see `identity`). An unsigned node has none to check and
     /// passes; whether unsigned nodes are welcome is a policy's business.
     pub fn verify_signature(&self) -> Result<(), NodeError> {
         match self.signing_item() {
             None => Ok(()),
             Some((author, digest, sig)) => {
-                if identity::verify_strict(&author, &digest, &sig) {
+                if identity::verify_single(&author, &digest, &sig) {
                     Ok(())
                 } else {
                     Err(NodeError::BadSignature {
@@ -455,14 +455,15 @@ impl Node {
 
 /// Checks the signatures of `nodes` not yet known good, with Ed25519 batch verification, and
 /// marks them good. On failure names the first node (in slice order) whose signature is bad,
-/// found by strict single verification; the nodes before it are still marked good.
+/// found by single verification; the nodes before it are still marked good. The batch and
+/// single checks apply the same rule (ZIP-215), so the path taken never changes the result.
 ///
 /// A batch is about twice as fast per signature as checking one by one; callers that receive
 /// many nodes split them over threads (see [`crate::policy::verify_parallel`]).
 pub fn verify_signatures(nodes: &mut [Node]) -> Result<(), NodeError> {
     let todo: Vec<usize> = (0..nodes.len()).filter(|&i| !nodes[i].verified).collect();
-    // A batch pays off from a handful of signatures on; below that, strict checks one by one
-    // cost as much and are the reference rule.
+    // A batch pays off from a handful of signatures on; below that, checks one by one cost
+    // as much. Both give the same answer (ZIP-215).
     if todo.len() < 8 {
         return todo.iter().try_for_each(|&i| nodes[i].check_signature());
     }
