@@ -240,10 +240,6 @@ impl Heads {
         Ok(txn.iter(self.0)?.map(|i| i.map(|(k, _)| k)))
     }
 
-    pub fn contains(&self, txn: ReadTxn<'_>, hash: &Hash) -> Result<bool> {
-        Ok(txn.get(self.0, hash.as_bytes())?.is_some())
-    }
-
     pub fn add(&self, txn: &mut WriteTxn<'_>, hash: &Hash) -> Result<()> {
         txn.put(self.0, hash.as_bytes(), &[])
     }
