@@ -14,8 +14,9 @@ use serde_json::json;
 use tokio::sync::mpsc;
 
 use crate::dag::open_or_create;
+use crate::kv::plural;
 use crate::limits::{ServerLimits, Timeouts};
-use crate::output::Out;
+use crate::output::{write_line, Out};
 
 #[derive(Subcommand)]
 pub enum NetCommand {
@@ -67,15 +68,13 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 /// A one-line summary of a sync, for people.
 pub fn summary(r: &SyncReport) -> String {
     format!(
-        "sent {} node{}, received {} new ({} duplicates); {} bytes out, {} bytes in; {} round trip{}; {:.1} ms",
-        r.nodes_sent,
-        if r.nodes_sent == 1 { "" } else { "s" },
+        "sent {}, received {} new ({}); {} out, {} in; {}; {:.1} ms",
+        plural(r.nodes_sent, "node"),
         r.nodes_received,
-        r.duplicates,
-        r.bytes_sent,
-        r.bytes_received,
-        r.round_trips,
-        if r.round_trips == 1 { "" } else { "s" },
+        plural(r.duplicates, "duplicate"),
+        plural(r.bytes_sent, "byte"),
+        plural(r.bytes_received, "byte"),
+        plural(u64::from(r.round_trips), "round trip"),
         r.duration.as_secs_f64() * 1000.0
     )
 }
@@ -93,45 +92,84 @@ pub fn report_json(r: &SyncReport) -> serde_json::Value {
     })
 }
 
+/// A phase of a session, in words.
+fn phase_words(phase: Phase) -> &'static str {
+    match phase {
+        Phase::Handshake => "handshaking",
+        Phase::CatchUp => "catching up",
+        Phase::Live => "live",
+        Phase::Finished => "finished",
+        #[allow(unreachable_patterns)] // the library may add phases
+        _ => "syncing",
+    }
+}
+
 /// Draws progress events on stderr (indicatif hides the bar when stderr is not a terminal).
-/// In a live session, prints one line on stdout when catch-up is over, so scripts know.
-fn progress_bar(mut events: mpsc::Receiver<Progress>, json: bool) -> tokio::task::JoinHandle<()> {
+/// In a live session, prints one line on stdout when catch-up is over, so scripts know, then
+/// one line per commit of nodes from the peer with the store's running count.
+fn progress_bar(
+    mut events: mpsc::Receiver<Progress>,
+    log: braidlog::Log,
+    json: bool,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut announced = false;
+        let mut commits = log.subscribe();
+        let start = log.len().unwrap_or(0);
         let bar = ProgressBar::new_spinner();
         bar.set_style(
             ProgressStyle::with_template("{spinner} {msg} [{elapsed_precise}]")
                 .expect("a valid template"),
         );
         bar.enable_steady_tick(Duration::from_millis(120));
-        while let Some(p) = events.recv().await {
-            if p.phase == Phase::Live && !announced {
-                announced = true;
-                let line = if json {
-                    json!({"event": "live", "nodes_received": p.nodes_received, "nodes_sent": p.nodes_sent}).to_string()
-                } else {
-                    format!(
-                        "caught up ({} received, {} sent); live until Ctrl-C",
-                        p.nodes_received, p.nodes_sent
-                    )
-                };
-                bar.suspend(|| {
-                    use std::io::Write;
-                    println!("{line}");
-                    let _ = std::io::stdout().flush();
-                });
+        // Lines on stdout are best effort: once its reader is gone, the session goes on.
+        let print = |line: String| bar.suspend(|| write_line(&line).is_ok());
+        let mut stdout_ok = true;
+        loop {
+            tokio::select! {
+                p = events.recv() => {
+                    let Some(p) = p else { break };
+                    if p.phase == Phase::Live && !announced {
+                        announced = true;
+                        let line = if json {
+                            json!({"event": "live", "nodes_received": p.nodes_received, "nodes_sent": p.nodes_sent}).to_string()
+                        } else {
+                            format!(
+                                "caught up ({} received, {} sent); live until Ctrl-C",
+                                p.nodes_received, p.nodes_sent
+                            )
+                        };
+                        stdout_ok &= print(line);
+                    }
+                    let total = p
+                        .total_hint
+                        .map(|t| format!(" of at most {t}"))
+                        .unwrap_or_default();
+                    bar.set_message(format!(
+                        "{}: received {}{total}, sent {}, {} bytes",
+                        phase_words(p.phase), p.nodes_received, p.nodes_sent, p.bytes
+                    ));
+                }
+                Some(_) = commits.changed(), if announced && stdout_ok => {
+                    let nodes = log.len().unwrap_or(0);
+                    stdout_ok &= print(nodes_line(json, nodes, nodes.saturating_sub(start)));
+                }
             }
-            let total = p
-                .total_hint
-                .map(|t| format!(" of at most {t}"))
-                .unwrap_or_default();
-            bar.set_message(format!(
-                "{:?}: received {}{total}, sent {}, {} bytes",
-                p.phase, p.nodes_received, p.nodes_sent, p.bytes
-            ));
         }
         bar.finish_and_clear();
     })
+}
+
+/// The running count printed as a live session stores nodes.
+fn nodes_line(json: bool, nodes: u64, new: u64) -> String {
+    if json {
+        json!({"event": "nodes", "nodes": nodes, "new": new}).to_string()
+    } else {
+        format!(
+            "{} in the store ({new} new since start)",
+            plural(nodes, "node")
+        )
+    }
 }
 
 /// Resolves on Ctrl-C (SIGINT) or SIGTERM. The handlers are installed when this is called, not
@@ -163,24 +201,100 @@ fn ctrl_c() -> impl std::future::Future<Output = ()> {
     }
 }
 
-/// Logs failed sessions and accept errors on stderr, one line each (JSON with `--json`).
-fn log_event(json: bool) -> impl Fn(ServeEvent<'_>) + Send + Sync {
-    move |e| {
-        let (value, text) = match e {
-            ServeEvent::Failed { peer, error, .. } => (
-                json!({"event": "session_failed", "peer": peer.to_string(), "error": error.to_string()}),
-                format!("braid serve: session with {peer} failed: {error}"),
-            ),
-            ServeEvent::AcceptFailed { error, retry_in } => (
-                json!({"event": "accept_failed", "error": error.to_string(), "retry_ms": retry_in.as_millis() as u64}),
-                format!("braid serve: accept failed: {error}; retrying in {retry_in:?}"),
-            ),
-            _ => return,
+/// What a server reports as it runs: failed sessions and accepts on stderr (they are
+/// errors); sessions that start and end well, and the store's running count, on stdout. One
+/// line each, JSON with `--json`. Lines go through a bounded queue to a printing thread, so a
+/// slow or absent reader of the output never stalls the server (lines it cannot take are
+/// dropped; a line says how many).
+struct ServeLog {
+    tx: std::sync::mpsc::SyncSender<(bool, String)>,
+    dropped: std::sync::atomic::AtomicU64,
+    sessions: std::sync::atomic::AtomicU64,
+    json: bool,
+}
+
+impl ServeLog {
+    fn start(json: bool) -> (std::sync::Arc<ServeLog>, std::thread::JoinHandle<()>) {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<(bool, String)>(1024);
+        let printer = std::thread::spawn(move || {
+            let mut stdout_ok = true;
+            for (to_stderr, line) in rx {
+                if to_stderr {
+                    crate::exit::warn(&line);
+                } else if stdout_ok {
+                    stdout_ok = write_line(&line).is_ok();
+                }
+            }
+        });
+        let log = ServeLog {
+            tx,
+            dropped: Default::default(),
+            sessions: Default::default(),
+            json,
         };
-        if json {
-            eprintln!("{value}");
-        } else {
-            eprintln!("{text}");
+        (std::sync::Arc::new(log), printer)
+    }
+
+    fn send(&self, to_stderr: bool, value: serde_json::Value, text: String) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let line = if self.json { value.to_string() } else { text };
+        let dropped = self.dropped.load(Relaxed);
+        if dropped > 0 {
+            let note = format!(
+                "serve: {} dropped: output was not read",
+                plural(dropped, "line")
+            );
+            if self.tx.try_send((true, note)).is_ok() {
+                self.dropped.fetch_sub(dropped, Relaxed);
+            }
+        }
+        if self.tx.try_send((to_stderr, line)).is_err() {
+            self.dropped.fetch_add(1, Relaxed);
+        }
+    }
+
+    fn event(&self, log: &braidlog::Log, e: ServeEvent<'_>) {
+        use std::sync::atomic::Ordering::Relaxed;
+        match e {
+            ServeEvent::Accepted { peer } => self.send(
+                false,
+                json!({"event": "session_started", "peer": peer.to_string()}),
+                format!("session with {peer} started"),
+            ),
+            ServeEvent::Finished { peer, report } => {
+                let n = self.sessions.fetch_add(1, Relaxed) + 1;
+                let nodes = log.len().unwrap_or(0);
+                let mut value = report_json(report);
+                value["event"] = json!("session_done");
+                value["peer_addr"] = json!(peer.to_string());
+                value["sessions"] = json!(n);
+                value["nodes"] = json!(nodes);
+                self.send(
+                    false,
+                    value,
+                    format!(
+                        "session with {peer} done: {}; {} so far, {} in the store",
+                        summary(report),
+                        plural(n, "session"),
+                        plural(nodes, "node")
+                    ),
+                )
+            }
+            ServeEvent::Failed { peer, error, .. } => {
+                self.sessions.fetch_add(1, Relaxed);
+                self.send(
+                    true,
+                    json!({"event": "session_failed", "peer": peer.to_string(), "error": error.to_string()}),
+                    format!("serve: session with {peer} failed: {error}"),
+                )
+            }
+            ServeEvent::AcceptFailed { error, retry_in } => self.send(
+                true,
+                json!({"event": "accept_failed", "error": error.to_string(), "retry_ms": retry_in.as_millis() as u64}),
+                format!("serve: accept failed: {error}; retrying in {retry_in:?}"),
+            ),
+            #[allow(unreachable_patterns)] // the library may add events
+            _ => {}
         }
     }
 }
@@ -188,6 +302,9 @@ fn log_event(json: bool) -> impl Fn(ServeEvent<'_>) + Send + Sync {
 impl NetCommand {
     pub fn run(self, dir: &Path, out: &Out) -> Result<ExitCode> {
         let log = open_or_create(dir)?;
+        // The key-value view, kept up to date as nodes arrive, so that `get` and `watch`
+        // beside a running server see them without catching up.
+        braidlog::Kv::open(&log)?;
         let rt = runtime()?;
         match self {
             NetCommand::Serve {
@@ -203,9 +320,23 @@ impl NetCommand {
                 let stop = ctrl_c();
                 out.print(json!({"listening": addr.to_string(), "peer_id": log.peer_id().to_string()}), || {
                     addr.to_string()
-                });
-                use std::io::Write;
-                std::io::stdout().flush()?;
+                })?;
+                let (events, printer) = ServeLog::start(out.is_json());
+                // Live sessions store nodes without ending: a running count as they do.
+                let counter = {
+                    let (log, events) = (log.clone(), events.clone());
+                    tokio::spawn(async move {
+                        let mut commits = log.subscribe();
+                        while commits.changed().await.is_some() {
+                            let nodes = log.len().unwrap_or(0);
+                            events.send(
+                                false,
+                                json!({"event": "nodes", "nodes": nodes}),
+                                format!("{} in the store", plural(nodes, "node")),
+                            );
+                        }
+                    })
+                };
                 let mut session = SyncOptions::new(Mode::Both);
                 session.live = live;
                 timeouts.apply(&mut session);
@@ -213,19 +344,30 @@ impl NetCommand {
                     session,
                     max_connections: limits.max_connections,
                     memory_budget: limits.memory_budget,
-                    on_event: Some(std::sync::Arc::new(log_event(out.is_json()))),
+                    on_event: Some({
+                        let (log, events) = (log.clone(), events.clone());
+                        std::sync::Arc::new(move |e: ServeEvent<'_>| events.event(&log, e))
+                    }),
                 };
-                let report = sync::serve(listener, log, options, stop).await?;
+                let result = sync::serve(listener, log, options, stop).await;
+                counter.abort();
+                let _ = counter.await;
+                drop(events);
+                let _ = printer.join();
+                let report = result?;
                 out.print(
                     json!({"sessions": report.sessions, "failed": report.failed,
                            "nodes_received": report.nodes_received, "nodes_sent": report.nodes_sent}),
                     || {
                         format!(
-                            "stopped: {} sessions ({} failed), received {} nodes, sent {}",
-                            report.sessions, report.failed, report.nodes_received, report.nodes_sent
+                            "stopped: {} ({} failed), received {}, sent {}",
+                            plural(report.sessions, "session"),
+                            report.failed,
+                            plural(report.nodes_received, "node"),
+                            report.nodes_sent
                         )
                     },
-                );
+                )?;
                 Ok(ExitCode::SUCCESS)
             }),
             NetCommand::Sync {
@@ -241,7 +383,7 @@ impl NetCommand {
                     _ => Mode::Both,
                 };
                 let (tx, rx) = mpsc::channel(64);
-                let bar = progress_bar(rx, out.is_json());
+                let bar = progress_bar(rx, log.clone(), out.is_json());
                 let mut options = SyncOptions::new(mode);
                 options.live = live;
                 options.progress = Some(tx);
@@ -260,7 +402,7 @@ impl NetCommand {
                     .with_context(|| format!("syncing with {addr}"));
                 let _ = bar.await;
                 let report = result?;
-                out.print(report_json(&report), || summary(&report));
+                out.print(report_json(&report), || summary(&report))?;
                 Ok(ExitCode::SUCCESS)
             }),
         }
