@@ -79,9 +79,10 @@ pub fn run(args: WatchArgs, dir: &Path, ns: Option<&str>, out: &Out) -> Result<E
                     "versions": versions.len(),
                 }),
                 || {
+                    let (tag, key) = (ns::tag(&op.namespace), show_key(&op.key));
                     let what = match &op.op {
-                        Op::Put(v) => format!("put {} = {}", show_key(&op.key), show_bytes(v)),
-                        Op::Del => format!("del {}", show_key(&op.key)),
+                        Op::Put(v) => format!("put {tag}{key} = {}", show_bytes(v)),
+                        Op::Del => format!("del {tag}{key}"),
                     };
                     let state = if versions.is_conflict() {
                         format!("  CONFLICT: {} versions", versions.len())
@@ -89,10 +90,9 @@ pub fn run(args: WatchArgs, dir: &Path, ns: Option<&str>, out: &Out) -> Result<E
                         String::new()
                     };
                     format!(
-                        "#{:<6} {}  {}{what}  ({}){state}",
+                        "#{:<6} {}  {what}  ({}){state}",
                         entry.seq,
                         entry.node.hash().short(),
-                        ns::tag(&op.namespace),
                         show_author(auth.as_ref())
                     )
                 },

@@ -108,6 +108,9 @@ fn an_unreachable_peer_is_one_clear_line() {
     let err = String::from_utf8(out.stderr).unwrap();
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     assert!(err.contains("syncing with"), "{err}");
+    // The cause once: the transport error wraps the OS error and repeats its text.
+    assert_eq!(err.matches("refused").count(), 1, "{err}");
+    assert_eq!(out.status.code(), Some(1));
     assert_eq!(ok(tmp.path(), &["get", "k"]).trim(), "v");
 }
 
@@ -183,10 +186,7 @@ fn serve_stops_on_sigterm_with_an_idle_peer_connected() {
         String::from_utf8_lossy(&out.stderr)
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        stdout.contains("stopped: 1 sessions (1 failed)"),
-        "{stdout}"
-    );
+    assert!(stdout.contains("stopped: 1 session (1 failed)"), "{stdout}");
     let stderr = String::from_utf8_lossy(&out.stderr);
     let local = idle.local_addr().unwrap().to_string();
     assert!(
