@@ -57,7 +57,7 @@ fn bad_input_gives_one_clear_line_and_changes_nothing() {
 
     ok(&dir, &["add", "x"]);
     let err = fails(&dir, &["show", "not-hex"]);
-    assert!(err.contains("64 hex"), "{err}");
+    assert!(err.contains("hex"), "{err}");
     let unknown = "00".repeat(32);
     let err = fails(&dir, &["show", &unknown]);
     assert_eq!(err.lines().count(), 1, "{err}");

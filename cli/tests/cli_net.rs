@@ -32,7 +32,10 @@ fn two_processes_sync_see_a_conflict_and_its_resolution() {
     assert_eq!(report["round_trips"], 1);
 
     for dir in [&a, &b] {
-        let got = json(dir, &["get", "color"]);
+        // A conflict is exit status 4, with the versions printed as usual.
+        let out = braid(dir, &["--json", "get", "color"]);
+        assert_eq!(out.status.code(), Some(4));
+        let got: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(got["conflict"], true, "{got}");
         let mut values: Vec<String> = got["versions"]
             .as_array()
@@ -43,7 +46,7 @@ fn two_processes_sync_see_a_conflict_and_its_resolution() {
         values.sort();
         assert_eq!(values, ["blue", "red"]);
     }
-    let text = ok(&b, &["get", "color"]);
+    let text = String::from_utf8(braid(&b, &["get", "color"]).stdout).unwrap();
     assert!(text.contains("CONFLICT"), "{text}");
     assert_eq!(json(&b, &["conflicts"])["key"], "color");
 

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 use braidlog::kv::{KvOp, Op};
-use cli_common::{braid, fails, json, ok};
+use cli_common::{braid, json, ok};
 use serde_json::Value;
 
 /// Two writes of `key` in namespace `ns` (the root when `None`) that did not see each
@@ -276,7 +276,12 @@ fn braid_to(dir: &Path, args: &[&str], stdout: Stdio) -> Output {
 
 /// A pipe whose reader is already gone: every write to it fails with EPIPE.
 fn closed_pipe() -> Stdio {
-    let (reader, writer) = std::io::pipe().unwrap();
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let mut fds = [0; 2];
+    // SAFETY: `pipe` writes two new descriptors into the array it is given.
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    // SAFETY: both descriptors are open and owned by nothing else; each is owned once.
+    let (reader, writer) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
     drop(reader);
     writer.into()
 }

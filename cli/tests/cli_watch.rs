@@ -54,34 +54,48 @@ fn watch_streams_local_other_process_and_peer_writes() {
     // From the start of the (empty) feed, so no write can slip in before it looks.
     let (watch, mut watch_out) = start(&a, &["--json", "watch", "--since", "0", "--count", "3"]);
 
-    let (mut client, mut client_out) = start(&b, &["--json", "sync", "--live", &addr]);
+    let (client, mut client_out) = start(&b, &["--json", "sync", "--live", &addr]);
     assert_eq!(doc(&next_line(&mut client_out))["event"], "live");
 
     // Another process writes to a.
     ok(&a, &["put", "local", "1"]);
     let e = doc(&next_line(&mut watch_out));
-    assert_eq!((e["key"].as_str(), e["op"].as_str()), (Some("local"), Some("put")));
+    assert_eq!(
+        (e["key"].as_str(), e["op"].as_str()),
+        (Some("local"), Some("put"))
+    );
     assert_eq!(e["ns"], Value::Null);
     assert_eq!(e["conflict"], false);
 
     // b's live session receives it and reports its running count.
     let n = doc(&next_line(&mut client_out));
-    assert_eq!((n["event"].as_str(), n["nodes"].as_u64()), (Some("nodes"), Some(1)));
+    assert_eq!(
+        (n["event"].as_str(), n["nodes"].as_u64()),
+        (Some("nodes"), Some(1))
+    );
 
     // A write on b reaches a through the live sessions, in a namespace.
     ok(&b, &["--ns", "app", "put", "remote", "2"]);
     let e = doc(&next_line(&mut watch_out));
-    assert_eq!((e["key"].as_str(), e["ns"].as_str()), (Some("remote"), Some("app")));
+    assert_eq!(
+        (e["key"].as_str(), e["ns"].as_str()),
+        (Some("remote"), Some("app"))
+    );
     assert_eq!(e["value"], "2");
     ok(&a, &["--ns", "app", "del", "remote"]);
     let e = doc(&next_line(&mut watch_out));
-    assert_eq!((e["key"].as_str(), e["op"].as_str()), (Some("remote"), Some("del")));
+    assert_eq!(
+        (e["key"].as_str(), e["op"].as_str()),
+        (Some("remote"), Some("del"))
+    );
     let out = wait_bounded(watch, Duration::from_secs(30), "watch --count 3");
     assert!(out.status.success());
 
     // The server reported the session and its running count.
     interrupt(&client);
-    assert!(wait_bounded(client, Duration::from_secs(30), "sync --live").status.success());
+    assert!(wait_bounded(client, Duration::from_secs(30), "sync --live")
+        .status
+        .success());
     interrupt(&server);
     let mut rest = String::new();
     std::io::Read::read_to_string(&mut server_out, &mut rest).unwrap();
@@ -105,12 +119,17 @@ fn watch_in_text_filters_by_namespace_and_prefix() {
     ok(&dir, &["--ns", "app", "put", "user/cy", "4"]);
     let text = ok(
         &dir,
-        &["--ns", "app", "watch", "user/", "--since", "0", "--count", "2"],
+        &[
+            "--ns", "app", "watch", "user/", "--since", "0", "--count", "2",
+        ],
     );
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 2, "{text}");
     assert!(lines[0].contains("put [app] user/bob = 2"), "{text}");
     assert!(lines[1].contains("put [app] user/cy = 4"), "{text}");
     let all = ok(&dir, &["watch", "--since", "0", "--count", "4"]);
-    assert!(all.lines().next().unwrap().contains("put user/ann = 1"), "{all}");
+    assert!(
+        all.lines().next().unwrap().contains("put user/ann = 1"),
+        "{all}"
+    );
 }
