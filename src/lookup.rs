@@ -1,7 +1,7 @@
 //! Finding things by the short names people type: a node by a prefix of its hash, the
 //! namespaces of the key-value view by walking them in order.
 //!
-//! Both are bounded: a prefix lookup reads at most two index entries, and listing namespaces
+//! Both are bounded: a prefix lookup reads at most two index entries, and walking namespaces
 //! seeks once per namespace, never loading every hash or key into memory.
 
 use std::ops::Bound;
@@ -113,31 +113,27 @@ impl Log {
     }
 }
 
-/// One namespace of the key-value view, as [`Kv::next_namespace`] finds it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// How many keys a namespace holds; see [`Kv::counts`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
-pub struct NamespaceInfo {
-    /// The encoded path (empty for the root), as [`Kv::namespace_path`] gives it.
-    pub path: Vec<u8>,
+pub struct KeyCounts {
     /// Keys with a value (not deleted).
     pub keys: u64,
     /// Keys in conflict.
     pub conflicts: u64,
 }
 
-impl NamespaceInfo {
-    /// The names of the path's levels, outermost first (none for the root): each is what
-    /// [`Kv::namespace`] takes.
-    pub fn levels(&self) -> Vec<Vec<u8>> {
-        let mut out = Vec::new();
-        let mut rest = self.path.as_slice();
-        while let Some((&len, tail)) = rest.split_first() {
-            let len = usize::from(len).min(tail.len());
-            out.push(tail[..len].to_vec());
-            rest = &tail[len..];
-        }
-        out
+/// The names of an encoded namespace path's levels, outermost first (none for the root):
+/// each is what [`Kv::namespace`] takes.
+pub fn namespace_levels(path: &[u8]) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut rest = path;
+    while let Some((&len, tail)) = rest.split_first() {
+        let len = usize::from(len).min(tail.len());
+        out.push(tail[..len].to_vec());
+        rest = &tail[len..];
     }
+    out
 }
 
 /// The smallest byte string greater than every string starting with `prefix`, if any.
@@ -153,25 +149,24 @@ fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
 }
 
 impl Kv {
-    /// Namespaces order by the length of their encoded path, then bytewise.
-    ///
-    /// The first namespace after the one whose path is `after` (from the start when `None`)
-    /// that has ever held a key, with its counts. Walking them: one seek per namespace, plus a
-    /// scan of that namespace's keys and conflicts to count them.
+    /// The encoded path of the first namespace after `after` (from the start when `None`)
+    /// that has ever held a key: one seek, whatever the number of keys. Namespaces order by
+    /// the length of their encoded path, then bytewise; the root (empty path) comes first.
     ///
     /// ```
     /// # fn main() -> Result<(), braidlog::Error> {
     /// # let dir = tempfile::tempdir().unwrap();
     /// # let log = braidlog::Log::open(dir.path())?;
     /// let kv = braidlog::kv::Kv::open(&log)?;
-    /// kv.namespace("users")?.put(b"ada", b"admin".to_vec())?;
+    /// let users = kv.namespace("users")?;
+    /// users.put(b"ada", b"admin".to_vec())?;
     /// let first = kv.next_namespace(None)?.unwrap();
-    /// assert_eq!(first.levels(), vec![b"users".to_vec()]);
-    /// assert_eq!((first.keys, first.conflicts), (1, 0));
-    /// assert!(kv.next_namespace(Some(&first.path))?.is_none());
+    /// assert_eq!(first, users.namespace_path());
+    /// assert_eq!(braidlog::lookup::namespace_levels(&first), vec![b"users".to_vec()]);
+    /// assert!(kv.next_namespace(Some(&first))?.is_none());
     /// # Ok(()) }
     /// ```
-    pub fn next_namespace(&self, after: Option<&[u8]>) -> crate::Result<Option<NamespaceInfo>> {
+    pub fn next_namespace(&self, after: Option<&[u8]>) -> crate::Result<Option<Vec<u8>>> {
         let tables = Tables::open(self.log())?;
         let start = match after {
             None => Vec::new(),
@@ -196,31 +191,32 @@ impl Kv {
             let len = usize::from(id[0]);
             let path = id
                 .get(1..1 + len)
-                .ok_or_else(|| Error::Corrupt(format!("kv key id of {} bytes", id.len())))?
-                .to_vec();
-            let prefix = crate::kv::op::ns_prefix(&path);
-            let mut keys = 0;
+                .ok_or_else(|| Error::Corrupt(format!("kv key id of {} bytes", id.len())))?;
+            Ok(Some(path.to_vec()))
+        })
+    }
+
+    /// How many keys of this namespace have a value, and how many are in conflict: a scan of
+    /// the namespace's per-key counts (16 bytes a key, no values).
+    pub fn counts(&self) -> crate::Result<KeyCounts> {
+        let tables = Tables::open(self.log())?;
+        let prefix = crate::kv::op::ns_prefix(self.namespace_path());
+        self.log().read(|txn| {
+            let mut counts = KeyCounts::default();
             for item in txn.prefix(tables.keys, &prefix)? {
-                let (_, counts) = item?;
+                let (_, value) = item?;
                 // versions u64 ++ puts u64: present when some current version is a put.
-                let puts = counts
+                let puts = value
                     .get(8..16)
                     .map(|b| u64::from_be_bytes(b.try_into().expect("8 bytes")))
-                    .ok_or_else(|| {
-                        Error::Corrupt(format!("kv counts of {} bytes", counts.len()))
-                    })?;
-                keys += u64::from(puts > 0);
+                    .ok_or_else(|| Error::Corrupt(format!("kv counts of {} bytes", value.len())))?;
+                counts.keys += u64::from(puts > 0);
             }
-            let mut conflicts = 0;
             for item in txn.prefix(tables.conflicts, &prefix)? {
                 item?;
-                conflicts += 1;
+                counts.conflicts += 1;
             }
-            Ok(Some(NamespaceInfo {
-                path,
-                keys,
-                conflicts,
-            }))
+            Ok(counts)
         })
     }
 }
@@ -327,9 +323,15 @@ mod tests {
         }
         let mut seen = Vec::new();
         let mut after = None;
-        while let Some(ns) = kv.next_namespace(after.as_deref()).unwrap() {
-            after = Some(ns.path.clone());
-            seen.push((ns.levels(), ns.keys, ns.conflicts));
+        while let Some(path) = kv.next_namespace(after.as_deref()).unwrap() {
+            let mut handle = kv.clone();
+            for level in namespace_levels(&path) {
+                handle = handle.namespace(level).unwrap();
+            }
+            assert_eq!(handle.namespace_path(), path);
+            let counts = handle.counts().unwrap();
+            seen.push((namespace_levels(&path), counts.keys, counts.conflicts));
+            after = Some(path);
         }
         assert_eq!(
             seen,

@@ -6,7 +6,6 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use braidlog::kv::{Entry, HistoryEntry, Op, Version, Versions};
-use braidlog::lookup::NamespaceInfo;
 use braidlog::{Hash, Kv};
 use clap::Subcommand;
 use serde_json::{json, Value};
@@ -214,14 +213,14 @@ fn print_entries(
 fn for_namespaces(
     root: &Kv,
     ns: Option<&str>,
-    mut each: impl FnMut(&Kv, &str, Option<&NamespaceInfo>) -> Result<()>,
+    mut each: impl FnMut(&Kv, &str) -> Result<()>,
 ) -> Result<()> {
     if ns.is_some() {
-        return each(&ns::select(root.clone(), ns)?, "", None);
+        return each(&ns::select(root.clone(), ns)?, "");
     }
     for item in ns::all(root) {
-        let (info, kv) = item?;
-        each(&kv, &ns::tag(&info.path), Some(&info))?;
+        let (path, kv) = item?;
+        each(&kv, &ns::tag(&path))?;
     }
     Ok(())
 }
@@ -237,17 +236,11 @@ fn no_key(kv: &Kv, key: &str, command: &str) -> anyhow::Error {
     if let Ok(Ok(root)) = root {
         let elsewhere: Vec<String> = ns::all(&root)
             .filter_map(|item| item.ok())
-            .filter(|(info, other)| {
-                info.path != kv.namespace_path() && matches!(other.get(key), Ok(Some(_)))
+            .filter(|(path, other)| {
+                path != kv.namespace_path() && matches!(other.get(key), Ok(Some(_)))
             })
             .take(3)
-            .map(|(info, _)| {
-                format!(
-                    "braid {}{command} {}",
-                    ns::flag(&info.path),
-                    ns::shell_word(key)
-                )
-            })
+            .map(|(path, _)| format!("braid {}{command} {}", ns::flag(&path), ns::shell_word(key)))
             .collect();
         if !elsewhere.is_empty() {
             msg.push_str(&format!(
@@ -368,16 +361,13 @@ impl KvCommand {
             }
             KvCommand::Conflicts => {
                 let root = kv_reader(dir)?;
-                for_namespaces(&root, ns, |kv, tag, info| {
-                    if info.is_some_and(|i| i.conflicts == 0) {
-                        return Ok(());
-                    }
+                for_namespaces(&root, ns, |kv, tag| {
                     print_entries(kv, tag, out, kv.conflicts())
                 })?;
             }
             KvCommand::Ls { prefix, from, to } => {
                 let root = kv_reader(dir)?;
-                for_namespaces(&root, ns, |kv, tag, _| {
+                for_namespaces(&root, ns, |kv, tag| {
                     let entries = match (&prefix, &from, &to) {
                         (Some(p), _, _) => kv.prefix(p),
                         (None, Some(a), Some(b)) => kv.range(a.as_str()..b.as_str()),
@@ -401,20 +391,21 @@ impl KvCommand {
                 }
             }
             KvCommand::Ns => {
-                let root = kv_reader(dir)?;
                 if ns.is_some() {
                     return Err(Usage("`braid ns` lists every namespace: drop --ns".into()).into());
                 }
+                let root = kv_reader(dir)?;
                 for item in ns::all(&root) {
-                    let (info, _) = item?;
+                    let (path, kv) = item?;
+                    let n = kv.counts()?;
                     out.print(
-                        json!({"ns": ns::to_json(&info.path), "keys": info.keys, "conflicts": info.conflicts}),
+                        json!({"ns": ns::to_json(&path), "keys": n.keys, "conflicts": n.conflicts}),
                         || {
                             format!(
                                 "{}\t{}\t{}",
-                                ns::label(&info.path).unwrap_or_else(|| "(root)".into()),
-                                plural(info.keys, "key"),
-                                plural(info.conflicts, "conflict")
+                                ns::label(&path).unwrap_or_else(|| "(root)".into()),
+                                plural(n.keys, "key"),
+                                plural(n.conflicts, "conflict")
                             )
                         },
                     )?;

@@ -16,7 +16,8 @@ mod watch;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use output::Out;
 
@@ -63,7 +64,15 @@ enum Command {
 
 fn main() -> ExitCode {
     salvage::report_crashes_on_damaged_files();
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    if matches.value_source("dir") == Some(ValueSource::CommandLine) {
+        let dir = ns::shell_word(&cli.dir.to_string_lossy());
+        let _ = ns::DIR_FLAG.set(format!("--dir {dir} "));
+    }
     let out = Out::new(cli.json);
     let ns = cli.ns.as_deref();
     let result = match cli.command {

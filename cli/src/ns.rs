@@ -5,7 +5,6 @@
 //! JSON gives it as `null`, text leaves it out.
 
 use anyhow::Result;
-use braidlog::lookup::NamespaceInfo;
 use braidlog::Kv;
 use serde_json::{json, Value};
 
@@ -24,17 +23,7 @@ pub fn label(path: &[u8]) -> Option<String> {
     })
 }
 
-/// The names of an encoded path's levels, outermost first.
-pub fn levels(path: &[u8]) -> Vec<Vec<u8>> {
-    let mut out = Vec::new();
-    let mut rest = path;
-    while let Some((&len, tail)) = rest.split_first() {
-        let len = usize::from(len).min(tail.len());
-        out.push(tail[..len].to_vec());
-        rest = &tail[len..];
-    }
-    out
-}
+pub use braidlog::lookup::namespace_levels as levels;
 
 /// The namespace as JSON: its name, or `null` for the root.
 pub fn to_json(path: &[u8]) -> Value {
@@ -46,11 +35,18 @@ pub fn tag(path: &[u8]) -> String {
     label(path).map(|l| format!("[{l}] ")).unwrap_or_default()
 }
 
-/// The global options that select this namespace, for hints: `--ns NAME ` or nothing.
+/// `--dir DIR ` when the replica was named on the command line: a hint must act on the same
+/// replica. Set once, at start.
+pub static DIR_FLAG: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// The global options a hint needs to act on this namespace of this replica: `--dir DIR `
+/// (when given on the command line) and `--ns NAME ` (outside the root), or nothing.
 pub fn flag(path: &[u8]) -> String {
-    label(path)
+    let dir = DIR_FLAG.get().map(String::as_str).unwrap_or_default();
+    let ns = label(path)
         .map(|l| format!("--ns {} ", shell_word(&l)))
-        .unwrap_or_default()
+        .unwrap_or_default();
+    format!("{dir}{ns}")
 }
 
 /// `s` as one shell word: as is when plain, else single-quoted.
@@ -77,25 +73,25 @@ pub fn select(kv: Kv, ns: Option<&str>) -> Result<Kv> {
     }
 }
 
-/// Every namespace that has ever held a key (the root first), each with a handle on it.
-/// One seek per namespace: nothing is collected up front.
-pub fn all(root: &Kv) -> impl Iterator<Item = Result<(NamespaceInfo, Kv)>> + '_ {
+/// Every namespace that has ever held a key (the root first), each as its encoded path and a
+/// handle on it. One seek per namespace: nothing is collected up front.
+pub fn all(root: &Kv) -> impl Iterator<Item = Result<(Vec<u8>, Kv)>> + '_ {
     let mut after: Option<Vec<u8>> = None;
     let mut done = false;
     std::iter::from_fn(move || {
         if done {
             return None;
         }
-        let step = (|| -> Result<Option<(NamespaceInfo, Kv)>> {
-            let Some(info) = root.next_namespace(after.as_deref())? else {
+        let step = (|| -> Result<Option<(Vec<u8>, Kv)>> {
+            let Some(path) = root.next_namespace(after.as_deref())? else {
                 return Ok(None);
             };
             let mut kv = root.clone();
-            for level in info.levels() {
+            for level in levels(&path) {
                 kv = kv.namespace(level)?;
             }
-            after = Some(info.path.clone());
-            Ok(Some((info, kv)))
+            after = Some(path.clone());
+            Ok(Some((path, kv)))
         })();
         match step {
             Ok(Some(item)) => Some(Ok(item)),

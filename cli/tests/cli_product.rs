@@ -72,7 +72,7 @@ fn a_conflict_in_a_namespace_is_found_shown_and_resolved() {
     let out = braid(&dir, &["get", "widget"]);
     assert_eq!(code(&out), Some(3));
     let err = String::from_utf8(out.stderr).unwrap();
-    assert!(err.contains("braid --ns app get widget"), "{err}");
+    assert!(err.contains("--ns app get widget"), "{err}");
 
     // `get` shows the conflict, exits 4, and the hint has the flags that act on it.
     let out = braid(&dir, &["--ns", "app", "get", "widget"]);
@@ -80,10 +80,12 @@ fn a_conflict_in_a_namespace_is_found_shown_and_resolved() {
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.contains("in namespace app"), "{text}");
     let hint = text.lines().last().unwrap();
-    assert!(
-        hint.contains("braid --ns app resolve widget VALUE"),
-        "{text}"
+    // It names the replica given with --dir, so it acts on the same one.
+    let dir_flag = format!(
+        "braid --dir {} --ns app resolve widget VALUE",
+        dir.display()
     );
+    assert!(hint.contains(&dir_flag), "{text}");
     // --ns works before and after the subcommand.
     let after = braid(&dir, &["get", "--ns", "app", "widget"]);
     assert_eq!(code(&after), Some(4));
@@ -96,9 +98,12 @@ fn a_conflict_in_a_namespace_is_found_shown_and_resolved() {
         .split_whitespace()
         .take_while(|w| *w != "VALUE")
         .collect();
-    let mut args = resolve.clone();
-    args.push("purple");
-    ok(&dir, &args);
+    let followed = Command::new(env!("CARGO_BIN_EXE_braid"))
+        .args(&resolve)
+        .arg("purple")
+        .output()
+        .unwrap();
+    assert!(followed.status.success(), "{resolve:?}");
     assert_eq!(ok(&dir, &["--ns", "app", "get", "widget"]), "purple\n");
     assert_eq!(ok(&dir, &["conflicts"]), "");
 
