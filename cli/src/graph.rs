@@ -38,12 +38,24 @@ fn node_line(hash: &Hash, text: &str, current: bool) -> String {
 }
 
 pub fn run(dir: &Path, key: Option<String>, ns: Option<&str>, out: &Out) -> Result<()> {
+    // A key without history is not found (with where it is), not an empty drawing.
+    let history = match &key {
+        None => None,
+        Some(key) => {
+            let kv = crate::ns::select(kv_reader(dir)?, ns)?;
+            let mut history = kv.history(key).peekable();
+            if history.peek().is_none() {
+                return Err(crate::kv::no_key(&kv, key, "graph --key"));
+            }
+            Some((kv, key, history))
+        }
+    };
     let mut w = Lines::new();
     let dot = !out.is_json();
     if dot {
         w.line("digraph braid {\n  rankdir=BT;\n  node [shape=box, fontname=monospace];")?;
     }
-    match key {
+    match history {
         None => {
             let log = open_reader(dir)?;
             for entry in log.changes(0) {
@@ -59,9 +71,8 @@ pub fn run(dir: &Path, key: Option<String>, ns: Option<&str>, out: &Out) -> Resu
                 }
             }
         }
-        Some(key) => {
-            let kv = crate::ns::select(kv_reader(dir)?, ns)?;
-            for h in kv.history(&key) {
+        Some((kv, key, history)) => {
+            for h in history {
                 let h = h?;
                 if !dot {
                     w.line(json!({

@@ -226,7 +226,7 @@ fn for_namespaces(
 }
 
 /// The "not found" error for KEY, naming the other namespaces that hold it.
-fn no_key(kv: &Kv, key: &str, command: &str) -> anyhow::Error {
+pub fn no_key(kv: &Kv, key: &str, command: &str) -> anyhow::Error {
     let here = ns::label(kv.namespace_path())
         .map(|l| format!(" in namespace {l}"))
         .unwrap_or_default();

@@ -408,3 +408,29 @@ impl NetCommand {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn phases_read_as_words() {
+        assert_eq!(phase_words(Phase::CatchUp), "catching up");
+        assert_eq!(phase_words(Phase::Handshake), "handshaking");
+    }
+
+    #[test]
+    fn summaries_count_in_words() {
+        let r = SyncReport {
+            nodes_sent: 1,
+            round_trips: 1,
+            ..Default::default()
+        };
+        let s = summary(&r);
+        assert!(
+            s.starts_with("sent 1 node, received 0 new (0 duplicates); 0 bytes out"),
+            "{s}"
+        );
+        assert!(s.contains("; 1 round trip;"), "{s}");
+    }
+}

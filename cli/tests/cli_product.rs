@@ -118,6 +118,13 @@ fn a_conflict_in_a_namespace_is_found_shown_and_resolved() {
     assert_eq!(last["payload"], Value::Null);
     let shown = json(&dir, &["show", last["hash"].as_str().unwrap()]);
     assert_eq!(shown["kv"]["ns"], "app");
+    let out = braid(&dir, &["graph", "--key", "widget"]);
+    assert_eq!(
+        code(&out),
+        Some(3),
+        "no such key in the root: not an empty drawing"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--ns app graph --key widget"));
     let graph = ok(&dir, &["--ns", "app", "graph", "--key", "widget"]);
     assert_eq!(graph.matches(" -> ").count(), 2, "{graph}");
     assert!(ok(&dir, &["graph"]).contains("put [app] widget = purple"));
