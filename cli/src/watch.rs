@@ -4,6 +4,10 @@
 //! `braid` (a `put`, or a `serve`/`sync --live` storing a peer's nodes). Writes by other
 //! processes are not announced across processes, so it looks at the feed's end every
 //! [`POLL`]: one short read transaction, whatever the size of the store.
+//!
+//! Each operation says where it came from by its author, which holds across processes: signed
+//! with this replica's own key, it was written here (`local`); by another key, it came from a
+//! peer (`peer`); unsigned, it cannot be told (`unknown`).
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -42,6 +46,17 @@ pub fn run(args: WatchArgs, dir: &Path, ns: Option<&str>, out: &Out) -> Result<E
     };
     let prefix = args.prefix.unwrap_or_default().into_bytes();
     let log = root.log().clone();
+    // Where an operation came from, across processes: a node signed with this replica's own
+    // key was written here; any other author's came from a peer. The key is only read, never
+    // made: a replica without one wrote nothing signed (it is looked for again until found,
+    // since the first signed write here makes it).
+    let own_key = || -> Result<Option<braidlog::PublicKey>> {
+        Ok(match dir.join("identity.key").exists() {
+            true => log.identity()?.map(|id| id.public_key()),
+            false => None,
+        })
+    };
+    let mut own = own_key()?;
     let mut after = match args.since {
         Some(seq) => seq,
         None => log.last_seq()?,
@@ -65,6 +80,14 @@ pub fn run(args: WatchArgs, dir: &Path, ns: Option<&str>, out: &Out) -> Result<E
             }
             let versions = kv.versions(&op.key)?;
             let auth = entry.node.authorship().copied();
+            if own.is_none() && auth.is_some() {
+                own = own_key()?;
+            }
+            let origin = match auth {
+                Some(a) if Some(a.author) == own => "local",
+                Some(_) => "peer",
+                None => "unknown",
+            };
             out.print(
                 json!({
                     "seq": entry.seq,
@@ -73,6 +96,7 @@ pub fn run(args: WatchArgs, dir: &Path, ns: Option<&str>, out: &Out) -> Result<E
                     "key": json_bytes(&op.key),
                     "op": if op.op.is_tombstone() { "del" } else { "put" },
                     "value": op.op.value().map(json_bytes),
+                    "origin": origin,
                     "author": auth.map(|a| a.author.to_string()),
                     "timestamp_ms": auth.map(|a| a.timestamp_ms),
                     "conflict": versions.is_conflict(),
@@ -90,7 +114,7 @@ pub fn run(args: WatchArgs, dir: &Path, ns: Option<&str>, out: &Out) -> Result<E
                         String::new()
                     };
                     format!(
-                        "#{:<6} {}  {what}  ({}){state}",
+                        "#{:<6} {}  {what}  ({origin}, {}){state}",
                         entry.seq,
                         entry.node.hash().short(),
                         show_author(auth.as_ref())

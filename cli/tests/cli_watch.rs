@@ -66,6 +66,10 @@ fn watch_streams_local_other_process_and_peer_writes() {
     );
     assert_eq!(e["ns"], Value::Null);
     assert_eq!(e["conflict"], false);
+    assert_eq!(
+        e["origin"], "local",
+        "signed with a's own key: written here"
+    );
 
     // b's live session receives it and reports its running count.
     let n = doc(&next_line(&mut client_out));
@@ -82,6 +86,7 @@ fn watch_streams_local_other_process_and_peer_writes() {
         (Some("remote"), Some("app"))
     );
     assert_eq!(e["value"], "2");
+    assert_eq!(e["origin"], "peer", "signed by b");
     ok(&a, &["--ns", "app", "del", "remote"]);
     let e = doc(&next_line(&mut watch_out));
     assert_eq!(
