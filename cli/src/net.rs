@@ -318,9 +318,12 @@ impl NetCommand {
                     .with_context(|| format!("listening on {listen}"))?;
                 let addr = listener.local_addr()?;
                 let stop = ctrl_c();
-                out.print(json!({"listening": addr.to_string(), "peer_id": log.peer_id().to_string()}), || {
-                    addr.to_string()
-                })?;
+                // Output is best effort for a server: it serves whether or not anyone reads it.
+                out.print_committed(
+                    &format!("listening on {addr}"),
+                    json!({"listening": addr.to_string(), "peer_id": log.peer_id().to_string()}),
+                    || addr.to_string(),
+                );
                 let (events, printer) = ServeLog::start(out.is_json());
                 // Live sessions store nodes without ending: a running count as they do.
                 let counter = {
@@ -355,7 +358,8 @@ impl NetCommand {
                 drop(events);
                 let _ = printer.join();
                 let report = result?;
-                out.print(
+                out.print_committed(
+                    "stopped",
                     json!({"sessions": report.sessions, "failed": report.failed,
                            "nodes_received": report.nodes_received, "nodes_sent": report.nodes_sent}),
                     || {
@@ -367,7 +371,7 @@ impl NetCommand {
                             report.nodes_sent
                         )
                     },
-                )?;
+                );
                 Ok(ExitCode::SUCCESS)
             }),
             NetCommand::Sync {
@@ -402,7 +406,8 @@ impl NetCommand {
                     .with_context(|| format!("syncing with {addr}"));
                 let _ = bar.await;
                 let report = result?;
-                out.print(report_json(&report), || summary(&report))?;
+                // What it received is committed: a failure to print that must not fail it.
+                out.print_committed("the sync is done", report_json(&report), || summary(&report));
                 Ok(ExitCode::SUCCESS)
             }),
         }

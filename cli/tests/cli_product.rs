@@ -391,3 +391,24 @@ fn counts_read_as_words_and_graph_labels_are_cut_cleanly() {
     let label = format!("{}…", "é".repeat(31));
     assert!(graph.contains(&format!("\\n{label}\"")), "{graph}");
 }
+
+/// A sync stores what it receives before it prints: a closed stdout does not fail it, and
+/// a server keeps serving whether or not its output is read.
+#[test]
+fn sync_and_serve_outlive_their_readers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    ok(&a, &["put", "from-a", "1"]);
+    let (mut server, addr) = cli_common::spawn(&a, &["serve", "--listen", "127.0.0.1:0"]);
+    // The server's reader goes away after the address.
+    drop(server.stdout.take());
+    for _ in 0..2 {
+        let out = braid_to(&b, &["sync", &addr], closed_pipe());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(code(&out), Some(0), "{err}");
+        assert!(err.is_empty(), "{err}");
+    }
+    assert_eq!(ok(&b, &["get", "from-a"]), "1\n");
+    cli_common::interrupt(&server);
+    assert!(server.wait().unwrap().success());
+}
