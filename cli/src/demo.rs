@@ -10,7 +10,7 @@ use braidlog::{Kv, Log};
 use tokio::net::TcpListener;
 
 use crate::kv::{describe, plural};
-use crate::net::summary;
+use crate::net_report::summary;
 use crate::output::say;
 
 struct Replica {
