@@ -188,9 +188,9 @@ impl Kv {
             let Some((id, _)) = first else {
                 return Ok(None);
             };
-            let len = usize::from(id[0]);
             let path = id
-                .get(1..1 + len)
+                .first()
+                .and_then(|&len| id.get(1..1 + usize::from(len)))
                 .ok_or_else(|| Error::Corrupt(format!("kv key id of {} bytes", id.len())))?;
             Ok(Some(path.to_vec()))
         })
