@@ -296,6 +296,43 @@ mod tests {
         ));
     }
 
+    quickcheck::quickcheck! {
+        /// The lookup agrees with a scan of every stored hash, for prefixes of stored hashes
+        /// and for arbitrary ones.
+        fn prop_lookup_agrees_with_a_scan(nodes: u8, picks: Vec<(u8, u8)>, probes: Vec<u32>) -> bool {
+            let dir = tempfile::tempdir().unwrap();
+            let log = Log::open(dir.path()).unwrap();
+            // One transaction for all: the law is about the index, not the writes.
+            let batch = (0..u32::from(nodes % 64) + 1).map(|i| (vec![], i.to_be_bytes().to_vec()));
+            let hashes: Vec<String> = log
+                .add_batch(batch)
+                .unwrap()
+                .iter()
+                .map(|n| n.hash().to_string())
+                .collect();
+            let prefixes = picks
+                .iter()
+                .map(|&(which, len)| {
+                    let h = &hashes[usize::from(which) % hashes.len()];
+                    h[..MIN_PREFIX_HEX + usize::from(len) % (64 - MIN_PREFIX_HEX + 1)].to_string()
+                })
+                .chain(probes.iter().map(|p| format!("{p:08x}")[..4 + (*p as usize % 5)].to_string()));
+            prefixes.into_iter().all(|p| {
+                let matching: Vec<&String> = hashes.iter().filter(|h| h.starts_with(&p)).collect();
+                match (log.find_hash(&p), matching.as_slice()) {
+                    (Ok(found), [one]) => found.to_string() == **one,
+                    (Err(LookupError::NotFound { .. }), []) => true,
+                    (Err(LookupError::Ambiguous { first, second, .. }), many) => {
+                        many.len() >= 2
+                            && many.contains(&&first.to_string())
+                            && many.contains(&&second.to_string())
+                    }
+                    _ => false,
+                }
+            })
+        }
+    }
+
     fn common_hex(a: &Hash, b: &Hash) -> usize {
         let (a, b) = (a.to_string(), b.to_string());
         a.chars().zip(b.chars()).take_while(|(x, y)| x == y).count()
