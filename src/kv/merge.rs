@@ -1,0 +1,177 @@
+//! Merge operators: application merges that run by themselves when a conflict appears.
+//!
+//! An operator is registered for a key prefix of one namespace ([`Kv::register_merge`]).
+//! At the end of every write transaction that stored operations on matching keys (a local
+//! write with explicit links, or a batch received by sync), each such key that is now in
+//! conflict is resolved in the same transaction: the operator sees the current versions
+//! (and their ancestry, through [`Ancestry`]) and returns the value that supersedes them all.
+//! Readers never see the conflict on this replica, and a crash cannot leave it half merged.
+//!
+//! # The determinism rule
+//! An operator must be a pure function of the versions it is given and their history: no
+//! clock, no randomness, no state outside the log, no dependence on which replica runs it.
+//! Then two replicas that merge the same conflict write the same value. Their merge nodes
+//! still differ (each names its author), so after they sync the key has two current
+//! versions, but they carry the same value: that is not a conflict
+//! ([`super::Versions::is_conflict`]), nothing runs again, and the next write supersedes
+//! both. If replicas merged *different* conflicts (one had seen more versions than the
+//! other), their merges disagree; that is a new conflict, every replica then holds the same
+//! versions and merges them the same way, and the round ends there. Without the rule,
+//! replicas could resolve each other's resolutions forever.
+//!
+//! An operator that cannot merge (a value it does not understand, perhaps written by a
+//! hostile peer) returns `Ok(None)`: the conflict stays for a person or a later write. An
+//! error of the key-value layer ([`super::KvError`], such as a walk past [`super::MAX_WALK`])
+//! does the same; a storage error fails the write, as any write's would.
+//!
+//! Operators are not stored: register the same ones on every replica, each time a process
+//! opens the log. Registering one also merges the conflicts its prefix already has.
+
+use std::sync::{Arc, RwLock};
+
+use super::ancestry::Ancestry;
+use super::op::{KvOp, Op};
+use super::scan::Scan;
+use super::view::{versions_in, Tables};
+use super::{Kv, Version};
+use crate::error::{Error, Result};
+use crate::hash::Hash;
+use crate::write::{AfterWrite, Writer};
+
+/// An application merge; see the [module docs](self) for the rule it must follow.
+///
+/// ```
+/// # fn main() -> Result<(), braidlog::Error> {
+/// # let dir = tempfile::tempdir().unwrap();
+/// # let log = braidlog::Log::open(dir.path())?;
+/// use braidlog::kv::{Ancestry, Kv, Merge, Op, Version};
+///
+/// /// Keeps the greatest value (bytewise): a pure function of the versions.
+/// struct Max;
+/// impl Merge for Max {
+///     fn merge(&self, versions: &[Version], _: &Ancestry<'_>) -> braidlog::Result<Option<Op>> {
+///         Ok(versions.iter().filter_map(|v| v.value()).max().map(|v| Op::Put(v.to_vec())))
+///     }
+/// }
+///
+/// let kv = Kv::open(&log)?;
+/// kv.register_merge("score/", Max)?;
+/// let root = kv.put("score/ada", "3")?;
+/// kv.write_with_links("score/ada", Op::Put(b"7".to_vec()), [root])?;
+/// kv.write_with_links("score/ada", Op::Put(b"5".to_vec()), [root])?; // a conflict...
+/// let v = kv.get("score/ada")?.unwrap();
+/// assert_eq!(v.value(), Some(&b"7"[..]));                            // ...merged at once
+/// # Ok(()) }
+/// ```
+pub trait Merge: Send + Sync + 'static {
+    /// The operation that supersedes `versions` (two or more, in hash order, disagreeing),
+    /// or `None` to leave the conflict.
+    fn merge(&self, versions: &[Version], ancestry: &Ancestry<'_>) -> Result<Option<Op>>;
+}
+
+struct Registration {
+    ns: Vec<u8>,
+    prefix: Vec<u8>,
+    op: Arc<dyn Merge>,
+}
+
+/// The operators of one log: a hook run at the end of its writes.
+pub(crate) struct Operators {
+    tables: Tables,
+    list: RwLock<Vec<Registration>>,
+}
+
+impl Operators {
+    /// The operator for a key: the longest registered prefix in its namespace.
+    fn find(&self, ns: &[u8], key: &[u8]) -> Option<Arc<dyn Merge>> {
+        let list = self.list.read().unwrap_or_else(|e| e.into_inner());
+        list.iter()
+            .filter(|r| r.ns == ns && key.starts_with(&r.prefix))
+            .max_by_key(|r| r.prefix.len())
+            .map(|r| r.op.clone())
+    }
+}
+
+impl AfterWrite for Operators {
+    fn after_write(&self, w: &mut Writer<'_, '_>, after: u64) -> Result<()> {
+        if self.list.read().unwrap_or_else(|e| e.into_inner()).is_empty() {
+            return Ok(());
+        }
+        // The keys written, each once, in key order (so merges are written in a fixed order).
+        let mut keys = std::collections::BTreeMap::new();
+        let store = w.log.store();
+        for rec in store.feed.after(w.txn(), after)? {
+            let node = rec?.node()?;
+            if let Some(op) = KvOp::decode(node.payload()) {
+                if let Some(merge) = self.find(&op.namespace, &op.key) {
+                    keys.insert((op.namespace, op.key), merge);
+                }
+            }
+        }
+        for ((ns, key), merge) in keys {
+            let kv = Kv {
+                log: w.log.clone(),
+                tables: self.tables,
+                ns,
+            };
+            kv.merge_in(w, &key, &*merge)?;
+        }
+        Ok(())
+    }
+}
+
+impl Kv {
+    /// Registers `op` to merge conflicts on keys of this namespace starting with `prefix`
+    /// (empty: every key of the namespace) whenever a write or a sync creates one, and
+    /// merges the conflicts those keys have now. The longest matching prefix wins;
+    /// registering the same prefix again replaces its operator. Applies to every handle on
+    /// this log in this process.
+    pub fn register_merge(&self, prefix: impl AsRef<[u8]>, op: impl Merge) -> Result<()> {
+        let tables = self.tables;
+        let ops = self.log.hook(|| Operators {
+            tables,
+            list: RwLock::new(Vec::new()),
+        });
+        let prefix = prefix.as_ref().to_vec();
+        {
+            let mut list = ops.list.write().unwrap_or_else(|e| e.into_inner());
+            list.retain(|r| !(r.ns == self.ns && r.prefix == prefix));
+            list.push(Registration {
+                ns: self.ns.clone(),
+                prefix: prefix.clone(),
+                op: Arc::new(op),
+            });
+        }
+        let keys: Vec<Vec<u8>> = Scan::conflicts(self.clone())
+            .map(|e| e.map(|e| e.key))
+            .filter(|k| k.as_ref().map_or(true, |k| k.starts_with(&prefix)))
+            .collect::<Result<_>>()?;
+        for key in keys {
+            if let Some(merge) = ops.find(&self.ns, &key) {
+                self.log.transaction(|w| self.merge_in(w, &key, &*merge))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Merges `key` with `merge` in `w` if it is in conflict; returns the merge node.
+    fn merge_in(&self, w: &mut Writer<'_, '_>, key: &[u8], merge: &dyn Merge) -> Result<Option<Hash>> {
+        let op = self.op(key, Op::Del)?;
+        let versions = versions_in(&self.tables, &w.txn(), &op.key_id())?;
+        if !versions.is_conflict() {
+            return Ok(None);
+        }
+        let merged = {
+            let ancestry = Ancestry::new(self, w.txn(), key)?;
+            merge.merge(versions.as_slice(), &ancestry)
+        };
+        let merged = match merged {
+            Ok(Some(m)) => m,
+            // The operator declined, or could not read what it needed: the conflict stays.
+            Ok(None) | Err(Error::Kv(_)) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let op = KvOp { op: merged, ..op };
+        self.write_resolution(w, &op, versions.hashes()).map(Some)
+    }
+}
