@@ -227,7 +227,10 @@ mod tests {
         let peer = Origin::Peer(crate::peer::PeerId([7; 16]));
         o.record(1, 3, Origin::Local);
         o.record(4, 4, peer);
-        assert_eq!((o.find(0), o.find(1), o.find(3)), (Origin::Unknown, Origin::Local, Origin::Local));
+        assert_eq!(
+            (o.find(0), o.find(1), o.find(3)),
+            (Origin::Unknown, Origin::Local, Origin::Local)
+        );
         assert_eq!((o.find(4), o.find(5)), (peer, Origin::Unknown));
         // A transaction run again from seq 4 replaces the record.
         o.record(4, 6, Origin::Local);

@@ -6,12 +6,12 @@ use std::sync::{Arc, Condvar, Mutex, RwLock, Weak};
 
 use tokio::sync::watch;
 
+use crate::changes::{Origin, Origins};
 use crate::error::{Error, Result};
 use crate::hash::Hash;
 use crate::node::Node;
 use crate::peer::PeerId;
 use crate::store::{ReadTxn, Store, StoreOptions, Table};
-use crate::changes::{Origin, Origins};
 use crate::view::{self, Registered, View};
 use crate::write::{store_node, AfterWrite, Hooks, Writer};
 

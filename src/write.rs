@@ -134,7 +134,10 @@ impl Hooks {
         let id = std::any::TypeId::of::<T>();
         let mut list = self.list.write().unwrap_or_else(|e| e.into_inner());
         if let Some((_, any, _)) = list.iter().find(|h| h.0 == id) {
-            return any.clone().downcast::<T>().expect("stored under its type id");
+            return any
+                .clone()
+                .downcast::<T>()
+                .expect("stored under its type id");
         }
         let hook = std::sync::Arc::new(make());
         list.push((id, hook.clone(), hook.clone()));

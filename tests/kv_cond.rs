@@ -38,7 +38,9 @@ fn write_if_refuses_a_key_that_changed_and_names_the_current_versions() {
     }
     assert_eq!(log.len().unwrap(), before, "nothing written");
     // A version that arrived unseen (a concurrent write) also refuses the write.
-    let c = kv.write_with_links(b"k", Op::Put(b"c".to_vec()), [a]).unwrap();
+    let c = kv
+        .write_with_links(b"k", Op::Put(b"c".to_vec()), [a])
+        .unwrap();
     assert!(kv.put_if(b"k", &[b], b"4".to_vec()).is_err());
     kv.put_if(b"k", &[c, b], b"4".to_vec()).unwrap();
     assert_eq!(kv.get(b"k").unwrap().unwrap().value(), Some(&b"4"[..]));
@@ -90,8 +92,12 @@ fn update_gives_up_after_its_bound_with_the_typed_error() {
 fn a_batch_reads_what_it_supersedes() {
     let (_d, _log, kv) = open();
     let root = kv.put(b"k", b"1".to_vec()).unwrap();
-    let x = kv.write_with_links(b"k", Op::Put(b"2".to_vec()), [root]).unwrap();
-    let y = kv.write_with_links(b"k", Op::Put(b"3".to_vec()), [root]).unwrap();
+    let x = kv
+        .write_with_links(b"k", Op::Put(b"2".to_vec()), [root])
+        .unwrap();
+    let y = kv
+        .write_with_links(b"k", Op::Put(b"3".to_vec()), [root])
+        .unwrap();
     kv.batch(|b| {
         let seen = b.versions(b"k")?;
         assert_eq!(seen.hashes(), sorted(vec![x, y]));
@@ -112,10 +118,17 @@ fn a_batch_reads_what_it_supersedes() {
 fn resolve_pick_reads_and_resolves_in_one_transaction_with_typed_errors() {
     let (_d, _log, kv) = open();
     let root = kv.put(b"c", b"red".to_vec()).unwrap();
-    let blue = kv.write_with_links(b"c", Op::Put(b"blue".to_vec()), [root]).unwrap();
-    let green = kv.write_with_links(b"c", Op::Put(b"green".to_vec()), [root]).unwrap();
+    let blue = kv
+        .write_with_links(b"c", Op::Put(b"blue".to_vec()), [root])
+        .unwrap();
+    let green = kv
+        .write_with_links(b"c", Op::Put(b"green".to_vec()), [root])
+        .unwrap();
     let err = kv.resolve_pick(b"c", &root.to_string()).unwrap_err();
-    assert!(matches!(err, Error::Kv(KvError::NoSuchVersion { .. })), "{err}");
+    assert!(
+        matches!(err, Error::Kv(KvError::NoSuchVersion { .. })),
+        "{err}"
+    );
     let err = kv.resolve_pick(b"c", "").unwrap_err();
     assert!(
         matches!(err, Error::Kv(KvError::AmbiguousVersion { matches: 2, .. })),
@@ -124,15 +137,21 @@ fn resolve_pick_reads_and_resolves_in_one_transaction_with_typed_errors() {
     let r = kv.resolve_pick(b"c", &green.to_string()).unwrap().unwrap();
     let v = kv.get(b"c").unwrap().unwrap();
     assert_eq!((v.hashes(), v.value()), (vec![r], Some(&b"green"[..])));
-    assert_eq!(kv.resolve_pick(b"c", &blue.to_string()).unwrap(), None, "no conflict");
+    assert_eq!(
+        kv.resolve_pick(b"c", &blue.to_string()).unwrap(),
+        None,
+        "no conflict"
+    );
 }
 
 #[test]
 fn try_resolve_writes_nothing_when_the_merge_fails() {
     let (_d, log, kv) = open();
     let root = kv.put(b"k", b"1".to_vec()).unwrap();
-    kv.write_with_links(b"k", Op::Put(b"2".to_vec()), [root]).unwrap();
-    kv.write_with_links(b"k", Op::Put(b"3".to_vec()), [root]).unwrap();
+    kv.write_with_links(b"k", Op::Put(b"2".to_vec()), [root])
+        .unwrap();
+    kv.write_with_links(b"k", Op::Put(b"3".to_vec()), [root])
+        .unwrap();
     let before = log.len().unwrap();
     #[derive(Debug)]
     enum AppError {
@@ -158,8 +177,10 @@ fn resolutions_do_not_stay_heads_of_the_log() {
     let (_d, log, kv) = open();
     for key in ["a", "b", "c"] {
         let root = kv.put(key, b"0".to_vec()).unwrap();
-        kv.write_with_links(key, Op::Put(b"1".to_vec()), [root]).unwrap();
-        kv.write_with_links(key, Op::Put(b"2".to_vec()), [root]).unwrap();
+        kv.write_with_links(key, Op::Put(b"1".to_vec()), [root])
+            .unwrap();
+        kv.write_with_links(key, Op::Put(b"2".to_vec()), [root])
+            .unwrap();
     }
     kv.resolve_deterministic("a").unwrap().unwrap();
     kv.resolve("b", |_, _| b"x".to_vec()).unwrap().unwrap();
@@ -175,30 +196,62 @@ fn merge_base_and_history_since_follow_the_keys_dag() {
     let b = kv.put(b"k", b"b".to_vec()).unwrap();
     // Another key in between: its writes link the log's heads, never the key's DAG.
     kv.put(b"other", b"o".to_vec()).unwrap();
-    let x = kv.write_with_links(b"k", Op::Put(b"x".to_vec()), [b]).unwrap();
-    let y = kv.write_with_links(b"k", Op::Put(b"y".to_vec()), [b]).unwrap();
-    let y2 = kv.write_with_links(b"k", Op::Put(b"y2".to_vec()), [y]).unwrap();
+    let x = kv
+        .write_with_links(b"k", Op::Put(b"x".to_vec()), [b])
+        .unwrap();
+    let y = kv
+        .write_with_links(b"k", Op::Put(b"y".to_vec()), [b])
+        .unwrap();
+    let y2 = kv
+        .write_with_links(b"k", Op::Put(b"y2".to_vec()), [y])
+        .unwrap();
     assert_eq!(kv.merge_base(b"k", &[x, y2]).unwrap(), vec![b]);
-    assert_eq!(kv.merge_base(b"k", &[y2, y]).unwrap(), vec![y], "one behind the other");
+    assert_eq!(
+        kv.merge_base(b"k", &[y2, y]).unwrap(),
+        vec![y],
+        "one behind the other"
+    );
     assert_eq!(kv.merge_base(b"k", &[x]).unwrap(), vec![x]);
     // Criss-cross: two merges of x and y2, each seeing both: two bases.
-    let m1 = kv.write_with_links(b"k", Op::Put(b"m1".to_vec()), [x, y2]).unwrap();
-    let m2 = kv.write_with_links(b"k", Op::Put(b"m2".to_vec()), [x, y2]).unwrap();
+    let m1 = kv
+        .write_with_links(b"k", Op::Put(b"m1".to_vec()), [x, y2])
+        .unwrap();
+    let m2 = kv
+        .write_with_links(b"k", Op::Put(b"m2".to_vec()), [x, y2])
+        .unwrap();
     assert_eq!(kv.merge_base(b"k", &[m1, m2]).unwrap(), sorted(vec![x, y2]));
     // A second root (another replica created the key): no common ancestor with it.
-    let lone = kv.write_with_links(b"k", Op::Put(b"lone".to_vec()), []).unwrap();
-    assert_eq!(kv.merge_base(b"k", &[m1, lone]).unwrap(), Vec::<Hash>::new());
+    let lone = kv
+        .write_with_links(b"k", Op::Put(b"lone".to_vec()), [])
+        .unwrap();
+    assert_eq!(
+        kv.merge_base(b"k", &[m1, lone]).unwrap(),
+        Vec::<Hash>::new()
+    );
     // Not an operation on the key: a typed error.
     let other = kv.put(b"other", b"p".to_vec()).unwrap();
     let err = kv.merge_base(b"k", &[m1, other]).unwrap_err();
-    assert!(matches!(err, Error::Kv(KvError::NotAnOperation { .. })), "{err}");
+    assert!(
+        matches!(err, Error::Kv(KvError::NotAnOperation { .. })),
+        "{err}"
+    );
 
-    let since: Vec<Hash> = kv.history_since(b"k", b).unwrap().into_iter().map(|e| e.hash).collect();
+    let since: Vec<Hash> = kv
+        .history_since(b"k", b)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.hash)
+        .collect();
     assert_eq!(since.len(), 6);
     assert!(!since.contains(&a) && !since.contains(&b));
     let pos = |h| since.iter().position(|s| *s == h).unwrap();
     assert!(pos(y) < pos(y2) && pos(y2) < pos(m1) && pos(x) < pos(m2));
-    let causal: Vec<Hash> = kv.history_causal(b"k").unwrap().into_iter().map(|e| e.hash).collect();
+    let causal: Vec<Hash> = kv
+        .history_causal(b"k")
+        .unwrap()
+        .into_iter()
+        .map(|e| e.hash)
+        .collect();
     assert_eq!(causal.len(), 8);
     let at = |h| causal.iter().position(|s| *s == h).unwrap();
     assert!(at(a) < at(b) && at(b) < at(x) && at(y) < at(y2) && at(y2) < at(m1));
@@ -225,6 +278,8 @@ fn merge_base_of_many_versions_through_folds() {
     // A put supersedes them through folds; the base of it and one more concurrent write
     // is `last` again, found through the folds.
     let merged = kv.put(b"k", b"merged".to_vec()).unwrap();
-    let side = kv.write_with_links(b"k", Op::Put(b"side".to_vec()), [last]).unwrap();
+    let side = kv
+        .write_with_links(b"k", Op::Put(b"side".to_vec()), [last])
+        .unwrap();
     assert_eq!(kv.merge_base(b"k", &[merged, side]).unwrap(), vec![last]);
 }

@@ -67,9 +67,7 @@ impl<'a> Ancestry<'a> {
             return Ok(None);
         }
         let node = self.kv.log.get_in(self.txn, hash)?;
-        Ok(node
-            .and_then(|n| KvOp::decode(n.payload()))
-            .map(|op| op.op))
+        Ok(node.and_then(|n| KvOp::decode(n.payload())).map(|op| op.op))
     }
 
     /// The causal depth of an operation on this key (see [`super::Version::depth`]).
@@ -159,7 +157,11 @@ impl<'a> Ancestry<'a> {
         let full = |paint: &[u64]| {
             paint.iter().enumerate().all(|(i, w)| {
                 let bits = (tips.len() - i * 64).min(64);
-                let want = if bits == 64 { u64::MAX } else { (1u64 << bits) - 1 };
+                let want = if bits == 64 {
+                    u64::MAX
+                } else {
+                    (1u64 << bits) - 1
+                };
                 *w == want
             })
         };

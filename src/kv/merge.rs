@@ -10,14 +10,18 @@
 //! # The determinism rule
 //! An operator must be a pure function of the versions it is given and their history: no
 //! clock, no randomness, no state outside the log, no dependence on which replica runs it.
-//! Then two replicas that merge the same conflict write the same value. Their merge nodes
-//! still differ (each names its author), so after they sync the key has two current
-//! versions, but they carry the same value: that is not a conflict
-//! ([`super::Versions::is_conflict`]), nothing runs again, and the next write supersedes
-//! both. If replicas merged *different* conflicts (one had seen more versions than the
-//! other), their merges disagree; that is a new conflict, every replica then holds the same
-//! versions and merges them the same way, and the round ends there. Without the rule,
-//! replicas could resolve each other's resolutions forever.
+//! And given versions that all hold one value, it must return that value. Then two replicas
+//! that merge the same versions write the same value. Their merge nodes still differ (each
+//! names its author), so after they sync the key has two current versions; the operator is
+//! asked again, returns the value both already hold, and nothing is written: the next
+//! ordinary write supersedes both. If replicas merged *different* sets of versions (one had
+//! seen more than the other), their merges may disagree; every replica then holds the same
+//! versions, merges them the same way, and the round ends there. Without the rule, replicas
+//! could resolve each other's resolutions forever.
+//!
+//! The operator runs whenever a key has several current versions, even with equal values:
+//! two concurrent "+1" writes from one base carry the same bytes, and only the operator
+//! knows they are two increments.
 //!
 //! An operator that cannot merge (a value it does not understand, perhaps written by a
 //! hostile peer) returns `Ok(None)`: the conflict stays for a person or a later write. An
@@ -64,8 +68,9 @@ use crate::write::{AfterWrite, Writer};
 /// # Ok(()) }
 /// ```
 pub trait Merge: Send + Sync + 'static {
-    /// The operation that supersedes `versions` (two or more, in hash order, disagreeing),
-    /// or `None` to leave the conflict.
+    /// The operation that supersedes `versions` (two or more, in hash order; their values
+    /// may be equal), or `None` to leave them. When every version holds the value this
+    /// returns, nothing is written.
     fn merge(&self, versions: &[Version], ancestry: &Ancestry<'_>) -> Result<Option<Op>>;
 }
 
@@ -94,7 +99,12 @@ impl Operators {
 
 impl AfterWrite for Operators {
     fn after_write(&self, w: &mut Writer<'_, '_>, after: u64) -> Result<()> {
-        if self.list.read().unwrap_or_else(|e| e.into_inner()).is_empty() {
+        if self
+            .list
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_empty()
+        {
             return Ok(());
         }
         // The keys written, each once, in key order (so merges are written in a fixed order).
@@ -155,10 +165,17 @@ impl Kv {
     }
 
     /// Merges `key` with `merge` in `w` if it is in conflict; returns the merge node.
-    fn merge_in(&self, w: &mut Writer<'_, '_>, key: &[u8], merge: &dyn Merge) -> Result<Option<Hash>> {
+    fn merge_in(
+        &self,
+        w: &mut Writer<'_, '_>,
+        key: &[u8],
+        merge: &dyn Merge,
+    ) -> Result<Option<Hash>> {
         let op = self.op(key, Op::Del)?;
         let versions = versions_in(&self.tables, &w.txn(), &op.key_id())?;
-        if !versions.is_conflict() {
+        // Versions with equal values count too: two concurrent "+1" from one base write the
+        // same bytes, and only the operator knows they are two increments.
+        if versions.len() < 2 || !versions.is_present() {
             return Ok(None);
         }
         let merged = {
@@ -171,6 +188,11 @@ impl Kv {
             Ok(None) | Err(Error::Kv(_)) => return Ok(None),
             Err(e) => return Err(e),
         };
+        if versions.iter().all(|v| v.op == merged) {
+            // Already merged: the versions are merges of the same conflict by several
+            // replicas. Writing again would start the round that never ends.
+            return Ok(None);
+        }
         let op = KvOp { op: merged, ..op };
         self.write_resolution(w, &op, versions.hashes()).map(Some)
     }

@@ -51,17 +51,17 @@ pub mod watch;
 use std::ops::RangeBounds;
 use std::sync::Arc;
 
+pub use crate::changes::Origin;
 pub use ancestry::{Ancestry, MAX_WALK};
 pub use batch::KvBatch;
 pub use cond::MAX_UPDATE_TRIES;
 pub use merge::Merge;
-pub use sums::{Counter, CountingSet};
 pub use op::{KvOp, Op, MAX_KEY_LEN, MAX_NAMESPACE_LEN};
 pub use scan::{History, HistoryEntry, Scan};
+pub use sums::{Counter, CountingSet};
 pub use typed::{Typed, TypedVersion};
 pub use versions::{Entry, Version, Versions};
 pub use watch::{Event, Watcher};
-pub use crate::changes::Origin;
 
 use crate::error::{Error, Result};
 use crate::hash::Hash;

@@ -11,9 +11,9 @@ use super::op::Op;
 use super::view::versions_in;
 use super::{Kv, KvError, Version};
 use crate::error::{Error, Result};
-use crate::write::Writer;
 use crate::hash::Hash;
 use crate::node::MAX_LINKS;
+use crate::write::Writer;
 
 /// The deterministic policy: the version with the greatest causal depth, ties broken by the
 /// greatest hash. It needs no clock and every replica picks the same version from the same
@@ -110,7 +110,11 @@ impl Kv {
                 op: merged,
                 ..op.clone()
             };
-            Ok(Ok(Some(self.write_resolution(w, &op, versions.hashes())?)))
+            Ok(Ok(Some(self.write_resolution(
+                w,
+                &op,
+                versions.hashes(),
+            )?)))
         })?;
         r
     }

@@ -40,7 +40,11 @@ trait Codec {
 
 /// The totals of the union of the histories behind `set`, or `None` when some operation in
 /// it cannot be decoded (or the numbers overflow).
-fn totals<C: Codec>(anc: &Ancestry<'_>, set: &[Hash], depth: usize) -> Result<Option<BTreeMap<Vec<u8>, i64>>> {
+fn totals<C: Codec>(
+    anc: &Ancestry<'_>,
+    set: &[Hash],
+    depth: usize,
+) -> Result<Option<BTreeMap<Vec<u8>, i64>>> {
     let decode = |h: &Hash| -> Result<Option<Sums>> {
         Ok(anc.op(h)?.and_then(|op| op.value().and_then(C::decode)))
     };
@@ -75,7 +79,11 @@ fn totals<C: Codec>(anc: &Ancestry<'_>, set: &[Hash], depth: usize) -> Result<Op
 fn merged<C: Codec>(versions: &[Version], anc: &Ancestry<'_>) -> Result<Option<Op>> {
     let hashes: Vec<Hash> = versions.iter().map(|v| v.hash).collect();
     Ok(totals::<C>(anc, &hashes, 0)?.map(|t| {
-        let sums = t.into_iter().filter(|(_, t)| *t != 0).map(|(e, t)| (e, (t, 0))).collect();
+        let sums = t
+            .into_iter()
+            .filter(|(_, t)| *t != 0)
+            .map(|(e, t)| (e, (t, 0)))
+            .collect();
         Op::Put(C::encode(&sums))
     }))
 }
@@ -83,11 +91,7 @@ fn merged<C: Codec>(versions: &[Version], anc: &Ancestry<'_>) -> Result<Option<O
 /// Reads the totals of `key` (merging a conflict in memory), lets `change` pick new totals
 /// and deltas, and writes them if the key did not change meanwhile; retries like
 /// [`Kv::update`].
-fn adjust<C: Codec>(
-    kv: &Kv,
-    key: &[u8],
-    mut change: impl FnMut(&mut Sums),
-) -> Result<Hash> {
+fn adjust<C: Codec>(kv: &Kv, key: &[u8], mut change: impl FnMut(&mut Sums)) -> Result<Hash> {
     let mut tries = 0;
     loop {
         let (seen, sums) = kv.read(|snap| {
@@ -96,7 +100,11 @@ fn adjust<C: Codec>(
             let totals = totals::<C>(&anc, &seen, 0)?.ok_or_else(|| undecodable(key))?;
             Ok((seen, totals))
         })?;
-        let mut sums: Sums = sums.into_iter().filter(|(_, t)| *t != 0).map(|(e, t)| (e, (t, 0))).collect();
+        let mut sums: Sums = sums
+            .into_iter()
+            .filter(|(_, t)| *t != 0)
+            .map(|(e, t)| (e, (t, 0)))
+            .collect();
         change(&mut sums);
         tries += 1;
         match kv.write_if(key, &seen, Op::Put(C::encode(&sums))) {
@@ -144,7 +152,10 @@ impl Codec for Counter {
     fn decode(value: &[u8]) -> Option<Sums> {
         let (t, d) = value.split_first_chunk::<8>()?;
         let d: [u8; 8] = d.try_into().ok()?;
-        Some(BTreeMap::from([(Vec::new(), (i64::from_be_bytes(*t), i64::from_be_bytes(d)))]))
+        Some(BTreeMap::from([(
+            Vec::new(),
+            (i64::from_be_bytes(*t), i64::from_be_bytes(d)),
+        )]))
     }
     fn encode(sums: &Sums) -> Vec<u8> {
         let (t, d) = sums.get(&[][..]).copied().unwrap_or((0, 0));
@@ -165,7 +176,16 @@ impl Counter {
     /// The counter's value: the sum of every delta behind its current versions (0 when
     /// never written).
     pub fn value(kv: &Kv, key: impl AsRef<[u8]>) -> Result<i64> {
-        Ok(totals_now::<Counter>(kv, key.as_ref())?.get(&[][..]).copied().unwrap_or(0))
+        Ok(totals_now::<Counter>(kv, key.as_ref())?
+            .get(&[][..])
+            .copied()
+            .unwrap_or(0))
+    }
+
+    /// The value recording `total` and the `delta` that led to it (a merge records 0), for
+    /// an application that writes or resolves a counter itself.
+    pub fn encode(total: i64, delta: i64) -> Vec<u8> {
+        [total.to_be_bytes(), delta.to_be_bytes()].concat()
     }
 
     /// The `(total, delta)` a version of a counter records.
@@ -208,7 +228,10 @@ impl Codec for CountingSet {
         Some(out)
     }
     fn encode(sums: &Sums) -> Vec<u8> {
-        let items: Vec<Item> = sums.iter().map(|(e, &(t, d))| Item(e.clone(), t, d)).collect();
+        let items: Vec<Item> = sums
+            .iter()
+            .map(|(e, &(t, d))| Item(e.clone(), t, d))
+            .collect();
         postcard::to_stdvec(&items).expect("writing to a Vec cannot fail")
     }
 }
@@ -229,6 +252,16 @@ impl CountingSet {
     /// Removes `element` from the set at `key`.
     pub fn remove(kv: &Kv, key: impl AsRef<[u8]>, element: impl AsRef<[u8]>) -> Result<Hash> {
         Self::set(kv, key.as_ref(), element.as_ref(), 0)
+    }
+
+    /// A value holding exactly `members` (each with count 1 and no delta): a starting
+    /// value, or a resolution written by hand.
+    pub fn encode_members(members: impl IntoIterator<Item = impl AsRef<[u8]>>) -> Vec<u8> {
+        let sums: Sums = members
+            .into_iter()
+            .map(|m| (m.as_ref().to_vec(), (1, 0)))
+            .collect();
+        <CountingSet as Codec>::encode(&sums)
     }
 
     /// The elements present, in order.

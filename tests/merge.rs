@@ -1,0 +1,269 @@
+//! Merge operators across replicas: merges on arrival, convergence in any delivery order,
+//! no merge ping-pong between replicas, watch origins, and values an operator cannot read.
+
+use braidlog::kv::{Counter, CountingSet, Kv, Op, Origin};
+use braidlog::{Durability, Log, LogOptions, Node};
+use tempfile::TempDir;
+
+struct Replica {
+    _dir: TempDir,
+    log: Log,
+    kv: Kv,
+}
+
+fn replica() -> Replica {
+    let dir = tempfile::tempdir().unwrap();
+    let options = LogOptions {
+        durability: Durability::NoSync,
+        ..LogOptions::default()
+    };
+    let log = Log::open_with(dir.path(), options).unwrap();
+    let kv = Kv::open(&log).unwrap();
+    kv.register_merge("stock/", Counter).unwrap();
+    kv.register_merge("tags/", CountingSet).unwrap();
+    Replica { _dir: dir, log, kv }
+}
+
+/// Everything `to` lacks from `from`, in `from`'s feed order, as one received batch (what
+/// sync stores): the stand-in for replication.
+fn sync(from: &Replica, to: &Replica) {
+    let nodes = missing(from, to);
+    if !nodes.is_empty() {
+        to.log
+            .insert_batch_from(&nodes, from.log.peer_id())
+            .unwrap();
+    }
+}
+
+/// The nodes of `from` that `to` lacks, in `from`'s feed order.
+fn missing(from: &Replica, to: &Replica) -> Vec<Node> {
+    from.log
+        .changes(0)
+        .map(|e| e.unwrap().node)
+        .filter(|n| !to.log.contains(&n.hash()).unwrap())
+        .collect()
+}
+
+/// Syncs every pair until nothing moves; returns the rounds it took.
+fn settle(rs: &[Replica]) -> usize {
+    for round in 0..6 {
+        let before: Vec<u64> = rs.iter().map(|r| r.log.len().unwrap()).collect();
+        for a in rs {
+            for b in rs {
+                if !std::ptr::eq(a, b) {
+                    sync(a, b);
+                }
+            }
+        }
+        if rs.iter().map(|r| r.log.len().unwrap()).collect::<Vec<_>>() == before {
+            return round;
+        }
+    }
+    panic!("replicas kept writing merges");
+}
+
+#[test]
+fn a_counter_merges_on_arrival_and_replicas_that_both_merged_agree() {
+    let (a, b) = (replica(), replica());
+    Counter::add(&a.kv, "stock/apples", 10).unwrap();
+    sync(&a, &b);
+    Counter::add(&a.kv, "stock/apples", 1).unwrap();
+    Counter::add(&b.kv, "stock/apples", 2).unwrap();
+    // Both receive the other's write before either merged: each merges on its own.
+    let (len_a, len_b) = (a.log.len().unwrap(), b.log.len().unwrap());
+    let to_b = missing(&a, &b);
+    let to_a = missing(&b, &a);
+    b.log.insert_batch_from(&to_b, a.log.peer_id()).unwrap();
+    a.log.insert_batch_from(&to_a, b.log.peer_id()).unwrap();
+    for r in [&a, &b] {
+        let v = r.kv.get("stock/apples").unwrap().unwrap();
+        assert!(!v.is_conflict());
+        assert_eq!(Counter::value(&r.kv, "stock/apples").unwrap(), 13);
+        assert_eq!(Counter::decode(v.value().unwrap()), Some((13, 0)));
+    }
+    assert!(a.log.len().unwrap() > len_a && b.log.len().unwrap() > len_b);
+    // The two merges are different nodes with one value: once exchanged, nothing runs again.
+    assert_eq!(settle(&[a, b]), 1);
+}
+
+#[test]
+fn watchers_see_the_origin_and_the_conflict_state() {
+    let (a, b) = (replica(), replica());
+    let mut watch = a.kv.watch_prefix("");
+    a.kv.put("plain", b"1".to_vec()).unwrap();
+    let e = watch.try_next().unwrap().unwrap();
+    assert_eq!((e.origin, e.conflict), (Origin::Local, false));
+    sync(&a, &b);
+    let root = a.kv.versions("plain").unwrap().hashes()[0];
+    b.kv.write_with_links("plain", Op::Put(b"b".to_vec()), [root])
+        .unwrap();
+    a.kv.write_with_links("plain", Op::Put(b"a".to_vec()), [root])
+        .unwrap();
+    let e = watch.try_next().unwrap().unwrap();
+    assert_eq!(e.origin, Origin::Local);
+    sync(&b, &a);
+    let e = watch.try_next().unwrap().unwrap();
+    assert_eq!(e.origin, Origin::Peer(b.log.peer_id()));
+    assert!(e.conflict, "no operator on this key: the conflict shows");
+    // On a key with an operator the merge is written with the received node: the event
+    // says the key is not in conflict, and the merge itself comes next, as a local write.
+    Counter::add(&b.kv, "stock/x", 1).unwrap();
+    sync(&b, &a);
+    Counter::add(&a.kv, "stock/x", 1).unwrap();
+    Counter::add(&b.kv, "stock/x", 1).unwrap();
+    sync(&b, &a);
+    let mut events = Vec::new();
+    while let Some(e) = watch.try_next().unwrap() {
+        events.push(e);
+    }
+    let last = events.last().unwrap();
+    assert_eq!((last.origin, last.conflict), (Origin::Local, false));
+    assert!(events
+        .iter()
+        .any(|e| e.origin == Origin::Peer(b.log.peer_id())));
+    assert_eq!(Counter::value(&a.kv, "stock/x").unwrap(), 3);
+}
+
+/// A value the operator cannot read (a hostile peer's bytes) leaves the conflict visible and
+/// never fails the sync that delivered it.
+#[test]
+fn an_operator_that_cannot_read_a_version_leaves_the_conflict() {
+    let (a, b) = (replica(), replica());
+    Counter::add(&a.kv, "stock/k", 5).unwrap();
+    sync(&a, &b);
+    let root = b.kv.versions("stock/k").unwrap().hashes()[0];
+    b.kv.write_with_links("stock/k", Op::Put(b"junk".to_vec()), [root])
+        .unwrap();
+    Counter::add(&a.kv, "stock/k", 1).unwrap();
+    sync(&b, &a);
+    assert!(a.kv.get("stock/k").unwrap().unwrap().is_conflict());
+    assert!(
+        Counter::add(&a.kv, "stock/k", 1).is_err(),
+        "a typed codec error"
+    );
+    // A person resolves it; the counter works again from there.
+    a.kv.resolve("stock/k", |_, _| Counter::encode(7, 0))
+        .unwrap();
+    Counter::add(&a.kv, "stock/k", 1).unwrap();
+    assert_eq!(Counter::value(&a.kv, "stock/k").unwrap(), 8);
+}
+
+#[test]
+fn registering_an_operator_merges_existing_conflicts() {
+    let r = replica();
+    let root =
+        r.kv.put("late/k", CountingSet::encode_members([b"a"]))
+            .unwrap();
+    r.kv.write_with_links(
+        "late/k",
+        Op::Put(CountingSet::encode_members([b"a", b"b"])),
+        [root],
+    )
+    .unwrap();
+    r.kv.write_with_links(
+        "late/k",
+        Op::Put(CountingSet::encode_members(Vec::<Vec<u8>>::new())),
+        [root],
+    )
+    .unwrap();
+    assert!(r.kv.get("late/k").unwrap().unwrap().is_conflict());
+    r.kv.register_merge("late/", CountingSet).unwrap();
+    assert!(!r.kv.get("late/k").unwrap().unwrap().is_conflict());
+}
+
+mod props {
+    use super::*;
+    use quickcheck::{Arbitrary, Gen, QuickCheck};
+
+    const REPLICAS: usize = 3;
+
+    #[derive(Debug, Clone)]
+    enum Step {
+        /// Replica adds a delta to the counter, or inserts/removes an element of the set.
+        Write {
+            at: u8,
+            delta: i8,
+            element: u8,
+            insert: bool,
+        },
+        /// One replica sends everything it has to another.
+        Sync { from: u8, to: u8 },
+    }
+
+    impl Arbitrary for Step {
+        fn arbitrary(g: &mut Gen) -> Step {
+            if bool::arbitrary(g) {
+                Step::Write {
+                    at: u8::arbitrary(g) % REPLICAS as u8,
+                    delta: i8::arbitrary(g),
+                    element: u8::arbitrary(g) % 4,
+                    insert: bool::arbitrary(g),
+                }
+            } else {
+                Step::Sync {
+                    from: u8::arbitrary(g) % REPLICAS as u8,
+                    to: u8::arbitrary(g) % REPLICAS as u8,
+                }
+            }
+        }
+    }
+
+    fn run(steps: &[Step]) -> (Vec<Replica>, i64) {
+        let rs: Vec<Replica> = (0..REPLICAS).map(|_| replica()).collect();
+        let mut sum = 0i64;
+        for s in steps {
+            match *s {
+                Step::Write {
+                    at,
+                    delta,
+                    element,
+                    insert,
+                } => {
+                    let r = &rs[at as usize];
+                    Counter::add(&r.kv, "stock/c", i64::from(delta)).unwrap();
+                    sum += i64::from(delta);
+                    if insert {
+                        CountingSet::insert(&r.kv, "tags/s", [element]).unwrap();
+                    } else {
+                        CountingSet::remove(&r.kv, "tags/s", [element]).unwrap();
+                    }
+                }
+                Step::Sync { from, to } if from != to => sync(&rs[from as usize], &rs[to as usize]),
+                Step::Sync { .. } => {}
+            }
+        }
+        (rs, sum)
+    }
+
+    /// Every node of every replica delivered to a fresh replica, replica by replica in
+    /// `order`: one delivery order among many.
+    fn deliver(rs: &[Replica], order: &[usize]) -> Replica {
+        let fresh = replica();
+        for &i in order {
+            sync(&rs[i], &fresh);
+        }
+        fresh
+    }
+
+    fn prop_any_delivery_order_converges(steps: Vec<Step>) -> bool {
+        let (rs, sum) = run(&steps);
+        // Before the replicas settle: two fresh replicas receive everything in opposite orders.
+        let one = deliver(&rs, &[0, 1, 2]);
+        let two = deliver(&rs, &[2, 1, 0]);
+        settle(&rs);
+        let counter = |r: &Replica| Counter::value(&r.kv, "stock/c").unwrap();
+        let set = |r: &Replica| CountingSet::members(&r.kv, "tags/s").unwrap();
+        let no_conflict = |r: &Replica| r.kv.conflicts().count() == 0;
+        let all: Vec<&Replica> = rs.iter().chain([&one, &two]).collect();
+        all.iter().all(|r| counter(r) == sum && no_conflict(r))
+            && all.iter().all(|r| set(r) == set(&rs[0]))
+    }
+
+    #[test]
+    fn any_delivery_order_converges_to_the_same_value() {
+        QuickCheck::new()
+            .tests(40)
+            .max_tests(400)
+            .quickcheck(prop_any_delivery_order_converges as fn(Vec<Step>) -> bool);
+    }
+}
