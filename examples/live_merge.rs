@@ -36,6 +36,7 @@ fn text(v: &Version) -> &str {
     std::str::from_utf8(v.value().unwrap_or_default()).unwrap_or("")
 }
 
+/// Runs the example (also called by `tests/kv_examples.rs`).
 #[tokio::main]
 pub async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (da, db) = (tempfile::tempdir()?, tempfile::tempdir()?);

@@ -24,6 +24,7 @@ async fn sync_once(a: &Log, b: &Log) -> Result<(), braidlog::SyncError> {
     Ok(())
 }
 
+/// Runs the example (also called by `tests/kv_examples.rs`).
 #[tokio::main]
 pub async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (da, db) = (tempfile::tempdir()?, tempfile::tempdir()?);

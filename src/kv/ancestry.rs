@@ -353,5 +353,52 @@ impl Kv {
 /// Depth then hash: a topological order (depth grows along same-key links) that does not
 /// depend on arrival.
 fn sort_causal(entries: &mut [HistoryEntry]) {
-    entries.sort_by(|a, b| (a.depth, a.hash).cmp(&(b.depth, b.hash)));
+    entries.sort_by_key(|e| (e.depth, e.hash));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The walk limit, tested at a small size: a walk of exactly `limit` nodes succeeds, one
+    /// more fails with the typed error, and so does a walk far beyond it.
+    #[test]
+    fn walks_stop_at_their_limit_with_a_typed_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = crate::Log::open(dir.path()).unwrap();
+        let kv = Kv::open(&log).unwrap();
+        let root = kv.put(b"k", b"r".to_vec()).unwrap();
+        let mut sides = Vec::new();
+        for side in 0..2u8 {
+            let mut at = root;
+            for i in 0..50u8 {
+                at = kv
+                    .write_with_links(b"k", Op::Put(vec![side, i]), [at])
+                    .unwrap();
+            }
+            sides.push(at);
+        }
+        let walk = |limit: usize| {
+            kv.read(|snap| {
+                let mut anc = snap.ancestry(b"k")?;
+                anc.limit = limit;
+                anc.merge_base(&sides)
+            })
+        };
+        // 100 operations above the root, then the root itself.
+        assert_eq!(walk(101).unwrap(), vec![root]);
+        for limit in [100, 10, 1] {
+            let err = walk(limit).unwrap_err();
+            assert!(
+                matches!(err, Error::Kv(KvError::WalkTooLong { limit: l, .. }) if l == limit),
+                "{err}"
+            );
+        }
+        let since = kv.read(|snap| {
+            let mut anc = snap.ancestry(b"k")?;
+            anc.limit = 5;
+            anc.since(&[root], &sides)
+        });
+        assert!(since.is_err());
+    }
 }

@@ -27,10 +27,18 @@
 //! # Ok(()) }
 //! ```
 //!
+//! Writing app merges (see `docs/MERGING.md`): [`Kv::write_if`] and [`Kv::update`] write only
+//! if the key is as the caller saw it; [`Kv::merge_base`] and [`Kv::history_since`] give what
+//! a three-way merge needs; [`Kv::register_merge`] runs a [`Merge`] operator whenever a write
+//! or a sync leaves a key with several versions ([`Counter`] and [`CountingSet`] ship here);
+//! watch events say where a change came from and whether the key is in conflict.
+//!
 //! Layout: [`op`] (payload and key encoding), [`view`] (tables, applying nodes), [`versions`]
-//! (what reads return), [`resolve`] (merge helpers), [`fold`] (superseding more versions than
-//! one node may link), [`scan`] (range, prefix, conflicts, history), [`watch`] (change
-//! notifications), [`typed`] (serde values), [`batch`] (many writes in one transaction).
+//! (what reads return), [`resolve`] (merge helpers), [`cond`] (conditional writes),
+//! [`ancestry`] (merge base, history since), [`merge`] (merge operators), [`sums`] (counter and
+//! set operators), [`fold`] (superseding more versions than one node may link), [`scan`]
+//! (range, prefix, conflicts, history), [`watch`] (change notifications), [`typed`] (serde
+//! values), [`batch`] (many reads and writes in one transaction).
 
 pub mod ancestry;
 pub mod batch;

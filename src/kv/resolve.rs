@@ -2,9 +2,10 @@
 //!
 //! Nothing here runs by itself. The default is to show a conflict ([`super::Kv::get`] returns
 //! every version) until an application resolves it, with its own logic
-//! ([`super::Kv::resolve`]) or the opt-in deterministic policy
-//! ([`super::Kv::resolve_deterministic`]). Superseded versions stay in
-//! [`super::Kv::history`].
+//! ([`super::Kv::resolve`], [`super::Kv::try_resolve`]), by picking a version
+//! ([`super::Kv::resolve_pick`]), with the opt-in deterministic policy
+//! ([`super::Kv::resolve_deterministic`]), or with a merge operator it registered
+//! ([`super::merge`]). Superseded versions stay in [`super::Kv::history`].
 
 use super::fold::fold_versions;
 use super::op::Op;
