@@ -135,7 +135,7 @@ impl Kv {
     }
 
     /// Resolves a conflict on `key` by keeping the version whose hash starts with `prefix`
-    /// (lowercase hex, as [`Hash`] displays): writes its value (or tombstone) again,
+    /// (lowercase hex, as [`Hash`](struct@Hash) displays): writes its value (or tombstone) again,
     /// superseding every version. The lookup and the write are one transaction, so a version
     /// that arrives in between cannot be superseded unseen. `None` when there is no conflict;
     /// [`KvError::NoSuchVersion`] or [`KvError::AmbiguousVersion`] when the prefix matches
