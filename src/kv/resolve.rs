@@ -79,12 +79,13 @@ impl Kv {
     /// let root = kv.put(b"n", b"1".to_vec())?;
     /// kv.write_with_links(b"n", Op::Put(b"2".to_vec()), [root])?;
     /// kv.write_with_links(b"n", Op::Put(b"two".to_vec()), [root])?;
+    /// // Any error type that a braidlog::Error converts into.
     /// let r = kv.try_resolve(b"n", |_key, versions| {
     ///     let mut sum = 0u64;
     ///     for v in versions.iter().filter_map(|v| v.value()) {
-    ///         sum += String::from_utf8_lossy(v).parse::<u64>().map_err(|e| e.to_string())?;
+    ///         sum += String::from_utf8_lossy(v).parse::<u64>()?;
     ///     }
-    ///     Ok::<_, String>(Op::Put(sum.to_string().into_bytes()))
+    ///     Ok::<_, Box<dyn std::error::Error>>(Op::Put(sum.to_string().into_bytes()))
     /// });
     /// assert!(r.is_err());                               // "two" is not a number
     /// assert!(kv.get(b"n")?.unwrap().is_conflict());     // nothing written
