@@ -8,8 +8,10 @@
 //! *above* the answer, not the length of the key's history. Each step reads one node and
 //! classifies its links (one index lookup each).
 //!
-//! A peer can build a history whose walk is long (two branches that never meet, say); every
-//! walk stops after [`MAX_WALK`] nodes with [`super::KvError::WalkTooLong`].
+//! A peer can build a history whose walk is long (two branches that never meet, say): the
+//! walks of one [`Ancestry`] visit at most [`MAX_WALK`] nodes in all, then fail with
+//! [`super::KvError::WalkTooLong`]. Merge operators get a smaller budget (see
+//! [`super::merge`]).
 
 use std::collections::BTreeMap;
 
@@ -21,7 +23,7 @@ use crate::error::{Error, Result};
 use crate::hash::Hash;
 use crate::store::ReadTxn;
 
-/// Most nodes one ancestry walk visits (operations and folds).
+/// Most nodes the walks of one [`Ancestry`] visit in all (operations and folds).
 pub const MAX_WALK: usize = 1 << 20;
 
 /// Ancestry queries on one key, in one read snapshot; see [`super::Snapshot::ancestry`].
@@ -31,7 +33,10 @@ pub struct Ancestry<'a> {
     pub(crate) txn: ReadTxn<'a>,
     pub(crate) key: Vec<u8>,
     pub(crate) id: Vec<u8>,
+    /// The budget this handle started with (for the error).
     pub(crate) limit: usize,
+    /// Nodes its walks may still visit.
+    pub(crate) budget: std::cell::Cell<usize>,
 }
 
 /// A node met by a walk, with what the walk knows of it.
@@ -52,7 +57,25 @@ impl<'a> Ancestry<'a> {
             key: key.to_vec(),
             id,
             limit: MAX_WALK,
+            budget: std::cell::Cell::new(MAX_WALK),
         })
+    }
+
+    /// A handle whose walks visit at most `budget` nodes in all.
+    pub(crate) fn with_budget(mut self, budget: usize) -> Ancestry<'a> {
+        self.limit = budget;
+        self.budget.set(budget);
+        self
+    }
+
+    /// Counts one visited node against the budget.
+    fn visit(&self) -> Result<()> {
+        let left = self.budget.get();
+        if left == 0 {
+            return Err(self.too_long());
+        }
+        self.budget.set(left - 1);
+        Ok(())
     }
 
     /// The key.
@@ -177,15 +200,12 @@ impl<'a> Ancestry<'a> {
         }
         // Entries of the frontier not yet known to be below the answer.
         let mut live = frontier.len();
-        let (mut out, mut visited) = (Vec::new(), 0usize);
+        let mut out = Vec::new();
         while let Some((_, met)) = frontier.pop_last() {
             if live == 0 {
                 break;
             }
-            visited += 1;
-            if visited > self.limit {
-                return Err(self.too_long());
-            }
+            self.visit()?;
             if !met.stale {
                 live -= 1;
             }
@@ -235,15 +255,12 @@ impl<'a> Ancestry<'a> {
             }
         }
         let mut live = frontier.values().filter(|e| !e.1).count();
-        let (mut out, mut visited) = (Vec::new(), 0usize);
+        let mut out = Vec::new();
         while live > 0 {
             let Some((_, (hash, stale))) = frontier.pop_last() else {
                 break;
             };
-            visited += 1;
-            if visited > self.limit {
-                return Err(self.too_long());
-            }
+            self.visit()?;
             if !stale {
                 live -= 1;
                 if self.is_op(&hash)? {
@@ -360,8 +377,8 @@ fn sort_causal(entries: &mut [HistoryEntry]) {
 mod tests {
     use super::*;
 
-    /// The walk limit, tested at a small size: a walk of exactly `limit` nodes succeeds, one
-    /// more fails with the typed error, and so does a walk far beyond it.
+    /// The walk budget, tested at a small size: a walk of exactly its budget succeeds, one
+    /// node less fails with the typed error, and so does a budget far below it.
     #[test]
     fn walks_stop_at_their_limit_with_a_typed_error() {
         let dir = tempfile::tempdir().unwrap();
@@ -379,11 +396,7 @@ mod tests {
             sides.push(at);
         }
         let walk = |limit: usize| {
-            kv.read(|snap| {
-                let mut anc = snap.ancestry(b"k")?;
-                anc.limit = limit;
-                anc.merge_base(&sides)
-            })
+            kv.read(|snap| snap.ancestry(b"k")?.with_budget(limit).merge_base(&sides))
         };
         // 100 operations above the root, then the root itself.
         assert_eq!(walk(101).unwrap(), vec![root]);
@@ -394,11 +407,7 @@ mod tests {
                 "{err}"
             );
         }
-        let since = kv.read(|snap| {
-            let mut anc = snap.ancestry(b"k")?;
-            anc.limit = 5;
-            anc.since(&[root], &sides)
-        });
+        let since = kv.read(|snap| snap.ancestry(b"k")?.with_budget(5).since(&[root], &sides));
         assert!(since.is_err());
     }
 }

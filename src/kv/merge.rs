@@ -31,6 +31,7 @@
 //! Operators are not stored: register the same ones on every replica, each time a process
 //! opens the log. Registering one also merges the conflicts its prefix already has.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 
 use super::ancestry::Ancestry;
@@ -80,10 +81,19 @@ struct Registration {
     op: Arc<dyn Merge>,
 }
 
+/// Nodes the merge operators of one write transaction may walk in all, besides
+/// [`OPERATOR_WALK_PER_NODE`] for each node the write stored.
+pub const OPERATOR_WALK: usize = 1 << 16;
+
+/// Walk budget the operators get for each node a write stored.
+pub const OPERATOR_WALK_PER_NODE: usize = 64;
+
 /// The operators of one log: a hook run at the end of its writes.
 pub(crate) struct Operators {
     tables: Tables,
     list: RwLock<Vec<Registration>>,
+    /// [`OPERATOR_WALK`], lowered by tests.
+    walk: AtomicUsize,
 }
 
 impl Operators {
@@ -111,20 +121,27 @@ impl AfterWrite for Operators {
         let mut keys = std::collections::BTreeMap::new();
         let store = w.log.store();
         for rec in store.feed.after(w.txn(), after)? {
-            let node = rec?.node()?;
+            let rec = rec?;
+            // Written by this transaction, from nodes already checked: no second hash check.
+            let node = crate::node::Node::decode_trusted(rec.bytes, rec.hash)?;
             if let Some(op) = KvOp::decode(node.payload()) {
                 if let Some(merge) = self.find(&op.namespace, &op.key) {
                     keys.insert((op.namespace, op.key), merge);
                 }
             }
         }
+        // A peer pays for the work its nodes cause: one small node could otherwise make every
+        // replica walk a long history.
+        let stored = usize::try_from(*w.seq - after).unwrap_or(usize::MAX);
+        let mut budget = (self.walk.load(Ordering::Relaxed))
+            .saturating_add(stored.saturating_mul(OPERATOR_WALK_PER_NODE));
         for ((ns, key), merge) in keys {
             let kv = Kv {
                 log: w.log.clone(),
                 tables: self.tables,
                 ns,
             };
-            kv.merge_in(w, &key, &*merge)?;
+            kv.merge_in(w, &key, &*merge, &mut budget)?;
         }
         Ok(())
     }
@@ -141,6 +158,7 @@ impl Kv {
         let ops = self.log.hook(|| Operators {
             tables,
             list: RwLock::new(Vec::new()),
+            walk: AtomicUsize::new(OPERATOR_WALK),
         });
         let prefix = prefix.as_ref().to_vec();
         {
@@ -158,18 +176,22 @@ impl Kv {
             .collect::<Result<_>>()?;
         for key in keys {
             if let Some(merge) = ops.find(&self.ns, &key) {
-                self.log.transaction(|w| self.merge_in(w, &key, &*merge))?;
+                let mut budget = super::MAX_WALK;
+                self.log
+                    .transaction(|w| self.merge_in(w, &key, &*merge, &mut budget))?;
             }
         }
         Ok(())
     }
 
-    /// Merges `key` with `merge` in `w` if it is in conflict; returns the merge node.
+    /// Merges `key` with `merge` in `w` if it has several versions; returns the merge node.
+    /// Its walks spend from `budget`.
     fn merge_in(
         &self,
         w: &mut Writer<'_, '_>,
         key: &[u8],
         merge: &dyn Merge,
+        budget: &mut usize,
     ) -> Result<Option<Hash>> {
         let op = self.op(key, Op::Del)?;
         let versions = versions_in(&self.tables, &w.txn(), &op.key_id())?;
@@ -179,8 +201,10 @@ impl Kv {
             return Ok(None);
         }
         let merged = {
-            let ancestry = Ancestry::new(self, w.txn(), key)?;
-            merge.merge(versions.as_slice(), &ancestry)
+            let ancestry = Ancestry::new(self, w.txn(), key)?.with_budget(*budget);
+            let merged = merge.merge(versions.as_slice(), &ancestry);
+            *budget = ancestry.budget.get();
+            merged
         };
         let merged = match merged {
             Ok(Some(m)) => m,
@@ -195,5 +219,48 @@ impl Kv {
         }
         let op = KvOp { op: merged, ..op };
         self.write_resolution(w, &op, versions.hashes()).map(Some)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kv::Counter;
+
+    /// One small node must not buy a long walk: past the write's budget the operator
+    /// declines, the write still commits, and the conflict stays visible until a write with
+    /// budget enough (or a person) merges it.
+    #[test]
+    fn operators_stop_at_the_write_budget_and_leave_the_conflict() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = crate::Log::open(dir.path()).unwrap();
+        let kv = Kv::open(&log).unwrap();
+        kv.register_merge("c/", Counter).unwrap();
+        let ops = log.hook::<Operators>(|| unreachable!("registered above"));
+        let root = Counter::add(&kv, "c/k", 1).unwrap();
+        for _ in 0..200 {
+            Counter::add(&kv, "c/k", 1).unwrap();
+        }
+        let side = |total: i64| {
+            let op = Op::Put(Counter::encode(total, 1));
+            kv.write_with_links("c/k", op, [root]).unwrap()
+        };
+        // A node branching at the root: the merge would walk 200 operations, the write
+        // stored one node, and the base budget is 0: 64 nodes.
+        ops.walk.store(0, Ordering::Relaxed);
+        side(2);
+        let versions = kv.get("c/k").unwrap().unwrap();
+        assert!(versions.is_conflict(), "declined, not failed");
+        assert_eq!(
+            Counter::value(&kv, "c/k").unwrap(),
+            202,
+            "read without the budget"
+        );
+        // With the default budget the next such node merges every version.
+        ops.walk.store(OPERATOR_WALK, Ordering::Relaxed);
+        side(2);
+        let versions = kv.get("c/k").unwrap().unwrap();
+        assert_eq!(versions.len(), 1);
+        assert_eq!(Counter::value(&kv, "c/k").unwrap(), 203);
     }
 }

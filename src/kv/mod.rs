@@ -63,7 +63,7 @@ pub use crate::changes::Origin;
 pub use ancestry::{Ancestry, MAX_WALK};
 pub use batch::KvBatch;
 pub use cond::MAX_UPDATE_TRIES;
-pub use merge::Merge;
+pub use merge::{Merge, OPERATOR_WALK, OPERATOR_WALK_PER_NODE};
 pub use op::{KvOp, Op, MAX_KEY_LEN, MAX_NAMESPACE_LEN};
 pub use scan::{History, HistoryEntry, Scan};
 pub use sums::{Counter, CountingSet};
