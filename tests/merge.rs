@@ -246,7 +246,8 @@ mod props {
             .collect();
         let mut next = vec![0; rs.len()];
         let picks = order.iter().map(|b| usize::from(*b) % rs.len());
-        for i in picks.chain((0..rs.len()).flat_map(|i| std::iter::repeat_n(i, feeds[i].len()))) {
+        for i in picks.chain((0..rs.len()).flat_map(|i| std::iter::repeat(i).take(feeds[i].len())))
+        {
             // A replica's feed is topological: every link of its next node is in already.
             while let Some(node) = feeds[i].get(next[i]) {
                 next[i] += 1;
