@@ -171,6 +171,49 @@ fn registering_an_operator_merges_existing_conflicts() {
     assert!(!r.kv.get("late/k").unwrap().unwrap().is_conflict());
 }
 
+/// Criss-cross merges: each level's two versions both merge the previous level's two, so
+/// their merge base is two operations and the sum recurses, once per level. The sum stays
+/// exact up to the recursion limit (64 levels) and fails with a typed error past it, at the
+/// limit and far beyond.
+#[test]
+fn counters_sum_through_criss_cross_merges_up_to_the_recursion_limit() {
+    let r = replica();
+    let crossed = |levels: usize| {
+        let key = format!("cross/{levels}");
+        let root = r.kv.put(&key, Counter::encode(1, 1)).unwrap();
+        let mut pair = [root, root];
+        let mut sum = 1;
+        for level in 0..=levels {
+            let links: Vec<_> = if level == 0 {
+                vec![root]
+            } else {
+                pair.to_vec()
+            };
+            // Deltas 1 and 2 make the two nodes differ; the totals stored are not used.
+            pair = [1, 2].map(|d| {
+                let op = braidlog::kv::Op::Put(Counter::encode(0, d));
+                r.kv.write_with_links(&key, op, links.clone()).unwrap()
+            });
+            sum += 3;
+        }
+        (Counter::value(&r.kv, &key), sum)
+    };
+    for levels in [0, 1, 10, 63] {
+        let (value, sum) = crossed(levels);
+        assert_eq!(value.unwrap(), sum, "{levels} levels");
+    }
+    for levels in [64, 100] {
+        let (value, _) = crossed(levels);
+        assert!(
+            matches!(
+                value,
+                Err(braidlog::Error::Kv(braidlog::kv::KvError::Codec { .. }))
+            ),
+            "{levels} levels: {value:?}"
+        );
+    }
+}
+
 mod props {
     use super::*;
     use quickcheck::{Arbitrary, Gen, QuickCheck};

@@ -118,7 +118,9 @@ fn undecodable(key: &[u8]) -> Error {
     Error::Kv(KvError::Codec {
         key: key.to_vec(),
         hash: Hash([0; 32]),
-        message: "a version behind this key is not a value of this kind".into(),
+        message: "cannot sum: an operation behind it is not a value of this kind, a total \
+                  overflows, or criss-cross merges nest deeper than 64"
+            .into(),
     })
 }
 
