@@ -214,6 +214,80 @@ fn counters_sum_through_criss_cross_merges_up_to_the_recursion_limit() {
     }
 }
 
+#[test]
+fn operators_apply_per_namespace_and_longest_prefix() {
+    let (a, b) = (replica(), replica());
+    for r in [&a, &b] {
+        let inv = r.kv.namespace("inv").unwrap();
+        inv.register_merge("", Counter).unwrap();
+        inv.register_merge("tags/", CountingSet).unwrap(); // longer prefix wins here
+    }
+    let (ia, ib) = (
+        a.kv.namespace("inv").unwrap(),
+        b.kv.namespace("inv").unwrap(),
+    );
+    Counter::add(&ia, "n", 1).unwrap();
+    CountingSet::insert(&ia, "tags/t", "x").unwrap();
+    sync(&a, &b);
+    Counter::add(&ia, "n", 1).unwrap();
+    Counter::add(&ib, "n", 1).unwrap();
+    CountingSet::insert(&ia, "tags/t", "y").unwrap();
+    CountingSet::remove(&ib, "tags/t", "x").unwrap();
+    // The root namespace's "stock/" operator does not reach into "inv".
+    let root = ib.put("stock/q", b"1".to_vec()).unwrap();
+    sync(&a, &b);
+    ib.write_with_links("stock/q", Op::Put(b"2".to_vec()), [root])
+        .unwrap();
+    ib.write_with_links("stock/q", Op::Put(b"3".to_vec()), [root])
+        .unwrap();
+    sync(&b, &a);
+    for (r, inv) in [(&a, &ia), (&b, &ib)] {
+        assert_eq!(Counter::value(inv, "n").unwrap(), 3);
+        assert_eq!(
+            CountingSet::members(inv, "tags/t").unwrap(),
+            vec![b"y".to_vec()]
+        );
+        let conflicts: Vec<_> = inv.conflicts().map(|e| e.unwrap().key).collect();
+        assert_eq!(
+            conflicts,
+            vec![b"stock/q".to_vec()],
+            "{:?}",
+            r.log.peer_id()
+        );
+    }
+}
+
+#[test]
+fn history_since_includes_concurrent_writes_that_arrived_earlier() {
+    let r = replica();
+    let base = r.kv.put("k", b"0".to_vec()).unwrap();
+    // `early` arrives first (a lower feed position) but is concurrent with `v`.
+    let early =
+        r.kv.write_with_links("k", Op::Put(b"e".to_vec()), [base])
+            .unwrap();
+    let v =
+        r.kv.write_with_links("k", Op::Put(b"v".to_vec()), [base])
+            .unwrap();
+    let after =
+        r.kv.write_with_links("k", Op::Put(b"a".to_vec()), [v])
+            .unwrap();
+    let since: Vec<_> =
+        r.kv.history_since("k", v)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.hash)
+            .collect();
+    let mut want = vec![early, after];
+    want.sort_by_key(|h| (h != &early, *h)); // depth 2 before depth 3
+    assert_eq!(since, want);
+    assert!(r
+        .kv
+        .history_since("k", after)
+        .unwrap()
+        .iter()
+        .all(|e| e.hash == early));
+}
+
 mod props {
     use super::*;
     use quickcheck::{Arbitrary, Gen, QuickCheck};
