@@ -107,8 +107,13 @@ impl Watcher {
                 continue;
             };
             if self.matches(&op) {
-                let conflict = match self.kv.versions(&op.key) {
-                    Ok(v) => v.is_conflict(),
+                let id = op.key_id();
+                let conflict = self
+                    .kv
+                    .log
+                    .read(|txn| super::view::in_conflict(&self.kv.tables, &txn, &id));
+                let conflict = match conflict {
+                    Ok(c) => c,
                     Err(e) => {
                         // Report this entry again on the next call.
                         self.after = entry.seq - 1;
