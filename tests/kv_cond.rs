@@ -46,7 +46,7 @@ fn write_if_refuses_a_key_that_changed_and_names_the_current_versions() {
     assert_eq!(kv.get(b"k").unwrap().unwrap().value(), Some(&b"4"[..]));
 }
 
-/// The lost update the issue describes: a write that lands between the read and the write
+/// The lost update of a read-modify-write: a write that lands between the read and the write
 /// of a read-modify-write must not be superseded unseen.
 #[test]
 fn update_reads_again_when_a_write_lands_between_its_read_and_write() {
