@@ -46,8 +46,8 @@ fn write_if_refuses_a_key_that_changed_and_names_the_current_versions() {
     assert_eq!(kv.get(b"k").unwrap().unwrap().value(), Some(&b"4"[..]));
 }
 
-/// The lost update of a read-modify-write: a write that lands between the read and the write
-/// of a read-modify-write must not be superseded unseen.
+/// No lost update: a write that lands between the read and the write of a read-modify-write
+/// must not be superseded unseen.
 #[test]
 fn update_reads_again_when_a_write_lands_between_its_read_and_write() {
     let (_d, _log, kv) = open();
