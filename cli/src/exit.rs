@@ -11,7 +11,7 @@
 
 use std::fmt;
 
-use braidlog::LookupError;
+use braidlog::{KvError, LookupError};
 
 pub const FAILURE: u8 = 1;
 pub const USAGE: u8 = 2;
@@ -64,6 +64,13 @@ pub fn status_of(e: &anyhow::Error) -> Option<u8> {
         }
         if cause.is::<Usage>() {
             return Some(USAGE);
+        }
+        if let Some(braidlog::Error::Kv(kv)) = cause.downcast_ref::<braidlog::Error>() {
+            match kv {
+                KvError::NoSuchVersion { .. } => return Some(NOT_FOUND),
+                KvError::AmbiguousVersion { .. } => return Some(USAGE),
+                _ => {}
+            }
         }
         if let Some(lookup) = cause.downcast_ref::<LookupError>() {
             return Some(match lookup {

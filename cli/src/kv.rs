@@ -5,13 +5,13 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
-use braidlog::kv::{Op, Version};
+use braidlog::kv::Op;
 use braidlog::Kv;
 use clap::Subcommand;
 use serde_json::json;
 
 use crate::dag::{kv_reader, open_existing, open_or_create};
-use crate::exit::{self, NotFound, Usage};
+use crate::exit::{self, Usage};
 use crate::ns;
 use crate::output::{committed, Out};
 
@@ -187,32 +187,9 @@ impl KvCommand {
                 let resolved = if auto {
                     kv.resolve_deterministic(&key)?
                 } else if let Some(prefix) = pick {
-                    let versions = kv
-                        .get(&key)?
-                        .map(|v| v.as_slice().to_vec())
-                        .unwrap_or_default();
-                    let prefix = prefix.to_ascii_lowercase();
-                    let matching: Vec<&Version> = versions
-                        .iter()
-                        .filter(|v| v.hash.to_string().starts_with(&prefix))
-                        .collect();
-                    let chosen = match matching.as_slice() {
-                        [one] => one.op.clone(),
-                        [] => {
-                            return Err(NotFound(format!(
-                                "no current version of {key:?} has a hash starting with {prefix}"
-                            ))
-                            .into())
-                        }
-                        _ => {
-                            return Err(Usage(format!(
-                                "{prefix} matches {} versions of {key:?}; give more of the hash",
-                                matching.len()
-                            ))
-                            .into())
-                        }
-                    };
-                    kv.resolve(&key, |_, _| chosen.clone())?
+                    // The lookup and the write in one transaction: a version that arrives in
+                    // between cannot be superseded unseen.
+                    kv.resolve_pick(&key, &prefix.to_ascii_lowercase())?
                 } else {
                     let value = value.expect("clap requires a value without --pick/--auto");
                     kv.resolve(&key, |_, _| Op::Put(value.clone().into_bytes()))?

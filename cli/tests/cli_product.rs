@@ -215,6 +215,21 @@ fn exit_statuses_are_the_documented_ones() {
     assert_eq!(code(&out), Some(4));
     let got: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(got["conflict"], true);
+    // `resolve --pick`: a prefix of no version is not found, of both is ambiguous.
+    assert_eq!(
+        code(&braid(&dir, &["resolve", "c", "--pick", "zzzz"])),
+        Some(3)
+    );
+    assert_eq!(code(&braid(&dir, &["resolve", "c", "--pick", ""])), Some(2));
+    let first = got["versions"][0]["hash"].as_str().unwrap();
+    ok(
+        &dir,
+        &["resolve", "c", "--pick", &first[..8].to_uppercase()],
+    );
+    assert_eq!(
+        ok(&dir, &["get", "c"]),
+        format!("{}\n", got["versions"][0]["value"].as_str().unwrap())
+    );
 }
 
 /// Every command either prints JSON with `--json` or refuses it.
