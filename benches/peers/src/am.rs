@@ -74,7 +74,7 @@ pub fn side(dir: &Path, port: Option<u16>) -> Outcome {
             }
         }
     };
-    let mut hear = |doc: &mut Automerge, state: &mut State, wire: &mut Wire| -> bool {
+    let hear = |doc: &mut Automerge, state: &mut State, wire: &mut Wire| -> bool {
         let m = wire.recv().expect("peer closed");
         if m.is_empty() {
             return false;

@@ -67,7 +67,7 @@ pub fn side(dir: &Path, port: Option<u16>) -> Outcome {
     let mut storage = NegentropyStorageVector::with_capacity(records.len());
     for r in file.chunks(RECORD) {
         let ts = u64::from_be_bytes(r[..8].try_into().unwrap());
-        storage.insert(ts, Id::new(id_of(r))).unwrap();
+        storage.insert(ts, Id::from_byte_array(id_of(r))).unwrap();
     }
     storage.seal().unwrap();
     let mut wire = match port {
