@@ -221,11 +221,7 @@ pub(crate) fn verify_batch(items: &[(PublicKey, [u8; 32], [u8; SIGNATURE_LEN])])
                 vk
             }
         };
-        batch.queue((
-            vk,
-            ed25519_consensus::Signature::from(*s),
-            m,
-        ));
+        batch.queue((vk, ed25519_consensus::Signature::from(*s), m));
     }
     batch.verify(BatchRng(rand::rng())).is_ok()
 }

@@ -23,7 +23,6 @@ fn load(dir: &Path) -> Automerge {
 pub fn write(dir: &Path, first: u64, count: u64) -> Outcome {
     std::fs::create_dir_all(dir).unwrap();
     let mut doc = load(dir);
-    let values: Vec<Vec<u8>> = (first..first + count).map(value).collect();
     let t = Instant::now();
     let mut i = first;
     while i < first + count {
@@ -31,8 +30,7 @@ pub fn write(dir: &Path, first: u64, count: u64) -> Outcome {
         let heads = doc.get_heads();
         let mut tx = doc.transaction();
         for j in i..end {
-            let v = ScalarValue::Bytes(values[(j - first) as usize].clone());
-            tx.put(ROOT, key(j), v).unwrap();
+            tx.put(ROOT, key(j), ScalarValue::Bytes(value(j))).unwrap();
         }
         tx.commit();
         append_durably(&dir.join("doc.am"), &doc.save_after(&heads));

@@ -21,16 +21,18 @@ pub fn open(dir: &Path, durability: Durability) -> Log {
 pub fn write(dir: &Path, first: u64, count: u64, durability: Durability) -> Outcome {
     let log = open(dir, durability);
     let kv = Kv::open(&log).unwrap();
-    let values: Vec<Vec<u8>> = (first..first + count).map(value).collect();
     let t = Instant::now();
-    for chunk in (first..first + count).collect::<Vec<_>>().chunks(BATCH as usize) {
+    let mut i = first;
+    while i < first + count {
+        let end = (i + BATCH).min(first + count);
         kv.batch(|b| {
-            for &i in chunk {
-                b.put(key(i), values[(i - first) as usize].clone())?;
+            for j in i..end {
+                b.put(key(j), value(j))?;
             }
             Ok(())
         })
         .unwrap();
+        i = end;
     }
     Outcome {
         secs: t.elapsed().as_secs_f64(),

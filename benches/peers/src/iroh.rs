@@ -56,7 +56,6 @@ pub fn write(dir: &Path, first: u64, count: u64) -> Outcome {
     let author = Author::from_bytes(&read32(&author_path));
     store.import_author(author.clone()).unwrap();
     store.flush().unwrap();
-    let values: Vec<Vec<u8>> = (first..first + count).map(value).collect();
     let id = ns.id();
     let t = Instant::now();
     runtime().block_on(async {
@@ -65,8 +64,10 @@ pub fn write(dir: &Path, first: u64, count: u64) -> Outcome {
             let end = (i + BATCH).min(first + count);
             let mut replica = store.open_replica(&id).unwrap();
             for j in i..end {
-                let v = &values[(j - first) as usize];
-                replica.hash_and_insert(key(j), &author, v).await.unwrap();
+                replica
+                    .hash_and_insert(key(j), &author, value(j))
+                    .await
+                    .unwrap();
             }
             drop(replica);
             store.close_replica(id);

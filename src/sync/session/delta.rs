@@ -126,9 +126,7 @@ fn malformed(reason: &str) -> SyncError {
 
 /// The canonical bytes a delta body stands for, after `prev`.
 pub fn expand(prev: &Prev, body: &[u8]) -> Result<Vec<u8>, SyncError> {
-    let (&flags, rest) = body
-        .split_first()
-        .ok_or_else(|| malformed("empty body"))?;
+    let (&flags, rest) = body.split_first().ok_or_else(|| malformed("empty body"))?;
     if flags == 0 || flags & !(AUTHOR_PREV | LINK_PREV) != 0 {
         return Err(malformed(&format!("flags {flags:#04x}")));
     }
@@ -182,7 +180,11 @@ mod tests {
         let a = signed(&id, vec![], b"a".to_vec(), 1);
         let b = signed(&id, vec![a.hash()], b"b".to_vec(), 2);
         let mut prev = Prev::default();
-        assert_eq!(compact(&prev, &a.encode()), None, "nothing before the first node");
+        assert_eq!(
+            compact(&prev, &a.encode()),
+            None,
+            "nothing before the first node"
+        );
         prev.note(a.hash(), &a.encode());
         let body = compact(&prev, &b.encode()).unwrap();
         assert_eq!(body[0], AUTHOR_PREV | LINK_PREV);
@@ -199,13 +201,28 @@ mod tests {
         prev.note(a.hash(), &a.encode());
         let body = compact(&prev, &b.encode()).unwrap();
         let err = expand(&Prev::default(), &body).unwrap_err();
-        assert!(matches!(err, SyncError::Malformed { kind: "NodeDelta", .. }), "{err}");
+        assert!(
+            matches!(
+                err,
+                SyncError::Malformed {
+                    kind: "NodeDelta",
+                    ..
+                }
+            ),
+            "{err}"
+        );
         // An unsigned previous node has no author to give.
         let plain = Node::new([], b"p".to_vec()).unwrap();
         let mut unsigned = Prev::default();
         unsigned.note(plain.hash(), &plain.encode());
         assert!(expand(&unsigned, &[AUTHOR_PREV, SIGNED_FORMAT_VERSION]).is_err());
-        for bad in [&[][..], &[0, 1, 0, 0], &[4, 1, 0, 0], &[LINK_PREV, 1, 0, 0], &[LINK_PREV, 1, 3]] {
+        for bad in [
+            &[][..],
+            &[0, 1, 0, 0],
+            &[4, 1, 0, 0],
+            &[LINK_PREV, 1, 0, 0],
+            &[LINK_PREV, 1, 3],
+        ] {
             assert!(expand(&prev, bad).is_err(), "{bad:?}");
         }
         // Truncated bodies are errors, not panics.

@@ -607,7 +607,11 @@ impl<S: SyncStore> Session<S> {
             None
         };
         let cursor = cursor.filter(|c| c.seq > 0 && !c.heads.is_empty());
-        self.store.set_peer_cursor(self.peer(), cursor.as_ref())?;
+        // An already-in-sync check finds the cursor it would write: writing it again would
+        // cost a durable commit (an fsync) for nothing.
+        if self.store.peer_cursor(self.peer())? != cursor {
+            self.store.set_peer_cursor(self.peer(), cursor.as_ref())?;
+        }
         Ok(())
     }
 

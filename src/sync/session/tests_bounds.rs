@@ -233,6 +233,7 @@ struct Counting {
     inner: MemStore,
     inserts: Arc<AtomicUsize>,
     reads: Arc<AtomicUsize>,
+    cursor_writes: Arc<AtomicUsize>,
 }
 
 impl Counting {
@@ -241,6 +242,7 @@ impl Counting {
             inner,
             inserts: Arc::default(),
             reads: Arc::default(),
+            cursor_writes: Arc::default(),
         }
     }
 }
@@ -290,6 +292,7 @@ impl SyncStore for Counting {
         peer: PeerId,
         cursor: Option<&crate::sync::Cursor>,
     ) -> crate::Result<()> {
+        self.cursor_writes.fetch_add(1, Relaxed);
         self.inner.set_peer_cursor(peer, cursor)
     }
 }
@@ -723,7 +726,13 @@ fn a_node_delta_with_nothing_before_it_is_malformed_and_nothing_is_stored() {
     let mut s = receiver(&dst, src.heads());
     let err = s.handle(Message::NodeDelta(body)).unwrap_err();
     assert!(
-        matches!(err, SyncError::Malformed { kind: "NodeDelta", .. }),
+        matches!(
+            err,
+            SyncError::Malformed {
+                kind: "NodeDelta",
+                ..
+            }
+        ),
         "{err}"
     );
     assert!(dst.inner.hashes().is_empty());
@@ -770,4 +779,33 @@ fn a_chain_travels_as_deltas_and_arrives_whole() {
         wire < node_bytes + 5 * 300 + 1_000 - 31 * 299,
         "{wire} wire bytes for {node_bytes} node bytes"
     );
+}
+
+#[test]
+fn an_in_sync_check_writes_nothing() {
+    // Each side used to rewrite the same peer cursor, a durable commit, on every check.
+    let (a, b) = (Counting::new(store(1)), Counting::new(store(2)));
+    chain(&a.inner, 20, "a");
+    let pair = |seed| {
+        drive(
+            [
+                Session::new(a.clone(), cfg(Mode::Both, 1)).unwrap(),
+                Session::new(b.clone(), cfg(Mode::Both, 2)).unwrap(),
+            ],
+            seed,
+        )
+        .unwrap()
+    };
+    pair(1);
+    let writes = || (a.cursor_writes.load(Relaxed), b.cursor_writes.load(Relaxed));
+    let first = writes();
+    assert!(
+        first.0 >= 1 && first.1 >= 1,
+        "the first sync remembers: {first:?}"
+    );
+    let [sa, _] = pair(2);
+    assert_eq!(sa.stats().round_trips, 1);
+    assert_eq!(writes(), first, "nothing written by the in-sync check");
+    // The cursor is still there: a later sync still starts from it.
+    assert!(a.inner.peer_cursor(PeerId([2; 16])).unwrap().is_some());
 }
