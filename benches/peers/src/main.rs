@@ -9,8 +9,9 @@
 //! ```
 //!
 //! Workloads for each n: write n key updates on replica a (durable, `BATCH` per commit);
-//! clone a into an empty b; the already-in-sync check; two-sided divergence of 1,000 + 1,000
-//! with the state remembered from the previous sync, then with it forgotten. Every update
+//! clone a into an empty b; the already-in-sync check, with the state the clone left and with
+//! it forgotten; two-sided divergence of 1,000 + 1,000 with the state remembered from the
+//! previous sync, then with it forgotten. Every update
 //! writes a key of its own with a 100-byte value that does not compress.
 
 mod am;
@@ -36,7 +37,11 @@ const DIVERGE: u64 = 1_000;
 
 fn child_write(args: &[String]) {
     let sampler = AnonSampler::start();
-    let (dir, first, count) = (Path::new(&args[1]), args[2].parse().unwrap(), args[3].parse().unwrap());
+    let (dir, first, count) = (
+        Path::new(&args[1]),
+        args[2].parse().unwrap(),
+        args[3].parse().unwrap(),
+    );
     let out = match args[0].as_str() {
         "braidlog" => braid::write(dir, first, count, braidlog::Durability::Sync),
         "automerge" => am::write(dir, first, count),
@@ -89,7 +94,10 @@ fn write(peer: &str, dir: &Path, first: u64, count: u64) -> Side {
         .output()
         .unwrap();
     if !out.status.success() {
-        panic!("{peer} write failed: {}", String::from_utf8_lossy(&out.stderr));
+        panic!(
+            "{peer} write failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     parse(&String::from_utf8_lossy(&out.stdout), peer)
 }
@@ -106,7 +114,11 @@ fn sync(peer: &str, a: &Path, b: &Path) -> (Side, Side) {
     let mut out = BufReader::new(server.stdout.take().unwrap());
     let mut line = String::new();
     out.read_line(&mut line).unwrap();
-    let port = line.strip_prefix("PORT ").expect("server prints its port").trim().to_string();
+    let port = line
+        .strip_prefix("PORT ")
+        .expect("server prints its port")
+        .trim()
+        .to_string();
     let client = Command::new(&exe)
         .args(["--side", peer])
         .arg(b)
@@ -116,8 +128,14 @@ fn sync(peer: &str, a: &Path, b: &Path) -> (Side, Side) {
     assert!(client.status.success(), "{peer} connecting side failed");
     let mut rest = String::new();
     std::io::Read::read_to_string(&mut out, &mut rest).unwrap();
-    assert!(server.wait().unwrap().success(), "{peer} serving side failed");
-    (parse(&rest, peer), parse(&String::from_utf8_lossy(&client.stdout), peer))
+    assert!(
+        server.wait().unwrap().success(),
+        "{peer} serving side failed"
+    );
+    (
+        parse(&rest, peer),
+        parse(&String::from_utf8_lossy(&client.stdout), peer),
+    )
 }
 
 fn forget(peer: &str, a: &Path, b: &Path) {
@@ -150,7 +168,13 @@ fn workloads(peer: &str, n: u64, rows: &mut Vec<Row>) {
         iroh::setup(&a, &b);
     }
     let mut push = |name: &str, a: Side, b: Option<Side>| {
-        let row = Row { peer: peer.into(), n, workload: name.into(), a, b };
+        let row = Row {
+            peer: peer.into(),
+            n,
+            workload: name.into(),
+            a,
+            b,
+        };
         row.print();
         rows.push(row);
     };
@@ -159,6 +183,9 @@ fn workloads(peer: &str, n: u64, rows: &mut Vec<Row>) {
     push("clone", sa, Some(sb));
     let (sa, sb) = sync(peer, &a, &b);
     push("in sync", sa, Some(sb));
+    forget(peer, &a, &b);
+    let (sa, sb) = sync(peer, &a, &b);
+    push("in sync, no state", sa, Some(sb));
     for (round, name) in [(1u64, "two-sided remembered"), (2, "two-sided no state")] {
         write(peer, &a, (2 * round) << 32, DIVERGE);
         write(peer, &b, ((2 * round + 1) << 32) + 1, DIVERGE);
@@ -181,8 +208,16 @@ fn main() {
     if args.iter().any(|a| a == "replicas") {
         return replicas::run();
     }
-    let sizes: Vec<u64> = args.iter().skip(1).filter_map(|a| a.replace('_', "").parse().ok()).collect();
-    let sizes = if sizes.is_empty() { vec![10_000, 100_000] } else { sizes };
+    let sizes: Vec<u64> = args
+        .iter()
+        .skip(1)
+        .filter_map(|a| a.replace('_', "").parse().ok())
+        .collect();
+    let sizes = if sizes.is_empty() {
+        vec![10_000, 100_000]
+    } else {
+        sizes
+    };
     let peers: Vec<String> = match std::env::var("BRAID_PEERS") {
         Ok(list) => list.split(',').map(str::to_string).collect(),
         Err(_) => PEERS.iter().map(|p| p.to_string()).collect(),

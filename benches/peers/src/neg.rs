@@ -60,10 +60,7 @@ fn framed(tag: u8, body: &[u8]) -> Vec<u8> {
 
 pub fn side(dir: &Path, port: Option<u16>) -> Outcome {
     let file = std::fs::read(dir.join("items.bin")).unwrap_or_default();
-    let records: HashMap<[u8; 32], &[u8]> = file
-        .chunks(RECORD)
-        .map(|r| (id_of(r), r))
-        .collect();
+    let records: HashMap<[u8; 32], &[u8]> = file.chunks(RECORD).map(|r| (id_of(r), r)).collect();
     let mut storage = NegentropyStorageVector::with_capacity(records.len());
     for r in file.chunks(RECORD) {
         let ts = u64::from_be_bytes(r[..8].try_into().unwrap());
@@ -82,7 +79,10 @@ pub fn side(dir: &Path, port: Option<u16>) -> Outcome {
         loop {
             wire.send(&framed(RECONCILE, &q));
             let r = wire.recv().unwrap();
-            match neg.reconcile_with_ids(&r[1..], &mut have, &mut need).unwrap() {
+            match neg
+                .reconcile_with_ids(&r[1..], &mut have, &mut need)
+                .unwrap()
+            {
                 Some(next) => q = next,
                 None => break,
             }
@@ -93,12 +93,12 @@ pub fn side(dir: &Path, port: Option<u16>) -> Outcome {
         } else {
             // The records the peer lacks, then the ids this side needs.
             let mut body = (have.len() as u64).to_be_bytes().to_vec();
-        for id in &have {
-            body.extend_from_slice(records[id.as_bytes()]);
-        }
-        for id in &need {
-            body.extend_from_slice(id.as_bytes());
-        }
+            for id in &have {
+                body.extend_from_slice(records[id.as_bytes()]);
+            }
+            for id in &need {
+                body.extend_from_slice(id.as_bytes());
+            }
             wire.send(&framed(DATA, &body));
             wire.recv().unwrap()[1..].to_vec()
         }

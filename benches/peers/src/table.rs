@@ -49,7 +49,10 @@ impl Row {
     }
     fn memory(&self) -> (String, String) {
         match &self.b {
-            None => (format!("{:.1}", mib(self.a.anon_kib)), format!("{:.1}", mib(self.a.vmhwm_kib))),
+            None => (
+                format!("{:.1}", mib(self.a.anon_kib)),
+                format!("{:.1}", mib(self.a.vmhwm_kib)),
+            ),
             Some(b) => (
                 format!("{:.1}/{:.1}", mib(self.a.anon_kib), mib(b.anon_kib)),
                 format!("{:.1}/{:.1}", mib(self.a.vmhwm_kib), mib(b.vmhwm_kib)),
@@ -102,7 +105,11 @@ pub fn side_by_side(rows: &[Row]) {
         let (t, b, m) = match ours {
             Some(o) if r.peer != "braidlog" => (
                 ratio(o.secs(), r.secs()),
-                if r.b.is_some() { ratio(o.wire() as f64, r.wire() as f64) } else { "-".into() },
+                if r.b.is_some() {
+                    ratio(o.wire() as f64, r.wire() as f64)
+                } else {
+                    "-".into()
+                },
                 ratio(o.anon() as f64, r.anon() as f64),
             ),
             _ => ("".into(), "".into(), "".into()),
