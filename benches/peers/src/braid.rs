@@ -17,9 +17,13 @@ pub fn open(dir: &Path, durability: Durability) -> Log {
     Log::open_with(dir, options).unwrap()
 }
 
-/// Writes updates `first..first + count`, `BATCH` per durable transaction.
-pub fn write(dir: &Path, first: u64, count: u64, durability: Durability) -> Outcome {
+/// Writes updates `first..first + count`, `BATCH` per durable transaction; unsigned nodes
+/// when `signed` is false (what signing every update costs).
+pub fn write(dir: &Path, first: u64, count: u64, durability: Durability, signed: bool) -> Outcome {
     let log = open(dir, durability);
+    if !signed {
+        log.set_identity(None);
+    }
     let kv = Kv::open(&log).unwrap();
     let t = Instant::now();
     let mut i = first;

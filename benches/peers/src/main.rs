@@ -31,7 +31,15 @@ use std::process::{Command, Stdio};
 use harness::{AnonSampler, Outcome};
 use table::{Row, Side};
 
-pub const PEERS: [&str; 4] = ["braidlog", "automerge", "iroh-docs", "negentropy"];
+/// `braidlog-unsigned` is braidlog with signing turned off (`Log::set_identity(None)`): what
+/// a signature on every update costs.
+pub const PEERS: [&str; 5] = [
+    "braidlog",
+    "braidlog-unsigned",
+    "automerge",
+    "iroh-docs",
+    "negentropy",
+];
 /// Updates each side writes in the two-sided workloads.
 const DIVERGE: u64 = 1_000;
 
@@ -43,7 +51,8 @@ fn child_write(args: &[String]) {
         args[3].parse().unwrap(),
     );
     let out = match args[0].as_str() {
-        "braidlog" => braid::write(dir, first, count, braidlog::Durability::Sync),
+        "braidlog" => braid::write(dir, first, count, braidlog::Durability::Sync, true),
+        "braidlog-unsigned" => braid::write(dir, first, count, braidlog::Durability::Sync, false),
         "automerge" => am::write(dir, first, count),
         "iroh-docs" => iroh::write(dir, first, count),
         "negentropy" => neg::write(dir, first, count),
@@ -57,7 +66,7 @@ fn child_side(args: &[String]) {
     let dir = Path::new(&args[1]);
     let port = args.get(2).map(|p| p.parse().unwrap());
     let out = match args[0].as_str() {
-        "braidlog" => braid::side(dir, port),
+        "braidlog" | "braidlog-unsigned" => braid::side(dir, port),
         "automerge" => am::side(dir, port),
         "iroh-docs" => iroh::side(dir, port),
         "negentropy" => neg::side(dir, port),
@@ -140,7 +149,7 @@ fn sync(peer: &str, a: &Path, b: &Path) -> (Side, Side) {
 
 fn forget(peer: &str, a: &Path, b: &Path) {
     match peer {
-        "braidlog" => braid::forget(a, b),
+        "braidlog" | "braidlog-unsigned" => braid::forget(a, b),
         "automerge" => {
             am::forget(a);
             am::forget(b);

@@ -62,7 +62,7 @@ impl Row {
     pub fn print(&self) {
         let (anon, hwm) = self.memory();
         println!(
-            "  {:<10} {:>7} {:<22} {:>9.1} ms {:>3} rt {:>10} B {:>7} moved  anon {:>11} MiB  VmHWM {:>11} MiB",
+            "  {:<17} {:>7} {:<22} {:>9.1} ms {:>3} rt {:>10} B {:>7} moved  anon {:>11} MiB  VmHWM {:>11} MiB",
             self.peer,
             self.n,
             self.workload,
