@@ -469,6 +469,9 @@ fn drive<S: SyncStore + Clone>(
         Session::with_limits(stores[0].clone(), c0, limits.clone())?,
         Session::with_limits(stores[1].clone(), c1, limits)?,
     ];
+    for (side, &r) in sides.iter_mut().zip(&reversed) {
+        side.set_node_deltas(!r);
+    }
     let mut decoders = [Decoder::new(), Decoder::new()];
     // wires[i]: bytes side i sent that the other side has not received yet.
     let mut wires = [preamble().to_vec(), preamble().to_vec()];
