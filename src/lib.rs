@@ -60,8 +60,6 @@
 
 pub mod changes;
 pub mod error;
-#[doc(hidden)]
-pub mod fuzzing;
 pub mod hash;
 pub mod identity;
 pub mod kv;
@@ -71,6 +69,7 @@ pub mod peer;
 pub mod policy;
 #[cfg(all(unix, target_pointer_width = "64", target_endian = "little"))]
 pub mod salvage;
+pub mod sim;
 mod store;
 pub mod store_file;
 #[cfg(all(unix, target_pointer_width = "64", target_endian = "little"))]

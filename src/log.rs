@@ -429,6 +429,16 @@ impl Log {
         Ok(out)
     }
 
+    /// Empties this replica for reuse by the simulator (`crate::sim`), which holds every
+    /// handle on it: no node, no view data, no policy, no peer records; the peer id stays. The
+    /// commit notifications start again from 0, so no subscription may outlive the reset.
+    pub(crate) fn clear_for_reuse(&self) -> Result<()> {
+        let store = self.store();
+        store.write_retrying(|txn| store.clear_for_reuse(txn))?;
+        self.inner.committed.send_replace(0);
+        Ok(())
+    }
+
     /// The node with this hash, if stored (hash-checked).
     pub fn get(&self, hash: &Hash) -> Result<Option<Node>> {
         self.store().read(|txn| self.get_in(txn, hash))

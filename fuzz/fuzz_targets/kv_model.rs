@@ -5,5 +5,5 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let dir = tempfile::tempdir().expect("temp dir");
-    braidlog::fuzzing::check_kv_model(dir.path(), data);
+    braidlog::sim::checks::check_kv_model(dir.path(), data);
 });

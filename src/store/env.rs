@@ -280,6 +280,23 @@ impl Store {
         }
     }
 
+    /// Empties the store for reuse by the simulator, in `txn`: the feed, index, heads, every
+    /// view table, and the meta records about views, peers and policies. The format version
+    /// and the peer id stay, so the store reads as freshly opened.
+    pub(crate) fn clear_for_reuse(&self, txn: &mut WriteTxn<'_>) -> Result<()> {
+        for t in [self.feed.0, self.index.0, self.heads.0] {
+            txn.clear(t)?;
+        }
+        let known: Vec<Table> = (self.tables.lock().unwrap_or_else(|e| e.into_inner()))
+            .iter()
+            .map(|(_, t)| *t)
+            .collect();
+        for t in known {
+            txn.clear(t)?;
+        }
+        self.meta.clear_for_reuse(txn)
+    }
+
     /// Creates (or opens) a table for a view. Refuses braidlog's own names.
     pub fn create_table(&self, name: &str) -> Result<Table> {
         if tables::reserved(name) {

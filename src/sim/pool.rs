@@ -1,0 +1,92 @@
+//! Where the simulator's replicas live: LMDB environments on a RAM-backed file system, kept
+//! in a per-thread pool and emptied for each run.
+//!
+//! Opening an environment (files, map, tables, peer id, the KV view) costs about as much as a
+//! whole simulated run, so a run takes replicas from the pool and empties them in one
+//! transaction each ([`Log::clear_for_reuse`]) instead. Their directories are unlinked as
+//! soon as they are open (on Unix): the mapped files live until the process exits, so a
+//! fuzzer that is killed leaves nothing behind. The price: a replica keeps its peer id from
+//! run to run (replicas of one run always differ), and nothing may reopen it by path.
+
+use std::cell::RefCell;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::error::{Error, Result};
+use crate::kv::Kv;
+use crate::log::{Durability, Log, LogOptions};
+
+/// Idle environments kept per thread; more are closed when returned.
+const MAX_IDLE: usize = 16;
+
+/// First map size: runs are small; the map grows by itself when needed.
+const MAP_SIZE: usize = 1 << 20;
+
+thread_local! {
+    static IDLE: RefCell<Vec<(Log, Kv)>> = const { RefCell::new(Vec::new()) };
+}
+
+static NEXT_DIR: AtomicU64 = AtomicU64::new(0);
+
+/// A directory for a fresh environment: on `/dev/shm` when it exists (RAM, and LMDB's
+/// commits never wait for a disk), else the system temporary directory.
+fn fresh_dir() -> PathBuf {
+    let shm = std::path::Path::new("/dev/shm");
+    let base = if shm.is_dir() {
+        shm.to_path_buf()
+    } else {
+        std::env::temp_dir()
+    };
+    let n = NEXT_DIR.fetch_add(1, Ordering::Relaxed);
+    base.join(format!("braidlog-sim-{}-{n}", std::process::id()))
+}
+
+/// Opens a new empty replica: unsigned writes (node ids then depend only on content, so a
+/// model can predict them and identical merges on two replicas are one node), no fsync.
+fn open_fresh() -> Result<(Log, Kv)> {
+    let dir = fresh_dir();
+    let options = LogOptions {
+        map_size: MAP_SIZE,
+        durability: Durability::NoSync,
+    };
+    let log = Log::open_with(&dir, options)?;
+    log.set_identity(None);
+    let kv = Kv::open(&log)?;
+    if cfg!(unix) {
+        std::fs::remove_dir_all(&dir).map_err(|source| Error::Io { path: dir, source })?;
+    }
+    Ok((log, kv))
+}
+
+/// `n` empty replicas: reused from this thread's pool when it has them, else new.
+pub(crate) fn take(n: usize, reuse: bool) -> Result<Vec<(Log, Kv)>> {
+    let mut out = Vec::with_capacity(n);
+    while out.len() < n {
+        let idle = if reuse {
+            IDLE.with(|p| p.borrow_mut().pop())
+        } else {
+            None
+        };
+        match idle {
+            Some((log, kv)) => {
+                log.clear_for_reuse()?;
+                log.set_identity(None);
+                out.push((log, kv));
+            }
+            None => out.push(open_fresh()?),
+        }
+    }
+    Ok(out)
+}
+
+/// Returns replicas to this thread's pool (they are emptied when taken again).
+pub(crate) fn give_back(replicas: impl IntoIterator<Item = (Log, Kv)>) {
+    IDLE.with(|p| {
+        let mut p = p.borrow_mut();
+        for r in replicas {
+            if p.len() < MAX_IDLE {
+                p.push(r);
+            }
+        }
+    });
+}
