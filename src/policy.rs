@@ -192,11 +192,14 @@ pub(crate) fn history(store: &Store, txn: ReadTxn<'_>) -> Result<Vec<(u64, Polic
 /// calling thread's scope; callers in async code call it from a blocking task.
 pub fn verify_parallel(nodes: &mut [Node]) -> std::result::Result<(), NodeError> {
     let pending = nodes.iter().filter(|n| !n.signature_checked()).count();
-    let threads = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        .min(pending / 64)
-        .max(1);
+    // Asking for the core count reads cgroup files (tens of microseconds): only when there
+    // are enough nodes to split.
+    let most = pending / 64;
+    let threads = if most < 2 {
+        1
+    } else {
+        std::thread::available_parallelism().map_or(1, |n| n.get().min(most))
+    };
     if threads == 1 {
         return verify_signatures(nodes);
     }

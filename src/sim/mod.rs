@@ -97,3 +97,6 @@ pub use app::App;
 pub use input::{seed_bytes, Input};
 pub use replica::Replica;
 pub use run::{Report, Sim, MERGE_ROUNDS};
+
+#[cfg(test)]
+mod tests;

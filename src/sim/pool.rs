@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::error::{Error, Result};
 use crate::kv::Kv;
-use crate::log::{Durability, Log, LogOptions};
+use crate::log::Log;
 
 /// Idle environments kept per thread; more are closed when returned.
 const MAX_IDLE: usize = 16;
@@ -42,14 +42,11 @@ fn fresh_dir() -> PathBuf {
 }
 
 /// Opens a new empty replica: unsigned writes (node ids then depend only on content, so a
-/// model can predict them and identical merges on two replicas are one node), no fsync.
+/// model can predict them and identical merges on two replicas are one node), no fsync, and
+/// commits that write into the map (see `Log::open_scratch`).
 fn open_fresh() -> Result<(Log, Kv)> {
     let dir = fresh_dir();
-    let options = LogOptions {
-        map_size: MAP_SIZE,
-        durability: Durability::NoSync,
-    };
-    let log = Log::open_with(&dir, options)?;
+    let log = Log::open_scratch(&dir, MAP_SIZE)?;
     log.set_identity(None);
     let kv = Kv::open(&log)?;
     if cfg!(unix) {

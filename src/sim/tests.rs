@@ -1,0 +1,185 @@
+//! The simulator catches what it is for (lost updates, merges that never settle), replays a
+//! seed exactly, and hands every run empty replicas.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use super::{App, Input, Replica, Sim};
+use crate::kv::{Op, Version};
+use crate::Result;
+
+/// A register of one byte per write; `merge` picks what a conflict resolves to.
+struct Register {
+    merge: fn(&[Version]) -> Op,
+    /// Every value written, in order.
+    written: Vec<u8>,
+}
+
+fn max_value(versions: &[Version]) -> Op {
+    Op::Put(
+        versions
+            .iter()
+            .filter_map(|v| v.value())
+            .max()
+            .unwrap()
+            .to_vec(),
+    )
+}
+
+impl App for Register {
+    fn op(&mut self, r: &Replica, input: &mut Input<'_>) -> Result<()> {
+        // Raise to at least `v`: a plain put would overwrite a greater value it has seen.
+        let v = input.byte();
+        self.written.push(v);
+        let seen = r
+            .kv()
+            .get(b"r")?
+            .and_then(|vs| vs.values().max().map(|m| m[0]));
+        r.kv().put(b"r", vec![seen.unwrap_or(0).max(v)])?;
+        Ok(())
+    }
+    fn on_sync(&mut self, r: &Replica) -> Result<()> {
+        r.kv().resolve(b"r", |_, vs| (self.merge)(vs))?;
+        Ok(())
+    }
+    fn check(&mut self, replicas: &[Replica]) {
+        // The claim under test: the register ends at the greatest value ever written.
+        for r in replicas {
+            let got = r.kv().get(b"r").unwrap().map(|v| v.value().unwrap()[0]);
+            assert_eq!(
+                got,
+                self.written.iter().copied().max(),
+                "replica {}",
+                r.index
+            );
+        }
+    }
+}
+
+fn register(merge: fn(&[Version]) -> Op) -> Register {
+    Register {
+        merge,
+        written: Vec::new(),
+    }
+}
+
+#[test]
+fn a_max_register_converges_under_many_schedules() {
+    let sim = Sim::new(3);
+    let mut total = super::Report::default();
+    for seed in 0..100 {
+        let r = sim.run_seed(&mut register(max_value), seed);
+        total.sessions += r.sessions;
+        total.cuts += r.cuts;
+        total.delivered += r.delivered;
+        total.partitions += r.partitions;
+        total.rounds += r.rounds;
+    }
+    // Every kind of step happens.
+    assert!(total.sessions > 100 && total.cuts > 10, "{total:?}");
+    assert!(total.delivered > 50 && total.partitions > 20, "{total:?}");
+    assert!(total.rounds > 100, "{total:?}");
+}
+
+#[test]
+fn a_merge_that_loses_the_maximum_is_caught() {
+    // Keeps the smallest value: replicas converge, but the app's invariant fails.
+    fn min_value(versions: &[Version]) -> Op {
+        Op::Put(
+            versions
+                .iter()
+                .filter_map(|v| v.value())
+                .min()
+                .unwrap()
+                .to_vec(),
+        )
+    }
+    let sim = Sim::new(3);
+    let caught = (0..200).find(|&seed| {
+        catch_unwind(AssertUnwindSafe(|| {
+            sim.run_seed(&mut register(min_value), seed);
+        }))
+        .is_err()
+    });
+    assert!(caught.is_some(), "no schedule exposed the lossy merge");
+}
+
+/// Writes on every merge, each replica its own value: a conflict again each round.
+struct Restless;
+
+impl App for Restless {
+    fn op(&mut self, r: &Replica, input: &mut Input<'_>) -> Result<()> {
+        r.kv().put(b"k", vec![input.byte()])?;
+        Ok(())
+    }
+    fn on_sync(&mut self, r: &Replica) -> Result<()> {
+        r.kv().put(b"k", vec![r.index() as u8])?;
+        Ok(())
+    }
+}
+
+#[test]
+#[should_panic(expected = "merges still write")]
+fn a_merge_that_never_settles_is_caught() {
+    Sim::new(2).run_seed(&mut Restless, 1);
+}
+
+#[test]
+fn a_seed_replays_exactly_on_pooled_and_new_replicas() {
+    for seed in 0..20 {
+        let pooled = Sim::new(3).run_seed(&mut register(max_value), seed);
+        let again = Sim::new(3).run_seed(&mut register(max_value), seed);
+        let fresh = Sim {
+            reuse: false,
+            ..Sim::new(3)
+        }
+        .run_seed(&mut register(max_value), seed);
+        assert_eq!(pooled, again, "seed {seed}");
+        assert_eq!(pooled, fresh, "seed {seed}");
+    }
+}
+
+/// Checks that every replica is empty when the run starts.
+struct StartsEmpty;
+
+impl App for StartsEmpty {
+    fn op(&mut self, r: &Replica, input: &mut Input<'_>) -> Result<()> {
+        r.kv().put([input.byte()], b"v".to_vec())?;
+        r.log().append(b"plain".to_vec())?;
+        Ok(())
+    }
+}
+
+#[test]
+fn every_run_starts_from_empty_replicas() {
+    let sim = Sim::new(3);
+    for seed in 0..10 {
+        sim.run_seed(&mut StartsEmpty, seed);
+        let envs = super::pool::take(3, true).unwrap();
+        let ids: std::collections::BTreeSet<_> = envs.iter().map(|(l, _)| l.peer_id()).collect();
+        assert_eq!(ids.len(), 3, "replicas of one run share a peer id");
+        for (log, kv) in &envs {
+            assert_eq!(log.len().unwrap(), 0);
+            assert!(log.heads().unwrap().is_empty());
+            assert_eq!(kv.iter().count(), 0);
+            assert!(log.policy_history().unwrap().is_empty());
+            assert!(log.verify().unwrap().is_ok());
+        }
+        super::pool::give_back(envs);
+    }
+}
+
+#[test]
+fn conflicts_left_unresolved_must_read_the_same_everywhere() {
+    // No merge: conflicts stay, and the built-in checks compare them across replicas.
+    struct NoMerge;
+    impl App for NoMerge {
+        fn op(&mut self, r: &Replica, input: &mut Input<'_>) -> Result<()> {
+            r.kv().put([input.byte() % 3], vec![input.byte()])?;
+            Ok(())
+        }
+    }
+    let sim = Sim::new(4);
+    for seed in 0..50 {
+        sim.run_seed(&mut NoMerge, seed);
+    }
+}
