@@ -1,6 +1,7 @@
 //! Simulator throughput: executions per second for 3 replicas and 20 app operations (the
 //! stock counter of `examples/sim_counter/app.rs`), with pooled environments and with new
-//! ones per run. `cargo run --release --example sim_bench -- [SECONDS] [pooled|new]`.
+//! ones per run, and pooled without the final `verify`.
+//! `cargo run --release --example sim_bench -- [SECONDS] [pooled|new|unverified]`.
 
 #[path = "sim_counter/app.rs"]
 mod app;
@@ -31,12 +32,17 @@ fn main() {
         .nth(1)
         .map_or(5.0, |a| a.parse().expect("SECONDS: a number"));
     let only = std::env::args().nth(2);
-    for (name, reuse) in [("pooled", true), ("new", false)] {
+    for (name, reuse, verify) in [
+        ("pooled", true, true),
+        ("new", false, true),
+        ("unverified", true, false),
+    ] {
         if only.as_deref().is_some_and(|o| o != name) {
             continue;
         }
         let sim = Sim {
             reuse,
+            verify,
             ..Sim::new(3)
         };
         let (rate, ops, nodes) = measure(&sim, secs);

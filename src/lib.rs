@@ -56,6 +56,9 @@
 //! - [`salvage`]: copying the genuine nodes out of a damaged store.
 //! - [`sync`]: replication over any byte stream: messages, codec, the sans-IO session, the
 //!   tokio driver and TCP helpers.
+//! - [`sim`]: the simulator: N replicas under fuzzer- or seed-driven schedules (writes,
+//!   sessions cut at any byte, reorderings, partitions) with convergence checks an
+//!   application extends with its own merge logic and invariants; braidlog's fuzz checks.
 //! - [`error`]: the error types.
 
 pub mod changes;

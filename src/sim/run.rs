@@ -17,6 +17,10 @@ use crate::sync::{Mode, SessionConfig};
 /// (a merge that is not a pure function of the versions never settles).
 pub const MERGE_ROUNDS: usize = 8;
 
+/// Steps per run, at most, per app operation allowed: bounds the time of a run whatever the
+/// input (a fuzzer's input of only sessions would otherwise run until its bytes end).
+const STEPS_PER_OP: usize = 4;
+
 /// Most nodes one out-of-order delivery step moves.
 const MAX_DELIVER: u8 = 8;
 
@@ -33,8 +37,8 @@ pub struct Sim {
     /// Default 20.
     pub ops: usize,
     /// Take replicas from this thread's pool of emptied environments (default), rather than
-    /// opening new ones for every run (about 0.5 ms each; see the `pool` notes in the
-    /// module docs).
+    /// opening new ones for every run (about 0.5 ms each; see "Speed" in the [module
+    /// docs](crate::sim)).
     pub reuse: bool,
     /// Run [`Log::verify`] on every replica at the end. Default true.
     pub verify: bool,
@@ -105,8 +109,8 @@ impl Sim {
     /// lets `app` merge until it writes nothing more, and checks convergence.
     ///
     /// # Input
-    /// Until the input ends or `ops` operations ran, a byte `b` picks the replica
-    /// `x = (b >> 3) % replicas` and the step `b & 7`:
+    /// Until the input ends, `ops` operations ran or `4 * ops` steps, a byte `b` picks the
+    /// replica `x = (b >> 3) % replicas` and the step `b & 7`:
     /// - 0-3: an app operation on `x` ([`App::op`], which reads its own choices);
     /// - 4, 5: a session between `x` and another replica (chosen by `b >> 6`), both ways (4)
     ///   or `x` pushing only (5), unless one of them is partitioned. A byte `m`: bit 6 cuts
@@ -140,7 +144,9 @@ impl Sim {
         let mut report = Report::default();
         let mut apart = vec![false; n];
         let other = |x: usize, c: u8| (x + 1 + usize::from(c) % (n - 1)) % n;
-        while !input.is_empty() && report.ops < self.ops {
+        let mut steps = 0;
+        while !input.is_empty() && report.ops < self.ops && steps < STEPS_PER_OP * self.ops {
+            steps += 1;
             let b = input.byte();
             let x = usize::from(b >> 3) % n;
             match b & 7 {
