@@ -106,8 +106,6 @@ pub(super) fn kv_open(dir: &Path) -> (Log, Kv) {
     (log, kv)
 }
 
-/// The node a write of `op` on `key` with exactly `links` must produce.
-
 /// Copies the nodes `from` has and `to` lacks, in `from`'s feed order, with `insert`.
 pub(super) fn kv_copy(from: &KvReplica, to: &mut KvReplica) {
     let missing: HashSet<Hash> = from.set.difference(&to.set).copied().collect();
