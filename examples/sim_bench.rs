@@ -1,7 +1,7 @@
 //! Simulator throughput: executions per second for 3 replicas and 20 app operations (the
 //! stock counter of `examples/sim_counter/app.rs`), with pooled environments and with new
-//! ones per run, and pooled without the final `verify`.
-//! `cargo run --release --example sim_bench -- [SECONDS] [pooled|new|unverified]`.
+//! ones per run, and pooled with the final `verify` on.
+//! `cargo run --release --example sim_bench -- [SECONDS] [pooled|new|verified]`.
 
 #[path = "sim_counter/app.rs"]
 mod app;
@@ -33,9 +33,9 @@ fn main() {
         .map_or(5.0, |a| a.parse().expect("SECONDS: a number"));
     let only = std::env::args().nth(2);
     for (name, reuse, verify) in [
-        ("pooled", true, true),
-        ("new", false, true),
-        ("unverified", true, false),
+        ("pooled", true, false),
+        ("new", false, false),
+        ("verified", true, true),
     ] {
         if only.as_deref().is_some_and(|o| o != name) {
             continue;

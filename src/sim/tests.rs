@@ -170,7 +170,8 @@ fn every_run_starts_from_empty_replicas() {
 
 #[test]
 fn conflicts_left_unresolved_must_read_the_same_everywhere() {
-    // No merge: conflicts stay, and the built-in checks compare them across replicas.
+    // No merge: conflicts stay, and the built-in checks compare them across replicas (and
+    // `verify` checks each replica's view against a rebuild).
     struct NoMerge;
     impl App for NoMerge {
         fn op(&mut self, r: &Replica, input: &mut Input<'_>) -> Result<()> {
@@ -178,7 +179,10 @@ fn conflicts_left_unresolved_must_read_the_same_everywhere() {
             Ok(())
         }
     }
-    let sim = Sim::new(4);
+    let sim = Sim {
+        verify: true,
+        ..Sim::new(4)
+    };
     for seed in 0..50 {
         sim.run_seed(&mut NoMerge, seed);
     }
