@@ -138,7 +138,8 @@ fn a_seed_replays_exactly_on_pooled_and_new_replicas() {
     }
 }
 
-/// Checks that every replica is empty when the run starts.
+/// Writes keys and plain nodes, and leaves every replica requiring signatures: the next run
+/// (unsigned writes) fails unless the policy was forgotten.
 struct StartsEmpty;
 
 impl App for StartsEmpty {
@@ -146,6 +147,12 @@ impl App for StartsEmpty {
         r.kv().put([input.byte()], b"v".to_vec())?;
         r.log().append(b"plain".to_vec())?;
         Ok(())
+    }
+    fn check(&mut self, replicas: &[Replica]) {
+        for r in replicas {
+            let signed = crate::Policy::new(crate::PolicyMode::Signed);
+            r.log().set_policy(&signed).unwrap();
+        }
     }
 }
 
@@ -158,6 +165,10 @@ fn every_run_starts_from_empty_replicas() {
         let ids: std::collections::BTreeSet<_> = envs.iter().map(|(l, _)| l.peer_id()).collect();
         assert_eq!(ids.len(), 3, "replicas of one run share a peer id");
         for (log, kv) in &envs {
+            for (other, _) in &envs {
+                let cursor = crate::sync::SyncStore::peer_cursor(log, other.peer_id());
+                assert_eq!(cursor.unwrap(), None, "a peer cursor survived");
+            }
             assert_eq!(log.len().unwrap(), 0);
             assert!(log.heads().unwrap().is_empty());
             assert_eq!(kv.iter().count(), 0);
