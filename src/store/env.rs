@@ -181,9 +181,9 @@ fn open_env(path: &Path, options: StoreOptions, map_size: usize) -> Result<Env<W
     // the store may be corrupt, not merely behind; the user chose this through
     // `Durability::NoSync`, whose docs say so. READ_ONLY is safe. WRITE_MAP (the simulator's
     // throwaway stores only, never a user's) maps the file writable: a stray write in the
-    // process could damage that store, whose content is worthless after the run. (2) The mapping: the file
-    // must not be changed except through LMDB while it is mapped, and must not be opened
-    // twice in this process. braidlog writes it only through LMDB; other processes use
+    // process could damage that store, whose content is worthless after the run.
+    // (2) The mapping: the file must not be changed except through LMDB while it is mapped,
+    // and must not be opened twice in this process. braidlog writes it only through LMDB; other processes use
     // LMDB's lock file, which coordinates them (including map growth, see the module docs);
     // heed refuses a second open in this process (`EnvAlreadyOpened`), and `Log::open`
     // shares one handle per directory. Anyone else writing the file is outside what any
