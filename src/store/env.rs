@@ -176,17 +176,18 @@ fn open_env(path: &Path, options: StoreOptions, map_size: usize) -> Result<Env<W
         flags |= EnvFlags::WRITE_MAP;
     }
     // SAFETY: heed marks two things unsafe here. (1) The flags: NO_SYNC trades safety for speed.
-    // Without an fsync per commit, a crash of the *operating system* (not of this process) can leave
-    // the file with a meta page that points at pages never written: the store may be corrupt, not
-    // merely behind; the user chose this through `Durability::NoSync`, whose docs say so. READ_ONLY is
-    // safe. WRITE_MAP (the simulator's throwaway stores only, never a user's) maps the file writable:
-    // a stray write in the process could damage that store, whose content is worthless after the run.
-    // (2) The mapping: the file must not be changed except through LMDB while it is mapped, and must
-    // not be opened twice in this process. braidlog writes it only through LMDB; other processes use
-    // LMDB's lock file, which coordinates them (including map growth, see the module docs); heed
-    // refuses a second open in this process (`EnvAlreadyOpened`), and `Log::open` shares one handle
-    // per directory. Anyone else writing the file is outside what any mmap-based store can defend
-    // against; damaged node bytes are still caught by the hash check on every read.
+    // Without an fsync per commit, a crash of the *operating system* (not of this process) can
+    // leave the file with a meta page that points at pages never written: the store may be
+    // corrupt, not merely behind; the user chose this through `Durability::NoSync`, whose docs say
+    // so. READ_ONLY is safe. WRITE_MAP (the simulator's throwaway stores only, never a user's)
+    // maps the file writable: a stray write in the process could damage that store, whose content
+    // is worthless after the run. (2) The mapping: the file must not be changed except through
+    // LMDB while it is mapped, and must not be opened twice in this process. braidlog writes it
+    // only through LMDB; other processes use LMDB's lock file, which coordinates them (including
+    // map growth, see the module docs); heed refuses a second open in this process
+    // (`EnvAlreadyOpened`), and `Log::open` shares one handle per directory. Anyone else writing
+    // the file is outside what any mmap-based store can defend against; damaged node bytes are
+    // still caught by the hash check on every read.
     unsafe {
         opts.flags(flags);
         Ok(opts.open(path)?)
