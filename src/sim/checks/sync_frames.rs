@@ -7,8 +7,8 @@ use crate::sync::{MemStore, Mode, Phase, Session, SessionConfig};
 
 /// `sync_frames`: arbitrary bytes, cut into input-chosen slices, through the codec's
 /// [`Decoder`] and every decoded message into a [`Session`] over a [`MemStore`] holding a few
-/// nodes. Nothing may panic (every failure is a typed [`SyncError`](crate::SyncError)), and afterwards the store
-/// still passes [`MemStore::check`] and holds every node it had.
+/// nodes. Nothing may panic (every failure is a typed [`SyncError`](crate::SyncError)), and
+/// afterwards the store still passes [`MemStore::check`] and holds every node it had.
 ///
 /// Input: a header byte (node count, mode, live, whether the preamble is supplied), a byte
 /// seeding the slice sizes, then the stream itself.

@@ -19,9 +19,9 @@ use crate::sync::{SessionConfig, SyncError};
 /// `kv_model`: a program of KV operations (put, del, `write_with_links` with input-chosen
 /// links, `resolve` with a simple merge, over several namespaces and keys that need escaping,
 /// plain non-KV nodes, floods of more concurrent versions than one node may link so that the
-/// next write folds them, reopening) on one or two [`Log`](crate::Log) replicas in `dir`, with exchanges
-/// between them (copying missing nodes in feed order, or a sans-IO sync session over the
-/// logs, sometimes cut). Every write is checked as it happens (the node written, or
+/// next write folds them, reopening) on one or two [`Log`](crate::Log) replicas in `dir`, with
+/// exchanges between them (copying missing nodes in feed order, or a sans-IO sync session over
+/// the logs, sometimes cut). Every write is checked as it happens (the node written, or
 /// `MissingLink`), and at the end each replica's `versions`, `get`, `iter`, `conflicts`,
 /// `range`, `prefix`, `history` and `verify` must agree with the model; with two replicas,
 /// after a final exchange both ways, their answers must also agree with each other.
