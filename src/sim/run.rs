@@ -41,8 +41,9 @@ pub struct Sim {
     /// docs](crate::sim)).
     pub reuse: bool,
     /// Also run [`Log::verify`] (the fsck: every node, index, head and the KV view rebuilt and
-    /// compared) on every replica at the end. Default false: it checks braidlog itself, which
-    /// its own fuzz targets do, rather than the app, and a run takes about 1.4 times as long.
+    /// compared; not its page walk of the data file, which is unlinked) on every replica at
+    /// the end. Default false: it checks braidlog itself, which its own fuzz targets do, rather
+    /// than the app, and a run takes about 1.4 times as long.
     pub verify: bool,
 }
 
