@@ -1,6 +1,32 @@
 //! The session pump: two sans-IO sessions joined by in-memory wires under a schedule read
 //! from an [`Input`]: partial deliveries cut at any byte, reordered node runs, local writes
-//! during the session, and connection cuts.
+//! during the session, and connection cuts. It runs over any [`SyncStore`]: [`crate::Log`]s,
+//! or [`MemStore`](crate::sync::MemStore)s for protocol-level simulations.
+//!
+//! ```
+//! use braidlog::sim::pump::{pump, Ended, Wiring};
+//! use braidlog::sim::Input;
+//! use braidlog::sync::{MemStore, Mode, SessionConfig};
+//! use braidlog::PeerId;
+//!
+//! let (a, b) = (MemStore::new(PeerId([1; 16])), MemStore::new(PeerId([2; 16])));
+//! for i in 0..5 {
+//!     a.append(vec![i]).unwrap();
+//! }
+//! let cfg = |key| SessionConfig { mode: Mode::Both, live: false, filter_key: [key; 32] };
+//! // The connection drops after 200 bytes, frames delivered 4 bytes at a time.
+//! let cut = Wiring { cut: Some(200), ..Wiring::honest() };
+//! let schedule = [0x06, 0x01, 0x07, 0x01, 0x00, 0x06, 0x01, 0x07, 0x01].repeat(20);
+//! let ended = pump([&a, &b], [cfg(1), cfg(2)], &cut, &mut Input::new(&schedule), None);
+//! assert_eq!(ended.unwrap(), Ended::Cut);
+//! assert!(b.len() < 5); // whatever arrived was checked and kept
+//! b.check().unwrap();
+//!
+//! // A session that is not cut delivers everything (no schedule: all bytes at once).
+//! let ended = pump([&a, &b], [cfg(1), cfg(2)], &Wiring::honest(), &mut Input::new(&[]), None);
+//! assert_eq!(ended.unwrap(), Ended::Complete);
+//! assert_eq!(a.hashes(), b.hashes());
+//! ```
 
 use crate::sim::Input;
 use crate::sync::codec::{encode, preamble, Decoder};
