@@ -148,7 +148,10 @@ impl Sim {
         let mut apart = vec![false; n];
         let other = |x: usize, c: u8| (x + 1 + usize::from(c) % (n - 1)) % n;
         let mut steps = 0;
-        while !input.is_empty() && report.ops < self.ops && steps < STEPS_PER_OP * self.ops {
+        while !input.is_empty()
+            && report.ops < self.ops
+            && steps < STEPS_PER_OP.saturating_mul(self.ops)
+        {
             steps += 1;
             let b = input.byte();
             let x = usize::from(b >> 3) % n;
