@@ -81,7 +81,7 @@
 //! - [`Input`]: fuzzer bytes read as small choices; [`seed_bytes`] for seeded runs.
 //! - [`App`]: the application's operations, merge and invariants.
 //! - [`Sim`], [`Report`]: the run loop, final convergence and checks.
-//! - [`Replica`]: one replica's log and KV view.
+//! - [`Replica`]: one replica's log and KV view; [`scratch_base`], where replicas live.
 //! - [`pump`]: two sans-IO sessions joined by in-memory wires under a schedule (partial
 //!   deliveries, cuts, child-first node runs, writes during a session).
 //! - [`checks`]: braidlog's own fuzz checks (decoder, log, sync, KV against models).
@@ -96,6 +96,7 @@ mod run;
 
 pub use app::App;
 pub use input::{seed_bytes, Input};
+pub use pool::scratch_base;
 pub use replica::Replica;
 pub use run::{Report, Sim, MERGE_ROUNDS};
 

@@ -28,17 +28,22 @@ thread_local! {
 
 static NEXT_DIR: AtomicU64 = AtomicU64::new(0);
 
-/// A directory for a fresh environment: on `/dev/shm` when it exists (RAM, and LMDB's
-/// commits never wait for a disk), else the system temporary directory.
-fn fresh_dir() -> PathBuf {
+/// Where the simulator keeps its stores: `/dev/shm` when it exists (RAM: creating, writing
+/// and removing files never waits for a disk), else the system temporary directory. Fuzz
+/// targets that need a directory of their own create it here too.
+pub fn scratch_base() -> PathBuf {
     let shm = std::path::Path::new("/dev/shm");
-    let base = if shm.is_dir() {
+    if shm.is_dir() {
         shm.to_path_buf()
     } else {
         std::env::temp_dir()
-    };
+    }
+}
+
+/// A directory for a fresh environment, unique in the process.
+fn fresh_dir() -> PathBuf {
     let n = NEXT_DIR.fetch_add(1, Ordering::Relaxed);
-    base.join(format!("braidlog-sim-{}-{n}", std::process::id()))
+    scratch_base().join(format!("braidlog-sim-{}-{n}", std::process::id()))
 }
 
 /// Opens a new empty replica: unsigned writes (node ids then depend only on content, so a
