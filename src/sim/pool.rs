@@ -9,8 +9,9 @@
 //! run to run (replicas of one run always differ), and nothing may reopen it by path.
 
 use std::cell::RefCell;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
 
 use crate::error::{Error, Result};
 use crate::kv::Kv;
@@ -28,16 +29,22 @@ thread_local! {
 
 static NEXT_DIR: AtomicU64 = AtomicU64::new(0);
 
-/// Where the simulator keeps its stores: `/dev/shm` when it exists (RAM: creating, writing
-/// and removing files never waits for a disk), else the system temporary directory. Fuzz
-/// targets that need a directory of their own create it here too.
+/// Where the simulator keeps its stores: `/dev/shm` when this process can create directories
+/// there (RAM: creating, writing and removing files never waits for a disk), else the system
+/// temporary directory. Decided once per process. Fuzz targets that need a directory of their
+/// own create it here too.
 pub fn scratch_base() -> PathBuf {
-    let shm = std::path::Path::new("/dev/shm");
-    if shm.is_dir() {
-        shm.to_path_buf()
-    } else {
-        std::env::temp_dir()
-    }
+    static BASE: OnceLock<PathBuf> = OnceLock::new();
+    BASE.get_or_init(|| {
+        let shm = Path::new("/dev/shm");
+        let probe = shm.join(format!("braidlog-sim-probe-{}", std::process::id()));
+        if std::fs::create_dir(&probe).is_ok() && std::fs::remove_dir(&probe).is_ok() {
+            shm.to_path_buf()
+        } else {
+            std::env::temp_dir()
+        }
+    })
+    .clone()
 }
 
 /// A directory for a fresh environment, unique in the process.
