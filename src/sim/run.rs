@@ -117,17 +117,20 @@ impl Sim {
     /// - 0-3: an app operation on `x` ([`App::op`], which reads its own choices);
     /// - 4, 5: a session between `x` and another replica (chosen by `b >> 6`), both ways (4)
     ///   or `x` pushing only (5), unless one of them is partitioned. A byte `m`: bit 6 cuts
-    ///   the connection after a u16 (mod 4096) delivered bytes, bit 7 makes both sides live
-    ///   (app operations may then run during the session); a wiring byte (see
-    ///   [`Wiring::from_input`]); then `m % 64` bytes of schedule for [`pump`]. After it,
-    ///   [`App::on_sync`] runs on each side that received nodes;
+    ///   the connection after a u16 (mod 4096) delivered bytes, bit 7 makes both sides live;
+    ///   a wiring byte (see [`Wiring::from_input`]); then `m % 64` bytes of schedule for
+    ///   [`pump`], whose steps may run app operations on either side during the session. A
+    ///   complete session without such operations must have given the receiver every node the
+    ///   sender held (both ways: the same heads on both). Then [`App::on_sync`] runs on each
+    ///   side whose log changed;
     /// - 6: `x` leaves the partition it is in, or rejoins the others;
     /// - 7: out-of-order delivery: up to `1 + next byte % 8` nodes that another replica
     ///   (next byte) has and `x` lacks, each chosen (one more byte) among those whose links
     ///   `x` holds, then [`App::on_sync`].
     ///
     /// # Panics
-    /// When a check fails: a session between these honest replicas fails or stalls, an
+    /// When a check fails: a session between these honest replicas fails, stalls or leaves
+    /// the receiver without nodes the sender had, an
     /// app operation or merge returns an error, the merges do not settle within
     /// [`MERGE_ROUNDS`], the replicas differ at the end (heads, node count, every key of the
     /// root namespace and its versions, the conflicts), `verify` (when on) finds a violation, or
@@ -243,6 +246,7 @@ fn session(
         filter_key: [m ^ i as u8; 32],
     });
     let before = pair.map(|r| reps[r].log.last_seq().expect("last seq"));
+    let ops_before = report.ops;
     let ops = &mut report.ops;
     let mut write = |side: usize, input: &mut Input<'_>| {
         let r = &reps[pair[side]];
@@ -252,7 +256,21 @@ fn session(
         Some(r.log.last_seq().expect("last seq"))
     };
     let stores: [&Log; 2] = pair.map(|r| &reps[r].log);
-    match pump(stores, cfgs, &wiring, &mut schedule, Some(&mut write)) {
+    // What the sender held when the session began: a complete session delivers all of it.
+    let sent = reps[x].log.heads().expect("heads");
+    let ended = pump(stores, cfgs, &wiring, &mut schedule, Some(&mut write));
+    let wrote = report.ops != ops_before;
+    match ended {
+        Ok(Ended::Complete) if !wrote => {
+            let (a, b) = (&reps[x].log, &reps[y].log);
+            for h in &sent {
+                assert!(b.contains(h).expect("contains"), "{x} -> {y}: {h} missing");
+            }
+            if !one_way {
+                let heads = [a.heads(), b.heads()].map(|h| h.expect("heads"));
+                assert_eq!(heads[0], heads[1], "heads after a sync of {x} and {y}");
+            }
+        }
         Ok(Ended::Complete) => {}
         Ok(Ended::Cut) => report.cuts += 1,
         Err(e) => panic!("session between replicas {x} and {y} failed: {e}"),
