@@ -1,7 +1,7 @@
 //! Simulator throughput: executions per second for 3 replicas and 20 app operations (the
 //! stock counter of `examples/sim_counter/app.rs`), with pooled environments and with new
-//! ones per run, and pooled with the final `verify` on.
-//! `cargo run --release --example sim_bench -- [SECONDS] [pooled|new|verified]`.
+//! ones per run, pooled with the final `verify` on, and pooled with signed writes.
+//! `cargo run --release --example sim_bench -- [SECONDS] [pooled|new|verified|signed]`.
 
 #[path = "sim_counter/app.rs"]
 mod app;
@@ -32,10 +32,11 @@ fn main() {
         .nth(1)
         .map_or(5.0, |a| a.parse().expect("SECONDS: a number"));
     let only = std::env::args().nth(2);
-    for (name, reuse, verify) in [
-        ("pooled", true, false),
-        ("new", false, false),
-        ("verified", true, true),
+    for (name, reuse, verify, signed) in [
+        ("pooled", true, false, false),
+        ("new", false, false, false),
+        ("verified", true, true, false),
+        ("signed", true, false, true),
     ] {
         if only.as_deref().is_some_and(|o| o != name) {
             continue;
@@ -43,6 +44,7 @@ fn main() {
         let sim = Sim {
             reuse,
             verify,
+            signed,
             ..Sim::new(3)
         };
         let (rate, ops, nodes) = measure(&sim, secs);

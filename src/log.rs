@@ -515,11 +515,14 @@ impl Log {
     }
 
     /// Empties this replica for reuse by the simulator (`crate::sim`), which holds every
-    /// handle on it: no node, no view data, no policy, no peer records; the peer id stays. The
-    /// commit notifications start again from 0, so no subscription may outlive the reset.
+    /// handle on it: no node, no view data, no policy, no peer records, no merge operators,
+    /// no remembered origins; the peer id stays. The commit notifications start again from
+    /// 0, so no subscription may outlive the reset.
     pub(crate) fn clear_for_reuse(&self) -> Result<()> {
         let store = self.store();
         store.write_retrying(|txn| store.clear_for_reuse(txn))?;
+        self.inner.hooks.clear();
+        *self.inner.origins.lock().unwrap_or_else(|e| e.into_inner()) = Default::default();
         self.inner.committed.send_replace(0);
         Ok(())
     }

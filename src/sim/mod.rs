@@ -5,9 +5,10 @@
 //! a seed: the application's own operations ([`App::op`]), sync sessions over the real codec
 //! with frames delivered cut at any byte and connections dropped at any byte, one-way and
 //! live sessions with writes during them, nodes delivered out of order, and partitions. After
-//! each delivery the application may merge ([`App::on_sync`]). At the end every replica gets
-//! every node, the merges run until they settle, and the run checks that the replicas
-//! converged (same heads, same keys and versions, same conflicts, a clean
+//! each delivery the application may merge ([`App::on_sync`]), unless merge operators
+//! registered in [`App::setup`] do it by themselves. At the end every replica gets every
+//! node, the merges run until they settle, and the run checks that the replicas converged
+//! (same heads, same keys and versions, same conflicts; optionally a clean
 //! [`verify`](crate::Log::verify)) and then the application's own invariants
 //! ([`App::check`]). Any failure panics, which is what a fuzzer and a test want.
 //!

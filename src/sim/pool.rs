@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
 use crate::error::{Error, Result};
+use crate::identity::Identity;
 use crate::kv::Kv;
 use crate::log::Log;
 
@@ -24,10 +25,14 @@ const MAX_IDLE: usize = 16;
 const MAP_SIZE: usize = 1 << 20;
 
 thread_local! {
-    static IDLE: RefCell<Vec<(Log, Kv)>> = const { RefCell::new(Vec::new()) };
+    static IDLE: RefCell<Vec<Env>> = const { RefCell::new(Vec::new()) };
 }
 
 static NEXT_DIR: AtomicU64 = AtomicU64::new(0);
+
+/// One pooled replica: its log, its KV view, and the identity it signs with when a run asks
+/// for signed writes (made once: generating a key costs more than a run's writes).
+pub(crate) type Env = (Log, Kv, Identity);
 
 /// Where the simulator keeps its stores: `/dev/shm` when this process can create directories
 /// there (RAM: creating, writing and removing files never waits for a disk), else the system
@@ -53,22 +58,22 @@ fn fresh_dir() -> PathBuf {
     scratch_base().join(format!("braidlog-sim-{}-{n}", std::process::id()))
 }
 
-/// Opens a new empty replica: unsigned writes (node ids then depend only on content, so a
-/// model can predict them and identical merges on two replicas are one node), no fsync, and
-/// commits that write into the map (see `Log::open_scratch`).
-fn open_fresh() -> Result<(Log, Kv)> {
+/// Opens a new empty replica: no fsync, and commits that write into the map (see
+/// `Log::open_scratch`).
+fn open_fresh() -> Result<Env> {
     let dir = fresh_dir();
     let log = Log::open_scratch(&dir, MAP_SIZE)?;
-    log.set_identity(None);
     let kv = Kv::open(&log)?;
     if cfg!(unix) {
         std::fs::remove_dir_all(&dir).map_err(|source| Error::Io { path: dir, source })?;
     }
-    Ok((log, kv))
+    Ok((log, kv, Identity::generate()))
 }
 
-/// `n` empty replicas: reused from this thread's pool when it has them, else new.
-pub(crate) fn take(n: usize, reuse: bool) -> Result<Vec<(Log, Kv)>> {
+/// `n` empty replicas: reused from this thread's pool when it has them, else new. Their writes
+/// are signed with their own identity when `signed`, else unsigned (node ids then depend only
+/// on content).
+pub(crate) fn take(n: usize, reuse: bool, signed: bool) -> Result<Vec<Env>> {
     let mut out = Vec::with_capacity(n);
     while out.len() < n {
         let idle = if reuse {
@@ -76,20 +81,21 @@ pub(crate) fn take(n: usize, reuse: bool) -> Result<Vec<(Log, Kv)>> {
         } else {
             None
         };
-        match idle {
-            Some((log, kv)) => {
-                log.clear_for_reuse()?;
-                log.set_identity(None);
-                out.push((log, kv));
+        let env = match idle {
+            Some(env) => {
+                env.0.clear_for_reuse()?;
+                env
             }
-            None => out.push(open_fresh()?),
-        }
+            None => open_fresh()?,
+        };
+        env.0.set_identity(signed.then(|| env.2.clone()));
+        out.push(env);
     }
     Ok(out)
 }
 
 /// Returns replicas to this thread's pool (they are emptied when taken again).
-pub(crate) fn give_back(replicas: impl IntoIterator<Item = (Log, Kv)>) {
+pub(crate) fn give_back(replicas: impl IntoIterator<Item = Env>) {
     IDLE.with(|p| {
         let mut p = p.borrow_mut();
         for r in replicas {

@@ -4,7 +4,8 @@ use crate::kv::Kv;
 use crate::log::Log;
 
 /// One replica of a simulation: a log and its key-value view, in a temporary LMDB
-/// environment. Writes are unsigned (ids depend only on content).
+/// environment. Writes are unsigned (ids depend only on content) unless the run is
+/// [signed](super::Sim::signed).
 ///
 /// The handles are valid for one run: the environment is emptied and reused afterwards, so
 /// an app must not keep clones of them, nor subscribe to changes beyond the run.
@@ -13,6 +14,8 @@ pub struct Replica {
     pub(crate) index: usize,
     pub(crate) log: Log,
     pub(crate) kv: Kv,
+    /// The identity it signs with in signed runs (kept with the pooled environment).
+    pub(crate) id: crate::identity::Identity,
 }
 
 impl Replica {
