@@ -126,6 +126,11 @@ pub fn pump<S: SyncStore + Clone>(
         Session::with_limits(stores[0].clone(), c0, limits.clone())?,
         Session::with_limits(stores[1].clone(), c1, limits)?,
     ];
+    // Delta frames lean on the node sent just before; a side that reorders its runs sends
+    // whole nodes.
+    for (side, &r) in sides.iter_mut().zip(&reversed) {
+        side.set_node_deltas(!r);
+    }
     let mut decoders = [Decoder::new(), Decoder::new()];
     // wires[i]: bytes side i sent that the other side has not received yet.
     let mut wires = [preamble().to_vec(), preamble().to_vec()];
