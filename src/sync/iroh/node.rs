@@ -4,7 +4,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use iroh::endpoint::{presets, ConnectionError, VarInt};
+use iroh::endpoint::{presets, Connection, ConnectionError, RecvStream, SendStream, VarInt};
+use tokio::io::Join;
 use iroh::{Endpoint, RelayMode};
 
 use super::ticket::Ticket;
@@ -20,6 +21,8 @@ pub(crate) const CLOSE_DONE: u32 = 0;
 pub const CLOSE_REFUSED: u32 = 1;
 /// Close code of a connection with a protocol this replica does not serve.
 pub(crate) const CLOSE_UNKNOWN_ALPN: u32 = 2;
+/// Most bytes read from the peer after a session ended (a well-behaved peer sends none).
+const DRAIN: usize = 64 * 1024;
 /// After its session, how long a side waits for the peer to acknowledge its last bytes
 /// before it closes the connection (closing drops bytes still in flight).
 pub(crate) const LINGER: Duration = Duration::from_secs(5);
@@ -185,8 +188,7 @@ impl IrohNode {
         };
         let mut stream = tokio::io::join(recv, send);
         let result = sync_reporting(&self.log, &mut stream, options).await;
-        let (_, send) = stream.into_inner();
-        finish(&conn, send, result.is_ok()).await;
+        finish(&conn, stream, result.is_ok()).await;
         result.map_err(|f| match conn.close_reason() {
             Some(reason) if refused(&reason) => IrohError::Refused { by: peer },
             _ => IrohError::Sync(f),
@@ -202,11 +204,25 @@ impl IrohNode {
     }
 }
 
-/// Ends a connection after its session: waits (bounded) until the peer has our last bytes,
-/// then closes it.
-pub(crate) async fn finish(conn: &iroh::endpoint::Connection, send: iroh::endpoint::SendStream, ok: bool) {
+/// Ends a connection after its session: reads the peer's end of stream and waits until the
+/// peer has read ours (both bounded by [`LINGER`]), then closes it. Closing at once would drop
+/// bytes still in flight; and QUIC reports a stream done only once the peer has read to its
+/// end, so each side reads the other's to the end, or both would wait out the bound.
+pub(crate) async fn finish(conn: &Connection, stream: Join<RecvStream, SendStream>, ok: bool) {
+    let (mut recv, send) = stream.into_inner();
     if ok {
-        let _ = tokio::time::timeout(LINGER, send.stopped()).await;
+        let _ = tokio::time::timeout(LINGER, async {
+            let mut sink = [0u8; 4096];
+            let mut left = DRAIN;
+            while left > 0 {
+                match recv.read(&mut sink).await {
+                    Ok(Some(n)) => left = left.saturating_sub(n),
+                    _ => break,
+                }
+            }
+            let _ = send.stopped().await;
+        })
+        .await;
     }
     conn.close(VarInt::from_u32(CLOSE_DONE), b"done");
 }

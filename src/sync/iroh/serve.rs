@@ -354,8 +354,7 @@ impl Ctx {
         let (send, recv) = stream.map_err(|e| fail(std::io::Error::other(e).into()))?;
         let mut stream = tokio::io::join(recv, send);
         let result = sync_reporting(&self.node.log, &mut stream, opts).await;
-        let (_, send) = stream.into_inner();
-        finish(&conn, send, result.is_ok()).await;
+        finish(&conn, stream, result.is_ok()).await;
         match &result {
             Ok(report) => self.event(IrohEvent::Finished { peer, report }),
             Err(f) => self.event(IrohEvent::Failed {
