@@ -192,16 +192,14 @@ async fn twenty_replicas_converge_and_a_late_joiner_catches_up() {
 /// Waits until the victim has counted `n` announcements, whatever it did with them.
 async fn until_counted(f: &Fanout, n: u64) -> GossipStats {
     let mut w = f.watch();
-    let s = within(
-        "counting",
-        w.wait_for(|s| {
-            s.received + s.too_large + s.malformed + s.rate_limited + s.refused >= n
-        }),
-    )
-    .await
-    .unwrap()
-    .clone();
-    s
+    let counted = |s: &GossipStats| {
+        s.received + s.too_large + s.malformed + s.rate_limited + s.refused >= n
+    };
+    let r = tokio::time::timeout(LIMIT, w.wait_for(counted)).await;
+    match r {
+        Ok(s) => s.unwrap().clone(),
+        Err(_) => panic!("counted fewer than {n} within {LIMIT:?}: {:?}", f.stats()),
+    }
 }
 
 /// A hostile member: a gossip endpoint that broadcasts whatever bytes it likes.
