@@ -207,7 +207,12 @@ async fn fanout_gossip(replicas: usize, writes: usize) -> Figures {
     // Warm up: one write everywhere, so every membership link is up.
     let h = logs[0].append(b"warm-up".to_vec()).unwrap().hash();
     until_all(&logs, h).await;
-    let total = |m: &[(tempfile::TempDir, Log, IrohNode, braidlog::sync::gossip::Fanout)]| {
+    let total = |m: &[(
+        tempfile::TempDir,
+        Log,
+        IrohNode,
+        braidlog::sync::gossip::Fanout,
+    )]| {
         m.iter().fold(GossipStats::default(), |mut a, x| {
             let s = x.3.stats();
             a.announced += s.announced;
@@ -223,7 +228,10 @@ async fn fanout_gossip(replicas: usize, writes: usize) -> Figures {
     for i in 0..writes {
         let w = (i * 7) % replicas;
         let t = Instant::now();
-        let h = logs[w].append(format!("write {i}").into_bytes()).unwrap().hash();
+        let h = logs[w]
+            .append(format!("write {i}").into_bytes())
+            .unwrap()
+            .hash();
         until_all(&logs, h).await;
         last.push(t.elapsed());
     }
@@ -236,8 +244,7 @@ async fn fanout_gossip(replicas: usize, writes: usize) -> Figures {
     let deliveries = (after.received - before.received) as f64;
     let fetches = (after.fetches - before.fetches) as f64;
     let messages = ((after.announced - before.announced) as f64 + deliveries + fetches) / w;
-    let bytes =
-        (deliveries * per_announce + (after.fetch_bytes - before.fetch_bytes) as f64) / w;
+    let bytes = (deliveries * per_announce + (after.fetch_bytes - before.fetch_bytes) as f64) / w;
     for m in &members {
         m.2.close().await;
     }
@@ -284,7 +291,10 @@ async fn fanout_tcp_chain(replicas: usize, writes: usize) -> Figures {
     for i in 0..writes {
         let w = (i * 7) % replicas;
         let t = Instant::now();
-        let h = logs[w].append(format!("write {i}").into_bytes()).unwrap().hash();
+        let h = logs[w]
+            .append(format!("write {i}").into_bytes())
+            .unwrap()
+            .hash();
         until_all(&logs, h).await;
         last.push(t.elapsed());
     }

@@ -43,7 +43,9 @@ impl Member {
             gossip: true,
             ..Default::default()
         };
-        let node = within("bind", IrohNode::bind(&r.log, config)).await.unwrap();
+        let node = within("bind", IrohNode::bind(&r.log, config))
+            .await
+            .unwrap();
         let (stop, rx) = oneshot::channel();
         let n = node.clone();
         let serve = IrohServeOptions {
@@ -192,9 +194,8 @@ async fn twenty_replicas_converge_and_a_late_joiner_catches_up() {
 /// Waits until the victim has counted `n` announcements, whatever it did with them.
 async fn until_counted(f: &Fanout, n: u64) -> GossipStats {
     let mut w = f.watch();
-    let counted = |s: &GossipStats| {
-        s.received + s.too_large + s.malformed + s.rate_limited + s.refused >= n
-    };
+    let counted =
+        |s: &GossipStats| s.received + s.too_large + s.malformed + s.rate_limited + s.refused >= n;
     let r = tokio::time::timeout(LIMIT, w.wait_for(counted)).await;
     match r {
         Ok(s) => s.unwrap().clone(),
@@ -313,7 +314,10 @@ async fn waiting_fetches_are_bounded() {
     assert!(s.pending_peak <= 8, "{s:?}");
     assert!(s.in_flight <= 1, "{s:?}");
     // At most the waiting ones and the one in flight were kept; the rest were dropped.
-    assert!(s.pending_dropped >= sent - 8 - 1 - s.fetch_failures, "{s:?}");
+    assert!(
+        s.pending_dropped >= sent - 8 - 1 - s.fetch_failures,
+        "{s:?}"
+    );
     assert_eq!(victim.log().len().unwrap(), 0);
     victim.leave().await;
 }

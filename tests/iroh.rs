@@ -139,9 +139,12 @@ async fn two_sided_over_iroh() {
     chain(&b.log, 200, "b");
     let client = node(&b.log).await;
     let srv = Server::start(&a.log, keys(&[&client]), SyncOptions::default()).await;
-    let r = within("sync", client.connect(&srv.ticket(), SyncOptions::new(Mode::Both)))
-        .await
-        .unwrap();
+    let r = within(
+        "sync",
+        client.connect(&srv.ticket(), SyncOptions::new(Mode::Both)),
+    )
+    .await
+    .unwrap();
     assert_eq!((r.nodes_received, r.nodes_sent), (300, 200));
     assert_same(&a.log, &b.log);
     srv.stop().await;
@@ -239,7 +242,11 @@ async fn the_authorship_allow_list_is_read_per_connection() {
         .unwrap();
     assert_same(&a.log, &b.log);
     a.log.distrust(nb.id()).unwrap();
-    let r = within("after distrust", nb.connect(&t, SyncOptions::new(Mode::Pull))).await;
+    let r = within(
+        "after distrust",
+        nb.connect(&t, SyncOptions::new(Mode::Pull)),
+    )
+    .await;
     assert!(matches!(r, Err(IrohError::Refused { .. })), "{r:?}");
     // A separate reader needs no authorship.
     srv.stop().await;
@@ -267,6 +274,9 @@ async fn an_unreachable_ticket_fails_in_time() {
         ..SyncOptions::new(Mode::Pull)
     };
     let r = within("unreachable", nb.connect(&t, options)).await;
-    assert!(matches!(r, Err(IrohError::Connect { peer, .. }) if peer == ghost), "{r:?}");
+    assert!(
+        matches!(r, Err(IrohError::Connect { peer, .. }) if peer == ghost),
+        "{r:?}"
+    );
     nb.close().await;
 }

@@ -272,8 +272,7 @@ impl Runner {
     /// [`super::MAX_ANNOUNCE_HEADS`] keys in the memory map: short enough for the executor.
     fn lacks(&self, a: &Announce) -> bool {
         a.more
-            || a
-                .heads
+            || a.heads
                 .iter()
                 .any(|h| !self.node.log.contains(h).unwrap_or(false))
     }
@@ -303,7 +302,12 @@ impl Runner {
                     let reason = "not a valid key".to_string();
                     return (from, Err(IrohError::Connect { peer: from, reason }));
                 };
-                let ips = p.announce.addrs.iter().copied().map(iroh::TransportAddr::Ip);
+                let ips = p
+                    .announce
+                    .addrs
+                    .iter()
+                    .copied()
+                    .map(iroh::TransportAddr::Ip);
                 let addr = iroh::EndpointAddr::from_parts(id, ips);
                 let r = node.connect_addr(addr, opts.clone()).await;
                 let r = match (r, iroh::PublicKey::from_bytes(p.via.as_bytes())) {

@@ -55,7 +55,10 @@ impl Topic {
     /// The topic of `name`: `blake3::derive_key("braidlog gossip topic v1", name)`. The
     /// name itself never travels.
     pub fn named(name: &str) -> Topic {
-        Topic(blake3::derive_key("braidlog gossip topic v1", name.as_bytes()))
+        Topic(blake3::derive_key(
+            "braidlog gossip topic v1",
+            name.as_bytes(),
+        ))
     }
 
     /// The topic named by a replica's endpoint id (its hex): the convention for "the log I

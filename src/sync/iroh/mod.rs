@@ -40,6 +40,9 @@ pub use ticket::{
     Ticket, TicketError, MAX_TICKET_ADDRS, MAX_TICKET_LEN, TICKET_PREFIX, TICKET_VERSION,
 };
 
+/// A relay server's URL (`https://relay.example.org./`), as iroh parses it.
+pub use ::iroh::RelayUrl;
+
 use crate::identity::PublicKey;
 use crate::sync::driver::SyncFailure;
 

@@ -5,8 +5,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use iroh::endpoint::{presets, Connection, ConnectionError, RecvStream, SendStream, VarInt};
-use tokio::io::Join;
 use iroh::{Endpoint, RelayMode};
+use tokio::io::Join;
 
 use super::ticket::Ticket;
 use super::{IrohError, ALPN};

@@ -225,12 +225,15 @@ impl FromStr for Ticket {
         }
         let relay = match wire.relay {
             None => None,
-            Some(url) => Some(url.parse::<iroh::RelayUrl>().map_err(|e| {
-                TicketError::RelayUrl {
-                    reason: e.to_string(),
-                    url,
-                }
-            })?),
+            Some(url) => {
+                Some(
+                    url.parse::<iroh::RelayUrl>()
+                        .map_err(|e| TicketError::RelayUrl {
+                            reason: e.to_string(),
+                            url,
+                        })?,
+                )
+            }
         };
         if wire.addrs.is_empty() && relay.is_none() {
             return Err(TicketError::NoAddress { id });
@@ -247,7 +250,11 @@ mod tests {
     fn sample() -> Ticket {
         let id = Identity::generate().public_key();
         let addrs = vec!["127.0.0.1:1".parse().unwrap(), "[::1]:2".parse().unwrap()];
-        Ticket::new(id, addrs, Some("https://relay.example.org./".parse().unwrap()))
+        Ticket::new(
+            id,
+            addrs,
+            Some("https://relay.example.org./".parse().unwrap()),
+        )
     }
 
     fn encode(version: u8, wire: &Wire) -> String {
@@ -260,7 +267,9 @@ mod tests {
     fn round_trips_in_either_case_and_with_whitespace() {
         let t = sample();
         let s = t.to_string();
-        assert!(s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()));
+        assert!(s
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()));
         assert_eq!(s.parse::<Ticket>(), Ok(t.clone()));
         let upper = format!("{TICKET_PREFIX}{}", s[TICKET_PREFIX.len()..].to_uppercase());
         assert_eq!(format!(" {upper}\n").parse::<Ticket>(), Ok(t.clone()));
@@ -279,11 +288,17 @@ mod tests {
             relay: relay.map(Into::into),
         };
         let e = |s: &str| s.parse::<Ticket>().unwrap_err();
-        assert!(matches!(e(&"a".repeat(5000)), TicketError::TooLong { len: 5000, .. }));
+        assert!(matches!(
+            e(&"a".repeat(5000)),
+            TicketError::TooLong { len: 5000, .. }
+        ));
         assert_eq!(e(&good[1..]), TicketError::Prefix);
         assert!(matches!(e("braid!!"), TicketError::Base32 { .. }));
         assert!(matches!(e("braid"), TicketError::Malformed { .. }));
-        assert_eq!(e(&encode(2, &wire(1, None))), TicketError::Version { got: 2 });
+        assert_eq!(
+            e(&encode(2, &wire(1, None))),
+            TicketError::Version { got: 2 }
+        );
         assert!(matches!(
             e(&format!("{}aa", &good[..good.len() - 1])),
             TicketError::Base32 { .. } | TicketError::Malformed { .. }
@@ -309,7 +324,9 @@ mod tests {
             TicketError::NoAddress { id: PublicKey(key) }
         );
         // At the bound: the most addresses still parse.
-        assert!(encode(1, &wire(MAX_TICKET_ADDRS, None)).parse::<Ticket>().is_ok());
+        assert!(encode(1, &wire(MAX_TICKET_ADDRS, None))
+            .parse::<Ticket>()
+            .is_ok());
     }
 
     #[test]
