@@ -238,6 +238,8 @@ pub fn serve(
     out: &Out,
 ) -> Result<ExitCode> {
     rt.block_on(async {
+        // Handlers first: a Ctrl-C right after the ticket is printed stops in order.
+        let stop = ctrl_c();
         let node = IrohNode::bind(&log, args.config()).await?;
         let ticket = node.ticket();
         print_flush(
@@ -254,7 +256,7 @@ pub fn serve(
         session.live = live;
         timeouts.apply(&mut session);
         let options = serve_options(&args, session, Some(limits), out);
-        let report = node.serve(options, ctrl_c()).await?;
+        let report = node.serve(options, stop).await?;
         if let Some(f) = fanout {
             f.shutdown().await;
         }
@@ -301,7 +303,10 @@ pub fn sync(
             });
             options.shutdown = Some(stop_rx);
         }
-        let session = options.clone();
+        // What sessions served later run with (without the progress sender, whose drop ends
+        // the bar).
+        let mut session = options.clone();
+        session.progress = None;
         if args.gossip {
             // The first session catches up; gossip carries the rest.
             options.live = false;
@@ -312,8 +317,7 @@ pub fn sync(
         print_flush(out, report_json(&report), || summary(&report))?;
         if args.gossip {
             let fanout = join(&node, &args, args.topic(ticket.id()), &[ticket]).await?;
-            let mut serve = session.clone();
-            serve.progress = None;
+            let mut serve = session;
             serve.live = false;
             let options = serve_options(&args, serve, None, out);
             let report = node.serve(options, ctrl_c()).await?;

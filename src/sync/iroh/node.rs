@@ -188,8 +188,10 @@ impl IrohNode {
         };
         let mut stream = tokio::io::join(recv, send);
         let result = sync_reporting(&self.log, &mut stream, options).await;
+        // Read why the peer closed before closing our side, which replaces the reason.
+        let reason = conn.close_reason();
         finish(&conn, stream, result.is_ok()).await;
-        result.map_err(|f| match conn.close_reason() {
+        result.map_err(|f| match reason {
             Some(reason) if refused(&reason) => IrohError::Refused { by: peer },
             _ => IrohError::Sync(f),
         })

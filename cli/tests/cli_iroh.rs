@@ -1,0 +1,116 @@
+//! `braid serve --iroh` and `braid sync TICKET` as real processes on loopback (relays off):
+//! the ticket comes first, an allowed key syncs, a refused one learns nothing and is told how
+//! to be allowed, a bad ticket is a clear error, and plain TCP warns off loopback.
+
+mod cli_common;
+
+use std::path::Path;
+use std::process::Child;
+use std::time::Duration;
+
+use cli_common::{fails, interrupt, json, ok, spawn, wait_bounded};
+
+const LIMIT: Duration = Duration::from_secs(60);
+
+/// Starts `braid serve --iroh` on loopback; returns the child and the ticket it printed first.
+fn serve_iroh(dir: &Path, extra: &[&str]) -> (Child, String) {
+    let mut args = vec!["serve", "--iroh", "--bind", "127.0.0.1:0"];
+    args.extend_from_slice(extra);
+    let (child, ticket) = spawn(dir, &args);
+    assert!(ticket.starts_with("braid"), "first line: {ticket:?}");
+    (child, ticket)
+}
+
+/// Stops a server with Ctrl-C; returns its stderr.
+fn stop(child: Child) -> String {
+    interrupt(&child);
+    let out = wait_bounded(child, LIMIT, "braid serve --iroh");
+    assert!(out.status.success());
+    String::from_utf8(out.stderr).unwrap()
+}
+
+fn id(dir: &Path) -> String {
+    ok(dir, &["id"]).trim().to_string()
+}
+
+#[test]
+fn an_allowed_key_syncs_and_a_refused_one_learns_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b, c) = (
+        tmp.path().join("a"),
+        tmp.path().join("b"),
+        tmp.path().join("c"),
+    );
+    ok(&a, &["put", "color", "red"]);
+    ok(&b, &["put", "size", "large"]);
+    let (kb, kc) = (id(&b), id(&c));
+    let (server, ticket) = serve_iroh(&a, &["--allow", &kb]);
+
+    let report = json(&b, &["sync", &ticket]);
+    assert_eq!(report["nodes_received"], 1, "{report}");
+    assert_eq!(report["nodes_sent"], 1, "{report}");
+    assert_eq!(ok(&b, &["get", "color"]).trim(), "red");
+    assert_eq!(ok(&a, &["get", "size"]).trim(), "large");
+
+    let err = fails(&c, &["sync", "--pull", &ticket]);
+    assert!(err.contains("refused") && err.contains(&kc), "{err}");
+    assert!(err.contains(&format!("--allow {kc}")), "{err}");
+    let heads = json(&c, &["heads"]);
+    assert_eq!(heads.as_array().map(|h| h.len()), Some(0), "{heads}");
+
+    let log = stop(server);
+    assert!(log.contains(&format!("refused {kc}")), "{log}");
+}
+
+#[test]
+fn an_author_on_the_allow_list_may_connect() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    ok(&a, &["put", "k", "v"]);
+    let kb = id(&b);
+    ok(&a, &["trust", "add", &kb]);
+    let (server, ticket) = serve_iroh(&a, &[]);
+    ok(&b, &["sync", "--pull", &ticket]);
+    assert_eq!(ok(&b, &["get", "k"]).trim(), "v");
+    stop(server);
+}
+
+#[test]
+fn a_server_nobody_may_reach_says_so() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = tmp.path().join("a");
+    ok(&a, &["init"]);
+    let (server, _) = serve_iroh(&a, &[]);
+    let log = stop(server);
+    assert!(log.contains("no key may connect"), "{log}");
+}
+
+#[test]
+fn a_bad_ticket_is_a_clear_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let b = tmp.path().join("b");
+    let err = fails(&b, &["sync", "braid0000"]);
+    assert!(err.contains("ticket"), "{err}");
+    let long = format!("braid{}", "a".repeat(2000));
+    let err = fails(&b, &["sync", &long]);
+    assert!(err.contains("at most 1024 characters"), "{err}");
+}
+
+#[test]
+fn plain_tcp_off_loopback_warns() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = tmp.path().join("a");
+    ok(&a, &["init"]);
+    let (child, addr) = spawn(&a, &["serve", "--listen", "0.0.0.0:0"]);
+    assert!(addr.starts_with("0.0.0.0:"), "{addr}");
+    interrupt(&child);
+    let out = wait_bounded(child, LIMIT, "braid serve");
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("unauthenticated and unencrypted"), "{err}");
+    // On loopback it says nothing of the kind.
+    let (child, _) = spawn(&a, &["serve", "--listen", "127.0.0.1:0"]);
+    interrupt(&child);
+    let out = wait_bounded(child, LIMIT, "braid serve");
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(!err.contains("unencrypted"), "{err}");
+}
