@@ -114,3 +114,66 @@ fn plain_tcp_off_loopback_warns() {
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(!err.contains("unencrypted"), "{err}");
 }
+
+/// Polls `braid get KEY` until it prints `want`: the writer is another process, so there is
+/// no event to wait on. Bounded well below the 30 s re-announcement, so only an announcement
+/// of the write itself passes.
+fn until_value(dir: &Path, key: &str, want: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let out = cli_common::braid(dir, &["get", key]);
+        if String::from_utf8_lossy(&out.stdout).trim() == want {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{key} never became {want:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn gossip_carries_a_write_made_by_another_process_to_every_replica() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dirs: Vec<_> = ["a", "b", "c"].iter().map(|d| tmp.path().join(d)).collect();
+    ok(&dirs[0], &["put", "k", "one"]);
+    let (server, ticket) = serve_iroh(&dirs[0], &["--open", "--gossip"]);
+    let mut members = Vec::new();
+    for d in &dirs[1..] {
+        // The first line is the summary of the first sync: the replica has caught up.
+        let (child, first) = spawn(
+            d,
+            &[
+                "sync",
+                &ticket,
+                "--gossip",
+                "--open",
+                "--bind",
+                "127.0.0.1:0",
+            ],
+        );
+        assert!(first.contains("received 1 new"), "{first}");
+        members.push(child);
+    }
+    // A write by a separate `braid put` process next to the server.
+    ok(&dirs[0], &["put", "k", "two"]);
+    for d in &dirs[1..] {
+        until_value(d, "k", "two");
+    }
+    // Once more, now that the swarm is up (the first write may ride on a join's greeting).
+    ok(&dirs[0], &["put", "k", "three"]);
+    for d in &dirs[1..] {
+        until_value(d, "k", "three");
+    }
+    for m in members {
+        interrupt(&m);
+        let out = wait_bounded(m, LIMIT, "braid sync --gossip");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    stop(server);
+}

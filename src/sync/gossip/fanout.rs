@@ -2,7 +2,7 @@
 //! docs of [`super`] for when it announces and what it bounds).
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use iroh_gossip::api::{Event, GossipReceiver, GossipSender};
 use n0_future::StreamExt;
@@ -21,6 +21,8 @@ use crate::sync::session::Mode;
 /// Head sets recently announced (by anyone), remembered so that reaching one is not
 /// announced again.
 const SEEN: usize = 64;
+/// How often to look for commits made by other processes.
+const POLL: Duration = Duration::from_secs(1);
 /// Most neighbours whose rate is tracked; neighbours number a handful (iroh-gossip's
 /// active view), so this only guards against a membership layer gone wrong.
 const MAX_BUCKETS: usize = 256;
@@ -180,6 +182,11 @@ impl Runner {
         reannounce.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         reannounce.tick().await;
         let mut stop = self.stop.clone();
+        // Commits by other processes on the same store do not reach `sub`: look at the feed's
+        // end now and then, as live sessions do.
+        let mut poll = tokio::time::interval(POLL);
+        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_seq = self.node.log.last_seq().unwrap_or(0);
         loop {
             self.start_fetches();
             self.stats.pending = self.pending.len() as u64;
@@ -208,6 +215,13 @@ impl Runner {
                 () = sleep_until(announce_at), if announce_at.is_some() => self.announce().await,
                 _ = reannounce.tick() => {
                     self.greet = true;
+                }
+                _ = poll.tick() => {
+                    let seq = self.node.log.last_seq().unwrap_or(last_seq);
+                    if seq != last_seq {
+                        last_seq = seq;
+                        self.dirty = true;
+                    }
                 }
             }
         }
