@@ -47,7 +47,7 @@ pub struct IrohArgs {
     /// The UDP address of the iroh endpoint (default: every interface, any port).
     #[arg(long, value_name = "ADDR")]
     pub bind: Option<SocketAddr>,
-    /// A relay server for peers behind NATs (e.g. https://relay.example.org./). Off by
+    /// A relay server for peers behind NATs (a URL such as `https://relay.example.org./`). Off by
     /// default: direct addresses only (loopback, LAN).
     #[arg(long, value_name = "URL")]
     pub relay: Option<RelayUrl>,

@@ -184,7 +184,7 @@ enum Outcome {
     Refused,
     Gossip,
     Nothing,
-    Session(Result<SyncReport, SyncFailure>),
+    Session(Box<Result<SyncReport, SyncFailure>>),
 }
 
 impl IrohNode {
@@ -251,7 +251,7 @@ fn tally(report: &mut IrohServeReport, done: Result<Outcome, tokio::task::JoinEr
         Ok(Outcome::Nothing) => {}
         Ok(Outcome::Session(r)) => {
             report.sessions += 1;
-            let r = match r {
+            let r = match *r {
                 Ok(r) => r,
                 Err(f) => {
                     report.failed += 1;
@@ -317,7 +317,7 @@ impl Ctx {
         }
         if conn.alpn() == ALPN {
             self.event(IrohEvent::Accepted { peer });
-            return Outcome::Session(self.session(peer, conn).await);
+            return Outcome::Session(Box::new(self.session(peer, conn).await));
         }
         match &self.node.gossip {
             Some(g) if conn.alpn() == iroh_gossip::ALPN => {
