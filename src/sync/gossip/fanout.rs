@@ -100,7 +100,7 @@ impl Drop for Fanout {
 
 impl IrohNode {
     /// Joins `topic` through the replicas of `bootstrap` (none for the first replica) and
-    /// starts fanning out. The node must have been bound with [`super::super::iroh::IrohConfig::gossip`],
+    /// starts fanning out. The node must have been bound with [`crate::sync::iroh::IrohConfig::gossip`],
     /// and should also [`IrohNode::serve`], so that neighbours can connect and fetch.
     pub async fn join_gossip(
         &self,
