@@ -3,13 +3,18 @@
 //! one key with thousands of concurrent versions (stored one by one, then resolved by one
 //! folded write), whose cost must grow linearly with the number of versions.
 //!
+//! The merge toolkit: merge base and counter adjustments on one key with 10^4 operations of
+//! history, 10^4 concurrent versions, and two long branches.
+//!
 //! `cargo bench --bench kv_bench` (sizes: `BRAID_BENCH_KV_N`, default 100000; only the
-//! many-versions part: `BRAID_BENCH_KV_ONLY=versions`).
+//! many-versions part: `BRAID_BENCH_KV_ONLY=versions`; only the merge toolkit:
+//! `BRAID_BENCH_KV_ONLY=merge`).
 
 use std::time::Instant;
 
-use braidlog::kv::{KvOp, Op};
+use braidlog::kv::{Counter, KvOp, Op};
 use braidlog::sync::{sync, Mode, SyncOptions};
+use braidlog::Hash;
 use braidlog::{Durability, Kv, Log, LogOptions};
 
 fn open(dir: &std::path::Path, durability: Durability) -> (Log, Kv) {
@@ -43,6 +48,10 @@ fn main() {
     println!("|---|---:|---:|---:|---|");
     if std::env::var("BRAID_BENCH_KV_ONLY").as_deref() == Ok("versions") {
         many_versions_of_one_key();
+        return;
+    }
+    if std::env::var("BRAID_BENCH_KV_ONLY").as_deref() == Ok("merge") {
+        merge_toolkit();
         return;
     }
 
@@ -267,5 +276,148 @@ fn many_versions_of_one_key() {
         sizes[last],
         store_secs[last] / store_secs[0],
         resolve_secs[last] / resolve_secs[0]
+    );
+}
+
+/// Median seconds of `runs` calls of `f`.
+fn median(runs: usize, mut f: impl FnMut()) -> f64 {
+    let mut secs: Vec<f64> = (0..runs)
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed().as_secs_f64()
+        })
+        .collect();
+    secs.sort_by(f64::total_cmp);
+    secs[runs / 2]
+}
+
+fn time_row(name: &str, secs: f64, note: &str) {
+    println!(
+        "| {name:<34} | {:>8} | {:>10.0} | {:>8.6} | {note} |",
+        1,
+        1.0 / secs,
+        secs
+    );
+}
+
+/// The merge toolkit at 10^4 operations on one key. The cost that matters is per merge or
+/// per adjustment, so each row is one call (median), with ops/s its rate.
+fn merge_toolkit() {
+    const HISTORY: u32 = 10_000;
+    let tmp = tempfile::tempdir().unwrap();
+    let (log, kv) = open(tmp.path(), Durability::NoSync);
+    kv.register_merge("stock/", Counter).unwrap();
+    // 10^4 adjustments in a line (batched: the history is the setup, not the measure).
+    let key = "stock/bolts";
+    let mut tip = Counter::add(&kv, key, 1).unwrap();
+    log.transaction(|w| {
+        for i in 1..HISTORY {
+            let node = w.add(
+                [tip],
+                KvOp::new(
+                    b"",
+                    key.as_bytes(),
+                    Op::Put(Counter::encode(i64::from(i) + 1, 1)),
+                )
+                .unwrap()
+                .encode(),
+            )?;
+            tip = node.hash();
+        }
+        Ok(())
+    })
+    .unwrap();
+    // Two concurrent adjustments on the tip: their merge base is the tip, 10^4 ops down.
+    let bases = |a: Hash, b: Hash| kv.merge_base(key, &[a, b]).unwrap();
+    let (a, b) = log
+        .transaction(|w| {
+            let p = |d: i64| {
+                KvOp::new(
+                    b"",
+                    key.as_bytes(),
+                    Op::Put(Counter::encode(i64::from(HISTORY) + d, d)),
+                )
+                .unwrap()
+                .encode()
+            };
+            Ok((w.add([tip], p(5))?.hash(), w.add([tip], p(7))?.hash()))
+        })
+        .unwrap();
+    assert_eq!(bases(a, b), vec![tip]);
+    let secs = median(1001, || {
+        bases(a, b);
+    });
+    time_row(
+        "merge base, 2 versions, 10^4 history",
+        secs,
+        "base is the tip: walks 3 nodes",
+    );
+    // Counter::add on that key: reads the versions, sums since the merge base, writes.
+    let secs = median(201, || {
+        Counter::add(&kv, key, 1).unwrap();
+    });
+    time_row(
+        "Counter::add, 10^4 history",
+        secs,
+        "one adjustment: read, merge base, conditional write",
+    );
+    assert_eq!(
+        Counter::value(&kv, key).unwrap(),
+        i64::from(HISTORY) + 12 + 201
+    );
+
+    // Two branches of 5,000 operations each from one root: the walk covers both.
+    let tmp2 = tempfile::tempdir().unwrap();
+    let (log2, kv2) = open(tmp2.path(), Durability::NoSync);
+    let root = kv2.put("k", b"root".to_vec()).unwrap();
+    let tips = log2
+        .transaction(|w| {
+            let mut tips = Vec::new();
+            for side in 0..2u8 {
+                let mut at = root;
+                for i in 0..(HISTORY / 2) {
+                    let p = KvOp::new(b"", b"k", Op::Put(vec![side, (i % 251) as u8]))
+                        .unwrap()
+                        .encode();
+                    at = w.add([at], p)?.hash();
+                }
+                tips.push(at);
+            }
+            Ok(tips)
+        })
+        .unwrap();
+    let secs = median(21, || {
+        assert_eq!(kv2.merge_base("k", &tips).unwrap(), vec![root])
+    });
+    time_row(
+        "merge base, 2 branches of 5,000",
+        secs,
+        "walks all 10^4 operations above the base",
+    );
+
+    // 10^4 concurrent versions of one key on one base.
+    let tmp3 = tempfile::tempdir().unwrap();
+    let (log3, kv3) = open(tmp3.path(), Durability::NoSync);
+    let base = kv3.put("k", b"base".to_vec()).unwrap();
+    let versions = log3
+        .transaction(|w| {
+            (0..HISTORY)
+                .map(|i| {
+                    let p = KvOp::new(b"", b"k", Op::Put(i.to_be_bytes().to_vec()))
+                        .unwrap()
+                        .encode();
+                    w.add([base], p).map(|n| n.hash())
+                })
+                .collect::<braidlog::Result<Vec<_>>>()
+        })
+        .unwrap();
+    let secs = median(11, || {
+        assert_eq!(kv3.merge_base("k", &versions).unwrap(), vec![base])
+    });
+    time_row(
+        "merge base, 10^4 concurrent versions",
+        secs,
+        "one bit per version per node walked",
     );
 }

@@ -3,7 +3,9 @@
 # foundation scenarios, replication and the key-value workloads, with the JavaScript hyperlog
 # beside them when node and npm are present. Output goes to the terminal and to
 # target/bench-report.txt. Full sizes take about 20 minutes on a 2-core VM; set
-# BRAID_BENCH_MAX=100000 for a quicker pass.
+# BRAID_BENCH_MAX=100000 for a quicker pass. Then the side-by-side table with automerge,
+# iroh-docs and negentropy (benches/peers, a crate of its own: its first build compiles iroh,
+# about 15 minutes here; BRAID_BENCH_PEERS=0 skips it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,4 +26,16 @@ mkdir -p target
     cargo bench --bench kv_bench
     cargo bench --bench auth_bench
     cargo bench --bench micro
+    if [ "${BRAID_BENCH_PEERS:-1}" != 0 ]; then
+        (
+            cd benches/peers
+            cargo build --release --quiet
+            ./target/release/braidlog-peers 10000 100000
+            # How braidlog alone grows with the log, and with the number of replicas.
+            if [ "$BRAID_BENCH_MAX" -ge 1000000 ]; then
+                BRAID_PEERS=braidlog ./target/release/braidlog-peers 1000000
+            fi
+            ./target/release/braidlog-peers replicas
+        )
+    fi
 } 2>&1 | tee target/bench-report.txt

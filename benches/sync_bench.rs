@@ -383,7 +383,8 @@ fn print_row(r: &Row) {
     let (a, b) = (&r.a.report, &r.b.report);
     let node_bytes = a.node_bytes_received + b.node_bytes_received;
     let wire = a.bytes_sent + b.bytes_sent;
-    let extra = wire.saturating_sub(node_bytes);
+    // Negative when `NodeDelta` frames carry a chain in fewer bytes than its canonical form.
+    let extra = wire as i64 - node_bytes as i64;
     let (per, ovh) = if r.moved() > 0 {
         let m = r.moved() as f64;
         (
@@ -647,7 +648,7 @@ fn main() {
     );
     println!(
         "rt: round trips; extra B: wire bytes minus canonical bytes of the new nodes; B/node: \
-         extra per new node; ovh/node: the same minus the 5 bytes of framing per node; anon: peak RssAnon (sampled every 5 ms); VmHWM includes LMDB's \
+         extra per new node (negative where NodeDelta frames are shorter than the nodes); ovh/node: the same minus the 5 bytes of framing per node; anon: peak RssAnon (sampled every 5 ms); VmHWM includes LMDB's \
          file-backed map pages"
     );
     if std::env::var("BRAID_BENCH_ORDER_ONLY").is_ok_and(|v| v == "1") {

@@ -203,15 +203,25 @@ pub(crate) fn verify_single(key: &PublicKey, message: &[u8], sig: &[u8; SIGNATUR
 /// one is bad: check them one by one to find it.
 pub(crate) fn verify_batch(items: &[(PublicKey, [u8; 32], [u8; SIGNATURE_LEN])]) -> bool {
     let mut batch = ed25519_consensus::batch::Verifier::new();
+    // Decoding a key is two point decompressions, about as costly as a signature's share of
+    // the batch; a batch is mostly one author's nodes, so each key is decoded once.
+    let mut keys: Vec<(PublicKey, ed25519_consensus::VerificationKeyBytes)> = Vec::new();
     for (k, m, s) in items {
-        let Some(vk) = verification_key(k) else {
-            return false;
+        let vk = match keys.iter().find(|(seen, _)| seen == k) {
+            Some((_, vk)) => *vk,
+            None => {
+                let Some(vk) = verification_key(k) else {
+                    return false;
+                };
+                let vk = ed25519_consensus::VerificationKeyBytes::from(vk);
+                // A batch naming many authors checks a bounded list, then decodes again.
+                if keys.len() < 64 {
+                    keys.push((*k, vk));
+                }
+                vk
+            }
         };
-        batch.queue((
-            ed25519_consensus::VerificationKeyBytes::from(vk),
-            ed25519_consensus::Signature::from(*s),
-            m,
-        ));
+        batch.queue((vk, ed25519_consensus::Signature::from(*s), m));
     }
     batch.verify(BatchRng(rand::rng())).is_ok()
 }

@@ -48,10 +48,12 @@
 //! - [`log`]: `Log`, the replica API: add, insert, get, heads, feed.
 //! - `write` (private): the write path (node, index, heads, views in one transaction) and
 //!   [`Writer`].
-//! - [`changes`]: the feed iterator and subscriptions.
+//! - [`changes`]: the feed iterator, subscriptions, and where each node came from
+//!   ([`Origin`]).
 //! - [`view`]: indexes maintained in the log's write transactions, through a [`ViewTxn`].
 //! - [`verify`]: the fsck.
-//! - [`kv`]: the key-value view with explicit conflicts (`Kv`).
+//! - [`kv`]: the key-value view with explicit conflicts (`Kv`), conditional writes, the merge
+//!   toolkit (merge base, history since) and merge operators (`docs/MERGING.md`).
 //! - [`peer`]: replica identity.
 //! - [`salvage`]: copying the genuine nodes out of a damaged store.
 //! - [`sync`]: replication over any byte stream: messages, codec, the sans-IO session, the
@@ -80,7 +82,7 @@ pub mod verify;
 pub mod view;
 mod write;
 
-pub use changes::{Changes, FeedEntry, RawEntry, Subscription};
+pub use changes::{Changes, FeedEntry, Origin, RawEntry, Subscription};
 pub use error::{Error, Result};
 pub use hash::Hash;
 pub use identity::{Identity, PublicKey};

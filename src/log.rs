@@ -6,13 +6,14 @@ use std::sync::{Arc, Condvar, Mutex, RwLock, Weak};
 
 use tokio::sync::watch;
 
+use crate::changes::{Origin, Origins};
 use crate::error::{Error, Result};
 use crate::hash::Hash;
 use crate::node::Node;
 use crate::peer::PeerId;
 use crate::store::{ReadTxn, Store, StoreOptions, Table};
 use crate::view::{self, Registered, View};
-use crate::write::{store_node, Writer};
+use crate::write::{store_node, AfterWrite, Hooks, Writer};
 
 /// How commits reach the disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -87,6 +88,10 @@ struct Inner {
     store: Option<Store>,
     views: RwLock<Vec<Registered>>,
     committed: watch::Sender<u64>,
+    /// Where recent commits came from (see [`Log::origin`]).
+    origins: Mutex<Origins>,
+    /// Work run at the end of every write that stored nodes (merge operators).
+    hooks: Hooks,
     peer_id: PeerId,
     signing: crate::identity::Signing,
     key: PathBuf,
@@ -188,6 +193,8 @@ impl Log {
                 store: Some(store),
                 views: RwLock::new(Vec::new()),
                 committed,
+                origins: Mutex::new(Origins::default()),
+                hooks: Hooks::default(),
                 peer_id,
                 signing: crate::identity::Signing::new(dir),
                 key,
@@ -226,7 +233,7 @@ impl Log {
     /// Adds a node with these links and payload. Every link must be stored.
     pub fn add(&self, links: impl IntoIterator<Item = Hash>, payload: Vec<u8>) -> Result<Node> {
         let node = self.signing().node(links, payload)?;
-        self.commit(std::slice::from_ref(&node))?;
+        self.commit(std::slice::from_ref(&node), Origin::Local)?;
         Ok(node)
     }
 
@@ -235,7 +242,7 @@ impl Log {
     pub fn append(&self, payload: Vec<u8>) -> Result<Node> {
         // braidlog's own pure closure: a full map grows and the write runs again (each run
         // builds its node from a copy of the payload, which costs far less than the commit).
-        self.write_with(true, |log, txn, views, seq, policy| {
+        self.write_with(true, Origin::Local, |log, txn, views, seq, policy| {
             let mut w = Writer {
                 log,
                 txn,
@@ -273,7 +280,7 @@ impl Log {
     /// ```
     pub fn transaction<R>(&self, f: impl FnOnce(&mut Writer<'_, '_>) -> Result<R>) -> Result<R> {
         let mut f = Some(f);
-        self.write_with(false, |log, txn, views, seq, policy| {
+        self.write_with(false, Origin::Local, |log, txn, views, seq, policy| {
             let f = f.take().expect("runs once: user code is never retried");
             f(&mut Writer {
                 log,
@@ -318,7 +325,7 @@ impl Log {
         &self,
         mut build: impl FnMut(ReadTxn<'_>) -> Result<Option<(Vec<Hash>, Vec<u8>)>>,
     ) -> Result<Option<Node>> {
-        self.write_with(true, |log, txn, views, seq, policy| {
+        self.write_with(true, Origin::Local, |log, txn, views, seq, policy| {
             let mut w = Writer {
                 log,
                 txn,
@@ -343,13 +350,13 @@ impl Log {
             .into_iter()
             .map(|(links, payload)| self.signing().node(links, payload))
             .collect::<Result<Vec<_>>>()?;
-        self.commit(&nodes)?;
+        self.commit(&nodes, Origin::Local)?;
         Ok(nodes)
     }
 
     /// Stores a node built or received elsewhere. Idempotent.
     pub fn insert(&self, node: &Node) -> Result<Inserted> {
-        Ok(self.commit(std::slice::from_ref(node))?[0])
+        Ok(self.commit(std::slice::from_ref(node), Origin::Local)?[0])
     }
 
     /// Decodes canonical bytes (checking limits and form) and stores the node.
@@ -360,13 +367,36 @@ impl Log {
     /// Stores many nodes in one transaction, all or none. Nodes already stored are skipped;
     /// each link must be stored or earlier in the batch.
     pub fn insert_batch(&self, nodes: &[Node]) -> Result<Vec<Inserted>> {
-        self.commit(nodes)
+        self.commit(nodes, Origin::Local)
+    }
+
+    /// [`Log::insert_batch`] for nodes received from `peer`: watchers see them with that
+    /// [`Origin`]. What sync calls.
+    pub fn insert_batch_from(&self, nodes: &[Node], peer: PeerId) -> Result<Vec<Inserted>> {
+        self.commit(nodes, Origin::Peer(peer))
+    }
+
+    /// Where the node at `seq` came from: a write of this process, or a peer it was received
+    /// from. [`Origin::Unknown`] for nodes stored by another process, before this handle was
+    /// opened, or more than [`crate::changes::ORIGIN_WINDOW`] commits ago: origins are kept in
+    /// memory for watchers, not stored.
+    pub fn origin(&self, seq: u64) -> Origin {
+        self.inner
+            .origins
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .find(seq)
+    }
+
+    /// The hook of type `T` run at the end of every write, registered by `make` on first use.
+    pub(crate) fn hook<T: AfterWrite>(&self, make: impl FnOnce() -> T) -> Arc<T> {
+        self.inner.hooks.get_or_insert(make)
     }
 
     /// Stores prepared nodes. No user code runs, so a full map is grown and the write retried.
-    fn commit(&self, nodes: &[Node]) -> Result<Vec<Inserted>> {
+    fn commit(&self, nodes: &[Node], origin: Origin) -> Result<Vec<Inserted>> {
         let nodes = &*crate::policy::signatures_checked(nodes)?;
-        self.write_with(true, |log, txn, views, seq, policy| {
+        self.write_with(true, origin, |log, txn, views, seq, policy| {
             nodes
                 .iter()
                 .map(|n| {
@@ -379,10 +409,12 @@ impl Log {
 
     /// Runs a write: views catch up with nodes other processes stored, `f` stores nodes
     /// (advancing `seq`), views' watermarks follow; subscribers hear of the new last seq.
-    /// `retry` (braidlog's own writes only) re-runs `f` after growing a full map.
+    /// `retry` (braidlog's own writes only) re-runs `f` after growing a full map. Hooks (merge
+    /// operators) run after `f`, in the same transaction; `origin` is recorded for the nodes.
     fn write_with<R>(
         &self,
         retry: bool,
+        origin: Origin,
         mut f: impl FnMut(
             &Log,
             &mut crate::store::WriteTxn<'_>,
@@ -395,6 +427,7 @@ impl Log {
         // this write's nodes in its catch-up or in `apply`, never miss them.
         let views = self.inner.views.read().unwrap_or_else(|e| e.into_inner());
         let store = self.store();
+        let mut recorded = None;
         let mut body = |txn: &mut crate::store::WriteTxn<'_>| {
             let start = store.feed.last_seq(txn.read())?;
             for v in views.iter() {
@@ -406,6 +439,31 @@ impl Log {
             let policy = crate::policy::current(store, txn.read())?;
             let out = f(self, txn, &views, &mut seq, &policy)?;
             if seq != start {
+                let received = seq;
+                let mut w = Writer {
+                    log: self,
+                    txn,
+                    views: &views,
+                    seq: &mut seq,
+                    policy: &policy,
+                };
+                self.inner.hooks.run(&mut w, start)?;
+                // Recorded before the commit, under the write lock, so a reader that sees the
+                // nodes finds their origin; a failed commit takes the record back below.
+                self.inner
+                    .origins
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .record(start + 1, received, origin);
+                if seq != received {
+                    // What the hooks wrote (merges) is this replica's own.
+                    (self.inner.origins.lock())
+                        .unwrap_or_else(|e| e.into_inner())
+                        .record(received + 1, seq, Origin::Local);
+                }
+                recorded = Some(start + 1);
+            }
+            if seq != start {
                 for v in views.iter() {
                     store
                         .meta
@@ -414,11 +472,22 @@ impl Log {
             }
             Ok((out, seq))
         };
-        let (out, last) = if retry {
+        let written = if retry {
             store.write_retrying(&mut body)
         } else {
             store.write(body)
-        }?;
+        };
+        let (out, last) = match written {
+            Ok(r) => r,
+            Err(e) => {
+                if let Some(first) = recorded {
+                    (self.inner.origins.lock())
+                        .unwrap_or_else(|e| e.into_inner())
+                        .forget_from(first);
+                }
+                return Err(e);
+            }
+        };
         drop(views);
         // Commits finish in order, but their notifications may not: never go backwards.
         self.inner.committed.send_if_modified(|seen| {

@@ -106,3 +106,52 @@ impl Writer<'_, '_> {
         self.txn.check(r)
     }
 }
+
+/// Work run at the end of every write transaction that stored nodes, on the same [`Writer`]
+/// (the key-value merge operators). It sees the nodes stored after seq `after`; what it adds
+/// commits with them.
+pub(crate) trait AfterWrite: Send + Sync + 'static {
+    fn after_write(&self, w: &mut Writer<'_, '_>, after: u64) -> Result<()>;
+}
+
+type Hook = (
+    std::any::TypeId,
+    std::sync::Arc<dyn std::any::Any + Send + Sync>,
+    std::sync::Arc<dyn AfterWrite>,
+);
+
+/// The hooks of a log, at most one of each type.
+#[derive(Default)]
+pub(crate) struct Hooks {
+    list: std::sync::RwLock<Vec<Hook>>,
+}
+
+impl Hooks {
+    pub(crate) fn get_or_insert<T: AfterWrite>(
+        &self,
+        make: impl FnOnce() -> T,
+    ) -> std::sync::Arc<T> {
+        let id = std::any::TypeId::of::<T>();
+        let mut list = self.list.write().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, any, _)) = list.iter().find(|h| h.0 == id) {
+            return any
+                .clone()
+                .downcast::<T>()
+                .expect("stored under its type id");
+        }
+        let hook = std::sync::Arc::new(make());
+        list.push((id, hook.clone(), hook.clone()));
+        hook
+    }
+
+    pub(crate) fn run(&self, w: &mut Writer<'_, '_>, after: u64) -> Result<()> {
+        let list: Vec<_> = (self.list.read().unwrap_or_else(|e| e.into_inner()))
+            .iter()
+            .map(|h| h.2.clone())
+            .collect();
+        for hook in list {
+            hook.after_write(w, after)?;
+        }
+        Ok(())
+    }
+}

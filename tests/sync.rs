@@ -176,7 +176,9 @@ async fn progress_events_are_emitted() {
     let (a, b) = (replica(), replica());
     // More than one receive batch, so progress is reported before the end.
     let n = braidlog::sync::session::BATCH_NODES as u64 + 2000;
-    chain(&a.log, n as usize, "p");
+    // Payloads long enough that the stream spans many reads of the driver (progress is
+    // reported between reads).
+    chain(&a.log, n as usize, &"p".repeat(64));
     let (tx, mut rx) = tokio::sync::mpsc::channel(1024);
     let (sa, sb) = tokio::io::duplex(64 * 1024);
     let opts = SyncOptions {

@@ -2,16 +2,17 @@
 
 use super::fold::fold_versions;
 use super::op::Op;
-use super::view::heads_in;
-use super::Kv;
-use crate::error::Result;
+use super::view::{heads_in, versions_in};
+use super::{Kv, KvError, Versions};
+use crate::error::{Error, Result};
 use crate::hash::Hash;
 use crate::node::MAX_LINKS;
 use crate::write::Writer;
 
-/// Writes made inside [`Kv::batch`]: the same semantics as [`Kv::put`] and friends, one
-/// transaction for all of them. Each write sees the ones before it, so writing a key twice
-/// in a batch makes a chain, never a conflict.
+/// Reads and writes inside [`Kv::batch`]: the same semantics as [`Kv::put`] and friends, one
+/// transaction for all of them. Each read and write sees the writes before it, so writing a
+/// key twice in a batch makes a chain, never a conflict; and what a batch reads cannot change
+/// before it commits, so a batch may read the versions it is about to supersede.
 pub struct KvBatch<'k, 'w, 'a, 't> {
     kv: &'k Kv,
     w: &'w mut Writer<'a, 't>,
@@ -28,6 +29,35 @@ impl KvBatch<'_, '_, '_, '_> {
         self.write(key, Op::Del)
     }
 
+    /// The current versions of `key` in this transaction (tombstones included).
+    pub fn versions(&self, key: impl AsRef<[u8]>) -> Result<Versions> {
+        let id = self.kv.op(key.as_ref(), Op::Del)?.key_id();
+        versions_in(&self.kv.tables, &self.w.txn(), &id)
+    }
+
+    /// Like [`Kv::get`], in this transaction.
+    pub fn get(&self, key: impl AsRef<[u8]>) -> Result<Option<Versions>> {
+        let versions = self.versions(key)?;
+        Ok(versions.is_present().then_some(versions))
+    }
+
+    /// Like [`Kv::write_if`], in this transaction: a mismatch writes nothing and returns
+    /// [`KvError::Changed`]; returning that error from `f` aborts the whole batch.
+    pub fn write_if(&mut self, key: impl AsRef<[u8]>, expected: &[Hash], op: Op) -> Result<Hash> {
+        let current = self.versions(key.as_ref())?.hashes();
+        let mut expected = expected.to_vec();
+        expected.sort();
+        expected.dedup();
+        if current != expected {
+            return Err(Error::Kv(KvError::Changed {
+                key: key.as_ref().to_vec(),
+                expected,
+                current,
+            }));
+        }
+        self.write(key, op)
+    }
+
     /// Writes `op` on `key`, superseding every current version.
     pub fn write(&mut self, key: impl AsRef<[u8]>, op: Op) -> Result<Hash> {
         let op = self.kv.op(key.as_ref(), op)?;
@@ -41,7 +71,9 @@ impl KvBatch<'_, '_, '_, '_> {
 impl Kv {
     /// Runs `f` with a [`KvBatch`]: all its writes commit in one transaction, or none do.
     /// Much faster than one transaction per write for bulk loads. `f` runs once; if a write
-    /// in it fails, nothing commits (even if `f` ignores the error).
+    /// in it fails, nothing commits (even if `f` ignores the error). `f` may read
+    /// ([`KvBatch::get`]): nothing else commits while it runs, so a read-modify-write in a
+    /// batch loses no update (keep `f` short: it holds the log's write lock).
     ///
     /// ```
     /// # fn main() -> Result<(), braidlog::Error> {

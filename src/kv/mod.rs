@@ -27,18 +27,30 @@
 //! # Ok(()) }
 //! ```
 //!
+//! Writing app merges (see `docs/MERGING.md`): [`Kv::write_if`] and [`Kv::update`] write only
+//! if the key is as the caller saw it; [`Kv::merge_base`] and [`Kv::history_since`] give what
+//! a three-way merge needs; [`Kv::register_merge`] runs a [`Merge`] operator whenever a write
+//! or a sync leaves a key with several versions ([`Counter`] and [`CountingSet`] ship here);
+//! watch events say where a change came from and whether the key is in conflict.
+//!
 //! Layout: [`op`] (payload and key encoding), [`view`] (tables, applying nodes), [`versions`]
-//! (what reads return), [`resolve`] (merge helpers), [`fold`] (superseding more versions than
-//! one node may link), [`scan`] (range, prefix, conflicts, history), [`watch`] (change
-//! notifications), [`typed`] (serde values), [`batch`] (many writes in one transaction).
+//! (what reads return), [`resolve`] (merge helpers), [`cond`] (conditional writes),
+//! [`ancestry`] (merge base, history since), [`merge`] (merge operators), [`sums`] (counter and
+//! set operators), [`fold`] (superseding more versions than one node may link), [`scan`]
+//! (range, prefix, conflicts, history), [`watch`] (change notifications), [`typed`] (serde
+//! values), [`batch`] (many reads and writes in one transaction).
 
+pub mod ancestry;
 pub mod batch;
+pub mod cond;
 pub mod fold;
+pub mod merge;
 pub mod op;
 #[cfg(test)]
 mod prop_tests;
 pub mod resolve;
 pub mod scan;
+pub mod sums;
 pub mod typed;
 pub mod versions;
 pub mod view;
@@ -47,9 +59,14 @@ pub mod watch;
 use std::ops::RangeBounds;
 use std::sync::Arc;
 
+pub use crate::changes::Origin;
+pub use ancestry::{Ancestry, MAX_WALK};
 pub use batch::KvBatch;
+pub use cond::MAX_UPDATE_TRIES;
+pub use merge::{Merge, OPERATOR_WALK, OPERATOR_WALK_PER_NODE};
 pub use op::{KvOp, Op, MAX_KEY_LEN, MAX_NAMESPACE_LEN};
 pub use scan::{History, HistoryEntry, Scan};
+pub use sums::{Counter, CountingSet};
 pub use typed::{Typed, TypedVersion};
 pub use versions::{Entry, Version, Versions};
 pub use watch::{Event, Watcher};
@@ -92,6 +109,51 @@ pub enum KvError {
         /// The codec's message.
         message: String,
     },
+    /// A conditional write found other current versions than the caller saw: nothing was
+    /// written. Read again (or use [`Kv::update`], which does).
+    #[error("key {key:?} changed: expected {} versions, found {}", expected.len(), current.len())]
+    Changed {
+        /// The key.
+        key: Vec<u8>,
+        /// The versions the caller expected, in hash order.
+        expected: Vec<Hash>,
+        /// The current versions, in hash order.
+        current: Vec<Hash>,
+    },
+    /// No current version's hash starts with the prefix given to [`Kv::resolve_pick`].
+    #[error("no current version of key {key:?} has a hash starting with {prefix}")]
+    NoSuchVersion {
+        /// The key.
+        key: Vec<u8>,
+        /// The hash prefix (hex).
+        prefix: String,
+    },
+    /// Several current versions' hashes start with the prefix given to [`Kv::resolve_pick`].
+    #[error("{prefix} matches {matches} versions of key {key:?}")]
+    AmbiguousVersion {
+        /// The key.
+        key: Vec<u8>,
+        /// The hash prefix (hex).
+        prefix: String,
+        /// How many versions it matches.
+        matches: usize,
+    },
+    /// A hash given to an ancestry query is not an operation on the key.
+    #[error("{hash} is not an operation on key {key:?}")]
+    NotAnOperation {
+        /// The key.
+        key: Vec<u8>,
+        /// The hash.
+        hash: Hash,
+    },
+    /// An ancestry walk met more nodes than its limit ([`MAX_WALK`]).
+    #[error("ancestry walk on key {key:?} passed {limit} nodes")]
+    WalkTooLong {
+        /// The key.
+        key: Vec<u8>,
+        /// The limit.
+        limit: usize,
+    },
     /// A single value was asked for, but the key is in conflict.
     #[error("key {key:?} is in conflict between {} versions", versions.len())]
     Conflict {
@@ -104,8 +166,8 @@ pub enum KvError {
 
 /// A consistent read view of a [`Kv`] namespace; see [`Kv::read`].
 pub struct Snapshot<'a> {
-    kv: &'a Kv,
-    txn: &'a ReadTxn<'a>,
+    pub(crate) kv: &'a Kv,
+    pub(crate) txn: &'a ReadTxn<'a>,
 }
 
 impl Snapshot<'_> {
@@ -227,7 +289,7 @@ impl Kv {
         }
     }
 
-    fn op(&self, key: &[u8], op: Op) -> Result<KvOp> {
+    pub(crate) fn op(&self, key: &[u8], op: Op) -> Result<KvOp> {
         Ok(KvOp::new(&self.ns, key, op)?)
     }
 
@@ -425,13 +487,16 @@ impl Kv {
         Scan::conflicts(self.clone())
     }
 
-    /// Every operation ever applied to `key`, newest first (reverse arrival order, which is
-    /// a reverse topological order), superseded ones included.
+    /// Every operation ever applied to `key`, newest first (reverse local arrival order, which
+    /// is a reverse topological order, but differs between replicas), superseded ones
+    /// included. For an order every replica shares see [`Kv::history_causal`]; for what
+    /// happened after a version, [`Kv::history_since`].
     pub fn history(&self, key: impl AsRef<[u8]>) -> History {
         History::new(self.clone(), key.as_ref())
     }
 
-    /// Notifies of every new operation on `key` (local or received), from now on.
+    /// Notifies of every new operation on `key` (local or received), from now on, with its
+    /// [`Origin`] and the key's conflict state.
     pub fn watch(&self, key: impl AsRef<[u8]>) -> Watcher {
         Watcher::new(self.clone(), watch::Filter::Key(key.as_ref().to_vec()))
     }

@@ -2,17 +2,19 @@
 //!
 //! Nothing here runs by itself. The default is to show a conflict ([`super::Kv::get`] returns
 //! every version) until an application resolves it, with its own logic
-//! ([`super::Kv::resolve`]) or the opt-in deterministic policy
-//! ([`super::Kv::resolve_deterministic`]). Superseded versions stay in
-//! [`super::Kv::history`].
+//! ([`super::Kv::resolve`], [`super::Kv::try_resolve`]), by picking a version
+//! ([`super::Kv::resolve_pick`]), with the opt-in deterministic policy
+//! ([`super::Kv::resolve_deterministic`]), or with a merge operator it registered
+//! ([`super::merge`]). Superseded versions stay in [`super::Kv::history`].
 
 use super::fold::fold_versions;
 use super::op::Op;
 use super::view::versions_in;
-use super::{Kv, Version};
-use crate::error::Result;
+use super::{Kv, KvError, Version};
+use crate::error::{Error, Result};
 use crate::hash::Hash;
 use crate::node::MAX_LINKS;
+use crate::write::Writer;
 
 /// The deterministic policy: the version with the greatest causal depth, ties broken by the
 /// greatest hash. It needs no clock and every replica picks the same version from the same
@@ -61,23 +63,117 @@ impl Kv {
         key: impl AsRef<[u8]>,
         mut merge: impl FnMut(&[u8], &[Version]) -> R,
     ) -> Result<Option<Hash>> {
+        self.try_resolve::<Error>(key, |k, v| Ok(merge(k, v).into()))
+    }
+
+    /// [`Kv::resolve`] with a merge that may fail: its error is returned and nothing is
+    /// written. The read, `merge` and the write are one transaction, so the versions `merge`
+    /// saw are exactly the ones the write supersedes.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), braidlog::Error> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let log = braidlog::Log::open(dir.path())?;
+    /// use braidlog::kv::{Kv, Op};
+    /// let kv = Kv::open(&log)?;
+    /// let root = kv.put(b"n", b"1".to_vec())?;
+    /// kv.write_with_links(b"n", Op::Put(b"2".to_vec()), [root])?;
+    /// kv.write_with_links(b"n", Op::Put(b"two".to_vec()), [root])?;
+    /// // Any error type that a braidlog::Error converts into.
+    /// let r = kv.try_resolve(b"n", |_key, versions| {
+    ///     let mut sum = 0u64;
+    ///     for v in versions.iter().filter_map(|v| v.value()) {
+    ///         sum += String::from_utf8_lossy(v).parse::<u64>()?;
+    ///     }
+    ///     Ok::<_, Box<dyn std::error::Error>>(Op::Put(sum.to_string().into_bytes()))
+    /// });
+    /// assert!(r.is_err());                               // "two" is not a number
+    /// assert!(kv.get(b"n")?.unwrap().is_conflict());     // nothing written
+    /// # Ok(()) }
+    /// ```
+    pub fn try_resolve<E: From<Error>>(
+        &self,
+        key: impl AsRef<[u8]>,
+        mut merge: impl FnMut(&[u8], &[Version]) -> std::result::Result<Op, E>,
+    ) -> std::result::Result<Option<Hash>, E> {
         let key = key.as_ref();
         let op = self.op(key, Op::Del)?; // validates the key; the op is replaced below
         let id = op.key_id();
-        self.log.transaction(|w| {
+        let r = self.log.transaction(|w| {
             let versions = versions_in(&self.tables, &w.txn(), &id)?;
             if !versions.is_conflict() {
-                return Ok(None);
+                return Ok(Ok(None));
             }
+            let merged = match merge(key, versions.as_slice()) {
+                Ok(m) => m,
+                Err(e) => return Ok(Err(e)),
+            };
             let op = super::KvOp {
-                op: merge(key, versions.as_slice()).into(),
+                op: merged,
                 ..op.clone()
             };
-            // Only the versions (folded when more than a node may link): two replicas resolving
-            // the same conflict the same way then write the same nodes (see
-            // `Kv::with_log_heads` for why other writes link more).
-            let links = fold_versions(w, &op.namespace, &op.key, versions.hashes(), MAX_LINKS)?;
-            Ok(Some(w.add(links, op.encode())?.hash()))
+            Ok(Ok(Some(self.write_resolution(
+                w,
+                &op,
+                versions.hashes(),
+            )?)))
+        })?;
+        r
+    }
+
+    /// Writes `op` superseding `versions` (folded when more than a node may link). It also
+    /// links the log's heads, like every other KV write: otherwise the resolution would stay
+    /// a head of the log, beside the heads it did not link, until the next write.
+    pub(crate) fn write_resolution(
+        &self,
+        w: &mut Writer<'_, '_>,
+        op: &super::KvOp,
+        versions: Vec<Hash>,
+    ) -> Result<Hash> {
+        let links = fold_versions(w, &op.namespace, &op.key, versions, MAX_LINKS)?;
+        let links = self.with_log_heads(&w.txn(), links)?;
+        Ok(w.add(links, op.encode())?.hash())
+    }
+
+    /// Resolves a conflict on `key` by keeping the version whose hash starts with `prefix`
+    /// (lowercase hex, as [`Hash`](struct@Hash) displays): writes its value (or tombstone) again,
+    /// superseding every version. The lookup and the write are one transaction, so a version
+    /// that arrives in between cannot be superseded unseen. `None` when there is no conflict;
+    /// [`KvError::NoSuchVersion`] or [`KvError::AmbiguousVersion`] when the prefix matches
+    /// no version or several.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), braidlog::Error> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let log = braidlog::Log::open(dir.path())?;
+    /// use braidlog::kv::{Kv, Op};
+    /// let kv = Kv::open(&log)?;
+    /// let root = kv.put(b"c", b"red".to_vec())?;
+    /// let blue = kv.write_with_links(b"c", Op::Put(b"blue".to_vec()), [root])?;
+    /// kv.write_with_links(b"c", Op::Put(b"green".to_vec()), [root])?;
+    /// kv.resolve_pick(b"c", &blue.to_string()[..12])?;
+    /// assert_eq!(kv.get(b"c")?.unwrap().value(), Some(&b"blue"[..]));
+    /// # Ok(()) }
+    /// ```
+    pub fn resolve_pick(&self, key: impl AsRef<[u8]>, prefix: &str) -> Result<Option<Hash>> {
+        let key = key.as_ref();
+        self.try_resolve(key, |_, versions| {
+            let matching: Vec<&Version> = versions
+                .iter()
+                .filter(|v| v.hash.to_string().starts_with(prefix))
+                .collect();
+            match matching.as_slice() {
+                [one] => Ok(one.op.clone()),
+                [] => Err(Error::Kv(KvError::NoSuchVersion {
+                    key: key.to_vec(),
+                    prefix: prefix.to_string(),
+                })),
+                many => Err(Error::Kv(KvError::AmbiguousVersion {
+                    key: key.to_vec(),
+                    prefix: prefix.to_string(),
+                    matches: many.len(),
+                })),
+            }
         })
     }
 

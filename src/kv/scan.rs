@@ -271,33 +271,46 @@ impl History {
                     .map(u64::from_be_bytes)
                     .ok_or_else(|| Error::Corrupt("kv view: malformed history key".into()))?;
                 let hash = Hash::from_slice(v).map_err(|e| Error::Corrupt(e.to_string()))?;
-                let node = kv.log.get_in(txn, &hash)?.ok_or_else(|| {
-                    Error::Corrupt(format!("kv history names {hash}, not stored"))
-                })?;
-                let op = KvOp::decode(node.payload())
-                    .ok_or_else(|| Error::Corrupt(format!("kv history names {hash}, no KV op")))?;
-                let mut depth = 0;
-                if let Some(r) = txn.get(t.ops, hash.as_bytes())? {
-                    depth = decode_op_record(r)?.0;
-                }
-                let (supersedes, folds) = superseded(t, txn, node.links(), &self.id)?;
-                let mut current_key = self.id.clone();
-                current_key.extend_from_slice(hash.as_bytes());
-                let current = txn.get(t.current, &current_key)?.is_some();
-                self.buf.push_back(HistoryEntry {
-                    seq,
-                    hash,
-                    op: op.op,
-                    depth,
-                    supersedes,
-                    folds,
-                    current,
-                });
+                self.buf.push_back(entry_in(&kv, txn, &self.id, seq, hash)?);
             }
             self.done = true;
             Ok(())
         })
     }
+}
+
+/// The history entry of the operation `hash` (at `seq`) on the key with this id.
+pub(crate) fn entry_in(
+    kv: &Kv,
+    txn: ReadTxn<'_>,
+    id: &[u8],
+    seq: u64,
+    hash: Hash,
+) -> Result<HistoryEntry> {
+    let t = &kv.tables;
+    let node = kv
+        .log
+        .get_in(txn, &hash)?
+        .ok_or_else(|| Error::Corrupt(format!("kv history names {hash}, not stored")))?;
+    let op = KvOp::decode(node.payload())
+        .ok_or_else(|| Error::Corrupt(format!("kv history names {hash}, no KV op")))?;
+    let mut depth = 0;
+    if let Some(r) = txn.get(t.ops, hash.as_bytes())? {
+        depth = decode_op_record(r)?.0;
+    }
+    let (supersedes, folds) = superseded(t, txn, node.links(), id)?;
+    let mut current_key = id.to_vec();
+    current_key.extend_from_slice(hash.as_bytes());
+    let current = txn.get(t.current, &current_key)?.is_some();
+    Ok(HistoryEntry {
+        seq,
+        hash,
+        op: op.op,
+        depth,
+        supersedes,
+        folds,
+        current,
+    })
 }
 
 /// The same-key versions and folds among `links`, each in hash order (as links are).

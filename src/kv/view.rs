@@ -228,6 +228,24 @@ pub(crate) fn versions_in(t: &Tables, txn: &ReadTxn<'_>, id: &[u8]) -> Result<Ve
     Ok(Versions::from_list(list))
 }
 
+/// Whether the key with this id is in conflict ([`Versions::is_conflict`]), reading versions
+/// only until two disagree: a watcher asks on every event, and a key flooded with versions
+/// must not cost a full read each time.
+pub(crate) fn in_conflict(t: &Tables, txn: &ReadTxn<'_>, id: &[u8]) -> Result<bool> {
+    let mut first: Option<Op> = None;
+    for item in txn.prefix(t.current, id)? {
+        let (k, v) = item?;
+        let op = decode_version(k, v)?.op;
+        match &first {
+            None => first = Some(op),
+            // Two different operations: at least one is a value, so the key is present.
+            Some(f) if *f != op => return Ok(true),
+            Some(_) => {}
+        }
+    }
+    Ok(false)
+}
+
 /// The hashes of the current versions of the key with this id.
 pub(crate) fn heads_in(t: &Tables, txn: &ReadTxn<'_>, id: &[u8]) -> Result<Vec<Hash>> {
     let mut out = Vec::new();
@@ -529,6 +547,40 @@ mod tests {
         log.append(bad).unwrap();
         for t in (KvView { tables: kv.tables }).tables() {
             assert!(dump(&log, t).is_empty());
+        }
+    }
+
+    /// The watcher's early-exit conflict check agrees with reading every version.
+    #[test]
+    fn in_conflict_agrees_with_versions() {
+        let (_dir, log, kv) = setup();
+        let cases: [&[Op]; 6] = [
+            &[Op::Put(b"a".to_vec())],
+            &[Op::Put(b"a".to_vec()), Op::Put(b"b".to_vec())],
+            &[Op::Put(b"a".to_vec()), Op::Del],
+            &[Op::Del, Op::Del],
+            &[
+                Op::Put(b"a".to_vec()),
+                Op::Put(b"a".to_vec()),
+                Op::Put(b"a".to_vec()),
+            ],
+            &[Op::Put(b"a".to_vec()), Op::Put(b"a".to_vec()), Op::Del],
+        ];
+        for (i, ops) in cases.iter().enumerate() {
+            let key = format!("k{i}");
+            for (j, op) in ops.iter().enumerate() {
+                // Distinct nodes for equal operations: link a different unrelated node each.
+                let extra = log.append(vec![i as u8, j as u8]).unwrap().hash();
+                kv.write_with_links(&key, op.clone(), [extra]).unwrap();
+            }
+            assert_eq!(
+                kv.versions(&key).unwrap().len(),
+                ops.len(),
+                "all concurrent"
+            );
+            let id = key_id(b"", key.as_bytes());
+            let fast = log.read(|txn| in_conflict(&kv.tables, &txn, &id)).unwrap();
+            assert_eq!(fast, kv.versions(&key).unwrap().is_conflict(), "{ops:?}");
         }
     }
 

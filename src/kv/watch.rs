@@ -1,4 +1,5 @@
-//! Watching keys: notified of every new operation on a key or a prefix, local or received.
+//! Watching keys: notified of every new operation on a key or a prefix, local or received,
+//! with where it came from ([`Origin`]) and whether the key is in conflict.
 //!
 //! Built on [`crate::Log::subscribe`] (which carries only the newest committed seq) and the
 //! changes feed: a watcher sleeps until a commit, then reads the feed from where it stopped
@@ -7,7 +8,7 @@
 
 use super::op::{KvOp, Op};
 use super::Kv;
-use crate::changes::{Changes, Subscription};
+use crate::changes::{Changes, Origin, Subscription};
 use crate::error::{Error, Result};
 use crate::hash::Hash;
 
@@ -30,6 +31,13 @@ pub struct Event {
     pub key: Vec<u8>,
     /// What was written. The key's current versions may differ (a concurrent write).
     pub op: Op,
+    /// Where the operation came from: a write of this process, or the peer sync got it from
+    /// (see [`crate::Log::origin`] for when it is unknown).
+    pub origin: Origin,
+    /// Whether the key was in conflict when the event was read: after this operation and any
+    /// later ones already committed (a merge operator's merge, say), so a watcher that merges
+    /// on arrival is not told of conflicts that are already gone.
+    pub conflict: bool,
 }
 
 /// Reports new operations on watched keys; see [`Kv::watch`] and [`Kv::watch_prefix`].
@@ -99,9 +107,25 @@ impl Watcher {
                 continue;
             };
             if self.matches(&op) {
+                let id = op.key_id();
+                let conflict = self
+                    .kv
+                    .log
+                    .read(|txn| super::view::in_conflict(&self.kv.tables, &txn, &id));
+                let conflict = match conflict {
+                    Ok(c) => c,
+                    Err(e) => {
+                        // Report this entry again on the next call.
+                        self.after = entry.seq - 1;
+                        self.feed = self.kv.log.changes(self.after);
+                        return Err(e);
+                    }
+                };
                 return Ok(Some(Event {
                     seq: entry.seq,
                     hash: entry.node.hash(),
+                    origin: self.kv.log.origin(entry.seq),
+                    conflict,
                     key: op.key,
                     op: op.op,
                 }));

@@ -6,7 +6,8 @@
 //! ```
 //!
 //! A `Node` frame's body is the node's canonical bytes as they are (5 bytes of framing per
-//! node); the other bodies are postcard. The announced length is checked against
+//! node), a `NodeDelta` frame's a flags byte and the bytes the previous node does not give
+//! (`session::delta`); the other bodies are postcard. The announced length is checked against
 //! [`MAX_FRAME_BYTES`] as soon as its 4 bytes are in, before the body is read or buffered.
 
 use super::error::SyncError;
@@ -26,6 +27,7 @@ const DONE: u8 = 6;
 const CLOSE: u8 = 7;
 const HEADS: u8 = 8;
 const ABORT: u8 = 9;
+const NODE_DELTA: u8 = 10;
 
 /// Buffer room a decoder keeps after compacting.
 const KEEP_CAPACITY: usize = 128 * 1024;
@@ -61,6 +63,10 @@ pub fn encode(msg: &Message, out: &mut Vec<u8>) {
         Message::Node(bytes) => {
             out.push(NODE);
             out.extend_from_slice(bytes);
+        }
+        Message::NodeDelta(body) => {
+            out.push(NODE_DELTA);
+            out.extend_from_slice(body);
         }
         Message::EndStream => body(out, END_STREAM, None),
         Message::Want(w) => body(out, WANT, Some(w)),
@@ -157,6 +163,8 @@ pub fn decode_body(frame: &[u8]) -> Result<Message, SyncError> {
             Ok(Message::Summary(s))
         }
         NODE => Ok(Message::Node(body.to_vec())),
+        NODE_DELTA if body.is_empty() => Err(malformed("NodeDelta", "empty body")),
+        NODE_DELTA => Ok(Message::NodeDelta(body.to_vec())),
         END_STREAM => empty("EndStream", Message::EndStream),
         WANT => {
             let w: Vec<Hash> = postcard_all("Want", body)?;

@@ -13,7 +13,7 @@ pub const MAGIC: [u8; 8] = *b"braidlog";
 /// The protocol version, written right after [`MAGIC`] as a `u32` big-endian. A peer with
 /// another version is refused with [`super::SyncError::Version`]: every frame layout may change
 /// between versions, so nothing after the preamble is read.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// Largest frame body (kind byte included): the largest node plus one kind byte, rounded up.
 /// Every other message is bounded to fit under it too.
@@ -192,6 +192,10 @@ pub enum Message {
     Summary(Summary),
     /// One node's canonical bytes. The receiver derives its hash.
     Node(Vec<u8>),
+    /// One node as a delta from the node of the frame before in the same direction: a flags
+    /// byte, then its canonical bytes without the author and/or the link the previous node
+    /// gives (docs/PROTOCOL.md, section 3).
+    NodeDelta(Vec<u8>),
     /// The end of a run of nodes (the catch-up stream, or an answer to `Want`).
     EndStream,
     /// Nodes the sender lacks after a stream: links it never got, or announced heads.
@@ -218,6 +222,7 @@ impl Message {
             Message::Heads(_) => "Heads",
             Message::Summary(_) => "Summary",
             Message::Node(_) => "Node",
+            Message::NodeDelta(_) => "NodeDelta",
             Message::EndStream => "EndStream",
             Message::Want(_) => "Want",
             Message::Done => "Done",

@@ -39,6 +39,12 @@ pub trait SyncStore {
     ) -> Result<()>;
     /// Stores checked nodes in one transaction (links stored or earlier in the batch).
     fn insert_batch(&self, nodes: &[Node]) -> Result<Vec<Inserted>>;
+    /// [`SyncStore::insert_batch`] for nodes received from `peer`, so that watchers can say
+    /// where a change came from.
+    fn insert_batch_from(&self, nodes: &[Node], peer: PeerId) -> Result<Vec<Inserted>> {
+        let _ = peer;
+        self.insert_batch(nodes)
+    }
     /// What this replica remembers of `peer`: a seq of its own feed up to which the peer had
     /// every node, with heads that prove it (see [`Cursor`]). Stored as
     /// `peer/<hex id>/acked`: the seq as `u64` big-endian, then the heads, 32 bytes each.
@@ -126,6 +132,9 @@ impl SyncStore for Log {
     }
     fn insert_batch(&self, nodes: &[Node]) -> Result<Vec<Inserted>> {
         Log::insert_batch(self, nodes)
+    }
+    fn insert_batch_from(&self, nodes: &[Node], peer: PeerId) -> Result<Vec<Inserted>> {
+        Log::insert_batch_from(self, nodes, peer)
     }
     fn peer_cursor(&self, peer: PeerId) -> Result<Option<Cursor>> {
         Ok(self.peer_record(peer)?.and_then(|v| Cursor::decode(&v)))

@@ -18,6 +18,7 @@ use super::store::{Cursor, SyncStore};
 use crate::hash::Hash;
 use crate::peer::PeerId;
 
+pub mod delta;
 mod limits;
 mod recv;
 mod send;
@@ -328,6 +329,12 @@ impl<S: SyncStore> Session<S> {
             {
                 self.on_node(bytes)
             }
+            Message::NodeDelta(body)
+                if handshake_done && self.recv.accepts_nodes(live, self.exchange_summarised()) =>
+            {
+                let bytes = delta::expand(&self.recv.prev, &body)?;
+                self.on_node(bytes)
+            }
             Message::EndStream if handshake_done && self.recv.owes_end_stream() => {
                 self.on_end_stream()
             }
@@ -600,7 +607,11 @@ impl<S: SyncStore> Session<S> {
             None
         };
         let cursor = cursor.filter(|c| c.seq > 0 && !c.heads.is_empty());
-        self.store.set_peer_cursor(self.peer(), cursor.as_ref())?;
+        // An already-in-sync check finds the cursor it would write: writing it again would
+        // cost a durable commit (an fsync) for nothing.
+        if self.store.peer_cursor(self.peer())? != cursor {
+            self.store.set_peer_cursor(self.peer(), cursor.as_ref())?;
+        }
         Ok(())
     }
 
@@ -612,6 +623,13 @@ impl<S: SyncStore> Session<S> {
     /// Whether [`Session::poll_transmit`] may have something to give.
     pub fn wants_transmit(&self) -> bool {
         !self.out.is_empty() || self.send.wants_transmit(self.phase == Phase::Live)
+    }
+
+    /// Whether nodes may go as `NodeDelta` frames (on by default). A delta refers to the node
+    /// of the frame before it, so a harness that reorders a session's node frames (to test
+    /// another arrival order) turns them off.
+    pub fn set_node_deltas(&mut self, on: bool) {
+        self.send.deltas = on;
     }
 
     /// The next message to send, if any. Reads the store for node streams.
@@ -681,7 +699,7 @@ fn message_size(m: &Message) -> usize {
         Message::Summary(s) => {
             s.known_heads.len() + s.filter.as_ref().map_or(0, |f| f.bits.len()) + 64
         }
-        Message::Node(b) => b.len(),
+        Message::Node(b) | Message::NodeDelta(b) => b.len(),
         _ => 64,
     }
 }

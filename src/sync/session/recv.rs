@@ -10,6 +10,7 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
+use super::delta::Prev;
 use super::{Phase, Session, SessionStats};
 use crate::hash::Hash;
 use crate::log::Inserted;
@@ -58,6 +59,8 @@ pub(super) struct RecvHalf {
     pending: HashMap<Hash, Waiting>,
     waiters: HashMap<Hash, Vec<Hash>>,
     pending_bytes: usize,
+    /// The node of the last `Node` or `NodeDelta` frame: what the next delta refers to.
+    pub prev: Prev,
 }
 
 impl RecvHalf {
@@ -76,6 +79,7 @@ impl RecvHalf {
             pending: HashMap::new(),
             waiters: HashMap::new(),
             pending_bytes: 0,
+            prev: Prev::default(),
         }
     }
 
@@ -198,6 +202,7 @@ impl<S: SyncStore> Session<S> {
             Node::decode(&bytes).map_err(|source| SyncError::InvalidNode { peer, source })?;
         let hash = node.hash();
         let r = &mut self.recv;
+        r.prev.note(hash, &bytes);
         if r.batch_set.contains(&hash) || r.pending.contains_key(&hash) {
             self.stats.duplicates += 1;
             return Ok(());
@@ -257,8 +262,8 @@ impl<S: SyncStore> Session<S> {
         // Signatures in batches on every core, then the policy in the write transaction; a
         // refusal names node and author and ends the session, storing nothing of the batch.
         crate::policy::screen(peer, &mut r.batch)?;
-        let done =
-            (self.store.insert_batch(&r.batch)).map_err(|e| crate::policy::refused(peer, e))?;
+        let done = (self.store.insert_batch_from(&r.batch, peer))
+            .map_err(|e| crate::policy::refused(peer, e))?;
         let live = self.live;
         for (n, res) in r.batch.iter().zip(done) {
             match res {

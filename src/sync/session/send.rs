@@ -2,6 +2,7 @@
 
 use std::collections::VecDeque;
 
+use super::delta::{self, Prev};
 use super::{Session, SessionStats};
 use crate::changes::RawEntry;
 use crate::error::Error;
@@ -58,6 +59,10 @@ pub(super) struct SendHalf {
     wants_answered: u32,
     filtered: u64,
     live: LiveSend,
+    /// The node of the last frame sent: what the next `NodeDelta` refers to.
+    prev: Prev,
+    /// Send `NodeDelta` frames where they are smaller (off only to test other orders).
+    pub deltas: bool,
 }
 
 /// The live stream: my feed after the snapshot, without what the peer sent me.
@@ -89,6 +94,8 @@ impl SendHalf {
                 buf: VecDeque::new(),
                 from_peer: VecDeque::new(),
             },
+            prev: Prev::default(),
+            deltas: true,
         }
     }
 
@@ -174,7 +181,7 @@ impl SendHalf {
     ) -> Result<Option<Message>, SyncError> {
         if let Some(a) = self.answers.front_mut() {
             return Ok(Some(match a.next(store, &mut self.sent)? {
-                Some(e) => sent(stats, e),
+                Some(e) => sent(stats, &mut self.prev, self.deltas, e),
                 None => {
                     self.answers.pop_front();
                     Message::EndStream
@@ -186,7 +193,7 @@ impl SendHalf {
             self.filtered = plan.skipped;
             stats.filtered = self.filtered;
             return Ok(Some(match next {
-                Some(e) => sent(stats, e),
+                Some(e) => sent(stats, &mut self.prev, self.deltas, e),
                 None => {
                     self.state = SendState::AwaitDone;
                     Message::EndStream
@@ -217,15 +224,21 @@ impl SendHalf {
                 continue;
             }
             self.sent.set(e.seq);
-            return Ok(Some(sent(stats, e)));
+            return Ok(Some(sent(stats, &mut self.prev, self.deltas, e)));
         }
     }
 }
 
-fn sent(stats: &mut SessionStats, e: RawEntry) -> Message {
+/// The frame of a node sent: a `NodeDelta` when the node before it lets it leave bytes out.
+fn sent(stats: &mut SessionStats, prev: &mut Prev, deltas: bool, e: RawEntry) -> Message {
     stats.nodes_sent += 1;
     stats.node_bytes_sent += e.bytes.len() as u64;
-    Message::Node(e.bytes)
+    let body = deltas.then(|| delta::compact(prev, &e.bytes)).flatten();
+    prev.note(e.hash, &e.bytes);
+    match body {
+        Some(body) => Message::NodeDelta(body),
+        None => Message::Node(e.bytes),
+    }
 }
 
 /// The hashes of the nodes at `seqs` (ascending), read in runs.

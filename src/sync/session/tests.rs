@@ -443,7 +443,8 @@ fn interrupted_at_any_byte_keeps_a_valid_store_and_resumes() {
         }
         k += 7;
     }
-    assert!(k > 1000, "the stream was cut at {} places", k / 7);
+    // About 530 bytes of stream (its nodes go as `NodeDelta` frames): every 7th byte cut.
+    assert!(k > 500, "the stream was cut at {} places", k / 7);
 }
 
 #[test]

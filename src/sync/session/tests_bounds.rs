@@ -218,7 +218,7 @@ fn a_want_in_an_in_sync_session_costs_almost_nothing() {
     sa.handle(Message::Want(vec![newest])).unwrap();
     let mut nodes = 0;
     while let Some(m) = sa.poll_transmit().unwrap() {
-        nodes += usize::from(matches!(m, Message::Node(_)));
+        nodes += usize::from(matches!(m, Message::Node(_) | Message::NodeDelta(_)));
     }
     assert!(nodes <= 1, "{nodes} nodes for one Want");
     assert!(matches!(
@@ -233,6 +233,7 @@ struct Counting {
     inner: MemStore,
     inserts: Arc<AtomicUsize>,
     reads: Arc<AtomicUsize>,
+    cursor_writes: Arc<AtomicUsize>,
 }
 
 impl Counting {
@@ -241,6 +242,7 @@ impl Counting {
             inner,
             inserts: Arc::default(),
             reads: Arc::default(),
+            cursor_writes: Arc::default(),
         }
     }
 }
@@ -290,6 +292,7 @@ impl SyncStore for Counting {
         peer: PeerId,
         cursor: Option<&crate::sync::Cursor>,
     ) -> crate::Result<()> {
+        self.cursor_writes.fetch_add(1, Relaxed);
         self.inner.set_peer_cursor(peer, cursor)
     }
 }
@@ -574,6 +577,8 @@ fn several_sessions_deliver_the_same_nodes_into_one_store() {
         let mut r2 = Session::new(dst.clone(), cfg(Mode::Pull, 4)).unwrap();
         let mut p1 = Session::new(s1.clone(), cfg(Mode::Push, 1)).unwrap();
         let mut p2 = Session::new(s2.clone(), cfg(Mode::Push, 2)).unwrap();
+        // p2's node frames are reordered below: plain frames only.
+        p2.set_node_deltas(false);
         // Handshakes, then the two streams interleaved message by message.
         let mut to_r = [Vec::new(), Vec::new()];
         for (p, r, q) in [(&mut p1, &mut r1, 0), (&mut p2, &mut r2, 1)] {
@@ -695,4 +700,112 @@ quickcheck::quickcheck! {
         let want = stores[0].hashes();
         stores.iter().all(|s| s.hashes() == want && s.check().is_ok())
     }
+}
+
+#[test]
+fn a_node_delta_with_nothing_before_it_is_malformed_and_nothing_is_stored() {
+    let src = store(2);
+    chain(&src, 3, "d");
+    let entries = src.entries(0, u64::MAX, usize::MAX).unwrap();
+    let mut prev = delta::Prev::default();
+    prev.note(entries[0].hash, &entries[0].bytes);
+    let body = delta::compact(&prev, &entries[1].bytes).expect("links the node before");
+
+    // After the node it refers to, the delta stands for the node itself.
+    let dst = Counting::new(store(1));
+    let mut s = receiver(&dst, src.heads());
+    s.handle(Message::Node(entries[0].bytes.clone())).unwrap();
+    s.handle(Message::NodeDelta(body.clone())).unwrap();
+    s.handle(Message::Node(entries[2].bytes.clone())).unwrap();
+    s.handle(Message::EndStream).unwrap();
+    assert_eq!(dst.inner.hashes(), src.hashes());
+    dst.inner.check().unwrap();
+
+    // As the first frame of a stream it refers to nothing: malformed, nothing stored.
+    let dst = Counting::new(store(1));
+    let mut s = receiver(&dst, src.heads());
+    let err = s.handle(Message::NodeDelta(body)).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            SyncError::Malformed {
+                kind: "NodeDelta",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(dst.inner.hashes().is_empty());
+}
+
+#[test]
+fn a_chain_travels_as_deltas_and_arrives_whole() {
+    let (a, b) = (store(1), store(2));
+    chain(&a, 300, "a");
+    let node_bytes: usize = a
+        .entries(0, u64::MAX, usize::MAX)
+        .unwrap()
+        .iter()
+        .map(|e| e.bytes.len())
+        .sum();
+    let mut sa = Session::new(a.clone(), cfg(Mode::Push, 1)).unwrap();
+    let mut sb = Session::new(b.clone(), cfg(Mode::Pull, 2)).unwrap();
+    let (mut wire, mut deltas) = (0, 0);
+    loop {
+        let mut moved = false;
+        while let Some(m) = sa.poll_transmit().unwrap() {
+            let mut frame = Vec::new();
+            crate::sync::codec::encode(&m, &mut frame);
+            wire += frame.len();
+            deltas += usize::from(matches!(m, Message::NodeDelta(_)));
+            sb.handle(m).unwrap();
+            moved = true;
+        }
+        while let Some(m) = sb.poll_transmit().unwrap() {
+            sa.handle(m).unwrap();
+            moved = true;
+        }
+        if !moved {
+            break;
+        }
+    }
+    assert!(sa.is_finished() && sb.is_finished());
+    assert_eq!(a.hashes(), b.hashes());
+    b.check().unwrap();
+    // Every node but the first leaves out its link to the one before: 31 bytes fewer each
+    // (32 of the hash, one of the flags).
+    assert_eq!(deltas, 299);
+    assert!(
+        wire < node_bytes + 5 * 300 + 1_000 - 31 * 299,
+        "{wire} wire bytes for {node_bytes} node bytes"
+    );
+}
+
+#[test]
+fn an_in_sync_check_writes_nothing() {
+    // Each side used to rewrite the same peer cursor, a durable commit, on every check.
+    let (a, b) = (Counting::new(store(1)), Counting::new(store(2)));
+    chain(&a.inner, 20, "a");
+    let pair = |seed| {
+        drive(
+            [
+                Session::new(a.clone(), cfg(Mode::Both, 1)).unwrap(),
+                Session::new(b.clone(), cfg(Mode::Both, 2)).unwrap(),
+            ],
+            seed,
+        )
+        .unwrap()
+    };
+    pair(1);
+    let writes = || (a.cursor_writes.load(Relaxed), b.cursor_writes.load(Relaxed));
+    let first = writes();
+    assert!(
+        first.0 >= 1 && first.1 >= 1,
+        "the first sync remembers: {first:?}"
+    );
+    let [sa, _] = pair(2);
+    assert_eq!(sa.stats().round_trips, 1);
+    assert_eq!(writes(), first, "nothing written by the in-sync check");
+    // The cursor is still there: a later sync still starts from it.
+    assert!(a.inner.peer_cursor(PeerId([2; 16])).unwrap().is_some());
 }

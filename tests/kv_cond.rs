@@ -1,0 +1,285 @@
+//! Conditional writes, read-modify-write, batches that read, reading and resolving in one
+//! transaction, and ancestry queries, through the public API.
+
+use braidlog::kv::{Kv, KvError, Op};
+use braidlog::{Durability, Error, Hash, Log, LogOptions};
+use tempfile::TempDir;
+
+fn open() -> (TempDir, Log, Kv) {
+    let dir = tempfile::tempdir().unwrap();
+    let options = LogOptions {
+        durability: Durability::NoSync,
+        ..LogOptions::default()
+    };
+    let log = Log::open_with(dir.path(), options).unwrap();
+    let kv = Kv::open(&log).unwrap();
+    (dir, log, kv)
+}
+
+fn sorted(mut v: Vec<Hash>) -> Vec<Hash> {
+    v.sort();
+    v
+}
+
+#[test]
+fn write_if_refuses_a_key_that_changed_and_names_the_current_versions() {
+    let (_d, log, kv) = open();
+    let a = kv.put_if(b"k", &[], b"1".to_vec()).unwrap();
+    let b = kv.put_if(b"k", &[a], b"2".to_vec()).unwrap();
+    let before = log.len().unwrap();
+    let err = kv.put_if(b"k", &[a], b"3".to_vec()).unwrap_err();
+    match err {
+        Error::Kv(KvError::Changed {
+            key,
+            expected,
+            current,
+        }) => assert_eq!((key, expected, current), (b"k".to_vec(), vec![a], vec![b])),
+        other => panic!("{other}"),
+    }
+    assert_eq!(log.len().unwrap(), before, "nothing written");
+    // A version that arrived unseen (a concurrent write) also refuses the write.
+    let c = kv
+        .write_with_links(b"k", Op::Put(b"c".to_vec()), [a])
+        .unwrap();
+    assert!(kv.put_if(b"k", &[b], b"4".to_vec()).is_err());
+    kv.put_if(b"k", &[c, b], b"4".to_vec()).unwrap();
+    assert_eq!(kv.get(b"k").unwrap().unwrap().value(), Some(&b"4"[..]));
+}
+
+/// No lost update: a write that lands between the read and the write of a read-modify-write
+/// must not be superseded unseen.
+#[test]
+fn update_reads_again_when_a_write_lands_between_its_read_and_write() {
+    let (_d, _log, kv) = open();
+    kv.put(b"n", b"10".to_vec()).unwrap();
+    let (mut calls, other) = (0, kv.clone());
+    kv.update(b"n", |versions| {
+        calls += 1;
+        let n: u64 = std::str::from_utf8(versions.value().unwrap())
+            .unwrap()
+            .parse()
+            .unwrap();
+        if calls == 1 {
+            // Another writer adds 5 after our read.
+            other.put(b"n", (n + 5).to_string()).unwrap();
+        }
+        (n + 1).to_string().into_bytes()
+    })
+    .unwrap();
+    assert_eq!(calls, 2);
+    assert_eq!(kv.get(b"n").unwrap().unwrap().value(), Some(&b"16"[..]));
+}
+
+#[test]
+fn update_gives_up_after_its_bound_with_the_typed_error() {
+    let (_d, _log, kv) = open();
+    let (mut calls, other) = (0, kv.clone());
+    let err = kv
+        .update(b"n", |_| {
+            calls += 1;
+            other.put(b"n", calls.to_string()).unwrap(); // changes it every time
+            b"mine".to_vec()
+        })
+        .unwrap_err();
+    assert!(matches!(err, Error::Kv(KvError::Changed { .. })), "{err}");
+    assert_eq!(calls, braidlog::kv::MAX_UPDATE_TRIES);
+    // try_update can decline without writing.
+    assert_eq!(kv.try_update::<Error>(b"x", |_| Ok(None)).unwrap(), None);
+    assert!(kv.get(b"x").unwrap().is_none());
+}
+
+#[test]
+fn a_batch_reads_what_it_supersedes() {
+    let (_d, _log, kv) = open();
+    let root = kv.put(b"k", b"1".to_vec()).unwrap();
+    let x = kv
+        .write_with_links(b"k", Op::Put(b"2".to_vec()), [root])
+        .unwrap();
+    let y = kv
+        .write_with_links(b"k", Op::Put(b"3".to_vec()), [root])
+        .unwrap();
+    kv.batch(|b| {
+        let seen = b.versions(b"k")?;
+        assert_eq!(seen.hashes(), sorted(vec![x, y]));
+        let sum: u32 = seen
+            .values()
+            .map(|v| std::str::from_utf8(v).unwrap().parse::<u32>().unwrap())
+            .sum();
+        b.write_if(b"k", &seen.hashes(), Op::Put(sum.to_string().into_bytes()))?;
+        assert_eq!(b.get(b"k")?.unwrap().value(), Some(&b"5"[..]));
+        assert!(b.write_if(b"k", &[x], Op::Del).is_err());
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(kv.get(b"k").unwrap().unwrap().value(), Some(&b"5"[..]));
+}
+
+#[test]
+fn resolve_pick_reads_and_resolves_in_one_transaction_with_typed_errors() {
+    let (_d, _log, kv) = open();
+    let root = kv.put(b"c", b"red".to_vec()).unwrap();
+    let blue = kv
+        .write_with_links(b"c", Op::Put(b"blue".to_vec()), [root])
+        .unwrap();
+    let green = kv
+        .write_with_links(b"c", Op::Put(b"green".to_vec()), [root])
+        .unwrap();
+    let err = kv.resolve_pick(b"c", &root.to_string()).unwrap_err();
+    assert!(
+        matches!(err, Error::Kv(KvError::NoSuchVersion { .. })),
+        "{err}"
+    );
+    let err = kv.resolve_pick(b"c", "").unwrap_err();
+    assert!(
+        matches!(err, Error::Kv(KvError::AmbiguousVersion { matches: 2, .. })),
+        "{err}"
+    );
+    let r = kv.resolve_pick(b"c", &green.to_string()).unwrap().unwrap();
+    let v = kv.get(b"c").unwrap().unwrap();
+    assert_eq!((v.hashes(), v.value()), (vec![r], Some(&b"green"[..])));
+    assert_eq!(
+        kv.resolve_pick(b"c", &blue.to_string()).unwrap(),
+        None,
+        "no conflict"
+    );
+}
+
+#[test]
+fn try_resolve_writes_nothing_when_the_merge_fails() {
+    let (_d, log, kv) = open();
+    let root = kv.put(b"k", b"1".to_vec()).unwrap();
+    kv.write_with_links(b"k", Op::Put(b"2".to_vec()), [root])
+        .unwrap();
+    kv.write_with_links(b"k", Op::Put(b"3".to_vec()), [root])
+        .unwrap();
+    let before = log.len().unwrap();
+    #[derive(Debug)]
+    enum AppError {
+        No,
+        Store,
+    }
+    impl From<Error> for AppError {
+        fn from(_: Error) -> Self {
+            AppError::Store
+        }
+    }
+    let r = kv.try_resolve(b"k", |_, _| Err(AppError::No));
+    assert!(matches!(r, Err(AppError::No)), "{r:?}");
+    let _ = AppError::Store;
+    assert_eq!(log.len().unwrap(), before);
+    assert!(kv.get(b"k").unwrap().unwrap().is_conflict());
+}
+
+/// Resolving a key used to leave its resolution as an extra head of the log until the next
+/// write: resolving many keys then left as many heads, which every sync announces.
+#[test]
+fn resolutions_do_not_stay_heads_of_the_log() {
+    let (_d, log, kv) = open();
+    for key in ["a", "b", "c"] {
+        let root = kv.put(key, b"0".to_vec()).unwrap();
+        kv.write_with_links(key, Op::Put(b"1".to_vec()), [root])
+            .unwrap();
+        kv.write_with_links(key, Op::Put(b"2".to_vec()), [root])
+            .unwrap();
+    }
+    kv.resolve_deterministic("a").unwrap().unwrap();
+    kv.resolve("b", |_, _| b"x".to_vec()).unwrap().unwrap();
+    let c = kv.versions("c").unwrap().hashes()[0];
+    let last = kv.resolve_pick("c", &c.to_string()).unwrap().unwrap();
+    assert_eq!(log.heads().unwrap(), vec![last]);
+}
+
+#[test]
+fn merge_base_and_history_since_follow_the_keys_dag() {
+    let (_d, _log, kv) = open();
+    let a = kv.put(b"k", b"a".to_vec()).unwrap();
+    let b = kv.put(b"k", b"b".to_vec()).unwrap();
+    // Another key in between: its writes link the log's heads, never the key's DAG.
+    kv.put(b"other", b"o".to_vec()).unwrap();
+    let x = kv
+        .write_with_links(b"k", Op::Put(b"x".to_vec()), [b])
+        .unwrap();
+    let y = kv
+        .write_with_links(b"k", Op::Put(b"y".to_vec()), [b])
+        .unwrap();
+    let y2 = kv
+        .write_with_links(b"k", Op::Put(b"y2".to_vec()), [y])
+        .unwrap();
+    assert_eq!(kv.merge_base(b"k", &[x, y2]).unwrap(), vec![b]);
+    assert_eq!(
+        kv.merge_base(b"k", &[y2, y]).unwrap(),
+        vec![y],
+        "one behind the other"
+    );
+    assert_eq!(kv.merge_base(b"k", &[x]).unwrap(), vec![x]);
+    // Criss-cross: two merges of x and y2, each seeing both: two bases.
+    let m1 = kv
+        .write_with_links(b"k", Op::Put(b"m1".to_vec()), [x, y2])
+        .unwrap();
+    let m2 = kv
+        .write_with_links(b"k", Op::Put(b"m2".to_vec()), [x, y2])
+        .unwrap();
+    assert_eq!(kv.merge_base(b"k", &[m1, m2]).unwrap(), sorted(vec![x, y2]));
+    // A second root (another replica created the key): no common ancestor with it.
+    let lone = kv
+        .write_with_links(b"k", Op::Put(b"lone".to_vec()), [])
+        .unwrap();
+    assert_eq!(
+        kv.merge_base(b"k", &[m1, lone]).unwrap(),
+        Vec::<Hash>::new()
+    );
+    // Not an operation on the key: a typed error.
+    let other = kv.put(b"other", b"p".to_vec()).unwrap();
+    let err = kv.merge_base(b"k", &[m1, other]).unwrap_err();
+    assert!(
+        matches!(err, Error::Kv(KvError::NotAnOperation { .. })),
+        "{err}"
+    );
+
+    let since: Vec<Hash> = kv
+        .history_since(b"k", b)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.hash)
+        .collect();
+    assert_eq!(since.len(), 6);
+    assert!(!since.contains(&a) && !since.contains(&b));
+    let pos = |h| since.iter().position(|s| *s == h).unwrap();
+    assert!(pos(y) < pos(y2) && pos(y2) < pos(m1) && pos(x) < pos(m2));
+    let causal: Vec<Hash> = kv
+        .history_causal(b"k")
+        .unwrap()
+        .into_iter()
+        .map(|e| e.hash)
+        .collect();
+    assert_eq!(causal.len(), 8);
+    let at = |h| causal.iter().position(|s| *s == h).unwrap();
+    assert!(at(a) < at(b) && at(b) < at(x) && at(y) < at(y2) && at(y2) < at(m1));
+    assert!(at(lone) < at(b), "a root: depth 1, like `a`");
+}
+
+/// Merge base over more versions than one node may link (folds are walked through) and a
+/// long history below the base (not walked).
+#[test]
+fn merge_base_of_many_versions_through_folds() {
+    let (_d, _log, kv) = open();
+    let mut last = kv.put(b"k", b"0".to_vec()).unwrap();
+    for i in 0..50 {
+        last = kv.put(b"k", i.to_string()).unwrap();
+    }
+    let mut tips = Vec::new();
+    for i in 0..1100 {
+        tips.push(
+            kv.write_with_links(b"k", Op::Put(format!("v{i}").into_bytes()), [last])
+                .unwrap(),
+        );
+    }
+    assert_eq!(kv.merge_base(b"k", &tips).unwrap(), vec![last]);
+    // A put supersedes them through folds; the base of it and one more concurrent write
+    // is `last` again, found through the folds.
+    let merged = kv.put(b"k", b"merged".to_vec()).unwrap();
+    let side = kv
+        .write_with_links(b"k", Op::Put(b"side".to_vec()), [last])
+        .unwrap();
+    assert_eq!(kv.merge_base(b"k", &[merged, side]).unwrap(), vec![last]);
+}
