@@ -58,12 +58,13 @@
 //! - [`salvage`]: copying the genuine nodes out of a damaged store.
 //! - [`sync`]: replication over any byte stream: messages, codec, the sans-IO session, the
 //!   tokio driver and TCP helpers.
+//! - [`sim`]: the simulator: N replicas under fuzzer- or seed-driven schedules (writes,
+//!   sessions cut at any byte, reorderings, partitions) with convergence checks an
+//!   application extends with its own merge logic and invariants; braidlog's fuzz checks.
 //! - [`error`]: the error types.
 
 pub mod changes;
 pub mod error;
-#[doc(hidden)]
-pub mod fuzzing;
 pub mod hash;
 pub mod identity;
 pub mod kv;
@@ -73,6 +74,7 @@ pub mod peer;
 pub mod policy;
 #[cfg(all(unix, target_pointer_width = "64", target_endian = "little"))]
 pub mod salvage;
+pub mod sim;
 mod store;
 pub mod store_file;
 #[cfg(all(unix, target_pointer_width = "64", target_endian = "little"))]

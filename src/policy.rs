@@ -192,11 +192,9 @@ pub(crate) fn history(store: &Store, txn: ReadTxn<'_>) -> Result<Vec<(u64, Polic
 /// calling thread's scope; callers in async code call it from a blocking task.
 pub fn verify_parallel(nodes: &mut [Node]) -> std::result::Result<(), NodeError> {
     let pending = nodes.iter().filter(|n| !n.signature_checked()).count();
-    let threads = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        .min(pending / 64)
-        .max(1);
+    let threads = threads_for(pending, || {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    });
     if threads == 1 {
         return verify_signatures(nodes);
     }
@@ -212,6 +210,18 @@ pub fn verify_parallel(nodes: &mut [Node]) -> std::result::Result<(), NodeError>
             .collect()
     });
     results.into_iter().collect()
+}
+
+/// Threads to check `pending` signatures on: one per 64 nodes, at most `cores()`. The core
+/// count is asked only when there are enough nodes to split: it reads cgroup files (tens of
+/// microseconds, more than checking a small batch of unsigned nodes).
+fn threads_for(pending: usize, cores: impl FnOnce() -> usize) -> usize {
+    let most = pending / 64;
+    if most < 2 {
+        1
+    } else {
+        cores().min(most).max(1)
+    }
 }
 
 /// `nodes` with every signature known good: checked here in batches on every core when some
@@ -476,5 +486,15 @@ mod tests {
         nodes.remove(200);
         verify_parallel(&mut nodes).unwrap();
         assert!(nodes.iter().all(Node::signature_checked));
+    }
+
+    #[test]
+    fn small_batches_never_ask_for_the_core_count() {
+        for pending in [0, 1, 64, 127] {
+            assert_eq!(super::threads_for(pending, || panic!("asked")), 1);
+        }
+        assert_eq!(super::threads_for(128, || 8), 2);
+        assert_eq!(super::threads_for(10_000, || 8), 8);
+        assert_eq!(super::threads_for(10_000, || 0), 1);
     }
 }

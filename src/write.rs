@@ -144,6 +144,11 @@ impl Hooks {
         hook
     }
 
+    /// Forgets every hook (the simulator's reuse of a log, `Log::clear_for_reuse`).
+    pub(crate) fn clear(&self) {
+        self.list.write().unwrap_or_else(|e| e.into_inner()).clear();
+    }
+
     pub(crate) fn run(&self, w: &mut Writer<'_, '_>, after: u64) -> Result<()> {
         let list: Vec<_> = (self.list.read().unwrap_or_else(|e| e.into_inner()))
             .iter()

@@ -22,8 +22,8 @@ fn the_kv_model_fold_seeds_write_and_check_folds() {
         ("fold-flood-two-replicas", &["a", "b"][..]),
     ] {
         let data = std::fs::read(corpus.join(seed)).unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        braidlog::fuzzing::check_kv_model(dir.path(), &data);
+        let dir = tempfile::tempdir_in(braidlog::sim::scratch_base()).unwrap();
+        braidlog::sim::checks::check_kv_model(dir.path(), &data);
         for r in replicas {
             let n = folds(&dir.path().join(r));
             assert!(n > 0, "{seed}: replica {r} holds no fold node");

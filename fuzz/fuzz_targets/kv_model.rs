@@ -4,6 +4,6 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let dir = tempfile::tempdir().expect("temp dir");
-    braidlog::fuzzing::check_kv_model(dir.path(), data);
+    let dir = tempfile::tempdir_in(braidlog::sim::scratch_base()).expect("temp dir");
+    braidlog::sim::checks::check_kv_model(dir.path(), data);
 });

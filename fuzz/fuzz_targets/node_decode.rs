@@ -3,4 +3,4 @@
 
 use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|data: &[u8]| braidlog::fuzzing::check_node_decode(data));
+fuzz_target!(|data: &[u8]| braidlog::sim::checks::check_node_decode(data));

@@ -4,4 +4,4 @@
 
 use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|data: &[u8]| braidlog::fuzzing::check_sync_frames(data));
+fuzz_target!(|data: &[u8]| braidlog::sim::checks::check_sync_frames(data));

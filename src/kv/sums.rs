@@ -167,6 +167,10 @@ impl Codec for Counter {
 
 impl Counter {
     /// Adds `delta` to the counter at `key` (a conflict is merged in the same write).
+    ///
+    /// Needs a signed log (the default): on an unsigned one, two replicas that add the same
+    /// delta to the same total write the same node, and the adds count once (see
+    /// `docs/MERGING.md`, "Identical writes are one node").
     pub fn add(kv: &Kv, key: impl AsRef<[u8]>, delta: i64) -> Result<Hash> {
         let key = key.as_ref();
         adjust::<Counter>(kv, key, |sums| {

@@ -48,6 +48,10 @@ pub(crate) struct StoreOptions {
     pub no_sync: bool,
     /// LMDB's `MDB_RDONLY`: nothing is ever written.
     pub read_only: bool,
+    /// LMDB's `MDB_WRITEMAP`, for the simulator's throwaway stores only: commits write into
+    /// the map instead of a system call per dirty page, and a stray write anywhere in the
+    /// process could damage the store.
+    pub write_map: bool,
 }
 
 /// Counts live transactions; growth may close it only when none is live.
@@ -168,18 +172,22 @@ fn open_env(path: &Path, options: StoreOptions, map_size: usize) -> Result<Env<W
     if options.read_only {
         flags |= EnvFlags::READ_ONLY;
     }
-    // SAFETY: heed marks two things unsafe here. (1) The flags: NO_SYNC trades safety for
-    // speed. Without an fsync per commit, a crash of the *operating system* (not of this
-    // process) can leave the file with a meta page that points at pages never written:
-    // the store may be corrupt, not merely behind; the user chose this through
-    // `Durability::NoSync`, whose docs say so. READ_ONLY is safe. (2) The mapping: the file
-    // must not be changed except through LMDB while it is mapped, and must not be opened
-    // twice in this process. braidlog writes it only through LMDB; other processes use
-    // LMDB's lock file, which coordinates them (including map growth, see the module docs);
-    // heed refuses a second open in this process (`EnvAlreadyOpened`), and `Log::open`
-    // shares one handle per directory. Anyone else writing the file is outside what any
-    // mmap-based store can defend against; damaged node bytes are still caught by the hash
-    // check on every read.
+    if options.write_map {
+        flags |= EnvFlags::WRITE_MAP;
+    }
+    // SAFETY: heed marks two things unsafe here. (1) The flags: NO_SYNC trades safety for speed.
+    // Without an fsync per commit, a crash of the *operating system* (not of this process) can
+    // leave the file with a meta page that points at pages never written: the store may be
+    // corrupt, not merely behind; the user chose this through `Durability::NoSync`, whose docs say
+    // so. READ_ONLY is safe. WRITE_MAP (the simulator's throwaway stores only, never a user's)
+    // maps the file writable: a stray write in the process could damage that store, whose content
+    // is worthless after the run. (2) The mapping: the file must not be changed except through
+    // LMDB while it is mapped, and must not be opened twice in this process. braidlog writes it
+    // only through LMDB; other processes use LMDB's lock file, which coordinates them (including
+    // map growth, see the module docs); heed refuses a second open in this process
+    // (`EnvAlreadyOpened`), and `Log::open` shares one handle per directory. Anyone else writing
+    // the file is outside what any mmap-based store can defend against; damaged node bytes are
+    // still caught by the hash check on every read.
     unsafe {
         opts.flags(flags);
         Ok(opts.open(path)?)
@@ -278,6 +286,23 @@ impl Store {
             }),
             None => self.write(|txn| self.meta.set_format(txn, STORE_FORMAT_VERSION)),
         }
+    }
+
+    /// Empties the store for reuse by the simulator, in `txn`: the feed, index, heads, every
+    /// view table, and the meta records about views, peers and policies. The format version
+    /// and the peer id stay, so the store reads as freshly opened.
+    pub(crate) fn clear_for_reuse(&self, txn: &mut WriteTxn<'_>) -> Result<()> {
+        for t in [self.feed.0, self.index.0, self.heads.0] {
+            txn.clear(t)?;
+        }
+        let known: Vec<Table> = (self.tables.lock().unwrap_or_else(|e| e.into_inner()))
+            .iter()
+            .map(|(_, t)| *t)
+            .collect();
+        for t in known {
+            txn.clear(t)?;
+        }
+        self.meta.clear_for_reuse(txn)
     }
 
     /// Creates (or opens) a table for a view. Refuses braidlog's own names.

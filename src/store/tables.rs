@@ -298,6 +298,25 @@ impl Meta {
         Ok(())
     }
 
+    /// Forgets everything but the format version and the peer id (see
+    /// `Store::clear_for_reuse`).
+    pub fn clear_for_reuse(&self, txn: &mut WriteTxn<'_>) -> Result<()> {
+        let keep = [meta::FORMAT, meta::PEER_ID, meta::PEER_ID_FILE];
+        let keys: Vec<Vec<u8>> = txn
+            .read()
+            .iter(self.0)?
+            .map(|r| r.map(|(k, _)| k.to_vec()))
+            .filter(|k| {
+                !k.as_ref()
+                    .is_ok_and(|k| keep.iter().any(|m| m.as_bytes() == &k[..]))
+            })
+            .collect::<Result<_>>()?;
+        for k in keys {
+            txn.delete(self.0, &k)?;
+        }
+        Ok(())
+    }
+
     fn cursor_key(peer: PeerId) -> String {
         format!("{}{peer}/acked", meta::PEER_PREFIX)
     }
