@@ -12,17 +12,43 @@ use cli_common::{fails, interrupt, json, ok, spawn, wait_bounded};
 
 const LIMIT: Duration = Duration::from_secs(60);
 
+/// A child process that is killed if the test fails before stopping it.
+struct Running(Option<Child>);
+
+impl Running {
+    fn take(mut self) -> Child {
+        self.0.take().expect("present until taken")
+    }
+
+    /// Takes the child if `ok`; otherwise fails the test (and the child is killed).
+    fn take_checked(self, ok: bool, what: &str) -> Child {
+        assert!(ok, "{what}");
+        self.take()
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
 /// Starts `braid serve --iroh` on loopback; returns the child and the ticket it printed first.
-fn serve_iroh(dir: &Path, extra: &[&str]) -> (Child, String) {
+fn serve_iroh(dir: &Path, extra: &[&str]) -> (Running, String) {
     let mut args = vec!["serve", "--iroh", "--bind", "127.0.0.1:0"];
     args.extend_from_slice(extra);
     let (child, ticket) = spawn(dir, &args);
+    let child = Running(Some(child));
     assert!(ticket.starts_with("braid"), "first line: {ticket:?}");
     (child, ticket)
 }
 
 /// Stops a server with Ctrl-C; returns its stderr.
-fn stop(child: Child) -> String {
+fn stop(child: Running) -> String {
+    let child = child.take();
     interrupt(&child);
     let out = wait_bounded(child, LIMIT, "braid serve --iroh");
     assert!(out.status.success());
@@ -102,7 +128,7 @@ fn plain_tcp_off_loopback_warns() {
     let a = tmp.path().join("a");
     ok(&a, &["init"]);
     let (child, addr) = spawn(&a, &["serve", "--listen", "0.0.0.0:0"]);
-    assert!(addr.starts_with("0.0.0.0:"), "{addr}");
+    let child = Running(Some(child)).take_checked(addr.starts_with("0.0.0.0:"), &addr);
     interrupt(&child);
     let out = wait_bounded(child, LIMIT, "braid serve");
     let err = String::from_utf8(out.stderr).unwrap();
@@ -153,6 +179,7 @@ fn gossip_carries_a_write_made_by_another_process_to_every_replica() {
                 "127.0.0.1:0",
             ],
         );
+        let child = Running(Some(child));
         assert!(first.contains("received 1 new"), "{first}");
         members.push(child);
     }
@@ -167,6 +194,7 @@ fn gossip_carries_a_write_made_by_another_process_to_every_replica() {
         until_value(d, "k", "three");
     }
     for m in members {
+        let m = m.take();
         interrupt(&m);
         let out = wait_bounded(m, LIMIT, "braid sync --gossip");
         assert!(
