@@ -3,6 +3,7 @@
 mod auth;
 mod dag;
 mod demo;
+mod iroh;
 mod kv;
 mod limits;
 mod net;

@@ -19,7 +19,9 @@ use crate::output::Out;
 
 #[derive(Subcommand)]
 pub enum NetCommand {
-    /// Serve this replica to peers over TCP until Ctrl-C. Prints the bound address first.
+    /// Serve this replica to peers until Ctrl-C: over plain TCP (unauthenticated and
+    /// unencrypted: for loopback and trusted networks), or over iroh with --iroh (encrypted,
+    /// admitted by key). Prints the bound address, or the iroh ticket, first.
     #[command(
         after_help = "Examples:\n  braid serve --listen 127.0.0.1:7411\n  braid serve --listen 127.0.0.1:0 --live\n  braid serve --max-connections 64 --idle-timeout 30s --memory-budget 64MiB\n\nA failed session is logged on stderr with its peer's address and the reason."
     )]
@@ -34,6 +36,8 @@ pub enum NetCommand {
         limits: ServerLimits,
         #[command(flatten)]
         timeouts: Timeouts,
+        #[command(flatten)]
+        iroh: crate::iroh::ServeIroh,
     },
     /// Sync with the peer at ADDR (both ways unless --push or --pull).
     #[command(group(ArgGroup::new("direction").args(["push", "pull"])))]
@@ -41,7 +45,7 @@ pub enum NetCommand {
         after_help = "Examples:\n  braid sync 127.0.0.1:7411\n  braid sync --pull 10.0.0.2:7411\n  braid sync --live 127.0.0.1:7411"
     )]
     Sync {
-        /// The peer's address.
+        /// The peer's TCP address, or the ticket `braid serve --iroh` printed.
         addr: String,
         /// Only send what the peer lacks.
         #[arg(long)]
@@ -54,6 +58,8 @@ pub enum NetCommand {
         live: bool,
         #[command(flatten)]
         timeouts: Timeouts,
+        #[command(flatten)]
+        iroh: crate::iroh::IrohArgs,
     },
 }
 
@@ -95,7 +101,10 @@ pub fn report_json(r: &SyncReport) -> serde_json::Value {
 
 /// Draws progress events on stderr (indicatif hides the bar when stderr is not a terminal).
 /// In a live session, prints one line on stdout when catch-up is over, so scripts know.
-fn progress_bar(mut events: mpsc::Receiver<Progress>, json: bool) -> tokio::task::JoinHandle<()> {
+pub(crate) fn progress_bar(
+    mut events: mpsc::Receiver<Progress>,
+    json: bool,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut announced = false;
         let bar = ProgressBar::new_spinner();
@@ -136,7 +145,7 @@ fn progress_bar(mut events: mpsc::Receiver<Progress>, json: bool) -> tokio::task
 
 /// Resolves on Ctrl-C (SIGINT) or SIGTERM. The handlers are installed when this is called, not
 /// when first polled, so a signal that arrives right after the address is printed is not lost.
-fn ctrl_c() -> impl std::future::Future<Output = ()> {
+pub(crate) fn ctrl_c() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
@@ -189,17 +198,22 @@ impl NetCommand {
     pub fn run(self, dir: &Path, out: &Out) -> Result<ExitCode> {
         let log = open_or_create(dir)?;
         let rt = runtime()?;
+        if let Some(code) = crate::iroh::run(&self, &rt, &log, out)? {
+            return Ok(code);
+        }
         match self {
             NetCommand::Serve {
                 listen,
                 live,
                 limits,
                 timeouts,
+                ..
             } => rt.block_on(async {
                 let listener = tokio::net::TcpListener::bind(&listen)
                     .await
                     .with_context(|| format!("listening on {listen}"))?;
                 let addr = listener.local_addr()?;
+                crate::iroh::warn_plain_tcp(addr);
                 let stop = ctrl_c();
                 out.print(json!({"listening": addr.to_string(), "peer_id": log.peer_id().to_string()}), || {
                     addr.to_string()
@@ -234,6 +248,7 @@ impl NetCommand {
                 pull,
                 live,
                 timeouts,
+                ..
             } => rt.block_on(async {
                 let mode = match (push, pull) {
                     (true, _) => Mode::Push,
