@@ -5,6 +5,7 @@ mod dag;
 mod demo;
 mod exit;
 mod graph;
+mod iroh;
 mod kv;
 mod kv_show;
 mod limits;

@@ -12,12 +12,15 @@ use tokio::sync::mpsc;
 use crate::dag::open_or_create;
 use crate::kv::plural;
 use crate::limits::{ServerLimits, Timeouts};
-use crate::net_report::{progress_bar, report_json, summary, ServeLog};
+use crate::net_report::ServeLog;
+pub(crate) use crate::net_report::{progress_bar, report_json, summary};
 use crate::output::Out;
 
 #[derive(Subcommand)]
 pub enum NetCommand {
-    /// Serve this replica to peers over TCP until Ctrl-C. Prints the bound address first.
+    /// Serve this replica to peers until Ctrl-C: over plain TCP (unauthenticated and
+    /// unencrypted: for loopback and trusted networks), or over iroh with --iroh (encrypted,
+    /// admitted by key). Prints the bound address, or the iroh ticket, first.
     #[command(
         after_help = "Examples:\n  braid serve --listen 127.0.0.1:7411\n  braid serve --listen 127.0.0.1:0 --live\n  braid serve --max-connections 64 --idle-timeout 30s --memory-budget 64MiB\n\nA failed session is logged on stderr with its peer's address and the reason."
     )]
@@ -32,6 +35,8 @@ pub enum NetCommand {
         limits: ServerLimits,
         #[command(flatten)]
         timeouts: Timeouts,
+        #[command(flatten)]
+        iroh: crate::iroh::ServeIroh,
     },
     /// Sync with the peer at ADDR (both ways unless --push or --pull).
     #[command(group(ArgGroup::new("direction").args(["push", "pull"])))]
@@ -39,7 +44,7 @@ pub enum NetCommand {
         after_help = "Examples:\n  braid sync 127.0.0.1:7411\n  braid sync --pull 10.0.0.2:7411\n  braid sync --live 127.0.0.1:7411"
     )]
     Sync {
-        /// The peer's address.
+        /// The peer's TCP address, or the ticket `braid serve --iroh` printed.
         addr: String,
         /// Only send what the peer lacks.
         #[arg(long)]
@@ -52,6 +57,8 @@ pub enum NetCommand {
         live: bool,
         #[command(flatten)]
         timeouts: Timeouts,
+        #[command(flatten)]
+        iroh: crate::iroh::IrohArgs,
     },
 }
 
@@ -64,7 +71,7 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 
 /// Resolves on Ctrl-C (SIGINT) or SIGTERM. The handlers are installed when this is called, not
 /// when first polled, so a signal that arrives right after the address is printed is not lost.
-fn ctrl_c() -> impl std::future::Future<Output = ()> {
+pub(crate) fn ctrl_c() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
@@ -98,17 +105,22 @@ impl NetCommand {
         // beside a running server see them without catching up.
         braidlog::Kv::open(&log)?;
         let rt = runtime()?;
+        if let Some(code) = crate::iroh::run(&self, &rt, &log, out)? {
+            return Ok(code);
+        }
         match self {
             NetCommand::Serve {
                 listen,
                 live,
                 limits,
                 timeouts,
+                ..
             } => rt.block_on(async {
                 let listener = tokio::net::TcpListener::bind(&listen)
                     .await
                     .with_context(|| format!("listening on {listen}"))?;
                 let addr = listener.local_addr()?;
+                crate::iroh::warn_plain_tcp(addr);
                 let stop = ctrl_c();
                 // Output is best effort for a server: it serves whether or not anyone reads it.
                 out.print_committed(
@@ -172,6 +184,7 @@ impl NetCommand {
                 pull,
                 live,
                 timeouts,
+                ..
             } => rt.block_on(async {
                 let mode = match (push, pull) {
                     (true, _) => Mode::Push,

@@ -8,7 +8,10 @@
 //! - `driver` (feature `net`): [`sync`] over any tokio `AsyncRead + AsyncWrite`, with its
 //!   [`SyncOptions`] (timeouts, [`MemoryBudget`]);
 //! - `serve` and `tcp` (feature `net`): [`serve`] (connection limit, accept backoff, shared
-//!   memory budget, shutdown) and [`connect`].
+//!   memory budget, shutdown) and [`connect`]. Plain TCP is unauthenticated and unencrypted:
+//!   for trusted networks and tests;
+//! - `iroh` and `gossip` (feature `iroh`): the same sessions over iroh (encrypted, dialled
+//!   by key, access-checked), and live fan-out to many replicas by gossip.
 //!
 //! The protocol, its byte layout and its round-trip analysis are in `docs/PROTOCOL.md`. In
 //! short: each side sends its heads and a few feed samples; each answers with which of those it
@@ -54,6 +57,11 @@ mod options;
 mod serve;
 #[cfg(feature = "net")]
 mod tcp;
+
+#[cfg(feature = "iroh")]
+pub mod gossip;
+#[cfg(feature = "iroh")]
+pub mod iroh;
 
 #[cfg(feature = "net")]
 pub use budget::MemoryBudget;
