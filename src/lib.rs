@@ -46,6 +46,7 @@
 //!   growth, every table's byte layout, transactions that cannot commit after a failed write.
 //! - [`store_file`]: checks of the data file before LMDB maps it; full-disk errors.
 //! - [`log`]: `Log`, the replica API: add, insert, get, heads, feed.
+//! - [`lookup`]: a node by a prefix of its hash; the key-value view's namespaces.
 //! - `write` (private): the write path (node, index, heads, views in one transaction) and
 //!   [`Writer`].
 //! - [`changes`]: the feed iterator, subscriptions, and where each node came from
@@ -69,6 +70,7 @@ pub mod hash;
 pub mod identity;
 pub mod kv;
 pub mod log;
+pub mod lookup;
 pub mod node;
 pub mod peer;
 pub mod policy;
@@ -90,6 +92,7 @@ pub use hash::Hash;
 pub use identity::{Identity, PublicKey};
 pub use kv::{Kv, KvError};
 pub use log::{Durability, Inserted, Log, LogOptions};
+pub use lookup::LookupError;
 pub use node::{Authorship, Node, NodeError, MAX_LINKS, MAX_NODE_BYTES, MAX_PAYLOAD_BYTES};
 pub use peer::PeerId;
 pub use policy::{Policy, PolicyError, PolicyMode};

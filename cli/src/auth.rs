@@ -9,6 +9,7 @@ use clap::Subcommand;
 use serde_json::json;
 
 use crate::dag::{open_existing, open_or_create};
+use crate::kv::plural;
 use crate::output::Out;
 
 #[derive(Subcommand)]
@@ -60,10 +61,11 @@ impl AuthCommand {
                     .identity()?
                     .map(|id| id.public_key().to_string())
                     .unwrap_or_default();
-                out.print(json!({ "public_key": key }), || key.clone());
+                out.print(json!({ "public_key": key }), || key.clone())?;
             }
             AuthCommand::Trust { action } => {
                 let log = open_or_create(dir)?;
+                let changed = !matches!(action, TrustAction::List);
                 match action {
                     TrustAction::Add { key } => log.trust(key)?,
                     TrustAction::Remove { key } => log.distrust(key)?,
@@ -75,7 +77,12 @@ impl AuthCommand {
                     .iter()
                     .map(|k| k.to_string())
                     .collect();
-                out.print(json!({ "trusted": keys }), || keys.join("\n"));
+                let value = json!({ "trusted": keys });
+                if changed {
+                    out.print_committed("the allow-list is saved", value, || keys.join("\n"));
+                } else {
+                    out.print(value, || keys.join("\n"))?;
+                }
             }
             AuthCommand::Policy { mode } => {
                 let log = match mode {
@@ -91,17 +98,23 @@ impl AuthCommand {
                 let own = log.identity()?.map(|id| id.public_key());
                 let locked_out = policy.mode == PolicyMode::Trusted
                     && own.is_some_and(|k| !policy.trusted.contains(&k));
-                out.print(
-                    json!({
-                        "policy": policy.mode.to_string(),
-                        "trusted": policy.trusted.iter().map(|k| k.to_string()).collect::<Vec<_>>(),
-                    }),
-                    || format!("{} ({} trusted keys)", policy.mode, policy.trusted.len()),
-                );
+                let value = json!({
+                    "policy": policy.mode.to_string(),
+                    "trusted": policy.trusted.iter().map(|k| k.to_string()).collect::<Vec<_>>(),
+                });
+                let text = || {
+                    let keys = plural(policy.trusted.len() as u64, "trusted key");
+                    format!("{} ({keys})", policy.mode)
+                };
+                if mode.is_some() {
+                    out.print_committed("the policy is saved", value, text);
+                } else {
+                    out.print(value, text)?;
+                }
                 if locked_out {
-                    eprintln!(
-                        "braid: note: this replica's own key is not on the allow-list, so its own \
-                         writes are refused (braid trust add $(braid id))"
+                    crate::exit::warn(
+                        "note: this replica's own key is not on the allow-list, so its own \
+                         writes are refused (braid trust add $(braid id))",
                     );
                 }
             }

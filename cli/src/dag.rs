@@ -1,15 +1,16 @@
 //! DAG-level commands: init, add, heads, log, show, graph, verify.
 
-use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use braidlog::{Hash, Log};
 use clap::Subcommand;
 use serde_json::json;
 
-use crate::output::{node_json, show_author, show_bytes, show_payload, show_time, Out};
+use crate::exit::{NotFound, Usage};
+use crate::kv::plural;
+use crate::output::{committed, node_json, show_author, show_payload, show_time, Lines, Out};
 
 #[derive(Subcommand)]
 pub enum DagCommand {
@@ -23,9 +24,10 @@ pub enum DagCommand {
     Add {
         /// The payload (text).
         payload: String,
-        /// Link to this node (repeatable). Without any, the node links to the current heads.
+        /// Link to this node (repeatable; any unique prefix of at least 4 hex characters).
+        /// Without any, the node links to the current heads.
         #[arg(long = "link", value_name = "HASH")]
-        links: Vec<Hash>,
+        links: Vec<String>,
     },
     /// List the heads: nodes nothing links to yet.
     #[command(after_help = "Example:\n  braid heads")]
@@ -44,35 +46,40 @@ pub enum DagCommand {
         author: Option<braidlog::PublicKey>,
     },
     /// Show one node.
-    #[command(after_help = "Example:\n  braid show 3f2a...e1")]
-    Show {
-        /// The node's hash (64 hex characters).
-        hash: Hash,
-    },
-    /// Print the DAG as Graphviz dot, or with --key only that key's history.
     #[command(
-        after_help = "Examples:\n  braid graph | dot -Tsvg > dag.svg\n  braid graph --key color | dot -Tpng > color.png"
+        after_help = "Examples:\n  braid show 3f2a9c1b2d4e\n  braid --json show 3f2a\n\nExit status 3 when no node has the hash, 2 when the prefix is ambiguous."
+    )]
+    Show {
+        /// The node's hash, or any unique prefix of it (at least 4 hex characters).
+        hash: String,
+    },
+    /// Print the DAG as Graphviz dot, or with --key only that key's history (in --ns).
+    /// With --json, one JSON document per node instead.
+    #[command(
+        after_help = "Examples:\n  braid graph | dot -Tsvg > dag.svg\n  braid --ns app graph --key color | dot -Tpng > color.png\n  braid --json graph"
     )]
     Graph {
         /// Draw only the writes of this key and which versions each superseded.
         #[arg(long)]
         key: Option<String>,
-        /// The key's namespace (with --key).
-        #[arg(long = "ns", requires = "key")]
-        ns: Option<String>,
     },
     /// Check every storage invariant; exits non-zero on any violation.
     #[command(after_help = "Example:\n  braid verify")]
     Verify,
 }
 
+fn no_replica(dir: &Path) -> anyhow::Error {
+    NotFound(format!(
+        "no replica at {} (create one with `braid init` or any write)",
+        dir.display()
+    ))
+    .into()
+}
+
 /// Opens an existing replica (read commands must not create one by accident).
 pub fn open_existing(dir: &Path) -> Result<Log> {
     if !dir.join("data.mdb").exists() {
-        bail!(
-            "no replica at {} (create one with `braid init` or any write)",
-            dir.display()
-        );
+        return Err(no_replica(dir));
     }
     open_or_create(dir)
 }
@@ -81,10 +88,7 @@ pub fn open_existing(dir: &Path) -> Result<Log> {
 /// media and beside a writer.
 pub fn open_reader(dir: &Path) -> Result<Log> {
     if !dir.join("data.mdb").exists() {
-        bail!(
-            "no replica at {} (create one with `braid init` or any write)",
-            dir.display()
-        );
+        return Err(no_replica(dir));
     }
     Log::open_read_only(dir).with_context(|| format!("opening {} read-only", dir.display()))
 }
@@ -108,25 +112,38 @@ pub fn open_or_create(dir: &Path) -> Result<Log> {
 }
 
 impl DagCommand {
-    pub fn run(self, dir: &Path, out: &Out) -> Result<ExitCode> {
+    pub fn run(self, dir: &Path, ns: Option<&str>, out: &Out) -> Result<ExitCode> {
+        if ns.is_some() && !matches!(self, DagCommand::Graph { key: Some(_) }) {
+            return Err(Usage(
+                "--ns selects the key of `graph --key` and key-value commands; this command has none"
+                    .into(),
+            )
+            .into());
+        }
         match self {
             DagCommand::Init => {
                 let log = open_or_create(dir)?;
                 out.print(
                     json!({"dir": dir.display().to_string(), "peer_id": log.peer_id().to_string(), "nodes": log.len()?}),
-                    || format!("replica at {} (peer {}), {} nodes", dir.display(), log.peer_id(), log.len().unwrap_or(0)),
-                );
+                    || format!("replica at {} (peer {}), {}", dir.display(), log.peer_id(), plural(log.len().unwrap_or(0), "node")),
+                )?;
             }
             DagCommand::Add { payload, links } => {
                 let log = open_or_create(dir)?;
+                let links = links
+                    .iter()
+                    .map(|l| log.find_hash(l).with_context(|| format!("--link {l}")))
+                    .collect::<Result<Vec<Hash>>>()?;
                 let node = if links.is_empty() {
                     log.append(payload.into_bytes())?
                 } else {
                     log.add(links, payload.into_bytes())?
                 };
-                out.print(json!({"hash": node.hash().to_string()}), || {
-                    node.hash().to_string()
-                });
+                out.print_committed(
+                    &committed(&node.hash()),
+                    json!({"hash": node.hash().to_string()}),
+                    || node.hash().to_string(),
+                );
             }
             DagCommand::Heads => {
                 let log = open_reader(dir)?;
@@ -140,7 +157,7 @@ impl DagCommand {
                             .collect::<Vec<_>>()
                             .join("\n")
                     },
-                );
+                )?;
             }
             DagCommand::Log {
                 since,
@@ -148,8 +165,7 @@ impl DagCommand {
                 author,
             } => {
                 let log = open_reader(dir)?;
-                let stdout = std::io::stdout();
-                let mut w = std::io::BufWriter::new(stdout.lock());
+                let mut w = Lines::new();
                 let entries = log.changes(since).filter(|e| match (e, &author) {
                     (Ok(e), Some(a)) => e.node.author().as_ref() == Some(a),
                     _ => true,
@@ -157,26 +173,26 @@ impl DagCommand {
                 for entry in entries.take(limit.unwrap_or(usize::MAX)) {
                     let e = entry?;
                     if out.is_json() {
-                        writeln!(w, "{}", node_json(Some(e.seq), &e.node))?;
+                        w.line(node_json(Some(e.seq), &e.node))?;
                     } else {
                         let links: Vec<String> = e.node.links().iter().map(|h| h.short()).collect();
-                        writeln!(
-                            w,
+                        w.line(format_args!(
                             "#{:<6} {}  links [{}]  {}  ({})",
                             e.seq,
                             e.node.hash().short(),
                             links.join(" "),
                             show_payload(e.node.payload()),
                             show_author(e.node.authorship())
-                        )?;
+                        ))?;
                     }
                 }
-                w.flush()?;
+                w.finish()?;
             }
             DagCommand::Show { hash } => {
                 let log = open_reader(dir)?;
+                let hash = log.find_hash(&hash)?;
                 let Some(node) = log.get(&hash)? else {
-                    bail!("no node {hash} in this replica")
+                    return Err(NotFound(format!("no node {hash} in this replica")).into());
                 };
                 let seq = log.seq_of(&hash)?;
                 out.print(node_json(seq, &node), || {
@@ -199,69 +215,9 @@ impl DagCommand {
                         show_payload(node.payload())
                     ));
                     s
-                });
+                })?;
             }
-            DagCommand::Graph { key, ns } => {
-                let log = match key {
-                    Some(_) => kv_reader(dir)?.log().clone(),
-                    None => open_reader(dir)?,
-                };
-                let stdout = std::io::stdout();
-                let mut w = std::io::BufWriter::new(stdout.lock());
-                writeln!(
-                    w,
-                    "digraph braid {{\n  rankdir=BT;\n  node [shape=box, fontname=monospace];"
-                )?;
-                let node_line = |hash: &Hash, label: &str, current: bool| {
-                    let label: String = label.chars().take(32).collect();
-                    format!(
-                        "  \"{}\" [label=\"{}\\n{}\"{}];",
-                        hash.short(),
-                        hash.short(),
-                        label.replace('\\', "\\\\").replace('"', "\\\""),
-                        if current { ", style=bold" } else { "" }
-                    )
-                };
-                match key {
-                    None => {
-                        for entry in log.changes(0) {
-                            let e = entry?;
-                            writeln!(
-                                w,
-                                "{}",
-                                node_line(&e.node.hash(), &show_payload(e.node.payload()), false)
-                            )?;
-                            for l in e.node.links() {
-                                writeln!(
-                                    w,
-                                    "  \"{}\" -> \"{}\";",
-                                    e.node.hash().short(),
-                                    l.short()
-                                )?;
-                            }
-                        }
-                    }
-                    Some(key) => {
-                        let mut kv = braidlog::Kv::open(&log)?;
-                        if let Some(ns) = ns {
-                            kv = kv.namespace(ns)?;
-                        }
-                        for h in kv.history(&key) {
-                            let h = h?;
-                            let what = match &h.op {
-                                braidlog::kv::Op::Put(v) => format!("put {}", show_bytes(v)),
-                                braidlog::kv::Op::Del => "del".to_string(),
-                            };
-                            writeln!(w, "{}", node_line(&h.hash, &what, h.current))?;
-                            for s in &h.supersedes {
-                                writeln!(w, "  \"{}\" -> \"{}\";", h.hash.short(), s.short())?;
-                            }
-                        }
-                    }
-                }
-                writeln!(w, "}}")?;
-                w.flush()?;
-            }
+            DagCommand::Graph { key } => crate::graph::run(dir, key, ns, out)?,
             DagCommand::Verify => {
                 // Every page, read with pread, before LMDB follows any.
                 braidlog::store_file::check_pages(dir)?;
@@ -296,28 +252,28 @@ impl DagCommand {
                         let mut s = report.violations.iter().map(|v| format!("violation: {v}\n")).collect::<String>();
                         // What an auditor needs: who signed what, and the rules each node met.
                         for (seq, p) in &report.policies {
-                            s.push_str(&format!("policy after seq {seq}: {} ({} trusted keys)\n", p.mode, p.trusted.len()));
+                            s.push_str(&format!("policy after seq {seq}: {} ({})\n", p.mode, plural(p.trusted.len() as u64, "trusted key")));
                             for k in &p.trusted {
                                 s.push_str(&format!("  trusted {k}\n"));
                             }
                         }
                         for (k, n) in &report.authors {
-                            s.push_str(&format!("signed by {k}: {n} nodes, every signature checked\n"));
+                            s.push_str(&format!("signed by {k}: {}, every signature checked\n", plural(*n, "node")));
                         }
-                        s.push_str(&format!("unsigned: {} nodes\n", report.unsigned));
+                        s.push_str(&format!("unsigned: {}\n", plural(report.unsigned, "node")));
                         if let Some(e) = &kv_error {
                             s.push_str(&format!("violation: the key-value view cannot be opened: {e}\n"));
                         }
                         s.push_str(&format!(
-                            "{}: {} nodes, {} heads, {} views checked",
+                            "{}: {}, {}, {} checked",
                             if ok { "ok" } else { "CORRUPT" },
-                            report.nodes,
-                            report.heads,
-                            report.views
+                            plural(report.nodes, "node"),
+                            plural(report.heads, "head"),
+                            plural(report.views as u64, "view")
                         ));
                         s
                     },
-                );
+                )?;
                 if !ok {
                     return Ok(ExitCode::FAILURE);
                 }

@@ -9,8 +9,9 @@ use braidlog::sync::{self, Mode, SyncOptions};
 use braidlog::{Kv, Log};
 use tokio::net::TcpListener;
 
-use crate::kv::describe;
-use crate::net::summary;
+use crate::kv::{describe, plural};
+use crate::net_report::summary;
+use crate::output::say;
 
 struct Replica {
     name: &'static str,
@@ -34,7 +35,7 @@ async fn sync_pair(client: &Replica, server: &Replica) -> Result<()> {
     let report = sync::connect(addr, &client.log, SyncOptions::new(Mode::Both)).await?;
     let _ = stop.send(());
     serving.await.context("server task")??;
-    println!(
+    say!(
         "  {} <-> {} over {addr}: {}",
         client.name,
         server.name,
@@ -47,10 +48,10 @@ fn show_key(replicas: &[&Replica], key: &str) -> Result<()> {
     for r in replicas {
         match r.kv.get(key)? {
             Some(v) => {
-                let text = describe(r.kv.log(), key, &v).replace('\n', "\n      ");
-                println!("  {}: {key} = {text}", r.name);
+                let text = describe(&r.kv, key, &v).replace('\n', "\n      ");
+                say!("  {}: {key} = {text}", r.name);
             }
-            None => println!("  {}: {key} is absent", r.name),
+            None => say!("  {}: {key} is absent", r.name),
         }
     }
     Ok(())
@@ -58,7 +59,7 @@ fn show_key(replicas: &[&Replica], key: &str) -> Result<()> {
 
 pub fn run() -> Result<ExitCode> {
     let tmp = tempfile::tempdir().context("a temporary directory")?;
-    println!("braid demo: three replicas in {}\n", tmp.path().display());
+    say!("braid demo: three replicas in {}\n", tmp.path().display());
     let open = |name: &'static str| -> Result<Replica> {
         let log = Log::open(tmp.path().join(name))?;
         let kv = Kv::open(&log)?;
@@ -66,7 +67,7 @@ pub fn run() -> Result<ExitCode> {
     };
     let (a, b, c) = (open("a")?, open("b")?, open("c")?);
 
-    println!("1. All three write at the same time, with no master. a and c both set `color`.");
+    say!("1. All three write at the same time, with no master. a and c both set `color`.");
     std::thread::scope(|s| -> Result<()> {
         let wa = s.spawn(|| -> braidlog::Result<()> {
             a.kv.put("color", "red")?;
@@ -89,46 +90,47 @@ pub fn run() -> Result<ExitCode> {
         Ok(())
     })?;
     for r in [&a, &b, &c] {
-        println!(
-            "  {}: {} nodes, {} head(s)",
+        say!(
+            "  {}: {}, {}",
             r.name,
-            r.log.len()?,
-            r.log.heads()?.len()
+            plural(r.log.len()?, "node"),
+            plural(r.log.heads()?.len() as u64, "head")
         );
     }
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    println!("\n2. Sync over loopback TCP in a line a - b - c (a and c never talk).");
+    say!("\n2. Sync over loopback TCP in a line a - b - c (a and c never talk).");
     rt.block_on(async {
         sync_pair(&a, &b).await?;
         sync_pair(&c, &b).await?;
         sync_pair(&a, &b).await
     })?;
 
-    println!("\n3. Every replica shows the concurrent writes to `color` as an explicit conflict:");
+    say!("\n3. Every replica shows the concurrent writes to `color` as an explicit conflict:");
     show_key(&[&a, &b, &c], "color")?;
     ensure!(
         a.kv.get("color")?.is_some_and(|v| v.is_conflict()),
         "a should see the conflict"
     );
 
-    println!("\n4. c resolves it with a new write that supersedes both versions:");
+    say!("\n4. c resolves it with a new write that supersedes both versions:");
+    let merged = std::cell::Cell::new(0);
     let resolution = c.kv.resolve("color", |_, versions| {
-        let names: Vec<&[u8]> = versions.iter().filter_map(|v| v.value()).collect();
-        println!("  c merges {} versions into \"teal\"", names.len());
+        merged.set(versions.iter().filter_map(|v| v.value()).count());
         Op::Put(b"teal".to_vec())
     })?;
+    say!("  c merges {} versions into \"teal\"", merged.get());
     ensure!(resolution.is_some(), "c saw the conflict");
 
-    println!("\n5. Sync again along the line:");
+    say!("\n5. Sync again along the line:");
     rt.block_on(async {
         sync_pair(&c, &b).await?;
         sync_pair(&a, &b).await
     })?;
 
-    println!("\n6. All three agree:");
+    say!("\n6. All three agree:");
     show_key(&[&a, &b, &c], "color")?;
     for r in [&a, &b, &c] {
         let keys: Vec<String> =
@@ -141,11 +143,11 @@ pub fn run() -> Result<ExitCode> {
         for h in &heads {
             digest.update(h.as_bytes());
         }
-        println!(
-            "  {}: {} nodes, {} head(s) (digest {}), keys {:?}, verify {}",
+        say!(
+            "  {}: {}, {} (digest {}), keys {:?}, verify {}",
             r.name,
-            r.log.len()?,
-            heads.len(),
+            plural(r.log.len()?, "node"),
+            plural(heads.len() as u64, "head"),
             &digest.finalize().to_hex()[..12],
             keys,
             if report.is_ok() { "ok" } else { "FAILED" }
@@ -173,19 +175,13 @@ pub fn run() -> Result<ExitCode> {
                 })
             })
             .collect::<braidlog::Result<_>>()?;
-    println!(
+    say!(
         "\n`color` keeps its whole history (newest first): {}",
         history.join(", ")
     );
-    println!("\nConverged: same heads, same keys, every store verified.");
-    println!(
-        "(A put links its key's versions, which it supersedes, and the replica's heads, which"
-    );
-    println!(
-        " it does not; a resolution links only the versions it merges. The heads left are each"
-    );
-    println!(
-        " replica's latest concurrent writes, the same everywhere. `braid graph` draws the DAG.)"
-    );
+    say!("\nConverged: same heads, same keys, every store verified.");
+    say!("(A put links its key's versions, which it supersedes, and the replica's heads, which");
+    say!(" it does not; a resolution links only the versions it merges. The heads left are each");
+    say!(" replica's latest concurrent writes, the same everywhere. `braid graph` draws the DAG.)");
     Ok(ExitCode::SUCCESS)
 }

@@ -221,7 +221,7 @@ async fn join(node: &IrohNode, args: &IrohArgs, topic: Topic, boot: &[Ticket]) -
 }
 
 fn print_flush(out: &Out, value: serde_json::Value, text: impl FnOnce() -> String) -> Result<()> {
-    out.print(value, text);
+    out.print(value, text)?;
     use std::io::Write;
     std::io::stdout().flush()?;
     Ok(())
@@ -261,7 +261,8 @@ pub fn serve(
             f.shutdown().await;
         }
         node.close().await;
-        out.print(
+        out.print_committed(
+            "stopped",
             json!({"sessions": report.sessions, "failed": report.failed, "refused": report.refused,
                    "nodes_received": report.nodes_received, "nodes_sent": report.nodes_sent}),
             || {
@@ -293,7 +294,7 @@ pub fn sync(
         let node = IrohNode::bind(&log, args.config()).await?;
         let me = node.id();
         let (tx, rx) = mpsc::channel(64);
-        let bar = progress_bar(rx, out.is_json());
+        let bar = progress_bar(rx, log.clone(), out.is_json());
         options.progress = Some(tx);
         if options.live || args.gossip {
             let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -323,7 +324,8 @@ pub fn sync(
             let report = node.serve(options, ctrl_c()).await?;
             let s = fanout.stats();
             fanout.shutdown().await;
-            out.print(
+            out.print_committed(
+                "the sync is done",
                 json!({"fetches": s.fetches, "nodes_fetched": s.nodes_fetched, "announced": s.announced,
                        "served": report.sessions, "refused": report.refused}),
                 || {

@@ -5,21 +5,18 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
-use braidlog::kv::{Entry, Op, Version, Versions};
-use braidlog::{Hash, Kv};
-use clap::{Args, Subcommand};
-use serde_json::{json, Value};
+use braidlog::kv::Op;
+use braidlog::Kv;
+use clap::Subcommand;
+use serde_json::json;
 
 use crate::dag::{kv_reader, open_existing, open_or_create};
-use crate::output::{json_bytes, show_author, show_bytes, Out};
+use crate::exit::{self, Usage};
+use crate::ns;
+use crate::output::{committed, Out};
 
-/// Selects a key space.
-#[derive(Args, Clone)]
-pub struct Namespace {
-    /// Work in this namespace (an independent key space in the same replica).
-    #[arg(long = "ns", value_name = "NAME")]
-    ns: Option<String>,
-}
+pub use crate::kv_show::{describe, no_key, plural, show_key};
+use crate::kv_show::{history_line, print_entries, versions_json, written_json};
 
 #[derive(Subcommand)]
 pub enum KvCommand {
@@ -35,24 +32,20 @@ pub enum KvCommand {
         /// Read the value from this file.
         #[arg(long, conflicts_with = "value")]
         file: Option<PathBuf>,
-        #[command(flatten)]
-        ns: Namespace,
     },
-    /// Print KEY's value; on a conflict, every version with its hash.
-    #[command(after_help = "Examples:\n  braid get color\n  braid --json get color")]
+    /// Print KEY's value; on a conflict, every version with its hash (exit status 4).
+    #[command(
+        after_help = "Examples:\n  braid get color\n  braid --ns app --json get color\n\nExit status: 0 a value, 3 no such key, 4 a conflict (every version is printed)."
+    )]
     Get {
         /// The key.
         key: String,
-        #[command(flatten)]
-        ns: Namespace,
     },
     /// Delete KEY (a tombstone that supersedes every current version).
     #[command(after_help = "Example:\n  braid del color")]
     Del {
         /// The key.
         key: String,
-        #[command(flatten)]
-        ns: Namespace,
     },
     /// Resolve a conflict on KEY: write VALUE (or keep one version with --pick, or let the
     /// deterministic policy choose with --auto), superseding every current version.
@@ -71,17 +64,15 @@ pub enum KvCommand {
         /// Keep the version of greatest causal depth, then greatest hash (no clocks).
         #[arg(long, conflicts_with = "value")]
         auto: bool,
-        #[command(flatten)]
-        ns: Namespace,
     },
-    /// List keys in conflict.
-    #[command(after_help = "Example:\n  braid conflicts")]
-    Conflicts {
-        #[command(flatten)]
-        ns: Namespace,
-    },
-    /// List keys and values in key order, optionally under PREFIX or within --from/--to.
-    #[command(after_help = "Examples:\n  braid ls\n  braid ls user/\n  braid ls --from a --to m")]
+    /// List keys in conflict, in every namespace (or only in --ns).
+    #[command(after_help = "Examples:\n  braid conflicts\n  braid --ns app conflicts")]
+    Conflicts,
+    /// List keys and values in key order, optionally under PREFIX or within --from/--to; every
+    /// namespace in turn (the root first), or only --ns.
+    #[command(
+        after_help = "Examples:\n  braid ls\n  braid ls user/\n  braid --ns app ls --from a --to m"
+    )]
     Ls {
         /// Only keys starting with this.
         prefix: Option<String>,
@@ -91,114 +82,45 @@ pub enum KvCommand {
         /// Last key (exclusive).
         #[arg(long, conflicts_with = "prefix")]
         to: Option<String>,
-        #[command(flatten)]
-        ns: Namespace,
     },
-    /// Every operation on KEY, newest first, superseded ones included.
+    /// Every operation on KEY, newest first, superseded ones included, with causal depth.
     #[command(after_help = "Example:\n  braid history color")]
     History {
         /// The key.
         key: String,
-        #[command(flatten)]
-        ns: Namespace,
     },
+    /// List the namespaces that hold keys, with how many keys and conflicts each has.
+    #[command(after_help = "Example:\n  braid ns")]
+    Ns,
+    /// Print each new operation on a key (under PREFIX) as it is stored: written here, by
+    /// another process, or received from a peer by `serve` or `sync --live`. Runs until
+    /// Ctrl-C; every namespace, or only --ns.
+    #[command(after_help = "Examples:\n  braid watch\n  braid --ns app --json watch user/")]
+    Watch(crate::watch::WatchArgs),
 }
 
-fn kv_in(log: &braidlog::Log, ns: &Namespace) -> Result<Kv> {
-    let kv = Kv::open(log)?;
-    Ok(match &ns.ns {
-        Some(name) => kv.namespace(name)?,
-        None => kv,
-    })
+fn kv_in(log: &braidlog::Log, ns: Option<&str>) -> Result<Kv> {
+    ns::select(Kv::open(log)?, ns)
 }
 
 /// The store for a read command: opened read-only where possible.
-fn kv_read(dir: &Path, ns: &Namespace) -> Result<Kv> {
-    let kv = kv_reader(dir)?;
-    Ok(match &ns.ns {
-        Some(name) => kv.namespace(name)?,
-        None => kv,
-    })
+fn kv_read(dir: &Path, ns: Option<&str>) -> Result<Kv> {
+    ns::select(kv_reader(dir)?, ns)
 }
 
-/// Who signed the node that wrote `hash`, and when they say they did.
-fn authorship(log: &braidlog::Log, hash: &Hash) -> Option<braidlog::Authorship> {
-    log.get(hash).ok().flatten()?.authorship().copied()
-}
-
-fn version_json(log: &braidlog::Log, v: &Version) -> Value {
-    let auth = authorship(log, &v.hash);
-    json!({
-        "hash": v.hash.to_string(),
-        "value": v.value().map(json_bytes),
-        "deleted": v.is_tombstone(),
-        "depth": v.depth,
-        "author": auth.map(|a| a.author.to_string()),
-        "timestamp_ms": auth.map(|a| a.timestamp_ms),
-    })
-}
-
-fn versions_json(log: &braidlog::Log, key: &str, versions: &Versions) -> Value {
-    json!({
-        "key": key,
-        "conflict": versions.is_conflict(),
-        "versions": versions.iter().map(|v| version_json(log, v)).collect::<Vec<_>>(),
-    })
-}
-
-fn show_version(v: &Version) -> String {
-    match v.value() {
-        Some(value) => show_bytes(value),
-        None => "(deleted)".to_string(),
-    }
-}
-
-/// How a key looks to a person: the value (once, even when several authors wrote it alike),
-/// or a clearly marked conflict listing each version's author.
-pub fn describe(log: &braidlog::Log, key: &str, versions: &Versions) -> String {
-    if !versions.is_conflict() {
-        return versions.iter().next().map(show_version).unwrap_or_default();
-    }
-    let mut s = format!(
-        "CONFLICT on {key:?}: {} concurrent versions",
-        versions.len()
-    );
-    for v in versions.iter() {
-        s.push_str(&format!(
-            "\n  {}  {}  ({})",
-            v.hash.short(),
-            show_version(v),
-            show_author(authorship(log, &v.hash).as_ref())
-        ));
-    }
-    s.push_str(&format!(
-        "\nresolve with: braid resolve {key} VALUE   (or --pick HASH, or --auto)"
-    ));
-    s
-}
-
-fn entry_line(e: &Entry) -> String {
-    let key = show_bytes(&e.key);
-    if e.versions.is_conflict() {
-        let values: Vec<String> = e.versions.iter().map(show_version).collect();
-        format!("{key}\tCONFLICT: {}", values.join(" | "))
-    } else {
-        format!(
-            "{key}\t{}",
-            e.versions.iter().map(show_version).collect::<String>()
-        )
-    }
-}
-
-fn print_entries(
-    log: &braidlog::Log,
-    out: &Out,
-    entries: impl Iterator<Item = braidlog::Result<Entry>>,
+/// Runs `each` on the namespace `--ns` names, or on every namespace (with the tag that
+/// names it in text listings).
+fn for_namespaces(
+    root: &Kv,
+    ns: Option<&str>,
+    mut each: impl FnMut(&Kv, &str) -> Result<()>,
 ) -> Result<()> {
-    for e in entries {
-        let e = e?;
-        let key = String::from_utf8_lossy(&e.key).into_owned();
-        out.print(versions_json(log, &key, &e.versions), || entry_line(&e));
+    if ns.is_some() {
+        return each(&ns::select(root.clone(), ns)?, "");
+    }
+    for item in ns::all(root) {
+        let (path, kv) = item?;
+        each(&kv, &ns::tag(&path))?;
     }
     Ok(())
 }
@@ -220,38 +142,35 @@ fn read_value(value: Option<String>, file: Option<PathBuf>) -> Result<Vec<u8>> {
 }
 
 impl KvCommand {
-    pub fn run(self, dir: &Path, out: &Out) -> Result<ExitCode> {
+    pub fn run(self, dir: &Path, ns: Option<&str>, out: &Out) -> Result<ExitCode> {
         match self {
-            KvCommand::Put {
-                key,
-                value,
-                file,
-                ns,
-            } => {
+            KvCommand::Put { key, value, file } => {
                 let value = read_value(value, file)?;
-                let kv = kv_in(&open_or_create(dir)?, &ns)?;
+                let kv = kv_in(&open_or_create(dir)?, ns)?;
                 let hash = kv.put(&key, value)?;
-                out.print(json!({"key": key, "hash": hash.to_string()}), || {
+                out.print_committed(&committed(&hash), written_json(&kv, &key, &hash), || {
                     hash.to_string()
                 });
             }
-            KvCommand::Get { key, ns } => {
-                let kv = kv_read(dir, &ns)?;
+            KvCommand::Get { key } => {
+                let kv = kv_read(dir, ns)?;
                 let Some(versions) = kv.get(&key)? else {
-                    bail!("no key {key:?}")
+                    return Err(no_key(&kv, &key, "get"));
                 };
-                let log = kv.log();
-                out.print(versions_json(log, &key, &versions), || {
-                    describe(log, &key, &versions)
-                });
+                out.print(versions_json(&kv, key.as_bytes(), &versions), || {
+                    describe(&kv, &key, &versions)
+                })?;
+                if versions.is_conflict() {
+                    return Ok(ExitCode::from(exit::CONFLICT));
+                }
             }
-            KvCommand::Del { key, ns } => {
-                let kv = kv_in(&open_existing(dir)?, &ns)?;
+            KvCommand::Del { key } => {
+                let kv = kv_in(&open_existing(dir)?, ns)?;
                 if kv.get(&key)?.is_none() {
-                    bail!("no key {key:?}");
+                    return Err(no_key(&kv, &key, "del"));
                 }
                 let hash = kv.del(&key)?;
-                out.print(json!({"key": key, "hash": hash.to_string()}), || {
+                out.print_committed(&committed(&hash), written_json(&kv, &key, &hash), || {
                     hash.to_string()
                 });
             }
@@ -260,110 +179,85 @@ impl KvCommand {
                 value,
                 pick,
                 auto,
-                ns,
             } => {
-                let kv = kv_in(&open_existing(dir)?, &ns)?;
+                let kv = kv_in(&open_existing(dir)?, ns)?;
+                if kv.get(&key)?.is_none() {
+                    return Err(no_key(&kv, &key, "resolve"));
+                }
                 let resolved = if auto {
                     kv.resolve_deterministic(&key)?
                 } else if let Some(prefix) = pick {
-                    let versions = kv
-                        .get(&key)?
-                        .map(|v| v.as_slice().to_vec())
-                        .unwrap_or_default();
-                    let matching: Vec<&Version> = versions
-                        .iter()
-                        .filter(|v| v.hash.to_string().starts_with(&prefix))
-                        .collect();
-                    let chosen = match matching.as_slice() {
-                        [one] => one.op.clone(),
-                        [] => {
-                            bail!("no current version of {key:?} has a hash starting with {prefix}")
-                        }
-                        _ => bail!(
-                            "{prefix} matches {} versions of {key:?}; give more of the hash",
-                            matching.len()
-                        ),
-                    };
-                    kv.resolve(&key, |_, _| chosen.clone())?
+                    // The lookup and the write in one transaction: a version that arrives in
+                    // between cannot be superseded unseen.
+                    kv.resolve_pick(&key, &prefix.to_ascii_lowercase())?
                 } else {
                     let value = value.expect("clap requires a value without --pick/--auto");
                     kv.resolve(&key, |_, _| Op::Put(value.clone().into_bytes()))?
                 };
                 let Some(hash) = resolved else {
-                    bail!("{key:?} has no conflict (use `braid put` to change it)");
+                    bail!(
+                        "{key:?} has no conflict (change it with `braid {}put {} VALUE`)",
+                        ns::flag(kv.namespace_path()),
+                        ns::shell_word(&key)
+                    );
                 };
-                out.print(json!({"key": key, "hash": hash.to_string()}), || {
+                out.print_committed(&committed(&hash), written_json(&kv, &key, &hash), || {
                     hash.to_string()
                 });
             }
-            KvCommand::Conflicts { ns } => {
-                let kv = kv_read(dir, &ns)?;
-                print_entries(kv.log(), out, kv.conflicts())?;
+            KvCommand::Conflicts => {
+                let root = kv_reader(dir)?;
+                for_namespaces(&root, ns, |kv, tag| {
+                    print_entries(kv, tag, out, kv.conflicts())
+                })?;
             }
-            KvCommand::Ls {
-                prefix,
-                from,
-                to,
-                ns,
-            } => {
-                let kv = kv_read(dir, &ns)?;
-                match (prefix, from, to) {
-                    (Some(p), _, _) => print_entries(kv.log(), out, kv.prefix(p))?,
-                    (None, Some(a), Some(b)) => print_entries(kv.log(), out, kv.range(a..b))?,
-                    (None, Some(a), None) => print_entries(kv.log(), out, kv.range(a..))?,
-                    (None, None, Some(b)) => print_entries(kv.log(), out, kv.range(..b))?,
-                    (None, None, None) => print_entries(kv.log(), out, kv.iter())?,
-                }
+            KvCommand::Ls { prefix, from, to } => {
+                let root = kv_reader(dir)?;
+                for_namespaces(&root, ns, |kv, tag| {
+                    let entries = match (&prefix, &from, &to) {
+                        (Some(p), _, _) => kv.prefix(p),
+                        (None, Some(a), Some(b)) => kv.range(a.as_str()..b.as_str()),
+                        (None, Some(a), None) => kv.range(a.as_str()..),
+                        (None, None, Some(b)) => kv.range(..b.as_str()),
+                        (None, None, None) => kv.iter(),
+                    };
+                    print_entries(kv, tag, out, entries)
+                })?;
             }
-            KvCommand::History { key, ns } => {
-                let kv = kv_read(dir, &ns)?;
+            KvCommand::History { key } => {
+                let kv = kv_read(dir, ns)?;
+                let mut any = false;
                 for h in kv.history(&key) {
                     let h = h?;
-                    let auth = authorship(kv.log(), &h.hash);
-                    let op = match &h.op {
-                        Op::Put(v) => json_bytes(v),
-                        Op::Del => Value::Null,
-                    };
-                    out.print(
-                        json!({
-                            "seq": h.seq,
-                            "hash": h.hash.to_string(),
-                            "value": op,
-                            "deleted": matches!(h.op, Op::Del),
-                            "supersedes": h.supersedes.iter().map(Hash::to_string).collect::<Vec<_>>(),
-                            "folds": h.folds.iter().map(Hash::to_string).collect::<Vec<_>>(),
-                            "current": h.current,
-                            "author": auth.map(|a| a.author.to_string()),
-                            "timestamp_ms": auth.map(|a| a.timestamp_ms),
-                        }),
-                        || {
-                            let what = match &h.op {
-                                Op::Put(v) => format!("put {}", show_bytes(v)),
-                                Op::Del => "del".to_string(),
-                            };
-                            let sup: Vec<String> = h.supersedes.iter().map(Hash::short).collect();
-                            let mut sup = format!("supersedes [{}]", sup.join(" "));
-                            if !h.folds.is_empty() {
-                                // A write that superseded more versions than a node may link.
-                                let folds: Vec<String> = h.folds.iter().map(Hash::short).collect();
-                                sup.push_str(&format!(
-                                    " and the versions under fold nodes [{}]",
-                                    folds.join(" ")
-                                ));
-                            }
-                            format!(
-                                "{} {}  {:<24} {}  {}{}",
-                                if h.current { "*" } else { " " },
-                                h.hash.short(),
-                                what,
-                                sup,
-                                show_author(auth.as_ref()),
-                                if h.current { "  (current)" } else { "" }
-                            )
-                        },
-                    );
+                    any = true;
+                    history_line(&kv, &key, &h, out)?;
+                }
+                if !any {
+                    return Err(no_key(&kv, &key, "history"));
                 }
             }
+            KvCommand::Ns => {
+                if ns.is_some() {
+                    return Err(Usage("`braid ns` lists every namespace: drop --ns".into()).into());
+                }
+                let root = kv_reader(dir)?;
+                for item in ns::all(&root) {
+                    let (path, kv) = item?;
+                    let n = kv.counts()?;
+                    out.print(
+                        json!({"ns": ns::to_json(&path), "keys": n.keys, "conflicts": n.conflicts}),
+                        || {
+                            format!(
+                                "{}\t{}\t{}",
+                                ns::label(&path).unwrap_or_else(|| "(root)".into()),
+                                plural(n.keys, "key"),
+                                plural(n.conflicts, "conflict")
+                            )
+                        },
+                    )?;
+                }
+            }
+            KvCommand::Watch(args) => return crate::watch::run(args, dir, ns, out),
         }
         Ok(ExitCode::SUCCESS)
     }

@@ -2,19 +2,18 @@
 
 use std::path::Path;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::{Context, Result};
-use braidlog::sync::{
-    self, Mode, Phase, Progress, ServeEvent, ServeOptions, SyncOptions, SyncReport,
-};
+use braidlog::sync::{self, Mode, ServeEvent, ServeOptions, SyncOptions};
 use clap::{ArgGroup, Subcommand};
-use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 use tokio::sync::mpsc;
 
 use crate::dag::open_or_create;
+use crate::kv::plural;
 use crate::limits::{ServerLimits, Timeouts};
+use crate::net_report::ServeLog;
+pub(crate) use crate::net_report::{progress_bar, report_json, summary};
 use crate::output::Out;
 
 #[derive(Subcommand)]
@@ -70,79 +69,6 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
         .context("starting tokio")
 }
 
-/// A one-line summary of a sync, for people.
-pub fn summary(r: &SyncReport) -> String {
-    format!(
-        "sent {} node{}, received {} new ({} duplicates); {} bytes out, {} bytes in; {} round trip{}; {:.1} ms",
-        r.nodes_sent,
-        if r.nodes_sent == 1 { "" } else { "s" },
-        r.nodes_received,
-        r.duplicates,
-        r.bytes_sent,
-        r.bytes_received,
-        r.round_trips,
-        if r.round_trips == 1 { "" } else { "s" },
-        r.duration.as_secs_f64() * 1000.0
-    )
-}
-
-pub fn report_json(r: &SyncReport) -> serde_json::Value {
-    json!({
-        "peer": r.peer.map(|p| p.to_string()),
-        "nodes_sent": r.nodes_sent,
-        "nodes_received": r.nodes_received,
-        "duplicates": r.duplicates,
-        "bytes_sent": r.bytes_sent,
-        "bytes_received": r.bytes_received,
-        "round_trips": r.round_trips,
-        "duration_ms": r.duration.as_secs_f64() * 1000.0,
-    })
-}
-
-/// Draws progress events on stderr (indicatif hides the bar when stderr is not a terminal).
-/// In a live session, prints one line on stdout when catch-up is over, so scripts know.
-pub(crate) fn progress_bar(
-    mut events: mpsc::Receiver<Progress>,
-    json: bool,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut announced = false;
-        let bar = ProgressBar::new_spinner();
-        bar.set_style(
-            ProgressStyle::with_template("{spinner} {msg} [{elapsed_precise}]")
-                .expect("a valid template"),
-        );
-        bar.enable_steady_tick(Duration::from_millis(120));
-        while let Some(p) = events.recv().await {
-            if p.phase == Phase::Live && !announced {
-                announced = true;
-                let line = if json {
-                    json!({"event": "live", "nodes_received": p.nodes_received, "nodes_sent": p.nodes_sent}).to_string()
-                } else {
-                    format!(
-                        "caught up ({} received, {} sent); live until Ctrl-C",
-                        p.nodes_received, p.nodes_sent
-                    )
-                };
-                bar.suspend(|| {
-                    use std::io::Write;
-                    println!("{line}");
-                    let _ = std::io::stdout().flush();
-                });
-            }
-            let total = p
-                .total_hint
-                .map(|t| format!(" of at most {t}"))
-                .unwrap_or_default();
-            bar.set_message(format!(
-                "{:?}: received {}{total}, sent {}, {} bytes",
-                p.phase, p.nodes_received, p.nodes_sent, p.bytes
-            ));
-        }
-        bar.finish_and_clear();
-    })
-}
-
 /// Resolves on Ctrl-C (SIGINT) or SIGTERM. The handlers are installed when this is called, not
 /// when first polled, so a signal that arrives right after the address is printed is not lost.
 pub(crate) fn ctrl_c() -> impl std::future::Future<Output = ()> {
@@ -172,31 +98,12 @@ pub(crate) fn ctrl_c() -> impl std::future::Future<Output = ()> {
     }
 }
 
-/// Logs failed sessions and accept errors on stderr, one line each (JSON with `--json`).
-fn log_event(json: bool) -> impl Fn(ServeEvent<'_>) + Send + Sync {
-    move |e| {
-        let (value, text) = match e {
-            ServeEvent::Failed { peer, error, .. } => (
-                json!({"event": "session_failed", "peer": peer.to_string(), "error": error.to_string()}),
-                format!("braid serve: session with {peer} failed: {error}"),
-            ),
-            ServeEvent::AcceptFailed { error, retry_in } => (
-                json!({"event": "accept_failed", "error": error.to_string(), "retry_ms": retry_in.as_millis() as u64}),
-                format!("braid serve: accept failed: {error}; retrying in {retry_in:?}"),
-            ),
-            _ => return,
-        };
-        if json {
-            eprintln!("{value}");
-        } else {
-            eprintln!("{text}");
-        }
-    }
-}
-
 impl NetCommand {
     pub fn run(self, dir: &Path, out: &Out) -> Result<ExitCode> {
         let log = open_or_create(dir)?;
+        // The key-value view, kept up to date as nodes arrive, so that `get` and `watch`
+        // beside a running server see them without catching up.
+        braidlog::Kv::open(&log)?;
         let rt = runtime()?;
         if let Some(code) = crate::iroh::run(&self, &rt, &log, out)? {
             return Ok(code);
@@ -215,11 +122,28 @@ impl NetCommand {
                 let addr = listener.local_addr()?;
                 crate::iroh::warn_plain_tcp(addr);
                 let stop = ctrl_c();
-                out.print(json!({"listening": addr.to_string(), "peer_id": log.peer_id().to_string()}), || {
-                    addr.to_string()
-                });
-                use std::io::Write;
-                std::io::stdout().flush()?;
+                // Output is best effort for a server: it serves whether or not anyone reads it.
+                out.print_committed(
+                    &format!("listening on {addr}"),
+                    json!({"listening": addr.to_string(), "peer_id": log.peer_id().to_string()}),
+                    || addr.to_string(),
+                );
+                let (events, printer) = ServeLog::start(out.is_json());
+                // Live sessions store nodes without ending: a running count as they do.
+                let counter = {
+                    let (log, events) = (log.clone(), events.clone());
+                    tokio::spawn(async move {
+                        let mut commits = log.subscribe();
+                        while commits.changed().await.is_some() {
+                            let nodes = log.len().unwrap_or(0);
+                            events.send(
+                                false,
+                                json!({"event": "nodes", "nodes": nodes}),
+                                format!("{} in the store", plural(nodes, "node")),
+                            );
+                        }
+                    })
+                };
                 let mut session = SyncOptions::new(Mode::Both);
                 session.live = live;
                 timeouts.apply(&mut session);
@@ -227,16 +151,28 @@ impl NetCommand {
                     session,
                     max_connections: limits.max_connections,
                     memory_budget: limits.memory_budget,
-                    on_event: Some(std::sync::Arc::new(log_event(out.is_json()))),
+                    on_event: Some({
+                        let (log, events) = (log.clone(), events.clone());
+                        std::sync::Arc::new(move |e: ServeEvent<'_>| events.event(&log, e))
+                    }),
                 };
-                let report = sync::serve(listener, log, options, stop).await?;
-                out.print(
+                let result = sync::serve(listener, log, options, stop).await;
+                counter.abort();
+                let _ = counter.await;
+                drop(events);
+                let _ = printer.join();
+                let report = result?;
+                out.print_committed(
+                    "stopped",
                     json!({"sessions": report.sessions, "failed": report.failed,
                            "nodes_received": report.nodes_received, "nodes_sent": report.nodes_sent}),
                     || {
                         format!(
-                            "stopped: {} sessions ({} failed), received {} nodes, sent {}",
-                            report.sessions, report.failed, report.nodes_received, report.nodes_sent
+                            "stopped: {} ({} failed), received {}, sent {}",
+                            plural(report.sessions, "session"),
+                            report.failed,
+                            plural(report.nodes_received, "node"),
+                            report.nodes_sent
                         )
                     },
                 );
@@ -256,7 +192,7 @@ impl NetCommand {
                     _ => Mode::Both,
                 };
                 let (tx, rx) = mpsc::channel(64);
-                let bar = progress_bar(rx, out.is_json());
+                let bar = progress_bar(rx, log.clone(), out.is_json());
                 let mut options = SyncOptions::new(mode);
                 options.live = live;
                 options.progress = Some(tx);
@@ -275,7 +211,8 @@ impl NetCommand {
                     .with_context(|| format!("syncing with {addr}"));
                 let _ = bar.await;
                 let report = result?;
-                out.print(report_json(&report), || summary(&report));
+                // What it received is committed: a failure to print that must not fail it.
+                out.print_committed("the sync is done", report_json(&report), || summary(&report));
                 Ok(ExitCode::SUCCESS)
             }),
         }

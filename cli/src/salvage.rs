@@ -45,7 +45,8 @@ impl SalvageArgs {
         let to = Log::open(&self.to).with_context(|| format!("creating {}", self.to.display()))?;
         let r = braidlog::salvage::salvage(&self.from, &to)
             .with_context(|| format!("salvaging {}", self.from.display()))?;
-        out.print(
+        out.print_committed(
+            "the salvage is done",
             json!({"saved": r.saved, "skipped": r.skipped, "damaged": r.damaged,
                    "from_page_scan": r.from_page_scan, "tree_problem": r.tree_problem,
                    "to": self.to.display().to_string()}),

@@ -40,7 +40,7 @@ fn an_operator_requires_trusted_signatures_and_an_auditor_verifies_them() {
 
     let report = ok(&dir, &["verify"]);
     assert!(
-        report.contains(&format!("signed by {me}: 1 nodes")),
+        report.contains(&format!("signed by {me}: 1 node,")),
         "{report}"
     );
     assert!(report.contains("policy after seq 0: trusted"), "{report}");

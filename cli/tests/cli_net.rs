@@ -32,7 +32,10 @@ fn two_processes_sync_see_a_conflict_and_its_resolution() {
     assert_eq!(report["round_trips"], 1);
 
     for dir in [&a, &b] {
-        let got = json(dir, &["get", "color"]);
+        // A conflict is exit status 4, with the versions printed as usual.
+        let out = braid(dir, &["--json", "get", "color"]);
+        assert_eq!(out.status.code(), Some(4));
+        let got: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(got["conflict"], true, "{got}");
         let mut values: Vec<String> = got["versions"]
             .as_array()
@@ -43,7 +46,7 @@ fn two_processes_sync_see_a_conflict_and_its_resolution() {
         values.sort();
         assert_eq!(values, ["blue", "red"]);
     }
-    let text = ok(&b, &["get", "color"]);
+    let text = String::from_utf8(braid(&b, &["get", "color"]).stdout).unwrap();
     assert!(text.contains("CONFLICT"), "{text}");
     assert_eq!(json(&b, &["conflicts"])["key"], "color");
 
@@ -108,6 +111,9 @@ fn an_unreachable_peer_is_one_clear_line() {
     let err = String::from_utf8(out.stderr).unwrap();
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     assert!(err.contains("syncing with"), "{err}");
+    // The cause once: the transport error wraps the OS error and repeats its text.
+    assert_eq!(err.matches("refused").count(), 1, "{err}");
+    assert_eq!(out.status.code(), Some(1));
     assert_eq!(ok(tmp.path(), &["get", "k"]).trim(), "v");
 }
 
@@ -183,10 +189,7 @@ fn serve_stops_on_sigterm_with_an_idle_peer_connected() {
         String::from_utf8_lossy(&out.stderr)
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        stdout.contains("stopped: 1 sessions (1 failed)"),
-        "{stdout}"
-    );
+    assert!(stdout.contains("stopped: 1 session (1 failed)"), "{stdout}");
     let stderr = String::from_utf8_lossy(&out.stderr);
     let local = idle.local_addr().unwrap().to_string();
     assert!(

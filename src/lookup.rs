@@ -1,0 +1,383 @@
+//! Finding things by the short names people type: a node by a prefix of its hash, the
+//! namespaces of the key-value view by walking them in order.
+//!
+//! Both are bounded: a prefix lookup reads at most two index entries, and walking namespaces
+//! seeks once per namespace, never loading every hash or key into memory.
+
+use std::ops::Bound;
+
+use crate::error::Error;
+use crate::hash::{Hash, HASH_LEN};
+use crate::kv::view::Tables;
+use crate::kv::Kv;
+use crate::log::Log;
+
+/// The fewest hex characters a hash prefix may have: shorter prefixes match too much to be a
+/// name (and invite a scan of the whole index to say so).
+pub const MIN_PREFIX_HEX: usize = 4;
+
+/// Why a hash prefix names no single node.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LookupError {
+    /// Fewer than [`MIN_PREFIX_HEX`] characters, or more than a whole hash.
+    #[error("a hash prefix has {min} to 64 hex characters, got {len}")]
+    Length {
+        /// The characters given.
+        len: usize,
+        /// [`MIN_PREFIX_HEX`].
+        min: usize,
+    },
+    /// A character that is not a hex digit.
+    #[error("a hash prefix is hex digits, got {prefix:?}")]
+    NotHex {
+        /// The prefix given.
+        prefix: String,
+    },
+    /// No stored node's hash starts with the prefix.
+    #[error("no node in this replica has a hash starting with {prefix}")]
+    NotFound {
+        /// The prefix given (lowercased).
+        prefix: String,
+    },
+    /// More than one stored node's hash starts with the prefix.
+    #[error("hash prefix {prefix} is ambiguous: it matches {first}, {second} and maybe more; give more characters")]
+    Ambiguous {
+        /// The prefix given (lowercased).
+        prefix: String,
+        /// The first two matches, in hash order.
+        first: Hash,
+        /// See `first`.
+        second: Hash,
+    },
+    /// Reading the index failed.
+    #[error(transparent)]
+    Store(#[from] Error),
+}
+
+impl Log {
+    /// The one stored node whose hash, in hex, starts with `prefix` (at least
+    /// [`MIN_PREFIX_HEX`] characters, any case), as git resolves short hashes. Reads at most
+    /// two index entries.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// let log = braidlog::Log::open(dir.path())?;
+    /// let node = log.append(b"hello".to_vec())?;
+    /// assert_eq!(log.find_hash(&node.hash().short())?, node.hash());
+    /// assert!(log.find_hash("ab").is_err()); // too short to be a name
+    /// # Ok(()) }
+    /// ```
+    pub fn find_hash(&self, prefix: &str) -> Result<Hash, LookupError> {
+        let prefix = prefix.to_ascii_lowercase();
+        if prefix.len() < MIN_PREFIX_HEX || prefix.len() > HASH_LEN * 2 {
+            return Err(LookupError::Length {
+                len: prefix.chars().count(),
+                min: MIN_PREFIX_HEX,
+            });
+        }
+        if !prefix.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(LookupError::NotHex { prefix });
+        }
+        // The whole bytes of the prefix; an odd last digit is the high half of one more byte,
+        // so the scan starts at that byte with its low half zero.
+        let mut start = hex::decode(&prefix[..prefix.len() / 2 * 2]).expect("checked hex");
+        if prefix.len() % 2 == 1 {
+            let high = u8::from_str_radix(&prefix[prefix.len() - 1..], 16).expect("checked hex");
+            start.push(high << 4);
+        }
+        let index = self.store().index;
+        let found: Vec<Hash> = self.store().read(|txn| {
+            let mut out = Vec::with_capacity(2);
+            for item in txn.range(index.0, Bound::Included(&start), Bound::Unbounded)? {
+                let (key, _) = item?;
+                let hash = Hash::from_slice(key)
+                    .map_err(|_| Error::Corrupt(format!("index key of {} bytes", key.len())))?;
+                if !hash.to_string().starts_with(&prefix) || out.len() == 2 {
+                    break;
+                }
+                out.push(hash);
+            }
+            Ok(out)
+        })?;
+        match found.as_slice() {
+            [] => Err(LookupError::NotFound { prefix }),
+            [one] => Ok(*one),
+            [first, second, ..] => Err(LookupError::Ambiguous {
+                prefix,
+                first: *first,
+                second: *second,
+            }),
+        }
+    }
+}
+
+/// How many keys a namespace holds; see [`Kv::counts`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct KeyCounts {
+    /// Keys with a value (not deleted).
+    pub keys: u64,
+    /// Keys in conflict.
+    pub conflicts: u64,
+}
+
+/// The names of an encoded namespace path's levels, outermost first (none for the root):
+/// each is what [`Kv::namespace`] takes.
+pub fn namespace_levels(path: &[u8]) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut rest = path;
+    while let Some((&len, tail)) = rest.split_first() {
+        let len = usize::from(len).min(tail.len());
+        out.push(tail[..len].to_vec());
+        rest = &tail[len..];
+    }
+    out
+}
+
+/// The smallest byte string greater than every string starting with `prefix`, if any.
+fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < u8::MAX {
+            end.push(last + 1);
+            return Some(end);
+        }
+    }
+    None
+}
+
+impl Kv {
+    /// The encoded path of the first namespace after `after` (from the start when `None`)
+    /// that has ever held a key: one seek, whatever the number of keys. Namespaces order by
+    /// the length of their encoded path, then bytewise; the root (empty path) comes first.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), braidlog::Error> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let log = braidlog::Log::open(dir.path())?;
+    /// let kv = braidlog::kv::Kv::open(&log)?;
+    /// let users = kv.namespace("users")?;
+    /// users.put(b"ada", b"admin".to_vec())?;
+    /// let first = kv.next_namespace(None)?.unwrap();
+    /// assert_eq!(first, users.namespace_path());
+    /// assert_eq!(braidlog::lookup::namespace_levels(&first), vec![b"users".to_vec()]);
+    /// assert!(kv.next_namespace(Some(&first))?.is_none());
+    /// # Ok(()) }
+    /// ```
+    pub fn next_namespace(&self, after: Option<&[u8]>) -> crate::Result<Option<Vec<u8>>> {
+        let tables = Tables::open(self.log())?;
+        let start = match after {
+            None => Vec::new(),
+            Some(path) => match prefix_end(&crate::kv::op::ns_prefix(path)) {
+                Some(end) => end,
+                None => return Ok(None),
+            },
+        };
+        self.log().read(|txn| {
+            // LMDB has no empty keys: the start of the table is an unbounded range.
+            let from = match start.is_empty() {
+                true => Bound::Unbounded,
+                false => Bound::Included(start.as_slice()),
+            };
+            let first = txn
+                .range(tables.keys, from, Bound::Unbounded)?
+                .next()
+                .transpose()?;
+            let Some((id, _)) = first else {
+                return Ok(None);
+            };
+            let path = id
+                .first()
+                .and_then(|&len| id.get(1..1 + usize::from(len)))
+                .ok_or_else(|| Error::Corrupt(format!("kv key id of {} bytes", id.len())))?;
+            Ok(Some(path.to_vec()))
+        })
+    }
+
+    /// How many keys of this namespace have a value, and how many are in conflict: a scan of
+    /// the namespace's per-key counts (16 bytes a key, no values).
+    pub fn counts(&self) -> crate::Result<KeyCounts> {
+        let tables = Tables::open(self.log())?;
+        let prefix = crate::kv::op::ns_prefix(self.namespace_path());
+        self.log().read(|txn| {
+            let mut counts = KeyCounts::default();
+            for item in txn.prefix(tables.keys, &prefix)? {
+                let (_, value) = item?;
+                // versions u64 ++ puts u64: present when some current version is a put.
+                let puts = value
+                    .get(8..16)
+                    .map(|b| u64::from_be_bytes(b.try_into().expect("8 bytes")))
+                    .ok_or_else(|| Error::Corrupt(format!("kv counts of {} bytes", value.len())))?;
+                counts.keys += u64::from(puts > 0);
+            }
+            for item in txn.prefix(tables.conflicts, &prefix)? {
+                item?;
+                counts.conflicts += 1;
+            }
+            Ok(counts)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Hashes that share their first hex digits: a prefix that matches two is ambiguous, one
+    /// more digit names one, and a prefix of no stored hash is unknown.
+    #[test]
+    fn prefixes_name_one_node_or_fail_typed() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Log::open(dir.path()).unwrap();
+        // Add nodes until two hashes share their first four hex digits (a birthday search in
+        // 65536: a few hundred nodes).
+        let mut by_prefix = std::collections::HashMap::new();
+        let mut hashes = Vec::new();
+        let (a, b) = (0u32..)
+            .find_map(|i| {
+                let h = log.append(i.to_be_bytes().to_vec()).unwrap().hash();
+                hashes.push(h);
+                by_prefix
+                    .insert(h.to_string()[..4].to_string(), h)
+                    .map(|old| (old, h))
+            })
+            .unwrap();
+        let shared = common_hex(&a, &b);
+        let p = &a.to_string()[..shared];
+        match log.find_hash(p) {
+            Err(LookupError::Ambiguous { first, second, .. }) => {
+                assert_eq!((first, second), (a.min(b), a.max(b)));
+            }
+            other => panic!("{other:?}"),
+        }
+        for h in [a, b] {
+            let p = &h.to_string()[..shared + 1];
+            assert_eq!(log.find_hash(p).unwrap(), h);
+            assert_eq!(log.find_hash(&p.to_uppercase()).unwrap(), h);
+            assert_eq!(log.find_hash(&h.to_string()).unwrap(), h);
+        }
+        // An odd-length prefix of every stored hash.
+        for h in &hashes {
+            let s = h.to_string();
+            match log.find_hash(&s[..5]) {
+                Ok(found) => assert_eq!(found, *h),
+                Err(LookupError::Ambiguous { first, second, .. }) => {
+                    assert!(first.to_string().starts_with(&s[..5]));
+                    assert!(second.to_string().starts_with(&s[..5]));
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+        let absent = (0..u16::MAX)
+            .map(|i| format!("{i:04x}"))
+            .find(|p| !hashes.iter().any(|h| h.to_string().starts_with(p)))
+            .unwrap();
+        assert!(matches!(
+            log.find_hash(&absent),
+            Err(LookupError::NotFound { .. })
+        ));
+        assert!(matches!(
+            log.find_hash("abc"),
+            Err(LookupError::Length { len: 3, .. })
+        ));
+        assert!(matches!(
+            log.find_hash(&"a".repeat(65)),
+            Err(LookupError::Length { .. })
+        ));
+        assert!(matches!(
+            log.find_hash("abcz"),
+            Err(LookupError::NotHex { .. })
+        ));
+        assert!(matches!(
+            log.find_hash("ééé"),
+            Err(LookupError::NotHex { .. } | LookupError::Length { .. })
+        ));
+    }
+
+    quickcheck::quickcheck! {
+        /// The lookup agrees with a scan of every stored hash, for prefixes of stored hashes
+        /// and for arbitrary ones.
+        fn prop_lookup_agrees_with_a_scan(nodes: u8, picks: Vec<(u8, u8)>, probes: Vec<u32>) -> bool {
+            let dir = tempfile::tempdir().unwrap();
+            let log = Log::open(dir.path()).unwrap();
+            // One transaction for all: the law is about the index, not the writes.
+            let batch = (0..u32::from(nodes % 64) + 1).map(|i| (vec![], i.to_be_bytes().to_vec()));
+            let hashes: Vec<String> = log
+                .add_batch(batch)
+                .unwrap()
+                .iter()
+                .map(|n| n.hash().to_string())
+                .collect();
+            let prefixes = picks
+                .iter()
+                .map(|&(which, len)| {
+                    let h = &hashes[usize::from(which) % hashes.len()];
+                    h[..MIN_PREFIX_HEX + usize::from(len) % (64 - MIN_PREFIX_HEX + 1)].to_string()
+                })
+                .chain(probes.iter().map(|p| format!("{p:08x}")[..4 + (*p as usize % 5)].to_string()));
+            prefixes.into_iter().all(|p| {
+                let matching: Vec<&String> = hashes.iter().filter(|h| h.starts_with(&p)).collect();
+                match (log.find_hash(&p), matching.as_slice()) {
+                    (Ok(found), [one]) => found.to_string() == **one,
+                    (Err(LookupError::NotFound { .. }), []) => true,
+                    (Err(LookupError::Ambiguous { first, second, .. }), many) => {
+                        many.len() >= 2
+                            && many.contains(&&first.to_string())
+                            && many.contains(&&second.to_string())
+                    }
+                    _ => false,
+                }
+            })
+        }
+    }
+
+    fn common_hex(a: &Hash, b: &Hash) -> usize {
+        let (a, b) = (a.to_string(), b.to_string());
+        a.chars().zip(b.chars()).take_while(|(x, y)| x == y).count()
+    }
+
+    #[test]
+    fn namespaces_are_walked_in_order_with_counts() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Log::open(dir.path()).unwrap();
+        let kv = Kv::open(&log).unwrap();
+        assert!(kv.next_namespace(None).unwrap().is_none());
+        kv.put("top", b"1".to_vec()).unwrap();
+        let app = kv.namespace("app").unwrap();
+        app.put("a", b"1".to_vec()).unwrap();
+        app.put("gone", b"1".to_vec()).unwrap();
+        app.del("gone").unwrap();
+        let deep = app.namespace("deep").unwrap();
+        deep.put("x", b"1".to_vec()).unwrap();
+        // A conflict: two writes that did not see each other.
+        let base = log.heads().unwrap();
+        let z = kv.namespace([0xFFu8; 63]).unwrap();
+        for v in [b"l", b"r"] {
+            let op = crate::kv::KvOp::new(z.namespace_path(), b"k", crate::kv::Op::Put(v.to_vec()));
+            log.add(base.clone(), op.unwrap().encode()).unwrap();
+        }
+        let mut seen = Vec::new();
+        let mut after = None;
+        while let Some(path) = kv.next_namespace(after.as_deref()).unwrap() {
+            let mut handle = kv.clone();
+            for level in namespace_levels(&path) {
+                handle = handle.namespace(level).unwrap();
+            }
+            assert_eq!(handle.namespace_path(), path);
+            let counts = handle.counts().unwrap();
+            seen.push((namespace_levels(&path), counts.keys, counts.conflicts));
+            after = Some(path);
+        }
+        assert_eq!(
+            seen,
+            vec![
+                (vec![], 1, 0),
+                (vec![b"app".to_vec()], 1, 0),
+                (vec![b"app".to_vec(), b"deep".to_vec()], 1, 0),
+                (vec![vec![0xFF; 63]], 1, 1),
+            ]
+        );
+    }
+}
