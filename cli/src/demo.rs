@@ -180,8 +180,8 @@ pub fn run() -> Result<ExitCode> {
         history.join(", ")
     );
     say!("\nConverged: same heads, same keys, every store verified.");
-    say!("(A put links its key's versions, which it supersedes, and the replica's heads, which");
-    say!(" it does not; a resolution links only the versions it merges. The heads left are each");
-    say!(" replica's latest concurrent writes, the same everywhere. `braid graph` draws the DAG.)");
+    say!("(A put or a resolution links its key's versions, which it supersedes, and the replica's");
+    say!(" heads, which it does not. The heads left are each replica's latest concurrent writes,");
+    say!(" the same everywhere. `braid graph` draws the DAG.)");
     Ok(ExitCode::SUCCESS)
 }
