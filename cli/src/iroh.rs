@@ -147,14 +147,20 @@ pub fn ticket(addr: &str) -> Result<Option<Ticket>> {
     Ok(Some(t))
 }
 
+/// One line on stderr; a closed stderr must not end a server (so no `eprintln!`).
+fn stderr_line(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
+
 /// Says plainly what a plain TCP server beyond loopback exposes.
 pub fn warn_plain_tcp(addr: SocketAddr) {
     if !addr.ip().is_loopback() {
-        eprintln!(
+        stderr_line(&format!(
             "braid serve: warning: plain TCP on {addr} is unauthenticated and unencrypted: \
              anyone who reaches it reads the whole history and may push nodes. \
              Use `braid serve --iroh` beyond loopback or a trusted network."
-        );
+        ));
     }
 }
 
@@ -173,9 +179,9 @@ fn log_event(json: bool) -> impl Fn(IrohEvent<'_>) + Send + Sync {
             _ => return,
         };
         if json {
-            eprintln!("{value}");
+            stderr_line(&value.to_string());
         } else {
-            eprintln!("{text}");
+            stderr_line(&text);
         }
     }
 }
@@ -203,9 +209,9 @@ fn serve_options(
 fn warn_if_closed(log: &Log, access: &Access) -> Result<()> {
     if let Access::Authors { readers } = access {
         if readers.is_empty() && log.policy()?.trusted.is_empty() {
-            eprintln!(
-                "braid: no key may connect yet: allow readers with --allow KEY, authors with \
-                 `braid trust add KEY`, or any key with --open"
+            crate::exit::warn(
+                "no key may connect yet: allow readers with --allow KEY, authors with \
+                 `braid trust add KEY`, or any key with --open",
             );
         }
     }
