@@ -6,7 +6,7 @@ mod cli_common;
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, ChildStdout, Command, Stdio};
+use std::process::{Child, ChildStdout};
 use std::time::Duration;
 
 use cli_common::{interrupt, ok, wait_bounded};
@@ -14,14 +14,7 @@ use serde_json::Value;
 
 /// Starts a long-running braid; returns it and a reader on its stdout.
 fn start(dir: &Path, args: &[&str]) -> (Child, BufReader<ChildStdout>) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_braid"))
-        .arg("--dir")
-        .arg(dir)
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = cli_common::start(&[], dir, args);
     let out = BufReader::new(child.stdout.take().unwrap());
     (child, out)
 }

@@ -42,22 +42,32 @@ pub fn json(dir: &Path, args: &[&str]) -> serde_json::Value {
     serde_json::from_str(&ok(dir, &all)).unwrap()
 }
 
-/// Starts a long-running command (serve, sync --live) and returns it with the first line it
-/// printed: the bound address for `serve`, the "caught up" event for `sync --live`.
-pub fn spawn(dir: &Path, args: &[&str]) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_braid"))
+/// Starts `braid --dir DIR ARGS...` (run through `wrapper`, e.g. `prlimit --nofile=64 --`, when
+/// it is not empty) with stdout and stderr piped.
+pub fn start(wrapper: &[&str], dir: &Path, args: &[&str]) -> Child {
+    let braid = env!("CARGO_BIN_EXE_braid");
+    let mut command = match wrapper.split_first() {
+        Some((program, rest)) => {
+            let mut c = Command::new(program);
+            c.args(rest).arg(braid);
+            c
+        }
+        None => Command::new(braid),
+    };
+    command
         .arg("--dir")
         .arg(dir)
         .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap();
-    let mut first = String::new();
-    BufReader::new(child.stdout.as_mut().unwrap())
-        .read_line(&mut first)
-        .unwrap();
-    (child, first.trim().to_string())
+        .unwrap()
+}
+
+/// Starts a long-running command (serve, sync --live) and returns it with the first line it
+/// printed: the bound address for `serve`, the "caught up" event for `sync --live`.
+pub fn spawn(dir: &Path, args: &[&str]) -> (Child, String) {
+    spawn_wrapped(&[], dir, args)
 }
 
 /// Sends SIGINT (what Ctrl-C sends).
@@ -71,16 +81,7 @@ pub fn interrupt(child: &Child) {
 
 /// Like [`spawn`], with the binary run through `wrapper` (e.g. `prlimit --nofile=64 --`).
 pub fn spawn_wrapped(wrapper: &[&str], dir: &Path, args: &[&str]) -> (Child, String) {
-    let mut child = Command::new(wrapper[0])
-        .args(&wrapper[1..])
-        .arg(env!("CARGO_BIN_EXE_braid"))
-        .arg("--dir")
-        .arg(dir)
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = start(wrapper, dir, args);
     let mut first = String::new();
     BufReader::new(child.stdout.as_mut().unwrap())
         .read_line(&mut first)
