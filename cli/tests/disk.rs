@@ -444,23 +444,8 @@ fn a_sync_receiver_on_a_full_disk_fails_with_a_typed_error_and_keeps_what_it_sto
     use braidlog::sync::{self, Mode, SyncError, SyncOptions};
     let Some(fs) = Tmpfs::mount("8m") else { return };
     let root = tempfile::tempdir().unwrap();
-    let source = Log::open(root.path().join("source")).unwrap();
-    let mut prev = source.append(b"root".to_vec()).unwrap();
-    for i in 0..10u32 {
-        // About 15 MiB in all: twice what the file system holds.
-        prev = source
-            .transaction(|w| {
-                let mut p = prev.clone();
-                // 3,800 bytes: a signed node (104 bytes of authorship) still fills one
-                // 4 KiB LMDB page, as an unsigned 4,000-byte one does; 4,000 signed would
-                // spill into two pages and the first 4 MiB batch would no longer fit.
-                for j in 0..400u32 {
-                    p = w.add([p.hash()], vec![(i ^ j) as u8; 3800])?;
-                }
-                Ok(p)
-            })
-            .unwrap();
-    }
+    // About 16 MiB: twice what the file system holds.
+    let source = sixteen_mib(&root.path().join("source"));
     let dest = Log::open(fs.path().join("dest")).unwrap();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -473,7 +458,7 @@ fn a_sync_receiver_on_a_full_disk_fails_with_a_typed_error_and_keeps_what_it_sto
             sync::sync(&source, y, SyncOptions::new(Mode::Push))
         )
     });
-    let failure = rd.expect_err("15 MiB do not fit in 8");
+    let failure = rd.expect_err("16 MiB do not fit in 8");
     // The failed sync counts what it committed: every node it stored.
     assert_eq!(failure.report.nodes_received, dest.len().unwrap());
     // The pushing peer learns why, not just that the connection closed.
