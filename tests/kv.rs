@@ -4,26 +4,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use braidlog::kv::{Entry, Kv, KvError, Op, Version};
-use braidlog::{Durability, Error, Hash, Log, LogOptions};
-use tempfile::TempDir;
+use braidlog::{Error, Hash, Log};
 
-/// One replica: its directory (kept alive), log and store.
-struct Replica {
-    _dir: TempDir,
-    log: Log,
-    kv: Kv,
-}
+mod common;
 
-fn replica() -> Replica {
-    let dir = tempfile::tempdir().unwrap();
-    let options = LogOptions {
-        durability: Durability::NoSync,
-        ..LogOptions::default()
-    };
-    let log = Log::open_with(dir.path(), options).unwrap();
-    let kv = Kv::open(&log).unwrap();
-    Replica { _dir: dir, log, kv }
-}
+use common::{kv_replica as replica, KvReplica as Replica};
 
 /// Copies every node `to` lacks from `from`, in `from`'s feed order (topological), as a
 /// stand-in for replication.

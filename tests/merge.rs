@@ -1,27 +1,18 @@
 //! Merge operators across replicas: merges on arrival, convergence in any delivery order,
 //! no merge ping-pong between replicas, watch origins, and values an operator cannot read.
 
-use braidlog::kv::{Counter, CountingSet, Kv, Op, Origin};
-use braidlog::{Durability, Log, LogOptions, Node};
-use tempfile::TempDir;
+use braidlog::kv::{Counter, CountingSet, Op, Origin};
+use braidlog::{Log, Node};
 
-struct Replica {
-    _dir: TempDir,
-    log: Log,
-    kv: Kv,
-}
+mod common;
+
+use common::KvReplica as Replica;
 
 fn replica() -> Replica {
-    let dir = tempfile::tempdir().unwrap();
-    let options = LogOptions {
-        durability: Durability::NoSync,
-        ..LogOptions::default()
-    };
-    let log = Log::open_with(dir.path(), options).unwrap();
-    let kv = Kv::open(&log).unwrap();
-    kv.register_merge("stock/", Counter).unwrap();
-    kv.register_merge("tags/", CountingSet).unwrap();
-    Replica { _dir: dir, log, kv }
+    let r = common::kv_replica();
+    r.kv.register_merge("stock/", Counter).unwrap();
+    r.kv.register_merge("tags/", CountingSet).unwrap();
+    r
 }
 
 /// Everything `to` lacks from `from`, in `from`'s feed order, as one received batch (what

@@ -1,4 +1,4 @@
-//! Helpers shared by the sync tests.
+//! Helpers shared by the sync and key-value tests.
 #![allow(dead_code)]
 
 use braidlog::sync::{sync, Mode, SyncOptions, SyncReport};
@@ -21,6 +21,19 @@ pub fn replica() -> Replica {
     )
     .unwrap();
     Replica { log, dir }
+}
+
+/// A replica with its key-value view open.
+pub struct KvReplica {
+    pub log: Log,
+    pub kv: braidlog::Kv,
+    pub dir: tempfile::TempDir,
+}
+
+pub fn kv_replica() -> KvReplica {
+    let Replica { log, dir } = replica();
+    let kv = braidlog::Kv::open(&log).unwrap();
+    KvReplica { log, kv, dir }
 }
 
 pub fn chain(log: &Log, n: usize, tag: &str) {
