@@ -38,71 +38,63 @@
 //! ```
 //!
 //! ## Layout
-//! - [`hash`]: `Hash`, the blake3 digest naming every node.
-//! - [`node`]: `Node`, its canonical encodings (unsigned and signed) and its limits.
-//! - [`identity`]: Ed25519 identities and author keys.
-//! - [`policy`]: which nodes a log accepts (any, signed, trusted authors).
-//! - `store` (private): the storage core, the only module that knows LMDB: opening, map
-//!   growth, every table's byte layout, transactions that cannot commit after a failed write.
-//! - [`store_file`]: checks of the data file before LMDB maps it; full-disk errors.
-//! - [`log`]: `Log`, the replica API: add, insert, get, heads, feed.
-//! - [`lookup`]: a node by a prefix of its hash; the key-value view's namespaces.
-//! - `write` (private): the write path (node, index, heads, views in one transaction) and
-//!   [`Writer`].
-//! - [`changes`]: the feed iterator, subscriptions, and where each node came from
-//!   ([`Origin`]).
-//! - [`view`]: indexes maintained in the log's write transactions, through a [`ViewTxn`].
-//! - [`verify`]: the fsck.
-//! - [`kv`]: the key-value view with explicit conflicts (`Kv`), conditional writes, the merge
-//!   toolkit (merge base, history since) and merge operators (`docs/MERGING.md`).
-//! - [`peer`]: replica identity.
-//! - [`salvage`]: copying the genuine nodes out of a damaged store.
-//! - [`sync`]: replication over any byte stream: messages, codec, the sans-IO session, the
-//!   tokio driver and TCP helpers.
-//! - [`sim`]: the simulator: N replicas under fuzzer- or seed-driven schedules (writes,
-//!   sessions cut at any byte, reorderings, partitions) with convergence checks an
-//!   application extends with its own merge logic and invariants; braidlog's fuzz checks.
-//! - [`error`]: the error types.
+//! Layers, bottom up; each uses only the layers below it (`docs/ARCHITECTURE.md`):
+//! - `hash`: [`struct@Hash`], the blake3 digest naming every node.
+//! - `identity`: the two identities of a replica, named apart: the signing key
+//!   ([`Identity`], [`PublicKey`]) and the replica id ([`PeerId`]).
+//! - `node`: [`Node`], its canonical encodings (unsigned and signed) and its limits.
+//! - `store` (private): the only module that knows LMDB and its files: opening, map growth,
+//!   every table's byte layout, transactions that cannot commit after a failed write, file
+//!   checks before LMDB maps a file, the page reader salvage uses; [`StorageError`].
+//! - `log`: [`Log`], the replica API, with its write path, changes feed, views, policy,
+//!   verify; [`LogError`].
+//! - [`kv`]: the key-value view with explicit conflicts ([`Kv`]), conditional writes, the
+//!   merge toolkit and merge operators (`docs/MERGING.md`); [`KvError`].
+//! - [`sync`]: replication over any byte stream: the wire format, the sans-IO session, the
+//!   tokio driver, one server for TCP and iroh; [`SyncError`].
+//! - `salvage`: copying the genuine nodes out of a damaged store.
+//! - [`sim`]: the simulator: N replicas under fuzzer- or seed-driven schedules with
+//!   convergence checks an application extends with its own merge logic and invariants.
+//! - `error`: the umbrella [`Error`] every layer's error converts into.
 
-pub mod changes;
-pub mod error;
-pub mod hash;
-pub mod identity;
+mod error;
+mod hash;
+mod identity;
 pub mod kv;
-pub mod log;
-pub mod lookup;
-pub mod node;
-pub mod peer;
-pub mod policy;
+mod log;
+mod node;
 #[cfg(all(unix, target_pointer_width = "64", target_endian = "little"))]
-pub mod salvage;
+mod salvage;
 pub mod sim;
 mod store;
-pub mod store_file;
-#[cfg(all(unix, target_pointer_width = "64", target_endian = "little"))]
-mod store_pages;
 pub mod sync;
-pub mod verify;
-pub mod view;
-mod write;
 
-pub use changes::{Changes, FeedEntry, Origin, RawEntry, Subscription};
 pub use error::{Error, Result};
-pub use hash::Hash;
-pub use identity::{Identity, PublicKey};
+pub use hash::{Hash, ParseHashError, HASH_LEN, SHORT_HEX_LEN};
+pub use identity::{
+    now_ms, Identity, IdentityError, ParseKeyError, PeerId, PublicKey, IDENTITY_FILE,
+    PUBLIC_KEY_LEN, SIGNATURE_LEN,
+};
 pub use kv::{Kv, KvError};
-pub use log::{Durability, Inserted, Log, LogOptions};
-pub use lookup::LookupError;
-pub use node::{Authorship, Node, NodeError, MAX_LINKS, MAX_NODE_BYTES, MAX_PAYLOAD_BYTES};
-pub use peer::PeerId;
-pub use policy::{Policy, PolicyError, PolicyMode};
-pub use store::{ReadTxn, StorageError, STORE_FORMAT_VERSION};
+pub use log::{
+    verify_parallel, Change, Changes, Durability, FeedEntry, Inserted, Log, LogError,
+    LogOptions, LookupError, Origin, Policy, PolicyError, PolicyMode, RawChanges, RawEntry,
+    Subscription, VerifyReport, View, Violation, Writer, MAX_TRUSTED, MIN_PREFIX_HEX,
+    ORIGIN_WINDOW,
+};
+pub use node::{
+    verify_signatures, Authorship, Node, NodeError, MAX_LINKS, MAX_NODE_BYTES,
+    MAX_PAYLOAD_BYTES, NODE_FORMAT_VERSION, SIGNED_FORMAT_VERSION, SIGNED_OVERHEAD, SIGNING_CONTEXT,
+};
+#[cfg(all(unix, target_pointer_width = "64", target_endian = "little"))]
+pub use salvage::{salvage, SalvageReport};
+pub use store::file::{check_pages, FileProblem};
+pub use store::{
+    EngineError, Entries, ReadTxn, StorageError, Table, ViewTxn, STORE_FORMAT_VERSION,
+};
 pub use sync::{Mode, SyncError};
 #[cfg(feature = "net")]
 pub use sync::{SyncOptions, SyncReport};
-pub use verify::{VerifyReport, Violation};
-pub use view::{Change, Table, View, ViewTxn};
-pub use write::Writer;
 
 /// The README's examples, compiled and run as doctests.
 #[cfg(doctest)]

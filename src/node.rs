@@ -459,7 +459,7 @@ impl Node {
 /// single checks apply the same rule (ZIP-215), so the path taken never changes the result.
 ///
 /// A batch is about twice as fast per signature as checking one by one; callers that receive
-/// many nodes split them over threads (see [`crate::policy::verify_parallel`]).
+/// many nodes split them over threads (see [`crate::log::verify_parallel`]).
 pub fn verify_signatures(nodes: &mut [Node]) -> Result<(), NodeError> {
     let todo: Vec<usize> = (0..nodes.len()).filter(|&i| !nodes[i].verified).collect();
     // A batch pays off from a handful of signatures on; below that, checks one by one cost

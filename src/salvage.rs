@@ -1,124 +1,22 @@
-//! Salvage: copy every node that can still be proven genuine out of a damaged store.
-//!
-//! LMDB has no page checksums, and it follows page numbers through a memory map: a damaged
-//! page can crash a process that opens the store. Salvage never lets LMDB near the damaged
-//! file. It reads `data.mdb` with `pread` (see `store_pages.rs`) in two ways:
-//!
-//! 1. the feed tree of the newest usable snapshot, in feed order, as LMDB would;
-//! 2. every leaf page of the file, following no tree at all, so entries under a damaged
-//!    branch page, and stale copies on pages LMDB has not reused yet, are found too.
-//!
-//! A feed entry is `hash ++ canonical node bytes`, so each one proves itself: only nodes whose
-//! bytes decode and hash to their stored hash are kept. They are inserted into the target
-//! replica in feed order, each once all its links are there; a node whose links are lost is
-//! skipped. A later sync with any peer brings back what was skipped.
+//! Salvage into a log (above the log layer, which it uses): the genuine nodes the storage layer recovers from a damaged store
+//! (`store/salvage.rs`) are inserted in feed order, each once its links are present.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::path::Path;
 
-use crate::error::{Error, Result};
-use crate::hash::{Hash, HASH_LEN};
-use crate::log::Log;
+use crate::log::{Inserted, Log, Result};
+use crate::hash::Hash;
 use crate::node::Node;
-use crate::store_file::{read_metas, DATA_FILE};
-use crate::store_pages::{named_trees, DataFile};
+pub use crate::store::salvage::SalvageReport;
 
-/// The feed table's name in the main tree.
-const FEED_TABLE: &[u8] = b"feed-v1";
 /// Nodes per insert transaction.
 const CHUNK: usize = 4096;
 
-/// What [`salvage`] did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct SalvageReport {
-    /// Nodes copied into the target.
-    pub saved: u64,
-    /// Genuine nodes not copied because a node they link to was not found.
-    pub skipped: u64,
-    /// Feed entries whose bytes do not hash to their hash, or do not decode.
-    pub damaged: u64,
-    /// Genuine nodes found only by scanning pages outside the feed tree.
-    pub from_page_scan: u64,
-    /// Why the feed tree could not be read in full, if it could not.
-    pub tree_problem: Option<String>,
-}
-
-/// A feed entry that proved itself.
-fn genuine(value: &[u8]) -> Option<Node> {
-    if value.len() <= HASH_LEN {
-        return None;
-    }
-    let hash = Hash::from_slice(&value[..HASH_LEN]).ok()?;
-    Node::decode_expecting(&value[HASH_LEN..], hash).ok()
-}
-
-/// Copies every genuine node of the store in `from` into `to`, in feed order.
+/// Copies every genuine node of the store in `from` into `to`, in feed order. `from` is read
+/// with `pread` only: LMDB never maps the damaged file.
 pub fn salvage(from: &Path, to: &Log) -> Result<SalvageReport> {
-    let data = from.join(DATA_FILE);
-    let mut report = SalvageReport::default();
-    // seq -> node; a seq seen twice (a stale page from before a lost commit) keeps both.
-    let mut found: BTreeMap<(u64, Hash), Node> = BTreeMap::new();
-    let mut hashes = HashSet::new();
-    let (metas, page_size) = read_metas(&data)?;
-    let file = DataFile::open(&data, page_size).map_err(|source| Error::Io {
-        path: data.clone(),
-        source,
-    })?;
-    let mut newest: Vec<_> = metas.iter().flatten().collect();
-    newest.sort_by_key(|m| std::cmp::Reverse(m.txnid));
-    let mut tree_read = false;
-    for meta in newest {
-        let mut seen = HashSet::new();
-        let walked = named_trees(&file, meta, &mut seen).and_then(|trees| {
-            let root = trees
-                .iter()
-                .find(|(name, _)| name == FEED_TABLE)
-                .map(|(_, root)| *root);
-            let mut entries = Vec::new();
-            if let Some(root) = root {
-                file.walk(root, &mut HashSet::new(), &mut |key, value, _| {
-                    entries.push((key.to_vec(), value.to_vec()));
-                    Ok(())
-                })?;
-            }
-            Ok(entries)
-        });
-        match walked {
-            Ok(entries) => {
-                for (key, value) in entries {
-                    let seq = key.try_into().map(u64::from_be_bytes).unwrap_or(u64::MAX);
-                    match genuine(&value) {
-                        Some(node) if seq != u64::MAX => {
-                            hashes.insert(node.hash());
-                            found.insert((seq, node.hash()), node);
-                        }
-                        _ => report.damaged += 1,
-                    }
-                }
-                tree_read = true;
-                break;
-            }
-            Err(p) => {
-                report.tree_problem = Some(format!("page {}: {}", p.page, p.what));
-            }
-        }
-    }
-    if tree_read {
-        report.tree_problem = None;
-    }
-    file.scan_leaves(&mut |key, value| {
-        let Ok(seq) = key.try_into().map(u64::from_be_bytes) else {
-            return;
-        };
-        if let Some(node) = genuine(value) {
-            if hashes.insert(node.hash()) {
-                report.from_page_scan += 1;
-                found.insert((seq, node.hash()), node);
-            }
-        }
-    });
-    insert_in_order(to, found.into_values().collect(), &mut report)?;
+    let (nodes, mut report) = crate::store::salvage::recover(from)?;
+    insert_in_order(to, nodes, &mut report)?;
     Ok(report)
 }
 
@@ -147,7 +45,7 @@ fn insert_in_order(to: &Log, mut nodes: Vec<Node>, report: &mut SalvageReport) -
         }
         for chunk in ready.chunks(CHUNK) {
             for inserted in to.insert_batch(chunk)? {
-                if matches!(inserted, crate::log::Inserted::New(_)) {
+                if matches!(inserted, Inserted::New(_)) {
                     report.saved += 1;
                 }
             }

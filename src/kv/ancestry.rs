@@ -18,8 +18,8 @@ use std::collections::BTreeMap;
 use super::op::{KvOp, Op};
 use super::scan::{entry_in, HistoryEntry};
 use super::view::{classify, decode_op_record, Linked, Tables};
-use super::{Kv, KvError};
-use crate::error::{Error, Result};
+use super::{Kv, KvError, Result};
+use crate::store::StorageError;
 use crate::hash::Hash;
 use crate::store::ReadTxn;
 
@@ -118,7 +118,7 @@ impl<'a> Ancestry<'a> {
             .store()
             .index
             .seq_of(self.txn, hash)?
-            .ok_or_else(|| Error::Corrupt(format!("kv ancestry: {hash} is not stored")))
+            .ok_or_else(|| StorageError::Corrupt(format!("kv ancestry: {hash} is not stored")).into())
     }
 
     /// The same-key links of an operation or fold: what it supersedes directly.
@@ -127,7 +127,7 @@ impl<'a> Ancestry<'a> {
             .kv
             .log
             .get_in(self.txn, hash)?
-            .ok_or_else(|| Error::Corrupt(format!("kv ancestry: {hash} is not stored")))?;
+            .ok_or_else(|| StorageError::Corrupt(format!("kv ancestry: {hash} is not stored")))?;
         let mut txn = self.txn;
         let mut out = Vec::new();
         for link in node.links() {
@@ -153,7 +153,7 @@ impl<'a> Ancestry<'a> {
         Ok(())
     }
 
-    fn too_long(&self) -> Error {
+    fn too_long(&self) -> KvError {
         KvError::WalkTooLong {
             key: self.key.clone(),
             limit: self.limit,
@@ -403,7 +403,7 @@ mod tests {
         for limit in [100, 10, 1] {
             let err = walk(limit).unwrap_err();
             assert!(
-                matches!(err, Error::Kv(KvError::WalkTooLong { limit: l, .. }) if l == limit),
+                matches!(err, KvError::WalkTooLong { limit: l, .. } if l == limit),
                 "{err}"
             );
         }

@@ -3,11 +3,10 @@
 use super::fold::fold_versions;
 use super::op::Op;
 use super::view::{heads_in, versions_in};
-use super::{Kv, KvError, Versions};
-use crate::error::{Error, Result};
+use super::{Kv, KvError, Result, Versions};
 use crate::hash::Hash;
 use crate::node::MAX_LINKS;
-use crate::write::Writer;
+use crate::log::Writer;
 
 /// Reads and writes inside [`Kv::batch`]: the same semantics as [`Kv::put`] and friends, one
 /// transaction for all of them. Each read and write sees the writes before it, so writing a
@@ -32,7 +31,7 @@ impl KvBatch<'_, '_, '_, '_> {
     /// The current versions of `key` in this transaction (tombstones included).
     pub fn versions(&self, key: impl AsRef<[u8]>) -> Result<Versions> {
         let id = self.kv.op(key.as_ref(), Op::Del)?.key_id();
-        versions_in(&self.kv.tables, &self.w.txn(), &id)
+        Ok(versions_in(&self.kv.tables, &self.w.txn(), &id)?)
     }
 
     /// Like [`Kv::get`], in this transaction.
@@ -49,11 +48,11 @@ impl KvBatch<'_, '_, '_, '_> {
         expected.sort();
         expected.dedup();
         if current != expected {
-            return Err(Error::Kv(KvError::Changed {
+            return Err(KvError::Changed {
                 key: key.as_ref().to_vec(),
                 expected,
                 current,
-            }));
+            });
         }
         self.write(key, op)
     }
@@ -93,6 +92,6 @@ impl Kv {
     /// # Ok(()) }
     /// ```
     pub fn batch<R>(&self, f: impl FnOnce(&mut KvBatch<'_, '_, '_, '_>) -> Result<R>) -> Result<R> {
-        self.log.transaction(|w| f(&mut KvBatch { kv: self, w }))
+        self.log.transaction_typed(|w| f(&mut KvBatch { kv: self, w }))
     }
 }

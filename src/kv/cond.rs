@@ -12,8 +12,7 @@
 use super::fold::fold_versions;
 use super::op::Op;
 use super::view::heads_in;
-use super::{Kv, KvError, Versions};
-use crate::error::{Error, Result};
+use super::{Kv, KvError, Result, Versions};
 use crate::hash::Hash;
 use crate::node::MAX_LINKS;
 
@@ -44,7 +43,7 @@ impl Kv {
     /// kv.write_if(b"stock", &seen, Op::Put(b"10".to_vec()))?;
     /// // `seen` is stale now: the write is refused and says what is current.
     /// let err = kv.write_if(b"stock", &seen, Op::Put(b"11".to_vec())).unwrap_err();
-    /// assert!(matches!(err, braidlog::Error::Kv(KvError::Changed { .. })));
+    /// assert!(matches!(err, braidlog::KvError::Changed { .. }));
     /// # Ok(()) }
     /// ```
     pub fn write_if(&self, key: impl AsRef<[u8]>, expected: &[Hash], op: Op) -> Result<Hash> {
@@ -55,11 +54,11 @@ impl Kv {
         self.write_retrying(|w| {
             let current = heads_in(&self.tables, &w.txn(), &id)?;
             if current != expected {
-                return Err(Error::Kv(KvError::Changed {
+                return Err(KvError::Changed {
                     key: op.key.clone(),
                     expected: expected.clone(),
                     current,
-                }));
+                });
             }
             let links = fold_versions(w, &op.namespace, &op.key, current, MAX_LINKS)?;
             let links = self.with_log_heads(&w.txn(), links)?;
@@ -103,13 +102,13 @@ impl Kv {
         key: impl AsRef<[u8]>,
         mut f: impl FnMut(&Versions) -> R,
     ) -> Result<Hash> {
-        let r = self.try_update::<Error>(key, |v| Ok(Some(f(v).into())))?;
+        let r = self.try_update::<KvError>(key, |v| Ok(Some(f(v).into())))?;
         Ok(r.expect("f always returns an operation"))
     }
 
     /// [`Kv::update`] where `f` may fail (its error is returned, nothing written) or decline
     /// to write (`Ok(None)`, which returns `Ok(None)`).
-    pub fn try_update<E: From<Error>>(
+    pub fn try_update<E: From<KvError>>(
         &self,
         key: impl AsRef<[u8]>,
         mut f: impl FnMut(&Versions) -> std::result::Result<Option<Op>, E>,
@@ -123,7 +122,7 @@ impl Kv {
             };
             tries += 1;
             match self.write_if(key, &versions.hashes(), op) {
-                Err(Error::Kv(KvError::Changed { .. })) if tries < MAX_UPDATE_TRIES => {}
+                Err(KvError::Changed { .. }) if tries < MAX_UPDATE_TRIES => {}
                 r => return Ok(Some(r?)),
             }
         }

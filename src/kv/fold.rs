@@ -31,10 +31,10 @@
 use serde::{Deserialize, Serialize};
 
 use super::op::{check_key, check_namespace, key_id};
-use crate::error::Result;
+use super::Result;
 use crate::hash::Hash;
 use crate::node::MAX_LINKS;
-use crate::write::Writer;
+use crate::log::Writer;
 
 /// First bytes of every fold payload.
 pub const FOLD_MAGIC: [u8; 4] = *b"\0bkf";

@@ -39,9 +39,9 @@ use super::op::{KvOp, Op};
 use super::scan::Scan;
 use super::view::{versions_in, Tables};
 use super::{Kv, Version};
-use crate::error::{Error, Result};
+use super::{KvError, Result};
 use crate::hash::Hash;
-use crate::write::{AfterWrite, Writer};
+use crate::log::{AfterWrite, LogError, WeakLog, Writer};
 
 /// An application merge; see the [module docs](self) for the rule it must follow.
 ///
@@ -90,6 +90,8 @@ pub const OPERATOR_WALK_PER_NODE: usize = 64;
 
 /// The operators of one log: a hook run at the end of its writes.
 pub(crate) struct Operators {
+    /// The log this hook runs in (weak: the log holds its hooks).
+    log: WeakLog,
     tables: Tables,
     list: RwLock<Vec<Registration>>,
     /// [`OPERATOR_WALK`], lowered by tests.
@@ -108,7 +110,7 @@ impl Operators {
 }
 
 impl AfterWrite for Operators {
-    fn after_write(&self, w: &mut Writer<'_, '_>, after: u64) -> Result<()> {
+    fn after_write(&self, w: &mut Writer<'_, '_>, after: u64) -> Result<(), LogError> {
         if self
             .list
             .read()
@@ -119,7 +121,10 @@ impl AfterWrite for Operators {
         }
         // The keys written, each once, in key order (so merges are written in a fixed order).
         let mut keys = std::collections::BTreeMap::new();
-        let store = w.log.store();
+        let Some(log) = self.log.upgrade() else {
+            return Ok(()); // the log is being dropped: no write can be running
+        };
+        let store = log.store();
         for rec in store.feed.after(w.txn(), after)? {
             let rec = rec?;
             // Written by this transaction, from nodes already checked: no second hash check.
@@ -132,16 +137,17 @@ impl AfterWrite for Operators {
         }
         // A peer pays for the work its nodes cause: one small node could otherwise make every
         // replica walk a long history.
-        let stored = usize::try_from(*w.seq - after).unwrap_or(usize::MAX);
+        let stored = usize::try_from(w.seq() - after).unwrap_or(usize::MAX);
         let mut budget = (self.walk.load(Ordering::Relaxed))
             .saturating_add(stored.saturating_mul(OPERATOR_WALK_PER_NODE));
         for ((ns, key), merge) in keys {
             let kv = Kv {
-                log: w.log.clone(),
+                log: log.clone(),
                 tables: self.tables,
                 ns,
             };
-            kv.merge_in(w, &key, &*merge, &mut budget)?;
+            kv.merge_in(w, &key, &*merge, &mut budget)
+                .map_err(KvError::into_log)?;
         }
         Ok(())
     }
@@ -156,6 +162,7 @@ impl Kv {
     pub fn register_merge(&self, prefix: impl AsRef<[u8]>, op: impl Merge) -> Result<()> {
         let tables = self.tables;
         let ops = self.log.hook(|| Operators {
+            log: self.log.downgrade(),
             tables,
             list: RwLock::new(Vec::new()),
             walk: AtomicUsize::new(OPERATOR_WALK),
@@ -178,7 +185,7 @@ impl Kv {
             if let Some(merge) = ops.find(&self.ns, &key) {
                 let mut budget = super::MAX_WALK;
                 self.log
-                    .transaction(|w| self.merge_in(w, &key, &*merge, &mut budget))?;
+                    .transaction_typed(|w| self.merge_in(w, &key, &*merge, &mut budget))?;
             }
         }
         Ok(())
@@ -209,8 +216,8 @@ impl Kv {
         let merged = match merged {
             Ok(Some(m)) => m,
             // The operator declined, or could not read what it needed: the conflict stays.
-            Ok(None) | Err(Error::Kv(_)) => return Ok(None),
-            Err(e) => return Err(e),
+            Err(e @ KvError::Log(_)) => return Err(e),
+            Ok(None) | Err(_) => return Ok(None),
         };
         if versions.iter().all(|v| v.op == merged) {
             // Already merged: the versions are merges of the same conflict by several

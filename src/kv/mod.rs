@@ -55,11 +55,12 @@ pub mod typed;
 pub mod versions;
 pub mod view;
 pub mod watch;
+mod namespaces;
 
 use std::ops::RangeBounds;
 use std::sync::Arc;
 
-pub use crate::changes::Origin;
+pub use crate::log::Origin;
 pub use ancestry::{Ancestry, MAX_WALK};
 pub use batch::KvBatch;
 pub use cond::MAX_UPDATE_TRIES;
@@ -70,19 +71,24 @@ pub use sums::{Counter, CountingSet};
 pub use typed::{Typed, TypedVersion};
 pub use versions::{Entry, Version, Versions};
 pub use watch::{Event, Watcher};
+pub use namespaces::{namespace_levels, KeyCounts};
 
-use crate::error::{Error, Result};
 use crate::hash::Hash;
-use crate::log::Log;
-use crate::node::MAX_LINKS;
-use crate::write::Writer;
-use crate::ReadTxn;
+use crate::log::{Log, LogError, Writer};
+use crate::node::{NodeError, MAX_LINKS};
+use crate::store::{ReadTxn, StorageError};
 use view::{heads_in, versions_in, KvView, Tables, VIEW_NAME};
 
+/// Results of the key-value layer.
+pub type Result<T, E = KvError> = std::result::Result<T, E>;
+
 /// Errors of the key-value layer.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum KvError {
+    /// The log underneath failed (storage, a refused node, a missing link).
+    #[error(transparent)]
+    Log(#[from] LogError),
     /// A key longer than [`MAX_KEY_LEN`].
     #[error("key of {len} bytes, the limit is {max}")]
     KeyTooLong {
@@ -164,6 +170,46 @@ pub enum KvError {
     },
 }
 
+impl From<StorageError> for KvError {
+    fn from(e: StorageError) -> Self {
+        KvError::Log(e.into())
+    }
+}
+
+impl From<NodeError> for KvError {
+    fn from(e: NodeError) -> Self {
+        KvError::Log(e.into())
+    }
+}
+
+impl crate::log::WrapsLog for KvError {
+    fn log_error(&self) -> Option<&LogError> {
+        self.log()
+    }
+}
+
+impl KvError {
+    /// This error as the log layer's, for the log's own interfaces (views and write hooks
+    /// report log errors): a log error as it is, a key-value one as a view error.
+    pub(crate) fn into_log(self) -> LogError {
+        match self {
+            KvError::Log(l) => l,
+            other => LogError::View {
+                view: view::VIEW_NAME.into(),
+                message: other.to_string(),
+            },
+        }
+    }
+
+    /// The log error underneath, if that is what this is.
+    pub fn log(&self) -> Option<&LogError> {
+        match self {
+            KvError::Log(l) => Some(l),
+            _ => None,
+        }
+    }
+}
+
 /// A consistent read view of a [`Kv`] namespace; see [`Kv::read`].
 pub struct Snapshot<'a> {
     pub(crate) kv: &'a Kv,
@@ -174,7 +220,7 @@ impl Snapshot<'_> {
     /// Like [`Kv::versions`], in this snapshot.
     pub fn versions(&self, key: impl AsRef<[u8]>) -> Result<Versions> {
         let id = self.kv.op(key.as_ref(), Op::Del)?.key_id();
-        versions_in(&self.kv.tables, self.txn, &id)
+        Ok(versions_in(&self.kv.tables, self.txn, &id)?)
     }
 
     /// Like [`Kv::get`], in this snapshot.
@@ -221,7 +267,7 @@ impl Kv {
             if let Err(e) = log.register_view(Arc::new(KvView { tables })) {
                 // Lost a race with another `open`: fine, the view is there.
                 if !registered(log) {
-                    return Err(e);
+                    return Err(e.into());
                 }
             }
         }
@@ -282,8 +328,8 @@ impl Kv {
         const TRIES: usize = 8;
         let mut tries = 0;
         loop {
-            match self.log.transaction(&mut f) {
-                Err(e) if crate::store::is_map_full(&e) && tries < TRIES => tries += 1,
+            match self.log.transaction_typed(&mut f) {
+                Err(KvError::Log(e)) if e.is_map_full() && tries < TRIES => tries += 1,
                 other => return other,
             }
         }
@@ -337,7 +383,7 @@ impl Kv {
         let extra: Vec<Hash> = extra.into_iter().collect();
         let room = MAX_LINKS.saturating_sub(extra.len());
         // The usual case: the versions fit in one node's links.
-        let node = self.log.add_with_retrying(|txn| {
+        let node = self.log.add_with_retrying(|txn| -> Result<_> {
             let mut links = heads_in(&self.tables, &txn, &id)?;
             if links.len() > room && room > 0 {
                 return Ok(None); // to be folded, below
@@ -444,10 +490,10 @@ impl Kv {
         let key = key.as_ref();
         match self.get(key)? {
             None => Ok(None),
-            Some(v) if v.is_conflict() => Err(Error::Kv(KvError::Conflict {
+            Some(v) if v.is_conflict() => Err(KvError::Conflict {
                 key: key.to_vec(),
                 versions: v.hashes(),
-            })),
+            }),
             Some(v) => Ok(v.value().map(<[u8]>::to_vec)),
         }
     }

@@ -10,11 +10,10 @@
 use super::fold::fold_versions;
 use super::op::Op;
 use super::view::versions_in;
-use super::{Kv, KvError, Version};
-use crate::error::{Error, Result};
+use super::{Kv, KvError, Result, Version};
 use crate::hash::Hash;
 use crate::node::MAX_LINKS;
-use crate::write::Writer;
+use crate::log::Writer;
 
 /// The deterministic policy: the version with the greatest causal depth, ties broken by the
 /// greatest hash. It needs no clock and every replica picks the same version from the same
@@ -63,7 +62,7 @@ impl Kv {
         key: impl AsRef<[u8]>,
         mut merge: impl FnMut(&[u8], &[Version]) -> R,
     ) -> Result<Option<Hash>> {
-        self.try_resolve::<Error>(key, |k, v| Ok(merge(k, v).into()))
+        self.try_resolve::<KvError>(key, |k, v| Ok(merge(k, v).into()))
     }
 
     /// [`Kv::resolve`] with a merge that may fail: its error is returned and nothing is
@@ -91,7 +90,7 @@ impl Kv {
     /// assert!(kv.get(b"n")?.unwrap().is_conflict());     // nothing written
     /// # Ok(()) }
     /// ```
-    pub fn try_resolve<E: From<Error>>(
+    pub fn try_resolve<E: From<KvError>>(
         &self,
         key: impl AsRef<[u8]>,
         mut merge: impl FnMut(&[u8], &[Version]) -> std::result::Result<Op, E>,
@@ -99,7 +98,7 @@ impl Kv {
         let key = key.as_ref();
         let op = self.op(key, Op::Del)?; // validates the key; the op is replaced below
         let id = op.key_id();
-        let r = self.log.transaction(|w| {
+        let r = self.log.transaction_typed(|w| {
             let versions = versions_in(&self.tables, &w.txn(), &id)?;
             if !versions.is_conflict() {
                 return Ok(Ok(None));
@@ -164,15 +163,15 @@ impl Kv {
                 .collect();
             match matching.as_slice() {
                 [one] => Ok(one.op.clone()),
-                [] => Err(Error::Kv(KvError::NoSuchVersion {
+                [] => Err(KvError::NoSuchVersion {
                     key: key.to_vec(),
                     prefix: prefix.to_string(),
-                })),
-                many => Err(Error::Kv(KvError::AmbiguousVersion {
+                }),
+                many => Err(KvError::AmbiguousVersion {
                     key: key.to_vec(),
                     prefix: prefix.to_string(),
                     matches: many.len(),
-                })),
+                }),
             }
         })
     }

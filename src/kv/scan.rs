@@ -11,7 +11,8 @@ use std::ops::{Bound, RangeBounds};
 use super::op::{key_id, prefix_id, split_key_id, KvOp, Op};
 use super::view::{classify, decode_op_record, decode_version, versions_in, Linked, Tables};
 use super::{Entry, Kv, Versions};
-use crate::error::{Error, Result};
+use super::Result;
+use crate::store::StorageError;
 use crate::hash::{Hash, HASH_LEN};
 use crate::store::ReadTxn;
 
@@ -97,7 +98,7 @@ impl Scan {
     fn key_of(&self, id: &[u8]) -> Result<Vec<u8>> {
         split_key_id(id, 1 + self.kv.ns.len())
             .map(|(key, _)| key)
-            .ok_or_else(|| Error::Corrupt(format!("kv view: malformed key id {id:02x?}")))
+            .ok_or_else(|| StorageError::Corrupt(format!("kv view: malformed key id {id:02x?}")).into())
     }
 
     /// Reads the next chunk into `buf`; sets `done` when the range is exhausted.
@@ -269,8 +270,8 @@ impl History {
                     .get(self.id.len()..)
                     .and_then(|s| s.try_into().ok())
                     .map(u64::from_be_bytes)
-                    .ok_or_else(|| Error::Corrupt("kv view: malformed history key".into()))?;
-                let hash = Hash::from_slice(v).map_err(|e| Error::Corrupt(e.to_string()))?;
+                    .ok_or_else(|| StorageError::Corrupt("kv view: malformed history key".into()))?;
+                let hash = Hash::from_slice(v).map_err(|e| StorageError::Corrupt(e.to_string()))?;
                 self.buf.push_back(entry_in(&kv, txn, &self.id, seq, hash)?);
             }
             self.done = true;
@@ -291,9 +292,9 @@ pub(crate) fn entry_in(
     let node = kv
         .log
         .get_in(txn, &hash)?
-        .ok_or_else(|| Error::Corrupt(format!("kv history names {hash}, not stored")))?;
+        .ok_or_else(|| StorageError::Corrupt(format!("kv history names {hash}, not stored")))?;
     let op = KvOp::decode(node.payload())
-        .ok_or_else(|| Error::Corrupt(format!("kv history names {hash}, no KV op")))?;
+        .ok_or_else(|| StorageError::Corrupt(format!("kv history names {hash}, no KV op")))?;
     let mut depth = 0;
     if let Some(r) = txn.get(t.ops, hash.as_bytes())? {
         depth = decode_op_record(r)?.0;

@@ -22,8 +22,7 @@ use serde::{Deserialize, Serialize};
 use super::ancestry::Ancestry;
 use super::merge::Merge;
 use super::op::Op;
-use super::{Kv, KvError, Version};
-use crate::error::{Error, Result};
+use super::{Kv, KvError, Result, Version};
 use crate::hash::Hash;
 
 /// How deep the merge-base recursion of criss-cross histories goes before a merge declines.
@@ -108,20 +107,20 @@ fn adjust<C: Codec>(kv: &Kv, key: &[u8], mut change: impl FnMut(&mut Sums)) -> R
         change(&mut sums);
         tries += 1;
         match kv.write_if(key, &seen, Op::Put(C::encode(&sums))) {
-            Err(Error::Kv(KvError::Changed { .. })) if tries < super::MAX_UPDATE_TRIES => {}
+            Err(KvError::Changed { .. }) if tries < super::MAX_UPDATE_TRIES => {}
             r => return r,
         }
     }
 }
 
-fn undecodable(key: &[u8]) -> Error {
-    Error::Kv(KvError::Codec {
+fn undecodable(key: &[u8]) -> KvError {
+    KvError::Codec {
         key: key.to_vec(),
         hash: Hash([0; 32]),
         message: "cannot sum: an operation behind it is not a value of this kind, a total \
                   overflows, or criss-cross merges nest deeper than 64"
             .into(),
-    })
+    }
 }
 
 fn totals_now<C: Codec>(kv: &Kv, key: &[u8]) -> Result<BTreeMap<Vec<u8>, i64>> {

@@ -6,8 +6,7 @@ use std::marker::PhantomData;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::{Kv, KvError, Version};
-use crate::error::{Error, Result};
+use super::{Kv, KvError, Result, Version};
 use crate::hash::Hash;
 
 /// One current version with its value decoded (`None` for a tombstone).
@@ -107,10 +106,10 @@ fn decode<V: DeserializeOwned>(key: &[u8], v: &Version) -> Result<TypedVersion<V
     })
 }
 
-fn codec(key: &[u8], hash: Hash, e: postcard::Error) -> Error {
-    Error::Kv(KvError::Codec {
+fn codec(key: &[u8], hash: Hash, e: postcard::Error) -> KvError {
+    KvError::Codec {
         key: key.to_vec(),
         hash,
         message: e.to_string(),
-    })
+    }
 }

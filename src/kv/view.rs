@@ -37,12 +37,10 @@
 use super::fold::Fold;
 use super::op::{KvOp, Op};
 use super::{Version, Versions};
-use crate::error::{Error, Result};
 use crate::hash::{Hash, HASH_LEN};
-use crate::log::Log;
+use crate::log::{Change, Log, LogError, Result, View};
 use crate::node::Node;
-use crate::store::ReadTxn;
-use crate::view::{Change, Table, View, ViewTxn};
+use crate::store::{ReadTxn, StorageError, Table, ViewTxn};
 
 /// The view's name (its watermark key in the meta table).
 pub(crate) const VIEW_NAME: &str = "kv";
@@ -75,8 +73,8 @@ pub(crate) struct KvView {
     pub tables: Tables,
 }
 
-fn corrupt(what: &str, len: usize) -> Error {
-    Error::Corrupt(format!("kv view: {what} of {len} bytes"))
+fn corrupt(what: &str, len: usize) -> LogError {
+    StorageError::Corrupt(format!("kv view: {what} of {len} bytes")).into()
 }
 
 pub(crate) fn encode_version(depth: u64, op: &Op) -> Vec<u8> {
@@ -105,7 +103,7 @@ pub(crate) fn decode_version(table_key: &[u8], value: &[u8]) -> Result<Version> 
     let op = match kind {
         0 => Op::Del,
         1 => Op::Put(rest[8..].to_vec()),
-        _ => return Err(Error::Corrupt(format!("kv view: version kind {kind}"))),
+        _ => return Err(StorageError::Corrupt(format!("kv view: version kind {kind}")).into()),
     };
     Ok(Version { hash, depth, op })
 }
@@ -395,7 +393,7 @@ impl KvView {
         let before = read_counts(t, txn, &id)?;
         let gone = |n: u64, a: u64, b: u64| {
             n.checked_sub(a + b)
-                .ok_or_else(|| Error::Corrupt(format!("kv view: counts of key id {id:02x?}")))
+                .ok_or_else(|| StorageError::Corrupt(format!("kv view: counts of key id {id:02x?}")))
         };
         let after = Counts {
             versions: gone(before.versions, removed.versions, r.versions)? + 1,
@@ -422,7 +420,7 @@ impl KvView {
             links,
             id,
         };
-        txn.put(t.folds, node.hash().as_bytes(), &record.encode())
+        Ok(txn.put(t.folds, node.hash().as_bytes(), &record.encode())?)
     }
 }
 
@@ -633,7 +631,7 @@ mod tests {
             .unwrap();
         let before = log.len().unwrap();
         let err = kv.put(b"k", b"2".to_vec()).unwrap_err();
-        assert!(matches!(err, Error::Corrupt(_)), "{err}");
+        assert!(matches!(err, StorageError::Corrupt(_)), "{err}");
         assert_eq!(log.len().unwrap(), before, "nothing stored");
         assert!(!log.verify().unwrap().is_ok());
         log.reindex().unwrap();

@@ -8,8 +8,8 @@
 
 use super::op::{KvOp, Op};
 use super::Kv;
-use crate::changes::{Changes, Origin, Subscription};
-use crate::error::{Error, Result};
+use crate::log::{Changes, Origin, Subscription};
+use super::Result;
 use crate::hash::Hash;
 
 /// Which keys a watcher reports.
@@ -99,7 +99,7 @@ impl Watcher {
                 Err(e) => {
                     // The feed iterator stops after an error; resume from the last good seq.
                     self.feed = self.kv.log.changes(self.after);
-                    return Err(e);
+                    return Err(e.into());
                 }
             };
             self.after = entry.seq;
@@ -118,7 +118,7 @@ impl Watcher {
                         // Report this entry again on the next call.
                         self.after = entry.seq - 1;
                         self.feed = self.kv.log.changes(self.after);
-                        return Err(e);
+                        return Err(e.into());
                     }
                 };
                 return Ok(Some(Event {
@@ -143,10 +143,11 @@ impl Watcher {
             }
             // The watcher holds the log, so the channel cannot close; guard against a spin.
             if self.sub.changed().await.is_none() {
-                return Err(Error::View {
+                return Err(crate::log::LogError::View {
                     view: super::view::VIEW_NAME.into(),
                     message: "the log's commit channel closed".into(),
-                });
+                }
+                .into());
             }
         }
     }

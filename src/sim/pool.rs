@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::identity::Identity;
 use crate::kv::Kv;
 use crate::log::Log;
@@ -65,7 +65,7 @@ fn open_fresh() -> Result<Env> {
     let log = Log::open_scratch(&dir, MAP_SIZE)?;
     let kv = Kv::open(&log)?;
     if cfg!(unix) {
-        std::fs::remove_dir_all(&dir).map_err(|source| Error::Io { path: dir, source })?;
+        std::fs::remove_dir_all(&dir).map_err(|source| crate::store::StorageError::io(dir, source))?;
     }
     Ok((log, kv, Identity::generate()))
 }

@@ -31,8 +31,8 @@ use heed::{CommitOrAbort, Env, EnvFlags, EnvOpenOptions, WithoutTls};
 
 use super::tables::{self, Feed, Heads, Index, Meta};
 use super::txn::{ReadTxn, Table, WriteTxn};
-use super::{is_map_full, STORE_FORMAT_VERSION};
-use crate::error::{Error, Result};
+use super::{is_map_full, TxnError, STORE_FORMAT_VERSION};
+use super::{Result, StorageError};
 
 const MAX_DBS: u32 = 64;
 
@@ -196,18 +196,15 @@ fn open_env(path: &Path, options: StoreOptions, map_size: usize) -> Result<Env<W
 
 impl Store {
     pub fn open(path: &Path, options: StoreOptions) -> Result<Store> {
-        let io = |source| Error::Io {
-            path: path.into(),
-            source,
-        };
+        let io = |source| StorageError::io(path, source);
         if options.read_only {
             if !path.join("data.mdb").is_file() {
-                return Err(Error::NotAStore { path: path.into() });
+                return Err(StorageError::NotAStore { path: path.into() });
             }
         } else {
             std::fs::create_dir_all(path).map_err(io)?;
         }
-        crate::store_file::check_before_open(path, !options.read_only)?;
+        super::file::check_before_open(path, !options.read_only)?;
         // A multiple of every page size LMDB may use (up to 64 KiB), at least 1 MiB.
         let map_size = options.map_size.div_ceil(1 << 16).max(16) << 16;
         let env = open_env(path, options, map_size)?;
@@ -245,7 +242,7 @@ impl Store {
             )
         };
         let (Some(feed), Some(index), Some(heads), Some(meta)) = dbs else {
-            return Err(Error::NotAStore { path: path.into() });
+            return Err(StorageError::NotAStore { path: path.into() });
         };
         let t = |db, id| Table { db, id };
         let store = Store {
@@ -276,12 +273,12 @@ impl Store {
         let got = self.read(|txn| self.meta.format(txn))?;
         match got {
             Some(got) if got == STORE_FORMAT_VERSION => Ok(()),
-            Some(got) => Err(Error::FormatVersion {
+            Some(got) => Err(StorageError::FormatVersion {
                 path: self.path.clone(),
                 got,
                 expected: STORE_FORMAT_VERSION,
             }),
-            None if self.read_only => Err(Error::NotAStore {
+            None if self.read_only => Err(StorageError::NotAStore {
                 path: self.path.clone(),
             }),
             None => self.write(|txn| self.meta.set_format(txn, STORE_FORMAT_VERSION)),
@@ -308,7 +305,7 @@ impl Store {
     /// Creates (or opens) a table for a view. Refuses braidlog's own names.
     pub fn create_table(&self, name: &str) -> Result<Table> {
         if tables::reserved(name) {
-            return Err(Error::ReservedTable { name: name.into() });
+            return Err(StorageError::ReservedTable { name: name.into() });
         }
         let mut known = self.tables.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((_, t)) = known.iter().find(|(n, _)| n == name) {
@@ -323,7 +320,7 @@ impl Store {
                     ))
                 })?
                 .unwrap_commit()
-                .ok_or_else(|| Error::ReadOnly {
+                .ok_or_else(|| StorageError::ReadOnly {
                     path: self.path.clone(),
                 })?
         } else {
@@ -364,7 +361,7 @@ impl Store {
 
     fn check_writable(&self) -> Result<()> {
         if self.read_only {
-            return Err(Error::ReadOnly {
+            return Err(StorageError::ReadOnly {
                 path: self.path.clone(),
             });
         }
@@ -372,21 +369,27 @@ impl Store {
     }
 
     /// Runs `f` on one read snapshot.
-    pub fn read<R>(&self, f: impl FnOnce(ReadTxn<'_>) -> Result<R>) -> Result<R> {
+    pub fn read<R, E: From<StorageError>>(
+        &self,
+        f: impl FnOnce(ReadTxn<'_>) -> Result<R, E>,
+    ) -> Result<R, E> {
         let (_entered, txn) = self.enter(|env| env.read_txn())?;
         f(ReadTxn::new(&txn))
     }
 
     /// Runs `f` in one write transaction and commits, unless `f` failed or any write in the
     /// transaction failed (see [`WriteTxn`]). `f` runs once.
-    pub fn write<R>(&self, f: impl FnOnce(&mut WriteTxn<'_>) -> Result<R>) -> Result<R> {
+    pub fn write<R, E: TxnError>(
+        &self,
+        f: impl FnOnce(&mut WriteTxn<'_>) -> Result<R, E>,
+    ) -> Result<R, E> {
         self.check_writable()?;
         let result = {
             let (_entered, txn) = self.enter(|env| env.write_txn())?;
             let mut txn = WriteTxn::new(txn);
             let r = f(&mut txn);
             txn.finish(r)
-                .map_err(|e| crate::store_file::diagnose(e, &self.path))
+                .map_err(|e| e.map_storage(|s| super::file::diagnose(s, &self.path)))
         };
         match &result {
             Ok(_) => self.grow_if_half_full(),
@@ -401,10 +404,10 @@ impl Store {
     /// [`Store::write`] for braidlog's own writes, which have no effects outside the
     /// transaction: after `MDB_MAP_FULL` the map grows and `f` runs again. Never pass user
     /// code here.
-    pub fn write_retrying<R>(
+    pub fn write_retrying<R, E: TxnError>(
         &self,
-        mut f: impl FnMut(&mut WriteTxn<'_>) -> Result<R>,
-    ) -> Result<R> {
+        mut f: impl FnMut(&mut WriteTxn<'_>) -> Result<R, E>,
+    ) -> Result<R, E> {
         let mut tries = 0;
         loop {
             match self.write(&mut f) {
@@ -447,8 +450,8 @@ impl Store {
     /// error is returned. Needs the gate closed, which this thread's own live transactions
     /// (a nested read) would prevent forever: gives up after a bounded wait and returns the
     /// error.
-    fn adopt_if_resized(&self, e: Error) -> Result<()> {
-        if !matches!(&e, Error::Storage(s) if s.is_map_resized()) {
+    fn adopt_if_resized(&self, e: StorageError) -> Result<()> {
+        if !e.is_map_resized() {
             return Err(e);
         }
         match self.gate.close() {

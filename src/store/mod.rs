@@ -9,7 +9,12 @@
 //! type. The byte layouts, invariants and the transaction and growth rules are drawn in
 //! `docs/STORAGE.md`.
 
+mod error;
 pub(crate) mod env;
+pub(crate) mod file;
+mod replica_id;
+#[cfg(all(unix, target_pointer_width = "64", target_endian = "little"))]
+pub(crate) mod salvage;
 pub(crate) mod tables;
 pub(crate) mod txn;
 pub(crate) mod view_txn;
@@ -19,51 +24,39 @@ pub(crate) use txn::WriteTxn;
 pub use txn::{Entries, ReadTxn, Table};
 pub(crate) use view_txn::MemTables;
 pub use view_txn::ViewTxn;
+pub use error::{EngineError, StorageError};
+pub(crate) use replica_id::load_or_create as load_peer_id;
 
-/// On-disk format of the whole store, checked on open.
-pub const STORE_FORMAT_VERSION: u32 = 1;
-
-/// An error from LMDB. The storage engine's own error type stays private; ask this one what
-/// kind of failure it was.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct StorageError(heed::Error);
-
-impl StorageError {
-    /// The map (the reserved address space) is full. Writes of braidlog's own grow the map
-    /// and retry; a [`crate::Log::transaction`] returns this after growing, to be retried.
-    pub fn is_map_full(&self) -> bool {
-        matches!(self.0, heed::Error::Mdb(heed::MdbError::MapFull))
-    }
-
-    /// The operating system's error, when the failure was an I/O error (a full disk shows as
-    /// `EIO` or `ENOSPC` here: LMDB turns short writes into `EIO`).
-    pub fn io_error(&self) -> Option<&std::io::Error> {
-        match &self.0 {
-            heed::Error::Io(e) => Some(e),
-            _ => None,
-        }
-    }
-
-    /// An I/O failure as the storage engine reports it (for tests of error classification).
-    #[cfg(test)]
-    pub(crate) fn from_io(e: std::io::Error) -> StorageError {
-        StorageError(heed::Error::Io(e))
-    }
-
-    pub(crate) fn is_map_resized(&self) -> bool {
-        matches!(self.0, heed::Error::Mdb(heed::MdbError::MapResized))
-    }
+/// An error a write transaction's steps may fail with: the storage layer's own, or one of a
+/// layer above that wraps it. A transaction keeps a copy of the first one (to report it
+/// typed when the caller ignored it), and full-disk failures are recognised inside it.
+pub(crate) trait TxnError:
+    From<StorageError> + std::error::Error + Clone + Send + Sync + 'static
+{
+    /// The storage error this is, if it is one.
+    fn storage(&self) -> Option<&StorageError>;
+    /// This error with its storage error (if any) replaced by `f` of it.
+    fn map_storage(self, f: impl FnOnce(StorageError) -> StorageError) -> Self;
 }
 
-impl From<heed::Error> for crate::error::Error {
-    fn from(e: heed::Error) -> Self {
-        crate::error::Error::Storage(StorageError(e))
+impl TxnError for StorageError {
+    fn storage(&self) -> Option<&StorageError> {
+        Some(self)
+    }
+    fn map_storage(self, f: impl FnOnce(StorageError) -> StorageError) -> Self {
+        f(self)
     }
 }
 
 /// Whether an error is LMDB's "map full" (the write was aborted and may be retried after
 /// growth).
-pub(crate) fn is_map_full(e: &crate::error::Error) -> bool {
-    matches!(e, crate::error::Error::Storage(s) if s.is_map_full())
+pub(crate) fn is_map_full<E: TxnError>(e: &E) -> bool {
+    e.storage().is_some_and(StorageError::is_map_full)
 }
+
+/// Results of the storage layer.
+pub type Result<T, E = StorageError> = std::result::Result<T, E>;
+
+/// On-disk format of the whole store, checked on open.
+pub const STORE_FORMAT_VERSION: u32 = 1;
+

@@ -9,14 +9,14 @@
 //! | `meta-v1`  | utf-8 name         | depends on the name, see [`meta`]       |
 //!
 //! Bytes read from disk are untrusted: LMDB has no page checksums. Every node handed out by
-//! [`Feed::node`] and friends is re-hashed first, and a mismatch is [`Error::Damaged`].
+//! [`Feed::node`] and friends is re-hashed first, and a mismatch is [`StorageError::Damaged`].
 
 use std::ops::Bound;
 
-use crate::error::{Error, Result};
+use super::{Result, StorageError};
 use crate::hash::{Hash, HASH_LEN};
 use crate::node::Node;
-use crate::peer::PeerId;
+use crate::identity::PeerId;
 
 use super::txn::{ReadTxn, Table, WriteTxn};
 
@@ -59,11 +59,11 @@ fn decode_seq(bytes: &[u8]) -> Result<u64> {
     bytes
         .try_into()
         .map(u64::from_be_bytes)
-        .map_err(|_| Error::Corrupt(format!("seq of {} bytes", bytes.len())))
+        .map_err(|_| StorageError::Corrupt(format!("seq of {} bytes", bytes.len())))
 }
 
 fn decode_hash(bytes: &[u8]) -> Result<Hash> {
-    Hash::from_slice(bytes).map_err(|_| Error::Corrupt(format!("hash of {} bytes", bytes.len())))
+    Hash::from_slice(bytes).map_err(|_| StorageError::Corrupt(format!("hash of {} bytes", bytes.len())))
 }
 
 /// One feed entry as stored, not yet checked: what `verify` inspects.
@@ -80,7 +80,7 @@ impl<'t> FeedRecord<'t> {
     fn decode(key: &[u8], value: &'t [u8]) -> Result<FeedRecord<'t>> {
         let seq = decode_seq(key)?;
         if value.len() < HASH_LEN {
-            return Err(Error::Corrupt(format!(
+            return Err(StorageError::Corrupt(format!(
                 "feed entry {seq}: value of {} bytes",
                 value.len()
             )));
@@ -97,7 +97,7 @@ impl<'t> FeedRecord<'t> {
     pub fn checked(self) -> Result<&'t [u8]> {
         let got = Hash::of(self.bytes);
         if got != self.hash {
-            return Err(Error::Damaged {
+            return Err(StorageError::Damaged {
                 seq: self.seq,
                 expected: self.hash,
                 got,
@@ -273,7 +273,7 @@ impl Meta {
             (Some(id), Some(file)) => {
                 let arr: [u8; 16] = id
                     .try_into()
-                    .map_err(|_| Error::Corrupt(format!("peer id of {} bytes", id.len())))?;
+                    .map_err(|_| StorageError::Corrupt(format!("peer id of {} bytes", id.len())))?;
                 Ok(Some((PeerId(arr), file.to_vec())))
             }
             _ => Ok(None),
@@ -351,7 +351,7 @@ impl Meta {
                 .ok()
                 .filter(|s| s.len() == 16)
                 .and_then(|s| u64::from_str_radix(s, 16).ok())
-                .ok_or_else(|| Error::Corrupt(format!("policy history key {k:02x?}")))?;
+                .ok_or_else(|| StorageError::Corrupt(format!("policy history key {k:02x?}")))?;
             out.push((seq, v));
         }
         Ok(out)

@@ -10,11 +10,25 @@
 
 use std::fmt;
 use std::ops::Bound;
+use std::sync::Arc;
 
 use heed::types::Bytes;
 use heed::{Database, PutFlags, RoTxn, RwTxn};
 
-use crate::error::{Error, Result};
+use super::{Result, StorageError, TxnError};
+
+/// The cause of a transaction its own code cancelled (never seen by callers: they get the
+/// error that code returned).
+#[derive(Debug)]
+struct Cancelled;
+
+impl fmt::Display for Cancelled {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the transaction's code returned an error")
+    }
+}
+
+impl std::error::Error for Cancelled {}
 
 pub(crate) type Db = Database<'static, Bytes, Bytes>;
 
@@ -67,7 +81,7 @@ impl<'t> Iterator for Entries<'t> {
             EntriesInner::Prefix(i) => i.next()?,
             EntriesInner::Memory(i) => return i.next().map(Ok),
         };
-        Some(item.map_err(Error::from))
+        Some(item.map_err(StorageError::from))
     }
 }
 
@@ -130,8 +144,8 @@ impl<'t> ReadTxn<'t> {
 /// transaction can only abort (see the module docs).
 pub(crate) struct WriteTxn<'e> {
     txn: RwTxn<'e>,
-    /// The first failure, as text (errors are not `Clone`); `Some` means poisoned.
-    poisoned: Option<String>,
+    /// The first failure, kept typed; `Some` means poisoned.
+    poisoned: Option<Arc<dyn std::error::Error + Send + Sync>>,
 }
 
 impl<'e> WriteTxn<'e> {
@@ -148,14 +162,22 @@ impl<'e> WriteTxn<'e> {
     }
 
     /// Records that a step of this transaction failed: it will not commit.
-    pub(crate) fn poison(&mut self, e: &Error) {
+    pub(crate) fn poison<E: TxnError>(&mut self, e: &E) {
         if self.poisoned.is_none() {
-            self.poisoned = Some(e.to_string());
+            self.poisoned = Some(Arc::new(e.clone()));
+        }
+    }
+
+    /// Makes the transaction abort: the code running it gave up (it returned an error the
+    /// caller keeps, see `Log`'s typed transactions).
+    pub(crate) fn cancel(&mut self) {
+        if self.poisoned.is_none() {
+            self.poisoned = Some(Arc::new(Cancelled));
         }
     }
 
     /// Passes a result through, poisoning the transaction when it is an error.
-    pub(crate) fn check<T>(&mut self, r: Result<T>) -> Result<T> {
+    pub(crate) fn check<T, E: TxnError>(&mut self, r: Result<T, E>) -> Result<T, E> {
         if let Err(e) = &r {
             self.poison(e);
         }
@@ -163,7 +185,7 @@ impl<'e> WriteTxn<'e> {
     }
 
     fn mutate<T>(&mut self, f: impl FnOnce(&mut RwTxn<'e>) -> heed::Result<T>) -> Result<T> {
-        let r = f(&mut self.txn).map_err(Error::from);
+        let r = f(&mut self.txn).map_err(StorageError::from);
         self.check(r)
     }
 
@@ -197,13 +219,13 @@ impl<'e> WriteTxn<'e> {
     }
 
     /// Commits `result`'s transaction when both it and every write succeeded; aborts
-    /// otherwise. A poisoned transaction returns [`Error::Aborted`] even if `result` is `Ok`.
-    pub(crate) fn finish<R>(self, result: Result<R>) -> Result<R> {
+    /// otherwise. A poisoned transaction returns [`StorageError::Aborted`] even if `result` is `Ok`.
+    pub(crate) fn finish<R, E: TxnError>(self, result: Result<R, E>) -> Result<R, E> {
         match (result, self.poisoned) {
             (Err(e), _) => Err(e), // dropping the txn aborts it
-            (Ok(_), Some(cause)) => Err(Error::Aborted { cause }),
+            (Ok(_), Some(cause)) => Err(StorageError::Aborted { cause }.into()),
             (Ok(r), None) => {
-                self.txn.commit()?;
+                self.txn.commit().map_err(StorageError::from)?;
                 Ok(r)
             }
         }

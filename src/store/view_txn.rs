@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
 
 use super::txn::{Entries, EntriesInner, Table, WriteTxn};
-use crate::error::{Error, Result};
+use super::{Result, StorageError};
 
 /// A view's tables rebuilt in memory: one ordered map per table id.
 #[derive(Default)]
@@ -81,7 +81,7 @@ impl<'a, 'e> ViewTxn<'a, 'e> {
     /// swallowed the error.
     pub(crate) fn done(self) {
         if let (Backend::Lmdb(txn), Some(message)) = (self.backend, self.failed) {
-            txn.poison(&Error::View {
+            txn.poison(&StorageError::View {
                 view: self.view.into(),
                 message,
             });
@@ -99,7 +99,7 @@ impl<'a, 'e> ViewTxn<'a, 'e> {
         if self.allowed.contains(&table) {
             return Ok(());
         }
-        let e = Error::View {
+        let e = StorageError::View {
             view: self.view.into(),
             message: format!("{table:?} is not one of the view's tables"),
         };

@@ -325,7 +325,7 @@ impl Driver {
         rd: &mut R,
         wr: &mut W,
         options: &SyncOptions,
-        mut sub: crate::changes::Subscription,
+        mut sub: crate::log::Subscription,
         log: &Log,
     ) -> Result<(), SyncError>
     where

@@ -2,7 +2,7 @@
 
 use crate::hash::Hash;
 use crate::node::NodeError;
-use crate::peer::PeerId;
+use crate::identity::PeerId;
 
 /// Why a sync session failed. Whatever the cause, the local store stays valid: only checked
 /// nodes whose links are stored are ever committed.
@@ -175,7 +175,7 @@ pub enum SyncError {
     },
     /// The local store failed.
     #[error("store error: {0}")]
-    Store(#[from] crate::error::Error),
+    Store(#[from] crate::log::LogError),
 }
 
 impl SyncError {
@@ -190,7 +190,7 @@ impl SyncError {
             | SyncError::Version { .. }
             | SyncError::UnexpectedEof { .. }
             | SyncError::PeerAborted { .. } => return None,
-            SyncError::Store(crate::error::Error::DiskFull { .. }) => R::DiskFull,
+            SyncError::Store(e) if e.is_disk_full() => R::DiskFull,
             SyncError::Store(_) => R::Internal,
             SyncError::FrameTooLarge { .. }
             | SyncError::TooManyPending { .. }

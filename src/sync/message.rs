@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::hash::Hash;
 use crate::node::MAX_NODE_BYTES;
-use crate::peer::PeerId;
+use crate::identity::PeerId;
 
 /// The first 8 bytes each side writes on a connection.
 pub const MAGIC: [u8; 8] = *b"braidlog";

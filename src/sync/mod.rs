@@ -42,6 +42,7 @@
 pub mod codec;
 mod error;
 mod filter;
+mod refused;
 pub mod message;
 mod plan;
 pub mod session;

@@ -7,7 +7,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::budget::MemoryBudget;
 use super::session::{Limits, Mode, Phase};
-use crate::peer::PeerId;
+use crate::identity::PeerId;
 
 /// Default of [`SyncOptions::handshake_timeout`].
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(20);

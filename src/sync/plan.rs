@@ -9,8 +9,8 @@ use super::error::SyncError;
 use super::filter::SeqBits;
 use super::message::Filter;
 use super::store::SyncStore;
-use crate::changes::RawEntry;
-use crate::error::Error;
+use crate::log::RawEntry;
+use crate::log::LogError as Error;
 use crate::hash::Hash;
 use crate::node::Node;
 
@@ -207,7 +207,7 @@ impl Plan {
         }
         let got = store.entries(first - 1, first + n as u64 - 1, n)?;
         if got.len() != n {
-            return Err(Error::Corrupt(format!("feed seqs {first}.. vanished")).into());
+            return Err(crate::log::LogError::from(crate::store::StorageError::Corrupt(format!("feed seqs {first}.. vanished"))).into());
         }
         self.pos += n;
         self.buf.extend(got);

@@ -4,12 +4,12 @@
 use std::collections::{BTreeSet, BinaryHeap, HashMap};
 use std::sync::{Arc, Mutex};
 
-use crate::changes::RawEntry;
-use crate::error::{Error, Result};
+use crate::log::RawEntry;
+use crate::log::{LogError as Error, Result};
 use crate::hash::Hash;
 use crate::log::{Inserted, Log};
 use crate::node::Node;
-use crate::peer::PeerId;
+use crate::identity::PeerId;
 use crate::sync::message::{SamplePrefix, MAX_FLOOR_HEADS};
 
 /// A replica as the sync state machine sees it. Every method is synchronous and short or

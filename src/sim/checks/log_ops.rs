@@ -3,7 +3,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 
-use crate::error::Error;
+use crate::log::LogError as Error;
 use crate::hash::{Hash, HASH_LEN};
 use crate::log::{Durability, Inserted, Log, LogOptions};
 use crate::node::{Node, NODE_FORMAT_VERSION};

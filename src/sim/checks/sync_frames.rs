@@ -1,6 +1,6 @@
 //! A session over a memory store fed arbitrary bytes: an untrusted peer.
 
-use crate::peer::PeerId;
+use crate::identity::PeerId;
 use crate::sim::Input;
 use crate::sync::codec::{encode, preamble, Decoder};
 use crate::sync::{MemStore, Mode, Phase, Session, SessionConfig};

@@ -2,7 +2,7 @@
 
 use crate::hash::Hash;
 use crate::node::Node;
-use crate::peer::PeerId;
+use crate::identity::PeerId;
 use crate::sim::pump::{drive, moves, receives, sends, Ended, MODES};
 use crate::sim::Input;
 use crate::sync::{MemStore, Mode, SessionConfig, SyncError, SyncStore};

@@ -80,7 +80,7 @@ pub enum IrohError {
     Gossip(String),
     /// The log failed (reading its identity or policy).
     #[error(transparent)]
-    Log(#[from] crate::Error),
+    Log(#[from] crate::log::LogError),
     /// The identity could not be loaded.
     #[error(transparent)]
     Identity(#[from] crate::identity::IdentityError),

@@ -62,7 +62,7 @@ impl Default for Access {
 
 impl Access {
     /// Whether `peer` may connect to a server of `log`.
-    pub fn allows(&self, peer: &PublicKey, log: &Log) -> Result<bool, crate::Error> {
+    pub fn allows(&self, peer: &PublicKey, log: &Log) -> Result<bool, crate::log::LogError> {
         Ok(match self {
             Access::Anyone => true,
             Access::Keys(keys) => keys.contains(peer),

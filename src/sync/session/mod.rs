@@ -16,7 +16,7 @@ use super::message::{MAX_FLOOR_HEADS, MAX_SAMPLES, SAMPLE_PREFIX_LEN};
 use super::plan::paint;
 use super::store::{Cursor, SyncStore};
 use crate::hash::Hash;
-use crate::peer::PeerId;
+use crate::identity::PeerId;
 
 pub mod delta;
 mod limits;

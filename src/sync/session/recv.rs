@@ -261,9 +261,9 @@ impl<S: SyncStore> Session<S> {
         }
         // Signatures in batches on every core, then the policy in the write transaction; a
         // refusal names node and author and ends the session, storing nothing of the batch.
-        crate::policy::screen(peer, &mut r.batch)?;
+        crate::sync::refused::screen(peer, &mut r.batch)?;
         let done = (self.store.insert_batch_from(&r.batch, peer))
-            .map_err(|e| crate::policy::refused(peer, e))?;
+            .map_err(|e| crate::sync::refused::refused(peer, e))?;
         let live = self.live;
         for (n, res) in r.batch.iter().zip(done) {
             match res {

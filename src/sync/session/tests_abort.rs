@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use super::tests::{cfg, chain, store};
 use super::*;
-use crate::changes::RawEntry;
-use crate::error::{Error, Result};
+use crate::log::RawEntry;
+use crate::log::{LogError as Error, Result};
 use crate::log::Inserted;
 use crate::node::Node;
 use crate::sync::codec::{encode, preamble, Decoder};

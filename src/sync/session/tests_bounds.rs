@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use super::tests::{cfg, chain, copy_of, drive, run, store};
 use super::*;
-use crate::changes::RawEntry;
+use crate::log::RawEntry;
 use crate::log::Inserted;
 use crate::node::Node;
 use crate::sync::message::{Filter, SamplePrefix};
@@ -251,24 +251,24 @@ impl SyncStore for Counting {
     fn peer_id(&self) -> PeerId {
         self.inner.peer_id()
     }
-    fn snapshot(&self) -> crate::Result<(Vec<Hash>, u64)> {
+    fn snapshot(&self) -> crate::log::Result<(Vec<Hash>, u64)> {
         self.inner.snapshot()
     }
-    fn last_seq(&self) -> crate::Result<u64> {
+    fn last_seq(&self) -> crate::log::Result<u64> {
         self.inner.last_seq()
     }
-    fn seqs_of(&self, hashes: &[Hash]) -> crate::Result<Vec<Option<u64>>> {
+    fn seqs_of(&self, hashes: &[Hash]) -> crate::log::Result<Vec<Option<u64>>> {
         self.reads.fetch_add(hashes.len(), Relaxed);
         self.inner.seqs_of(hashes)
     }
-    fn find_prefixes(&self, prefixes: &[SamplePrefix]) -> crate::Result<Vec<Option<Hash>>> {
+    fn find_prefixes(&self, prefixes: &[SamplePrefix]) -> crate::log::Result<Vec<Option<Hash>>> {
         self.inner.find_prefixes(prefixes)
     }
-    fn entry_at(&self, seq: u64) -> crate::Result<Option<RawEntry>> {
+    fn entry_at(&self, seq: u64) -> crate::log::Result<Option<RawEntry>> {
         self.reads.fetch_add(1, Relaxed);
         self.inner.entry_at(seq)
     }
-    fn entries(&self, after: u64, upto: u64, limit: usize) -> crate::Result<Vec<RawEntry>> {
+    fn entries(&self, after: u64, upto: u64, limit: usize) -> crate::log::Result<Vec<RawEntry>> {
         let got = self.inner.entries(after, upto, limit)?;
         self.reads.fetch_add(got.len(), Relaxed);
         Ok(got)
@@ -276,22 +276,22 @@ impl SyncStore for Counting {
     fn walk_back(
         &self,
         starts: &[Hash],
-        visit: &mut dyn FnMut(u64, &Node) -> crate::Result<bool>,
-    ) -> crate::Result<()> {
+        visit: &mut dyn FnMut(u64, &Node) -> crate::log::Result<bool>,
+    ) -> crate::log::Result<()> {
         self.inner.walk_back(starts, visit)
     }
-    fn insert_batch(&self, nodes: &[Node]) -> crate::Result<Vec<Inserted>> {
+    fn insert_batch(&self, nodes: &[Node]) -> crate::log::Result<Vec<Inserted>> {
         self.inserts.fetch_add(1, Relaxed);
         self.inner.insert_batch(nodes)
     }
-    fn peer_cursor(&self, peer: PeerId) -> crate::Result<Option<crate::sync::Cursor>> {
+    fn peer_cursor(&self, peer: PeerId) -> crate::log::Result<Option<crate::sync::Cursor>> {
         self.inner.peer_cursor(peer)
     }
     fn set_peer_cursor(
         &self,
         peer: PeerId,
         cursor: Option<&crate::sync::Cursor>,
-    ) -> crate::Result<()> {
+    ) -> crate::log::Result<()> {
         self.cursor_writes.fetch_add(1, Relaxed);
         self.inner.set_peer_cursor(peer, cursor)
     }

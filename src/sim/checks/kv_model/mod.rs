@@ -9,7 +9,8 @@ use std::path::Path;
 use model::*;
 use replica::{kv_copy, kv_open, KvReplica};
 
-use crate::error::Error;
+use crate::kv::KvError;
+use crate::log::LogError;
 use crate::hash::Hash;
 use crate::node::{Node, MAX_LINKS};
 use crate::sim::pump::{drive, moves, receives, sends, Ended, MODES};
@@ -109,7 +110,7 @@ pub fn check_kv_model(dir: &Path, data: &[u8]) {
                 let expected = expected_kv_node(&kv, key, &op, &links);
                 let got = kv.write_with_links(key, op.clone(), links);
                 if dangling {
-                    assert!(matches!(got, Err(Error::MissingLink { .. })), "{got:?}");
+                    assert!(matches!(got, Err(KvError::Log(LogError::MissingLink { .. }))), "{got:?}");
                 } else {
                     assert_eq!(got.expect("write_with_links"), expected.hash());
                     model.record(rep, expected.hash(), ns, k, op, expected.links().to_vec());
@@ -127,7 +128,7 @@ pub fn check_kv_model(dir: &Path, data: &[u8]) {
                 // `resolve` runs the merge once; when its write fills the map it grows the map
                 // and returns map-full for the caller to run again (this merge is pure).
                 let got = match kv.resolve(key, merge) {
-                    Err(Error::Storage(e)) if e.is_map_full() => kv.resolve(key, merge),
+                    Err(KvError::Log(e)) if e.is_map_full() => kv.resolve(key, merge),
                     other => other,
                 }
                 .expect("resolve");

@@ -9,15 +9,13 @@
 //!
 //! A view reaches its tables only through a [`ViewTxn`], and only the tables it declared;
 //! braidlog's own tables cannot be created or opened by a view
-//! ([`crate::Error::ReservedTable`]).
+//! (`StorageError::ReservedTable`).
 
 use std::sync::Arc;
 
-use crate::error::{Error, Result};
+use super::error::{LogError, Result};
 use crate::node::Node;
-use crate::store::{MemTables, ReadTxn, Store, WriteTxn};
-
-pub use crate::store::{Entries, Table, ViewTxn};
+use crate::store::{MemTables, ReadTxn, Store, Table, ViewTxn, WriteTxn};
 
 /// One node being stored, as a view sees it.
 #[derive(Debug, Clone, Copy)]
@@ -37,17 +35,17 @@ pub struct Change<'a> {
 /// ```
 /// # fn main() -> Result<(), braidlog::Error> {
 /// use std::sync::Arc;
-/// use braidlog::view::{Change, Table, View, ViewTxn};
+/// use braidlog::{Change, Table, View, ViewTxn};
 ///
 /// /// Counts nodes by payload length.
 /// struct Lengths(Table);
 /// impl View for Lengths {
 ///     fn name(&self) -> &str { "lengths" }
 ///     fn tables(&self) -> Vec<Table> { vec![self.0] }
-///     fn apply(&self, txn: &mut ViewTxn<'_, '_>, change: Change<'_>) -> braidlog::Result<()> {
+///     fn apply(&self, txn: &mut ViewTxn<'_, '_>, change: Change<'_>) -> Result<(), braidlog::LogError> {
 ///         let key = (change.node.payload().len() as u64).to_be_bytes();
 ///         let n = txn.get(self.0, &key)?.map_or(0, |v| v[0]);
-///         txn.put(self.0, &key, &[n + 1])
+///         Ok(txn.put(self.0, &key, &[n + 1])?)
 ///     }
 /// }
 ///
@@ -149,7 +147,7 @@ pub(crate) fn catch_up(
         }
     };
     let last = replay_into(store, txn, reg, from)?;
-    store.meta.set_watermark(txn, reg.name(), version, last)
+    Ok(store.meta.set_watermark(txn, reg.name(), version, last)?)
 }
 
 /// Clears a view and rebuilds it from the whole feed, in `txn`.
@@ -158,9 +156,9 @@ pub(crate) fn rebuild(store: &Store, txn: &mut WriteTxn<'_>, reg: &Registered) -
         txn.clear(*t)?;
     }
     let last = replay_into(store, txn, reg, 0)?;
-    store
+    Ok(store
         .meta
-        .set_watermark(txn, reg.name(), reg.view.version(), last)
+        .set_watermark(txn, reg.name(), reg.view.version(), last)?)
 }
 
 /// Feeds a view every node after `from`, in `txn`. Returns the last seq applied.
@@ -204,7 +202,7 @@ pub(crate) fn rebuild_in_memory(
 /// Checks that a view name is not taken.
 pub(crate) fn check_unique(views: &[Registered], name: &str) -> Result<()> {
     if views.iter().any(|v| v.name() == name) {
-        return Err(Error::View {
+        return Err(LogError::View {
             view: name.into(),
             message: "a view with this name is already registered".into(),
         });
@@ -216,7 +214,7 @@ pub(crate) fn check_unique(views: &[Registered], name: &str) -> Result<()> {
 mod tests {
     use super::*;
     use crate::log::Log;
-    use crate::write::store_node;
+    use crate::log::store_node;
 
     struct Seen(Table);
     impl View for Seen {

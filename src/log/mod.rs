@@ -1,19 +1,49 @@
-//! `Log`: one replica's DAG on LMDB, and the operations on it.
+//! The log layer: one replica's DAG on LMDB, and the operations on it.
+//!
+//! Files, bottom up (each uses only those above it in this list, and the layers below):
+//! - `error.rs`: [`LogError`];
+//! - `origin.rs`: where each recent commit came from ([`Origin`]);
+//! - `view.rs`: the [`View`] trait and the catch-up and rebuild of views;
+//! - `policy.rs`: which nodes the log accepts ([`Policy`]), and signature checks in batches;
+//! - `signing.rs`: which key local writes are signed with;
+//! - `write.rs`: the write path: one node into feed, index, heads and views ([`Writer`]), and
+//!   the write engine every write runs through;
+//! - `registry.rs`: the logs open in this process and the state their handles share;
+//! - `changes.rs`: the feed iterator and subscriptions;
+//! - `verify.rs`: the fsck; `lookup.rs`: a node by a prefix of its hash;
+//! - `mod.rs` (this file): the [`Log`] façade.
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Condvar, Mutex, RwLock, Weak};
+mod changes;
+mod error;
+mod lookup;
+mod origin;
+mod policy;
+mod registry;
+mod signing;
+mod verify;
+mod view;
+mod write;
 
-use tokio::sync::watch;
+use std::path::Path;
+use std::sync::Arc;
 
-use crate::changes::{Origin, Origins};
-use crate::error::{Error, Result};
+pub use changes::{Changes, FeedEntry, RawChanges, RawEntry, Subscription};
+pub use error::{LogError, Result};
+pub use lookup::{LookupError, MIN_PREFIX_HEX};
+pub use origin::{Origin, ORIGIN_WINDOW};
+pub use policy::{verify_parallel, Policy, PolicyError, PolicyMode, MAX_TRUSTED};
+pub use verify::{VerifyReport, Violation};
+pub use view::{Change, View};
+pub use write::{Inserted, Writer};
+
+pub(crate) use view::Registered;
+pub(crate) use write::{AfterWrite, WrapsLog};
+
 use crate::hash::Hash;
+use crate::identity::{Identity, PeerId, PublicKey};
 use crate::node::Node;
-use crate::peer::PeerId;
-use crate::store::{ReadTxn, Store, StoreOptions, Table};
-use crate::view::{self, Registered, View};
-use crate::write::{store_node, AfterWrite, Hooks, Writer};
+use crate::store::{ReadTxn, StorageError, Store, StoreOptions, Table};
+use registry::Shared;
 
 /// How commits reach the disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -52,20 +82,11 @@ impl Default for LogOptions {
     }
 }
 
-/// What [`Log::insert`] did with a node.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Inserted {
-    /// Stored at this seq.
-    New(u64),
-    /// Already stored at this seq; nothing changed.
-    Existing(u64),
-}
-
 /// A replica: one LMDB environment holding one DAG, its feed, heads and views.
 ///
 /// Cheap to clone (an `Arc`), `Send + Sync`. Reads run in parallel; writes are serialised by
 /// LMDB, each one a single transaction. Every node read from disk is hash-checked before it
-/// is returned ([`Error::Damaged`] otherwise).
+/// is returned ([`StorageError::Damaged`] otherwise).
 ///
 /// ```
 /// # fn main() -> Result<(), braidlog::Error> {
@@ -80,42 +101,16 @@ pub enum Inserted {
 /// ```
 #[derive(Clone)]
 pub struct Log {
-    inner: Arc<Inner>,
+    inner: Arc<Shared>,
 }
 
-struct Inner {
-    /// `Some` until dropped; see `Drop for Inner`.
-    store: Option<Store>,
-    views: RwLock<Vec<Registered>>,
-    committed: watch::Sender<u64>,
-    /// Where recent commits came from (see [`Log::origin`]).
-    origins: Mutex<Origins>,
-    /// Work run at the end of every write that stored nodes (merge operators).
-    hooks: Hooks,
-    peer_id: PeerId,
-    signing: crate::identity::Signing,
-    key: PathBuf,
-}
+/// A handle that does not keep its log open (what a log's own hooks hold of it).
+#[derive(Clone)]
+pub(crate) struct WeakLog(std::sync::Weak<Shared>);
 
-/// Logs open in this process, by canonical directory, so a second open shares the first.
-/// An entry stays until its environment is closed (see `Drop for Inner`), so an open that
-/// finds a dead entry waits for the close instead of racing it into `EnvAlreadyOpened`.
-static OPEN_LOGS: Mutex<BTreeMap<PathBuf, Weak<Inner>>> = Mutex::new(BTreeMap::new());
-static CLOSED: Condvar = Condvar::new();
-
-impl Drop for Inner {
-    fn drop(&mut self) {
-        // Close the environment first, then remove the entry: an open of the same directory
-        // in between waits on `CLOSED` rather than failing.
-        drop(self.store.take());
-        let mut open = OPEN_LOGS.lock().unwrap_or_else(|e| e.into_inner());
-        if open
-            .get(&self.key)
-            .is_some_and(|w| std::ptr::eq(w.as_ptr(), self))
-        {
-            open.remove(&self.key);
-        }
-        CLOSED.notify_all();
+impl WeakLog {
+    pub(crate) fn upgrade(&self) -> Option<Log> {
+        self.0.upgrade().map(|inner| Log { inner })
     }
 }
 
@@ -142,7 +137,7 @@ impl Log {
 
     /// Opens an existing store for reading only: nothing is ever written to its files, so it
     /// works on a read-only mount or a copy without write permission. Every write returns
-    /// [`Error::ReadOnly`]. Views can be registered if their tables exist and are caught up
+    /// [`StorageError::ReadOnly`]. Views can be registered if their tables exist and are caught up
     /// (a read-only store cannot catch a view up).
     ///
     /// When the directory is already open in this process, this returns that handle
@@ -173,48 +168,8 @@ impl Log {
     }
 
     fn open_shared(dir: &Path, options: StoreOptions) -> Result<Log> {
-        let io = |source| Error::Io {
-            path: dir.into(),
-            source,
-        };
-        if options.read_only {
-            if !dir.join("data.mdb").is_file() {
-                return Err(Error::NotAStore { path: dir.into() });
-            }
-        } else {
-            std::fs::create_dir_all(dir).map_err(io)?;
-        }
-        let key = std::fs::canonicalize(dir).map_err(io)?;
-        let mut open = OPEN_LOGS.lock().unwrap_or_else(|e| e.into_inner());
-        loop {
-            match open.get(&key).map(Weak::upgrade) {
-                Some(Some(inner)) => return Ok(Log { inner }),
-                // The last handle is being dropped: wait until its environment is closed.
-                Some(None) => open = CLOSED.wait(open).unwrap_or_else(|e| e.into_inner()),
-                None => break,
-            }
-        }
-        let log = Log::open_new(dir, key.clone(), options)?;
-        open.insert(key, Arc::downgrade(&log.inner));
-        Ok(log)
-    }
-
-    fn open_new(dir: &Path, key: PathBuf, options: StoreOptions) -> Result<Log> {
-        let store = Store::open(dir, options).map_err(|e| crate::store_file::diagnose(e, dir))?;
-        let peer_id = crate::peer::load_or_create(&store)?;
-        let last = store.read(|txn| store.feed.last_seq(txn))?;
-        let (committed, _) = watch::channel(last);
         Ok(Log {
-            inner: Arc::new(Inner {
-                store: Some(store),
-                views: RwLock::new(Vec::new()),
-                committed,
-                origins: Mutex::new(Origins::default()),
-                hooks: Hooks::default(),
-                peer_id,
-                signing: crate::identity::Signing::new(dir),
-                key,
-            }),
+            inner: registry::open(dir, options)?,
         })
     }
 
@@ -239,16 +194,20 @@ impl Log {
     }
 
     pub(crate) fn store(&self) -> &Store {
-        self.inner.store.as_ref().expect("present until dropped")
+        self.inner.store()
     }
 
-    pub(crate) fn signing(&self) -> &crate::identity::Signing {
-        &self.inner.signing
+    pub(crate) fn downgrade(&self) -> WeakLog {
+        WeakLog(Arc::downgrade(&self.inner))
+    }
+
+    fn engine(&self) -> &write::Engine {
+        &self.inner.engine
     }
 
     /// Adds a node with these links and payload. Every link must be stored.
     pub fn add(&self, links: impl IntoIterator<Item = Hash>, payload: Vec<u8>) -> Result<Node> {
-        let node = self.signing().node(links, payload)?;
+        let node = self.engine().signing.node(links, payload)?;
         self.commit(std::slice::from_ref(&node), Origin::Local)?;
         Ok(node)
     }
@@ -258,16 +217,7 @@ impl Log {
     pub fn append(&self, payload: Vec<u8>) -> Result<Node> {
         // braidlog's own pure closure: a full map grows and the write runs again (each run
         // builds its node from a copy of the payload, which costs far less than the commit).
-        self.write_with(true, Origin::Local, |log, txn, views, seq, policy| {
-            let mut w = Writer {
-                log,
-                txn,
-                views,
-                seq,
-                policy,
-            };
-            w.append(payload.clone())
-        })
+        self.write_with(true, Origin::Local, |w| w.append(payload.clone()))
     }
 
     /// Runs `f` once in one write transaction: every node it adds through the [`Writer`]
@@ -275,8 +225,8 @@ impl Log {
     /// before them. For bulk loads and multi-node read-modify-writes.
     ///
     /// Nothing commits if `f` returns an error, or if any write inside failed, even when `f`
-    /// ignored that error and returned `Ok` ([`Error::Aborted`] then). If the transaction
-    /// outgrows the map, the result is a map-full [`Error::Storage`]; the map has grown by
+    /// ignored that error and returned `Ok` ([`StorageError::Aborted`] then). If the transaction
+    /// outgrows the map, the result is a map-full [`StorageError`]; the map has grown by
     /// then, so running the transaction again succeeds.
     ///
     /// ```
@@ -296,15 +246,9 @@ impl Log {
     /// ```
     pub fn transaction<R>(&self, f: impl FnOnce(&mut Writer<'_, '_>) -> Result<R>) -> Result<R> {
         let mut f = Some(f);
-        self.write_with(false, Origin::Local, |log, txn, views, seq, policy| {
+        self.write_with(false, Origin::Local, |w| {
             let f = f.take().expect("runs once: user code is never retried");
-            f(&mut Writer {
-                log,
-                txn,
-                views,
-                seq,
-                policy,
-            })
+            f(w)
         })
     }
 
@@ -335,22 +279,29 @@ impl Log {
         })
     }
 
+    /// [`Log::transaction`] for the layers above (the key-value view), with their own error
+    /// type; `f` runs once.
+    pub(crate) fn transaction_typed<R, E: WrapsLog>(
+        &self,
+        f: impl FnOnce(&mut Writer<'_, '_>) -> std::result::Result<R, E>,
+    ) -> std::result::Result<R, E> {
+        let mut f = Some(f);
+        self.engine()
+            .write_typed(self.store(), false, Origin::Local, |w| {
+                let f = f.take().expect("runs once: user code is never retried");
+                f(w)
+            })
+    }
+
     /// [`Log::add_with`] for braidlog's own callers, whose `build` is pure: a transaction
     /// that fills the map is run again after the map grew.
-    pub(crate) fn add_with_retrying(
+    pub(crate) fn add_with_retrying<E: WrapsLog>(
         &self,
-        mut build: impl FnMut(ReadTxn<'_>) -> Result<Option<(Vec<Hash>, Vec<u8>)>>,
-    ) -> Result<Option<Node>> {
-        self.write_with(true, Origin::Local, |log, txn, views, seq, policy| {
-            let mut w = Writer {
-                log,
-                txn,
-                views,
-                seq,
-                policy,
-            };
+        mut build: impl FnMut(ReadTxn<'_>) -> std::result::Result<Option<(Vec<Hash>, Vec<u8>)>, E>,
+    ) -> std::result::Result<Option<Node>, E> {
+        self.engine().write_typed(self.store(), true, Origin::Local, |w| {
             match build(w.txn())? {
-                Some((links, payload)) => w.add(links, payload).map(Some),
+                Some((links, payload)) => Ok(w.add(links, payload).map(Some)?),
                 None => Ok(None),
             }
         })
@@ -364,7 +315,7 @@ impl Log {
     ) -> Result<Vec<Node>> {
         let nodes = nodes
             .into_iter()
-            .map(|(links, payload)| self.signing().node(links, payload))
+            .map(|(links, payload)| self.engine().signing.node(links, payload))
             .collect::<Result<Vec<_>>>()?;
         self.commit(&nodes, Origin::Local)?;
         Ok(nodes)
@@ -394,124 +345,30 @@ impl Log {
 
     /// Where the node at `seq` came from: a write of this process, or a peer it was received
     /// from. [`Origin::Unknown`] for nodes stored by another process, before this handle was
-    /// opened, or more than [`crate::changes::ORIGIN_WINDOW`] commits ago: origins are kept in
+    /// opened, or more than [`crate::log::ORIGIN_WINDOW`] commits ago: origins are kept in
     /// memory for watchers, not stored.
     pub fn origin(&self, seq: u64) -> Origin {
-        self.inner
-            .origins
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .find(seq)
+        self.engine().origins().find(seq)
     }
 
     /// The hook of type `T` run at the end of every write, registered by `make` on first use.
     pub(crate) fn hook<T: AfterWrite>(&self, make: impl FnOnce() -> T) -> Arc<T> {
-        self.inner.hooks.get_or_insert(make)
+        self.engine().hooks.get_or_insert(make)
     }
 
     /// Stores prepared nodes. No user code runs, so a full map is grown and the write retried.
     fn commit(&self, nodes: &[Node], origin: Origin) -> Result<Vec<Inserted>> {
-        let nodes = &*crate::policy::signatures_checked(nodes)?;
-        self.write_with(true, origin, |log, txn, views, seq, policy| {
-            nodes
-                .iter()
-                .map(|n| {
-                    let r = store_node(log.store(), txn, views, seq, policy, n);
-                    txn.check(r)
-                })
-                .collect()
-        })
+        self.engine().commit(self.store(), nodes, origin)
     }
 
-    /// Runs a write: views catch up with nodes other processes stored, `f` stores nodes
-    /// (advancing `seq`), views' watermarks follow; subscribers hear of the new last seq.
-    /// `retry` (braidlog's own writes only) re-runs `f` after growing a full map. Hooks (merge
-    /// operators) run after `f`, in the same transaction; `origin` is recorded for the nodes.
+    /// Runs a write through the engine (see `write::Engine::write`).
     fn write_with<R>(
         &self,
         retry: bool,
         origin: Origin,
-        mut f: impl FnMut(
-            &Log,
-            &mut crate::store::WriteTxn<'_>,
-            &[Registered],
-            &mut u64,
-            &crate::policy::Policy,
-        ) -> Result<R>,
+        f: impl FnMut(&mut Writer<'_, '_>) -> Result<R>,
     ) -> Result<R> {
-        // Hold the registry for the whole write: a view registered meanwhile must either see
-        // this write's nodes in its catch-up or in `apply`, never miss them.
-        let views = self.inner.views.read().unwrap_or_else(|e| e.into_inner());
-        let store = self.store();
-        let mut recorded = None;
-        let mut body = |txn: &mut crate::store::WriteTxn<'_>| {
-            let start = store.feed.last_seq(txn.read())?;
-            for v in views.iter() {
-                view::catch_up(store, txn, v, start)?;
-            }
-            let mut seq = start;
-            // Read in this transaction: a policy change commits before or after it, never
-            // halfway through.
-            let policy = crate::policy::current(store, txn.read())?;
-            let out = f(self, txn, &views, &mut seq, &policy)?;
-            if seq != start {
-                let received = seq;
-                let mut w = Writer {
-                    log: self,
-                    txn,
-                    views: &views,
-                    seq: &mut seq,
-                    policy: &policy,
-                };
-                self.inner.hooks.run(&mut w, start)?;
-                // Recorded before the commit, under the write lock, so a reader that sees the
-                // nodes finds their origin; a failed commit takes the record back below.
-                self.inner
-                    .origins
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .record(start + 1, received, origin);
-                if seq != received {
-                    // What the hooks wrote (merges) is this replica's own.
-                    (self.inner.origins.lock())
-                        .unwrap_or_else(|e| e.into_inner())
-                        .record(received + 1, seq, Origin::Local);
-                }
-                recorded = Some(start + 1);
-            }
-            if seq != start {
-                for v in views.iter() {
-                    store
-                        .meta
-                        .set_watermark(txn, v.name(), v.view.version(), seq)?;
-                }
-            }
-            Ok((out, seq))
-        };
-        let written = if retry {
-            store.write_retrying(&mut body)
-        } else {
-            store.write(body)
-        };
-        let (out, last) = match written {
-            Ok(r) => r,
-            Err(e) => {
-                if let Some(first) = recorded {
-                    (self.inner.origins.lock())
-                        .unwrap_or_else(|e| e.into_inner())
-                        .forget_from(first);
-                }
-                return Err(e);
-            }
-        };
-        drop(views);
-        // Commits finish in order, but their notifications may not: never go backwards.
-        self.inner.committed.send_if_modified(|seen| {
-            let newer = last > *seen;
-            *seen = (*seen).max(last);
-            newer
-        });
-        Ok(out)
+        self.engine().write(self.store(), retry, origin, f)
     }
 
     /// Empties this replica for reuse by the simulator (`crate::sim`), which holds every
@@ -521,9 +378,10 @@ impl Log {
     pub(crate) fn clear_for_reuse(&self) -> Result<()> {
         let store = self.store();
         store.write_retrying(|txn| store.clear_for_reuse(txn))?;
-        self.inner.hooks.clear();
-        *self.inner.origins.lock().unwrap_or_else(|e| e.into_inner()) = Default::default();
-        self.inner.committed.send_replace(0);
+        let engine = self.engine();
+        engine.hooks.clear();
+        *engine.origins() = Default::default();
+        engine.committed.send_replace(0);
         Ok(())
     }
 
@@ -538,15 +396,16 @@ impl Log {
             return Ok(None);
         };
         let rec = store.feed.record(txn, seq)?.ok_or_else(|| {
-            Error::Corrupt(format!("{hash} indexed at seq {seq}, not in the feed"))
+            StorageError::Corrupt(format!("{hash} indexed at seq {seq}, not in the feed"))
         })?;
         if rec.hash != *hash {
-            return Err(Error::Corrupt(format!(
+            return Err(StorageError::Corrupt(format!(
                 "{hash} indexed at seq {seq}, which holds {}",
                 rec.hash
-            )));
+            ))
+            .into());
         }
-        rec.node().map(Some)
+        Ok(Some(rec.node()?))
     }
 
     /// Whether a node is stored.
@@ -556,36 +415,36 @@ impl Log {
 
     /// The feed position of a stored node.
     pub fn seq_of(&self, hash: &Hash) -> Result<Option<u64>> {
-        self.store()
-            .read(|txn| self.store().index.seq_of(txn, hash))
+        Ok(self.store()
+            .read(|txn| self.store().index.seq_of(txn, hash))?)
     }
 
     /// The feed position of each hash (`None` when not stored), in one read transaction.
     /// Sync uses it to check many links or announced heads at once.
     pub fn seqs_of(&self, hashes: &[Hash]) -> Result<Vec<Option<u64>>> {
         let index = self.store().index;
-        self.store()
-            .read(|txn| hashes.iter().map(|h| index.seq_of(txn, h)).collect())
+        Ok(self.store()
+            .read(|txn| hashes.iter().map(|h| index.seq_of(txn, h)).collect())?)
     }
 
     /// The node at a feed position (hash-checked).
     pub fn get_by_seq(&self, seq: u64) -> Result<Option<Node>> {
-        self.store().read(|txn| self.store().feed.node(txn, seq))
+        Ok(self.store().read(|txn| self.store().feed.node(txn, seq))?)
     }
 
     /// The heads: stored nodes that no stored node links to, in hash order.
     pub fn heads(&self) -> Result<Vec<Hash>> {
-        self.store()
-            .read(|txn| self.store().heads.list(txn, usize::MAX))
+        Ok(self.store()
+            .read(|txn| self.store().heads.list(txn, usize::MAX))?)
     }
 
     pub(crate) fn heads_in(&self, txn: ReadTxn<'_>, limit: usize) -> Result<Vec<Hash>> {
-        self.store().heads.list(txn, limit)
+        Ok(self.store().heads.list(txn, limit)?)
     }
 
     /// Number of stored nodes.
     pub fn len(&self) -> Result<u64> {
-        self.store().read(|txn| self.store().index.len(txn))
+        Ok(self.store().read(|txn| self.store().index.len(txn))?)
     }
 
     /// Whether the log has no nodes.
@@ -595,30 +454,33 @@ impl Log {
 
     /// The seq of the newest node (0 when empty).
     pub fn last_seq(&self) -> Result<u64> {
-        self.store().read(|txn| self.store().feed.last_seq(txn))
+        Ok(self.store().read(|txn| self.store().feed.last_seq(txn))?)
     }
 
     /// The changes feed after `since` (exclusive; 0 for everything), oldest first. The
     /// iterator reads in chunks, each in its own short read transaction, so it holds little
     /// memory and never pins the map; it also yields nodes added while it runs.
-    pub fn changes(&self, since: u64) -> crate::changes::Changes {
-        crate::changes::Changes::new(self.clone(), since)
+    pub fn changes(&self, since: u64) -> Changes {
+        Changes::new(self.inner.clone(), since)
     }
 
     /// Tells the caller about every commit from now on (see [`crate::Subscription`]).
-    pub fn subscribe(&self) -> crate::changes::Subscription {
-        crate::changes::Subscription::new(self.inner.committed.subscribe())
+    pub fn subscribe(&self) -> Subscription {
+        Subscription::new(self.engine().committed.subscribe())
     }
 
     /// Creates or opens a table for a view. Name it with a version, like `"kv-heads-v1"`.
     /// braidlog's own names (`feed-v1`, `index-v1`, `heads-v1`, `meta-v1`, anything starting
-    /// with `braidlog`) are refused with [`Error::ReservedTable`].
+    /// with `braidlog`) are refused with [`StorageError::ReservedTable`].
     pub fn create_table(&self, name: &str) -> Result<Table> {
-        self.store().create_table(name)
+        Ok(self.store().create_table(name)?)
     }
 
     /// Runs `f` on one read transaction (a consistent snapshot). Reads may nest.
-    pub fn read<R>(&self, f: impl FnOnce(ReadTxn<'_>) -> Result<R>) -> Result<R> {
+    pub fn read<R, E: From<StorageError>>(
+        &self,
+        f: impl FnOnce(ReadTxn<'_>) -> std::result::Result<R, E>,
+    ) -> std::result::Result<R, E> {
         self.store().read(f)
     }
 
@@ -628,11 +490,11 @@ impl Log {
     pub fn register_view(&self, view: Arc<dyn View>) -> Result<()> {
         // Hold the views lock for writing across the catch-up so no write slips between the
         // catch-up and the registration.
-        let mut views = self.inner.views.write().unwrap_or_else(|e| e.into_inner());
+        let mut views = (self.engine().views.write()).unwrap_or_else(|e| e.into_inner());
         view::check_unique(&views, view.name())?;
         let reg = Registered::new(view);
         let store = self.store();
-        let current = store.read(|txn| {
+        let current = store.read(|txn| -> Result<bool> {
             let end = store.feed.last_seq(txn)?;
             let wm = store.meta.watermark(txn, reg.name())?;
             Ok(wm == Some((reg.view.version(), end)))
@@ -649,7 +511,7 @@ impl Log {
 
     /// Clears every registered view and rebuilds it from the feed, in one transaction.
     pub fn reindex(&self) -> Result<()> {
-        let views = self.inner.views.write().unwrap_or_else(|e| e.into_inner());
+        let views = (self.engine().views.write()).unwrap_or_else(|e| e.into_inner());
         let store = self.store();
         store.write(|txn| {
             for v in views.iter() {
@@ -660,23 +522,19 @@ impl Log {
     }
 
     pub(crate) fn registered_views(&self) -> Vec<Registered> {
-        self.inner
-            .views
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.engine().registered_views().clone()
     }
 
     /// What this replica remembers of `peer` (sync's cursor, encoded by the sync layer).
     pub(crate) fn peer_record(&self, peer: PeerId) -> Result<Option<Vec<u8>>> {
-        self.store()
-            .read(|txn| self.store().meta.peer_record(txn, peer))
+        Ok(self.store()
+            .read(|txn| self.store().meta.peer_record(txn, peer))?)
     }
 
     /// Remembers [`Log::peer_record`].
     pub(crate) fn set_peer_record(&self, peer: PeerId, value: &[u8]) -> Result<()> {
         let store = self.store();
-        store.write_retrying(|txn| store.meta.set_peer_record(txn, peer, value))
+        Ok(store.write_retrying(|txn| store.meta.set_peer_record(txn, peer, value))?)
     }
 
     /// The heads (sorted) and the newest seq, read together (what sync announces).
@@ -696,22 +554,22 @@ impl Log {
         prefixes: &[impl AsRef<[u8]>],
     ) -> Result<Vec<Option<Hash>>> {
         let index = self.store().index;
-        self.store().read(|txn| {
+        Ok(self.store().read(|txn| {
             prefixes
                 .iter()
                 .map(|p| index.first_with_prefix(txn, p.as_ref()))
                 .collect()
-        })
+        })?)
     }
 
     /// The feed entry at `seq`, hash-checked.
-    pub(crate) fn raw_entry_at(&self, seq: u64) -> Result<Option<crate::RawEntry>> {
+    pub(crate) fn raw_entry_at(&self, seq: u64) -> Result<Option<RawEntry>> {
         let store = self.store();
         store.read(|txn| {
             let Some(rec) = store.feed.record(txn, seq)? else {
                 return Ok(None);
             };
-            Ok(Some(crate::RawEntry {
+            Ok(Some(RawEntry {
                 seq,
                 hash: rec.hash,
                 bytes: rec.checked()?.to_vec(),
@@ -745,13 +603,13 @@ impl Log {
                 }
                 last = Some(seq);
                 let node = store.feed.node(txn, seq)?.ok_or_else(|| {
-                    Error::Corrupt(format!(
+                    StorageError::Corrupt(format!(
                         "index points at seq {seq}, which is not in the feed"
                     ))
                 })?;
                 if visit(seq, &node)? {
                     for l in node.links() {
-                        let s = store.index.seq_of(txn, l)?.ok_or(Error::MissingLink {
+                        let s = store.index.seq_of(txn, l)?.ok_or(LogError::MissingLink {
                             node: node.hash(),
                             link: *l,
                         })?;
@@ -761,6 +619,89 @@ impl Log {
             }
             Ok(())
         })
+    }
+    /// The identity this log signs its local writes with: by default the replica's own,
+    /// kept in its directory (see [`crate::identity::IDENTITY_FILE`]) and made on first use;
+    /// `None` when signing was turned off with [`Log::set_identity`].
+    pub fn identity(&self) -> Result<Option<Identity>> {
+        Ok(self.engine().signing.current()?)
+    }
+
+    /// Signs local writes of this handle's replica with `identity` from now on, or writes
+    /// unsigned nodes when `None` (which a `Signed` or `Trusted` policy then refuses). Not
+    /// persisted: a reopened log signs with its default identity again.
+    pub fn set_identity(&self, identity: Option<Identity>) {
+        self.engine().signing.set(identity);
+    }
+
+    /// The policy in force now.
+    pub fn policy(&self) -> Result<Policy> {
+        self.read(|txn| policy::current(self.store(), txn))
+    }
+
+    /// Every policy this log has had: `(seq, policy)` governs nodes stored after feed
+    /// position `seq`, until the next entry. Empty when the policy was never set (`Any`).
+    pub fn policy_history(&self) -> Result<Vec<(u64, Policy)>> {
+        self.read(|txn| policy::history(self.store(), txn))
+    }
+
+    /// Sets the policy for every node stored from now on (local writes and sync alike). Stored
+    /// nodes are not touched. Takes effect for the next write transaction, so a sync that is
+    /// running applies it to its next batch.
+    pub fn set_policy(&self, policy: &Policy) -> Result<()> {
+        self.update_policy(|p| *p = policy.clone())
+    }
+
+    /// Adds `key` to the allow-list.
+    pub fn trust(&self, key: PublicKey) -> Result<()> {
+        self.update_policy(|p| {
+            p.trusted.insert(key);
+        })
+    }
+
+    /// Removes `key` from the allow-list. Nodes it signed that are stored stay stored.
+    pub fn distrust(&self, key: PublicKey) -> Result<()> {
+        self.update_policy(|p| {
+            p.trusted.remove(&key);
+        })
+    }
+
+    fn update_policy(&self, mut change: impl FnMut(&mut Policy)) -> Result<()> {
+        let store = self.store();
+        store.write(|txn| {
+            let mut p = policy::current(store, txn.read())?;
+            change(&mut p);
+            if p.trusted.len() > MAX_TRUSTED {
+                return Err(LogError::Policy(PolicyError::AllowListFull {
+                    max: MAX_TRUSTED,
+                }));
+            }
+            let seq = store.feed.last_seq(txn.read())?;
+            Ok(store.meta.set_policy(txn, seq, &p.encode())?)
+        })
+    }
+
+    /// The one stored node whose hash, in hex, starts with `prefix` (at least
+    /// [`lookup::MIN_PREFIX_HEX`] characters, any case), as git resolves short hashes. Reads
+    /// at most two index entries.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// let log = braidlog::Log::open(dir.path())?;
+    /// let node = log.append(b"hello".to_vec())?;
+    /// assert_eq!(log.find_hash(&node.hash().short())?, node.hash());
+    /// assert!(log.find_hash("ab").is_err()); // too short to be a name
+    /// # Ok(()) }
+    /// ```
+    pub fn find_hash(&self, prefix: &str) -> std::result::Result<Hash, LookupError> {
+        lookup::find_hash(self.store(), prefix)
+    }
+
+    /// Checks every invariant of the store (the fsck): hashes, links, heads, the feed, every
+    /// registered view, signatures and the policy history. Findings are reported, not fixed.
+    pub fn verify(&self) -> Result<VerifyReport> {
+        verify::run(self.store(), &self.registered_views())
     }
 }
 

@@ -1,4 +1,4 @@
-//! The checks of `store_file.rs` on 64-bit little-endian Unix machines.
+//! The checks of `file/mod.rs` on 64-bit little-endian Unix machines.
 
 use std::fs::OpenOptions;
 use std::io::ErrorKind;
@@ -6,8 +6,8 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use super::{Checked, FileProblem, DATA_FILE, LOCK_FILE, LOW_SPACE_BYTES};
-use crate::error::Error;
-use crate::store_pages::{
+use crate::store::StorageError;
+use super::pages::{
     check_reachable, check_roots, decode_meta, DataFile, Meta, MetaProblem, PageProblem,
 };
 
@@ -18,15 +18,15 @@ const META_BYTES: usize = 152;
 /// Page sizes tried for the second meta page when the first cannot tell.
 const PAGE_SIZES: [u64; 8] = [4096, 8192, 16384, 65536, 32768, 512, 1024, 2048];
 
-fn damaged(dir: &Path, problem: FileProblem) -> Error {
-    Error::DamagedFile {
+fn damaged(dir: &Path, problem: FileProblem) -> StorageError {
+    StorageError::DamagedFile {
         path: dir.into(),
         problem,
     }
 }
 
 /// A page a snapshot reaches that is missing (the file is truncated) or malformed.
-fn page_error(dir: &Path, file: &DataFile, page_size: u64, p: PageProblem) -> Error {
+fn page_error(dir: &Path, file: &DataFile, page_size: u64, p: PageProblem) -> StorageError {
     let PageProblem { page, what } = p;
     let problem = if page >= file.pages() {
         FileProblem::Truncated {
@@ -40,11 +40,8 @@ fn page_error(dir: &Path, file: &DataFile, page_size: u64, p: PageProblem) -> Er
     damaged(dir, problem)
 }
 
-fn io(path: &Path, source: std::io::Error) -> Error {
-    Error::Io {
-        path: path.into(),
-        source,
-    }
+fn io(path: &Path, source: std::io::Error) -> StorageError {
+    StorageError::io(path, source)
 }
 
 fn describe(p: &MetaProblem) -> String {
@@ -55,7 +52,7 @@ fn describe(p: &MetaProblem) -> String {
 
 /// Checks `dir`'s files before LMDB opens them (see the module docs). `writable` says whether
 /// the store is being opened for writing: only then is a damaged meta page rewritten.
-pub(crate) fn check_before_open(dir: &Path, writable: bool) -> Result<Checked, Error> {
+pub(crate) fn check_before_open(dir: &Path, writable: bool) -> Result<Checked, StorageError> {
     let data = dir.join(DATA_FILE);
     let len = match std::fs::metadata(&data) {
         Ok(m) => m.len(),
@@ -63,7 +60,7 @@ pub(crate) fn check_before_open(dir: &Path, writable: bool) -> Result<Checked, E
             if writable {
                 let available = available_bytes(dir).unwrap_or(u64::MAX);
                 if available < LOW_SPACE_BYTES / 16 {
-                    return Err(Error::DiskFull {
+                    return Err(StorageError::DiskFull {
                         path: dir.into(),
                         available,
                     });
@@ -81,7 +78,7 @@ pub(crate) fn check_before_open(dir: &Path, writable: bool) -> Result<Checked, E
         prepare_lock_file(dir)?;
     }
     let (metas, page_size, file) = usable_metas(&data)?;
-    let check_pages = |meta: &Meta| -> Result<(), Error> {
+    let check_pages = |meta: &Meta| -> Result<(), StorageError> {
         if file.pages() > meta.last_page {
             return Ok(()); // the common case: no walk
         }
@@ -144,12 +141,12 @@ pub(crate) fn check_before_open(dir: &Path, writable: bool) -> Result<Checked, E
 
 /// Walks every page the newest snapshot of the store in `dir` reaches (every tree, every
 /// overflow value) with `pread`, and returns how many there are; a missing or malformed page
-/// is an [`Error::DamagedFile`]. This reads the whole file, so it is for `verify`, not for
+/// is an [`StorageError::DamagedFile`]. This reads the whole file, so it is for `verify`, not for
 /// every open; it finds the damage inside B-trees that LMDB would follow blindly (and may
 /// crash on). When another process commits during the walk, pages of the snapshot being
 /// walked may be reused, so the walk is repeated until no commit happened during it (at most
 /// three times). No `data.mdb`: nothing to check, `Ok(0)`.
-pub fn check_pages(dir: &Path) -> Result<u64, Error> {
+pub fn check_pages(dir: &Path) -> Result<u64, StorageError> {
     let data = dir.join(DATA_FILE);
     if !data.is_file() {
         return Ok(0);
@@ -176,7 +173,7 @@ pub fn check_pages(dir: &Path) -> Result<u64, Error> {
 type MetaResult = Result<Meta, MetaProblem>;
 
 /// Both meta pages, each checked on its own and against the pages its roots name.
-fn usable_metas(data: &Path) -> Result<([MetaResult; 2], u64, DataFile), Error> {
+fn usable_metas(data: &Path) -> Result<([MetaResult; 2], u64, DataFile), StorageError> {
     let (metas, page_size) = read_metas(data)?;
     let file = DataFile::open(data, page_size).map_err(|e| io(data, e))?;
     let metas = metas.map(|m| {
@@ -190,7 +187,7 @@ fn usable_metas(data: &Path) -> Result<([MetaResult; 2], u64, DataFile), Error> 
 
 /// Reads both meta pages; the page size comes from page 0, or from the first size at which
 /// page 1 decodes when page 0 is damaged.
-pub(crate) fn read_metas(data: &Path) -> Result<([MetaResult; 2], u64), Error> {
+pub(crate) fn read_metas(data: &Path) -> Result<([MetaResult; 2], u64), StorageError> {
     let file = std::fs::File::open(data).map_err(|e| io(data, e))?;
     let read = |offset: u64| -> Option<Vec<u8>> {
         let mut buf = vec![0; META_BYTES];
@@ -228,7 +225,7 @@ fn rewrite_meta(data: &Path, page_size: u64, from: u64, to: u64) -> std::io::Res
 
 /// Creates `lock.mdb` fully allocated, unless it exists. Written to a temporary file and
 /// linked into place, so a process that opens the store meanwhile never sees it half written.
-fn prepare_lock_file(dir: &Path) -> Result<(), Error> {
+fn prepare_lock_file(dir: &Path) -> Result<(), StorageError> {
     let lock = dir.join(LOCK_FILE);
     if lock.exists() {
         return Ok(());
@@ -272,13 +269,13 @@ pub(crate) fn available_bytes(path: &Path) -> std::io::Result<u64> {
     Ok(s.f_bavail.saturating_mul(s.f_frsize))
 }
 
-/// Turns a write error on a full disk into [`Error::DiskFull`]; returns any other error as is.
+/// Turns a write error on a full disk into [`StorageError::DiskFull`]; returns any other error as is.
 /// `ENOSPC` and `EDQUOT` always mean a full disk; `EIO` does when the file system holding `dir`
 /// has less than [`LOW_SPACE_BYTES`] left, since LMDB reports a short write as `EIO`.
-pub(crate) fn diagnose(error: Error, dir: &Path) -> Error {
+pub(crate) fn diagnose(error: StorageError, dir: &Path) -> StorageError {
     let code = match &error {
-        Error::Storage(s) => s.io_error().and_then(std::io::Error::raw_os_error),
-        Error::Io { source: e, .. } => e.raw_os_error(),
+        StorageError::Engine(_) => error.io_error().and_then(std::io::Error::raw_os_error),
+        StorageError::Io { source: e, .. } => e.raw_os_error(),
         _ => None,
     };
     let Some(code) = code else { return error };
@@ -287,7 +284,7 @@ pub(crate) fn diagnose(error: Error, dir: &Path) -> Error {
         || code == rustix::io::Errno::DQUOT.raw_os_error()
         || (code == rustix::io::Errno::IO.raw_os_error() && available < LOW_SPACE_BYTES);
     if full {
-        Error::DiskFull {
+        StorageError::DiskFull {
             path: dir.into(),
             available,
         }
@@ -300,10 +297,8 @@ pub(crate) fn diagnose(error: Error, dir: &Path) -> Error {
 mod tests {
     use super::*;
 
-    fn os(code: rustix::io::Errno) -> Error {
-        Error::Storage(crate::store::StorageError::from_io(
-            std::io::Error::from_raw_os_error(code.raw_os_error()),
-        ))
+    fn os(code: rustix::io::Errno) -> StorageError {
+        StorageError::from_io(std::io::Error::from_raw_os_error(code.raw_os_error()))
     }
 
     #[test]
@@ -313,15 +308,15 @@ mod tests {
         for code in [rustix::io::Errno::NOSPC, rustix::io::Errno::DQUOT] {
             assert!(matches!(
                 diagnose(os(code), dir.path()),
-                Error::DiskFull { .. }
+                StorageError::DiskFull { .. }
             ));
         }
         let eio = diagnose(os(rustix::io::Errno::IO), dir.path());
-        assert_eq!(matches!(eio, Error::DiskFull { .. }), !roomy, "{eio}");
+        assert_eq!(matches!(eio, StorageError::DiskFull { .. }), !roomy, "{eio}");
         let other = diagnose(os(rustix::io::Errno::ACCESS), dir.path());
-        assert!(matches!(other, Error::Storage(_)), "{other}");
-        let not_io = diagnose(Error::Corrupt("x".into()), dir.path());
-        assert!(matches!(not_io, Error::Corrupt(_)));
+        assert!(matches!(other, StorageError::Engine(_)), "{other}");
+        let not_io = diagnose(StorageError::Corrupt("x".into()), dir.path());
+        assert!(matches!(not_io, StorageError::Corrupt(_)));
     }
 
     #[test]

@@ -20,7 +20,8 @@ use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
+use super::error::{LogError, Result};
+use crate::store::StorageError;
 use crate::hash::Hash;
 use crate::identity::PublicKey;
 use crate::node::{verify_signatures, Node, NodeError};
@@ -148,7 +149,7 @@ impl Policy {
     /// The whole check a node passes before it is stored: the policy, then the signature
     /// (unless already known good). Policy first: it is cheap and names the author.
     pub fn admit(&self, node: &Node) -> Result<()> {
-        self.allows(node).map_err(Error::Policy)?;
+        self.allows(node).map_err(LogError::Policy)?;
         if !node.signature_checked() {
             node.verify_signature()?;
         }
@@ -161,12 +162,13 @@ impl Policy {
 
     pub(crate) fn decode(bytes: &[u8]) -> Result<Policy> {
         let p: Policy = postcard::from_bytes(bytes)
-            .map_err(|e| Error::Corrupt(format!("policy entry: {e}")))?;
+            .map_err(|e| StorageError::Corrupt(format!("policy entry: {e}")))?;
         if p.trusted.len() > MAX_TRUSTED {
-            return Err(Error::Corrupt(format!(
+            return Err(StorageError::Corrupt(format!(
                 "policy allow-list of {} keys",
                 p.trusted.len()
-            )));
+            ))
+            .into());
         }
         Ok(p)
     }
@@ -234,36 +236,6 @@ pub(crate) fn signatures_checked(nodes: &[Node]) -> Result<std::borrow::Cow<'_, 
     let mut owned = nodes.to_vec();
     verify_parallel(&mut owned)?;
     Ok(std::borrow::Cow::Owned(owned))
-}
-
-/// Checks the signatures of a batch received from `peer` before it is stored (on every core,
-/// in batches); a bad one ends the session naming node and author.
-pub(crate) fn screen(
-    peer: crate::PeerId,
-    batch: &mut [Node],
-) -> std::result::Result<(), crate::sync::SyncError> {
-    verify_parallel(batch).map_err(|e| refused(peer, Error::Node(e)))
-}
-
-/// Turns a store refusal of a received batch into the session's error: a policy or signature
-/// refusal names the node and author; anything else stays a store error.
-pub(crate) fn refused(peer: crate::PeerId, e: Error) -> crate::sync::SyncError {
-    use crate::sync::SyncError;
-    match e {
-        Error::Policy(p) if p.node().is_some() => SyncError::Rejected {
-            peer,
-            node: p.node().expect("checked"),
-            author: p.author(),
-            reason: p.to_string(),
-        },
-        Error::Node(NodeError::BadSignature { node, author }) => SyncError::Rejected {
-            peer,
-            node,
-            author: Some(author),
-            reason: "signature is not the author's".into(),
-        },
-        other => SyncError::Store(other),
-    }
 }
 
 /// What `verify` checks beyond storage: every stored signature, and every node against the
@@ -353,80 +325,6 @@ impl Audit {
                 out(Finding::BadSignature { seq, node, author });
             }
         }
-    }
-}
-
-impl From<Finding> for crate::verify::Violation {
-    fn from(f: Finding) -> crate::verify::Violation {
-        match f {
-            Finding::BadSignature { seq, node, author } => {
-                crate::verify::Violation::BadSignature { seq, node, author }
-            }
-            Finding::Refused { seq, error } => crate::verify::Violation::Refused { seq, error },
-        }
-    }
-}
-
-impl crate::Log {
-    /// The identity this log signs its local writes with: by default the replica's own,
-    /// kept in its directory (see [`crate::identity::IDENTITY_FILE`]) and made on first use;
-    /// `None` when signing was turned off with [`crate::Log::set_identity`].
-    pub fn identity(&self) -> Result<Option<crate::Identity>> {
-        Ok(self.signing().current()?)
-    }
-
-    /// Signs local writes of this handle's replica with `identity` from now on, or writes
-    /// unsigned nodes when `None` (which a `Signed` or `Trusted` policy then refuses). Not
-    /// persisted: a reopened log signs with its default identity again.
-    pub fn set_identity(&self, identity: Option<crate::Identity>) {
-        self.signing().set(identity);
-    }
-
-    /// The policy in force now.
-    pub fn policy(&self) -> Result<Policy> {
-        self.read(|txn| current(self.store(), txn))
-    }
-
-    /// Every policy this log has had: `(seq, policy)` governs nodes stored after feed
-    /// position `seq`, until the next entry. Empty when the policy was never set (`Any`).
-    pub fn policy_history(&self) -> Result<Vec<(u64, Policy)>> {
-        self.read(|txn| history(self.store(), txn))
-    }
-
-    /// Sets the policy for every node stored from now on (local writes and sync alike). Stored
-    /// nodes are not touched. Takes effect for the next write transaction, so a sync that is
-    /// running applies it to its next batch.
-    pub fn set_policy(&self, policy: &Policy) -> Result<()> {
-        self.update_policy(|p| *p = policy.clone())
-    }
-
-    /// Adds `key` to the allow-list.
-    pub fn trust(&self, key: PublicKey) -> Result<()> {
-        self.update_policy(|p| {
-            p.trusted.insert(key);
-        })
-    }
-
-    /// Removes `key` from the allow-list. Nodes it signed that are stored stay stored.
-    pub fn distrust(&self, key: PublicKey) -> Result<()> {
-        self.update_policy(|p| {
-            p.trusted.remove(&key);
-        })
-    }
-
-    fn update_policy(&self, mut change: impl FnMut(&mut Policy)) -> Result<()> {
-        let store = self.store();
-        store.write(|txn| {
-            let mut p = current(store, txn.read())?;
-            change(&mut p);
-            if p.trusted.len() > MAX_TRUSTED {
-                return Err(Error::Policy(PolicyError::AllowListFull {
-                    max: MAX_TRUSTED,
-                }));
-            }
-            let seq = store.feed.last_seq(txn.read())?;
-            store.meta.set_policy(txn, seq, &p.encode())
-        })
     }
 }
 

@@ -1,52 +1,13 @@
-//! `PeerId`: a replica's random identity, and the guard against copied directories.
+//! Loading the replica's [`PeerId`], and the guard against copied directories.
 //!
 //! Peers remember replication state per peer id, so two replicas sharing an id would confuse
 //! every peer that talks to both (copying a hyperlog directory is a known way to corrupt data
 //! this way). The id is therefore bound to the identity of the `data.mdb` file (device and
 //! inode): a copied or restored directory has another file, and on open it gets a fresh id.
 
-use std::fmt;
-use std::str::FromStr;
-
-use rand::RngCore;
-use serde::{Deserialize, Serialize};
-
-use crate::error::Result;
-use crate::store::Store;
-
-/// A replica's 16-byte random id. Shown as 32 hex characters.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct PeerId(pub [u8; 16]);
-
-impl PeerId {
-    /// A fresh random id.
-    pub fn random() -> PeerId {
-        let mut b = [0u8; 16];
-        rand::rng().fill_bytes(&mut b);
-        PeerId(b)
-    }
-}
-
-impl fmt::Display for PeerId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&hex::encode(self.0))
-    }
-}
-
-impl fmt::Debug for PeerId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "PeerId({})", &hex::encode(self.0)[..8])
-    }
-}
-
-impl FromStr for PeerId {
-    type Err = hex::FromHexError;
-    fn from_str(s: &str) -> Result<PeerId, hex::FromHexError> {
-        let mut b = [0u8; 16];
-        hex::decode_to_slice(s, &mut b)?;
-        Ok(PeerId(b))
-    }
-}
+use super::error::StorageError;
+use super::Store;
+use crate::identity::PeerId;
 
 fn file_identity(store: &Store) -> Vec<u8> {
     #[cfg(unix)]
@@ -65,7 +26,7 @@ fn file_identity(store: &Store) -> Vec<u8> {
 /// Reads the peer id, creating it on first open and replacing it (and forgetting per-peer
 /// state, which belonged to the original) when the store was copied. A read-only store keeps
 /// the id it has (or, having none, uses a random one it cannot record).
-pub(crate) fn load_or_create(store: &Store) -> Result<PeerId> {
+pub(crate) fn load_or_create(store: &Store) -> Result<PeerId, StorageError> {
     let identity = file_identity(store);
     let stored = store.read(|txn| store.meta.peer_id(txn))?;
     match stored {

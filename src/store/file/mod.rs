@@ -3,7 +3,7 @@
 //! LMDB trusts `data.mdb`: it maps the file and follows page numbers through the map, so a
 //! truncated file ends the process with SIGBUS, and it refuses a whole file when either of its
 //! two meta pages has a bad header, even when the other is intact. Before every open this
-//! module reads both meta pages with `pread` (see `store_pages.rs`) and:
+//! module reads both meta pages with `pread` (see `pages.rs`) and:
 //!
 //! - refuses an empty `data.mdb`: a brand-new replica has no `data.mdb` at all, and an empty one
 //!   is a store that was wiped or never finished its creation, not a new replica;
@@ -25,8 +25,10 @@
 /// Where the checks run: LMDB's file layout is read as on 64-bit little-endian Unix machines.
 /// Elsewhere LMDB opens files unchecked, as it always did, and errors are not diagnosed.
 #[cfg(all(unix, target_pointer_width = "64", target_endian = "little"))]
-#[path = "store_file_unix.rs"]
+#[path = "unix.rs"]
 mod imp;
+#[cfg(all(unix, target_pointer_width = "64", target_endian = "little"))]
+pub(crate) mod pages;
 #[cfg(all(unix, target_pointer_width = "64", target_endian = "little"))]
 pub use imp::check_pages;
 #[cfg(all(unix, target_pointer_width = "64", target_endian = "little"))]
@@ -35,18 +37,18 @@ pub(crate) use imp::{check_before_open, diagnose, read_metas};
 #[cfg(not(all(unix, target_pointer_width = "64", target_endian = "little")))]
 mod imp {
     use super::Checked;
-    use crate::error::Error;
+    use crate::store::StorageError;
     use std::path::Path;
     /// No checks: LMDB opens the file as it is.
-    pub fn check_before_open(_: &Path, _: bool) -> Result<Checked, Error> {
+    pub fn check_before_open(_: &Path, _: bool) -> Result<Checked, StorageError> {
         Ok(Checked::New)
     }
     /// The error as it is.
-    pub fn diagnose(error: Error, _: &Path) -> Error {
+    pub fn diagnose(error: StorageError, _: &Path) -> StorageError {
         error
     }
     /// No walk: reports no pages.
-    pub fn check_pages(_: &Path) -> Result<u64, Error> {
+    pub fn check_pages(_: &Path) -> Result<u64, StorageError> {
         Ok(0)
     }
 }

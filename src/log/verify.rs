@@ -19,12 +19,14 @@
 
 use std::collections::HashSet;
 
-use crate::error::{Error, Result};
+use super::error::{LogError, Result};
+use super::policy::{Audit, Finding, PolicyError};
+use super::view::{self, Registered};
 use crate::hash::Hash;
-use crate::log::Log;
+use crate::identity::PublicKey;
 use crate::node::{Node, NodeError};
-use crate::store::{MemTables, ReadTxn};
-use crate::view::{self, Registered};
+use crate::store::file::{check_pages, FileProblem};
+use crate::store::{MemTables, ReadTxn, StorageError, Store};
 
 /// At most this many violations are listed; the rest are counted.
 pub const MAX_REPORTED_VIOLATIONS: usize = 1000;
@@ -119,7 +121,7 @@ pub enum Violation {
         /// The node.
         node: Hash,
         /// The author it names.
-        author: crate::identity::PublicKey,
+        author: PublicKey,
     },
     /// A node the policy in force when it was stored refuses.
     #[error("seq {seq}: {error}")]
@@ -127,14 +129,14 @@ pub enum Violation {
         /// Feed position.
         seq: u64,
         /// What the policy refuses.
-        error: crate::policy::PolicyError,
+        error: PolicyError,
     },
     /// The data file is damaged: a page the newest snapshot reaches is missing or malformed.
     /// LMDB would follow it blindly, so nothing else is checked.
     #[error("damaged data file: {problem}")]
     DamagedFile {
         /// What is wrong.
-        problem: crate::store_file::FileProblem,
+        problem: FileProblem,
     },
     /// A view differs from a rebuild of it.
     #[error("view {view} differs from a rebuild from the feed")]
@@ -156,11 +158,11 @@ pub struct VerifyReport {
     /// Views compared with a rebuild.
     pub views: usize,
     /// Signed nodes per author (every signature checked).
-    pub authors: std::collections::BTreeMap<crate::identity::PublicKey, u64>,
+    pub authors: std::collections::BTreeMap<PublicKey, u64>,
     /// Unsigned nodes.
     pub unsigned: u64,
     /// The policy history checked against: `(seq, policy)` governs nodes after `seq`.
-    pub policies: Vec<(u64, crate::policy::Policy)>,
+    pub policies: Vec<(u64, super::policy::Policy)>,
     /// What is broken (at most [`MAX_REPORTED_VIOLATIONS`]).
     pub violations: Vec<Violation>,
     /// Violations found beyond those listed.
@@ -182,51 +184,48 @@ impl VerifyReport {
     }
 }
 
-impl Log {
-    /// Checks every storage invariant (module [`crate::verify`]) and reports each violation.
-    /// An `Err` means the check itself could not run (I/O), not that the store is corrupt.
-    pub fn verify(&self) -> Result<VerifyReport> {
+/// Checks every storage invariant and reports each violation. An `Err` means the check
+/// itself could not run (I/O), not that the store is corrupt.
+pub(crate) fn run(store: &Store, views: &[Registered]) -> Result<VerifyReport> {
         let mut report = VerifyReport::default();
-        let views = self.registered_views();
-        self.store().read(|txn| {
+        store.read(|txn| -> Result<()> {
             // The walk runs inside the read transaction: LMDB then reuses no page of any
             // snapshot from this one on, so the newest one is not rewritten under the walk.
-            match crate::store_file::check_pages(self.path()) {
+            match check_pages(store.path()) {
                 Ok(pages) => report.pages = pages,
-                Err(Error::DamagedFile { problem, .. }) => {
+                Err(StorageError::DamagedFile { problem, .. }) => {
                     report.push(Violation::DamagedFile { problem });
                     return Ok(());
                 }
-                Err(e) => return Err(e),
+                Err(e) => return Err(e.into()),
             }
-            self.verify_nodes(txn, &mut report)?;
-            for v in &views {
-                self.verify_view(txn, v, &mut report)?;
+            verify_nodes(store, txn, &mut report)?;
+            for v in views {
+                verify_view(store, txn, v, &mut report)?;
             }
             Ok(())
         })?;
         Ok(report)
-    }
+}
 
-    fn verify_nodes(&self, txn: ReadTxn<'_>, report: &mut VerifyReport) -> Result<()> {
-        let store = self.store();
+fn verify_nodes(store: &Store, txn: ReadTxn<'_>, report: &mut VerifyReport) -> Result<()> {
         let mut linked: HashSet<Hash> = HashSet::new();
-        let mut audit = crate::policy::Audit::load(store, txn)?;
+        let mut audit = Audit::load(store, txn)?;
         for rec in store.feed.after(txn, 0)? {
             let rec = match rec {
                 Ok(rec) => rec,
-                Err(Error::Corrupt(detail)) => {
+                Err(StorageError::Corrupt(detail)) => {
                     report.push(Violation::MalformedEntry {
                         table: "feed",
                         detail,
                     });
                     continue;
                 }
-                Err(e) => return Err(e),
+                Err(e) => return Err(e.into()),
             };
             let (seq, hash) = (rec.seq, rec.hash);
             report.nodes += 1;
-            if let Err(Error::Damaged { got, .. }) = rec.checked() {
+            if let Err(StorageError::Damaged { got, .. }) = rec.checked() {
                 report.push(Violation::HashMismatch {
                     seq,
                     stored: hash,
@@ -315,17 +314,16 @@ impl Log {
             }
         }
         Ok(())
-    }
+}
 
     /// Rebuilds `v` in memory up to its watermark (a view may lag the feed after another
     /// process wrote without it; the next write catches it up) and compares.
-    fn verify_view(
-        &self,
+fn verify_view(
+        store: &Store,
         txn: ReadTxn<'_>,
         v: &Registered,
         report: &mut VerifyReport,
     ) -> Result<()> {
-        let store = self.store();
         let upto = match store.meta.watermark(txn, v.name())? {
             Some((version, seq)) if version == v.view.version() => seq,
             _ => 0,
@@ -337,7 +335,8 @@ impl Log {
         let rebuilt = match view::rebuild_in_memory(store, txn, v, upto) {
             Ok(m) => m,
             // A damaged node is already listed; the view cannot be rebuilt past it.
-            Err(Error::Damaged { .. } | Error::Node(_)) => return Ok(()),
+            Err(LogError::Storage(StorageError::Damaged { .. } | StorageError::Node(_)))
+            | Err(LogError::Node(_)) => return Ok(()),
             Err(_) => {
                 report.push(mismatch);
                 return Ok(());
@@ -347,6 +346,17 @@ impl Log {
             report.push(mismatch);
         }
         Ok(())
+    }
+
+
+impl From<Finding> for Violation {
+    fn from(f: Finding) -> Violation {
+        match f {
+            Finding::BadSignature { seq, node, author } => {
+                Violation::BadSignature { seq, node, author }
+            }
+            Finding::Refused { seq, error } => Violation::Refused { seq, error },
+        }
     }
 }
 
@@ -403,7 +413,8 @@ mod tests {
     use super::*;
     use crate::store::tables::raw::seq_key;
     use crate::store::{Store, WriteTxn};
-    use crate::view::{Change, Table, View, ViewTxn};
+    use crate::log::{Change, View};
+use crate::store::{Table, ViewTxn};
 
     fn diamond() -> (tempfile::TempDir, Log, Vec<Node>) {
         let dir = tempfile::tempdir().unwrap();

@@ -12,7 +12,6 @@ use std::fmt;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use std::sync::RwLock;
 
 use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
 use rand::RngCore;
@@ -81,7 +80,7 @@ impl FromStr for PublicKey {
 }
 
 /// Why an identity could not be loaded or stored.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum IdentityError {
     /// The key file could not be read or written.
@@ -89,8 +88,8 @@ pub enum IdentityError {
     Io {
         /// The key file.
         path: PathBuf,
-        /// The underlying error.
-        source: std::io::Error,
+        /// The underlying error (shared, so the error can be cloned).
+        source: std::sync::Arc<std::io::Error>,
     },
     /// The key file does not hold exactly a 32-byte seed.
     #[error("identity file {path} holds {len} bytes, expected 32")]
@@ -160,7 +159,7 @@ impl Identity {
                 create_key(dir, &path)?;
                 read_key(&path)?.ok_or_else(|| IdentityError::Io {
                     path: path.clone(),
-                    source: std::io::ErrorKind::NotFound.into(),
+                    source: std::io::Error::from(std::io::ErrorKind::NotFound).into(),
                 })
             }
         }
@@ -250,9 +249,9 @@ impl rand_core::RngCore for BatchRng {
 impl rand_core::CryptoRng for BatchRng {}
 
 fn read_key(path: &Path) -> Result<Option<Identity>, IdentityError> {
-    let io = |source| IdentityError::Io {
+    let io = |source: std::io::Error| IdentityError::Io {
         path: path.into(),
-        source,
+        source: source.into(),
     };
     let meta = match std::fs::metadata(path) {
         Ok(m) => m,
@@ -287,7 +286,10 @@ fn read_key(path: &Path) -> Result<Option<Identity>, IdentityError> {
 fn create_key(dir: &Path, path: &Path) -> Result<(), IdentityError> {
     let io = |p: &Path| {
         let p = p.to_path_buf();
-        move |source| IdentityError::Io { path: p, source }
+        move |source: std::io::Error| IdentityError::Io {
+            path: p,
+            source: source.into(),
+        }
     };
     let mut nonce = [0u8; 8];
     rand::rng().fill_bytes(&mut nonce);
@@ -316,73 +318,6 @@ fn create_key(dir: &Path, path: &Path) -> Result<(), IdentityError> {
         }
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
         Err(e) => Err(io(path)(e)),
-    }
-}
-
-/// How a log signs its local writes: with the replica's default identity (loaded or made on
-/// first use), with one the app supplied, or not at all.
-pub(crate) struct Signing {
-    dir: PathBuf,
-    choice: RwLock<Choice>,
-}
-
-#[derive(Clone)]
-enum Choice {
-    /// The replica's default identity, not loaded yet.
-    Default,
-    With(Box<Identity>),
-    Off,
-}
-
-impl Signing {
-    pub fn new(dir: &Path) -> Signing {
-        Signing {
-            dir: dir.into(),
-            choice: RwLock::new(Choice::Default),
-        }
-    }
-
-    /// The identity local writes are signed with, if any.
-    pub fn current(&self) -> Result<Option<Identity>, IdentityError> {
-        let choice = self
-            .choice
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        match choice {
-            Choice::With(id) => Ok(Some(*id)),
-            Choice::Off => Ok(None),
-            Choice::Default => {
-                let mut c = self.choice.write().unwrap_or_else(|e| e.into_inner());
-                if let Choice::Default = *c {
-                    *c = Choice::With(Box::new(Identity::load_or_create(&self.dir)?));
-                }
-                Ok(match &*c {
-                    Choice::With(id) => Some((**id).clone()),
-                    _ => None,
-                })
-            }
-        }
-    }
-
-    pub fn set(&self, id: Option<Identity>) {
-        *self.choice.write().unwrap_or_else(|e| e.into_inner()) = match id {
-            Some(id) => Choice::With(Box::new(id)),
-            None => Choice::Off,
-        };
-    }
-
-    /// Builds a local node: signed now by the current identity, or unsigned when signing is
-    /// off.
-    pub fn node(
-        &self,
-        links: impl IntoIterator<Item = crate::Hash>,
-        payload: Vec<u8>,
-    ) -> crate::Result<crate::Node> {
-        Ok(match self.current()? {
-            Some(id) => crate::Node::signed(&id, now_ms(), links, payload)?,
-            None => crate::Node::new(links, payload)?,
-        })
     }
 }
 

@@ -4,7 +4,7 @@
 //! LMDB maps `data.mdb` and follows page numbers through the map without checking them, so a
 //! truncated or damaged file ends the process with SIGBUS or SIGSEGV. Reading the same
 //! structures with `pread` turns every bad page number, short file and malformed page into an
-//! error instead. [`crate::store_file`] uses this before LMDB opens a file, and salvage uses it
+//! error instead. `store/file/mod.rs` uses this before LMDB opens a file, and salvage uses it
 //! to read the feed of a file LMDB cannot be trusted with.
 //!
 //! The layout is LMDB's on a 64-bit little-endian machine (`mdb.c`, `MDB_page`, `MDB_meta`,

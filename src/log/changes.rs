@@ -1,12 +1,13 @@
 //! The changes feed as an iterator, and subscriptions to new commits.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 use tokio::sync::watch;
 
-use crate::error::Result;
+use super::error::{LogError, Result};
+use super::registry::Shared;
 use crate::hash::Hash;
-use crate::log::Log;
 use crate::node::Node;
 
 const CHUNK: usize = 512;
@@ -32,18 +33,18 @@ pub struct RawEntry {
     pub bytes: Vec<u8>,
 }
 
-/// Iterator over the changes feed; see [`Log::changes`].
+/// Iterator over the changes feed; see [`crate::Log::changes`]. It holds the log open.
 pub struct Changes {
-    log: Log,
+    log: Arc<Shared>,
     after: u64,
     buf: VecDeque<RawEntry>,
     /// An error met while filling `buf`, reported once `buf` is drained.
-    pending: Option<crate::error::Error>,
+    pending: Option<LogError>,
     failed: bool,
 }
 
 impl Changes {
-    pub(crate) fn new(log: Log, since: u64) -> Changes {
+    pub(crate) fn new(log: Arc<Shared>, since: u64) -> Changes {
         Changes {
             log,
             after: since,
@@ -126,7 +127,7 @@ impl Iterator for RawChanges {
 }
 
 /// Tells its holder when new nodes are committed, without queueing them: it carries only the
-/// newest seq, so a slow subscriber costs no memory; it then reads [`Log::changes`] from the
+/// newest seq, so a slow subscriber costs no memory; it then reads [`crate::Log::changes`] from the
 /// last seq it handled. Works from async code (`changed`) and from threads (`wait_blocking`).
 ///
 /// ```
@@ -166,83 +167,3 @@ impl Subscription {
     }
 }
 
-/// Where a stored node came from, as [`Log::origin`] and KV watch events report it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Origin {
-    /// Written through this process's handle (including merges its operators wrote).
-    Local,
-    /// Received by sync from this peer.
-    Peer(crate::peer::PeerId),
-    /// Not known here: stored by another process, before this process opened the log, or
-    /// more than [`ORIGIN_WINDOW`] commits ago.
-    Unknown,
-}
-
-/// How many recent commits [`Log::origin`] remembers (one record per commit, about 40
-/// bytes each, in memory only). A watcher that falls further behind sees
-/// [`Origin::Unknown`] for the older nodes.
-pub const ORIGIN_WINDOW: usize = 4096;
-
-/// The origins of recent commits: ranges of seqs, increasing.
-#[derive(Debug, Default)]
-pub(crate) struct Origins {
-    ranges: VecDeque<(u64, u64, Origin)>,
-}
-
-impl Origins {
-    /// Records that seqs `first..=last` came from `origin`, replacing any record from
-    /// `first` on (a transaction that was run again, or one that failed).
-    pub(crate) fn record(&mut self, first: u64, last: u64, origin: Origin) {
-        self.forget_from(first);
-        if self.ranges.len() == ORIGIN_WINDOW {
-            self.ranges.pop_front();
-        }
-        self.ranges.push_back((first, last, origin));
-    }
-
-    /// Drops the records of seqs from `first` on (their transaction did not commit).
-    pub(crate) fn forget_from(&mut self, first: u64) {
-        while self.ranges.back().is_some_and(|r| r.0 >= first) {
-            self.ranges.pop_back();
-        }
-    }
-
-    pub(crate) fn find(&self, seq: u64) -> Origin {
-        let at = self.ranges.partition_point(|r| r.1 < seq);
-        match self.ranges.get(at) {
-            Some(&(first, last, origin)) if first <= seq && seq <= last => origin,
-            _ => Origin::Unknown,
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn origins_are_found_replaced_and_bounded() {
-        let mut o = Origins::default();
-        let peer = Origin::Peer(crate::peer::PeerId([7; 16]));
-        o.record(1, 3, Origin::Local);
-        o.record(4, 4, peer);
-        assert_eq!(
-            (o.find(0), o.find(1), o.find(3)),
-            (Origin::Unknown, Origin::Local, Origin::Local)
-        );
-        assert_eq!((o.find(4), o.find(5)), (peer, Origin::Unknown));
-        // A transaction run again from seq 4 replaces the record.
-        o.record(4, 6, Origin::Local);
-        assert_eq!(o.find(5), Origin::Local);
-        o.forget_from(4);
-        assert_eq!(o.find(4), Origin::Unknown);
-        // At and far beyond the window: the oldest records go, memory stays bounded.
-        for i in 0..(3 * ORIGIN_WINDOW as u64) {
-            o.record(10 + i, 10 + i, peer);
-        }
-        assert_eq!(o.ranges.len(), ORIGIN_WINDOW);
-        assert_eq!(o.find(10), Origin::Unknown);
-        assert_eq!(o.find(9 + 3 * ORIGIN_WINDOW as u64), peer);
-    }
-}

@@ -6,11 +6,9 @@
 
 use std::ops::Bound;
 
-use crate::error::Error;
+use super::error::LogError;
 use crate::hash::{Hash, HASH_LEN};
-use crate::kv::view::Tables;
-use crate::kv::Kv;
-use crate::log::Log;
+use crate::store::{StorageError, Store};
 
 /// The fewest hex characters a hash prefix may have: shorter prefixes match too much to be a
 /// name (and invite a scan of the whole index to say so).
@@ -52,24 +50,11 @@ pub enum LookupError {
     },
     /// Reading the index failed.
     #[error(transparent)]
-    Store(#[from] Error),
+    Store(#[from] LogError),
 }
 
-impl Log {
-    /// The one stored node whose hash, in hex, starts with `prefix` (at least
-    /// [`MIN_PREFIX_HEX`] characters, any case), as git resolves short hashes. Reads at most
-    /// two index entries.
-    ///
-    /// ```
-    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// # let dir = tempfile::tempdir()?;
-    /// let log = braidlog::Log::open(dir.path())?;
-    /// let node = log.append(b"hello".to_vec())?;
-    /// assert_eq!(log.find_hash(&node.hash().short())?, node.hash());
-    /// assert!(log.find_hash("ab").is_err()); // too short to be a name
-    /// # Ok(()) }
-    /// ```
-    pub fn find_hash(&self, prefix: &str) -> Result<Hash, LookupError> {
+/// The one stored node whose hash, in hex, starts with `prefix` (see `Log::find_hash`).
+pub(crate) fn find_hash(store: &Store, prefix: &str) -> Result<Hash, LookupError> {
         let prefix = prefix.to_ascii_lowercase();
         if prefix.len() < MIN_PREFIX_HEX || prefix.len() > HASH_LEN * 2 {
             return Err(LookupError::Length {
@@ -87,19 +72,19 @@ impl Log {
             let high = u8::from_str_radix(&prefix[prefix.len() - 1..], 16).expect("checked hex");
             start.push(high << 4);
         }
-        let index = self.store().index;
-        let found: Vec<Hash> = self.store().read(|txn| {
+        let index = store.index;
+        let found: Vec<Hash> = store.read(|txn| {
             let mut out = Vec::with_capacity(2);
             for item in txn.range(index.0, Bound::Included(&start), Bound::Unbounded)? {
                 let (key, _) = item?;
                 let hash = Hash::from_slice(key)
-                    .map_err(|_| Error::Corrupt(format!("index key of {} bytes", key.len())))?;
+                    .map_err(|_| StorageError::Corrupt(format!("index key of {} bytes", key.len())))?;
                 if !hash.to_string().starts_with(&prefix) || out.len() == 2 {
                     break;
                 }
                 out.push(hash);
             }
-            Ok(out)
+            Ok::<_, LogError>(out)
         })?;
         match found.as_slice() {
             [] => Err(LookupError::NotFound { prefix }),
@@ -111,119 +96,11 @@ impl Log {
             }),
         }
     }
-}
-
-/// How many keys a namespace holds; see [`Kv::counts`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub struct KeyCounts {
-    /// Keys with a value (not deleted).
-    pub keys: u64,
-    /// Keys in conflict.
-    pub conflicts: u64,
-}
-
-/// The names of an encoded namespace path's levels, outermost first (none for the root):
-/// each is what [`Kv::namespace`] takes.
-pub fn namespace_levels(path: &[u8]) -> Vec<Vec<u8>> {
-    let mut out = Vec::new();
-    let mut rest = path;
-    while let Some((&len, tail)) = rest.split_first() {
-        let len = usize::from(len).min(tail.len());
-        out.push(tail[..len].to_vec());
-        rest = &tail[len..];
-    }
-    out
-}
-
-/// The smallest byte string greater than every string starting with `prefix`, if any.
-fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
-    let mut end = prefix.to_vec();
-    while let Some(last) = end.pop() {
-        if last < u8::MAX {
-            end.push(last + 1);
-            return Some(end);
-        }
-    }
-    None
-}
-
-impl Kv {
-    /// The encoded path of the first namespace after `after` (from the start when `None`)
-    /// that has ever held a key: one seek, whatever the number of keys. Namespaces order by
-    /// the length of their encoded path, then bytewise; the root (empty path) comes first.
-    ///
-    /// ```
-    /// # fn main() -> Result<(), braidlog::Error> {
-    /// # let dir = tempfile::tempdir().unwrap();
-    /// # let log = braidlog::Log::open(dir.path())?;
-    /// let kv = braidlog::kv::Kv::open(&log)?;
-    /// let users = kv.namespace("users")?;
-    /// users.put(b"ada", b"admin".to_vec())?;
-    /// let first = kv.next_namespace(None)?.unwrap();
-    /// assert_eq!(first, users.namespace_path());
-    /// assert_eq!(braidlog::lookup::namespace_levels(&first), vec![b"users".to_vec()]);
-    /// assert!(kv.next_namespace(Some(&first))?.is_none());
-    /// # Ok(()) }
-    /// ```
-    pub fn next_namespace(&self, after: Option<&[u8]>) -> crate::Result<Option<Vec<u8>>> {
-        let tables = Tables::open(self.log())?;
-        let start = match after {
-            None => Vec::new(),
-            Some(path) => match prefix_end(&crate::kv::op::ns_prefix(path)) {
-                Some(end) => end,
-                None => return Ok(None),
-            },
-        };
-        self.log().read(|txn| {
-            // LMDB has no empty keys: the start of the table is an unbounded range.
-            let from = match start.is_empty() {
-                true => Bound::Unbounded,
-                false => Bound::Included(start.as_slice()),
-            };
-            let first = txn
-                .range(tables.keys, from, Bound::Unbounded)?
-                .next()
-                .transpose()?;
-            let Some((id, _)) = first else {
-                return Ok(None);
-            };
-            let path = id
-                .first()
-                .and_then(|&len| id.get(1..1 + usize::from(len)))
-                .ok_or_else(|| Error::Corrupt(format!("kv key id of {} bytes", id.len())))?;
-            Ok(Some(path.to_vec()))
-        })
-    }
-
-    /// How many keys of this namespace have a value, and how many are in conflict: a scan of
-    /// the namespace's per-key counts (16 bytes a key, no values).
-    pub fn counts(&self) -> crate::Result<KeyCounts> {
-        let tables = Tables::open(self.log())?;
-        let prefix = crate::kv::op::ns_prefix(self.namespace_path());
-        self.log().read(|txn| {
-            let mut counts = KeyCounts::default();
-            for item in txn.prefix(tables.keys, &prefix)? {
-                let (_, value) = item?;
-                // versions u64 ++ puts u64: present when some current version is a put.
-                let puts = value
-                    .get(8..16)
-                    .map(|b| u64::from_be_bytes(b.try_into().expect("8 bytes")))
-                    .ok_or_else(|| Error::Corrupt(format!("kv counts of {} bytes", value.len())))?;
-                counts.keys += u64::from(puts > 0);
-            }
-            for item in txn.prefix(tables.conflicts, &prefix)? {
-                item?;
-                counts.conflicts += 1;
-            }
-            Ok(counts)
-        })
-    }
-}
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::log::Log;
 
     /// Hashes that share their first hex digits: a prefix that matches two is ambiguous, one
     /// more digit names one, and a prefix of no stored hash is unknown.
@@ -336,48 +213,5 @@ mod tests {
     fn common_hex(a: &Hash, b: &Hash) -> usize {
         let (a, b) = (a.to_string(), b.to_string());
         a.chars().zip(b.chars()).take_while(|(x, y)| x == y).count()
-    }
-
-    #[test]
-    fn namespaces_are_walked_in_order_with_counts() {
-        let dir = tempfile::tempdir().unwrap();
-        let log = Log::open(dir.path()).unwrap();
-        let kv = Kv::open(&log).unwrap();
-        assert!(kv.next_namespace(None).unwrap().is_none());
-        kv.put("top", b"1".to_vec()).unwrap();
-        let app = kv.namespace("app").unwrap();
-        app.put("a", b"1".to_vec()).unwrap();
-        app.put("gone", b"1".to_vec()).unwrap();
-        app.del("gone").unwrap();
-        let deep = app.namespace("deep").unwrap();
-        deep.put("x", b"1".to_vec()).unwrap();
-        // A conflict: two writes that did not see each other.
-        let base = log.heads().unwrap();
-        let z = kv.namespace([0xFFu8; 63]).unwrap();
-        for v in [b"l", b"r"] {
-            let op = crate::kv::KvOp::new(z.namespace_path(), b"k", crate::kv::Op::Put(v.to_vec()));
-            log.add(base.clone(), op.unwrap().encode()).unwrap();
-        }
-        let mut seen = Vec::new();
-        let mut after = None;
-        while let Some(path) = kv.next_namespace(after.as_deref()).unwrap() {
-            let mut handle = kv.clone();
-            for level in namespace_levels(&path) {
-                handle = handle.namespace(level).unwrap();
-            }
-            assert_eq!(handle.namespace_path(), path);
-            let counts = handle.counts().unwrap();
-            seen.push((namespace_levels(&path), counts.keys, counts.conflicts));
-            after = Some(path);
-        }
-        assert_eq!(
-            seen,
-            vec![
-                (vec![], 1, 0),
-                (vec![b"app".to_vec()], 1, 0),
-                (vec![b"app".to_vec(), b"deep".to_vec()], 1, 0),
-                (vec![vec![0xFF; 63]], 1, 1),
-            ]
-        );
     }
 }
