@@ -133,7 +133,7 @@ fn run(r: &Replica, other: &Replica, steps: &[Step]) {
                 let payload = KvOp::new(b"", key, op(value)).unwrap().encode();
                 let versions = r.kv.versions(key).unwrap().hashes();
                 r.log
-                    .transaction(|w| {
+                    .transaction_typed(|w| {
                         let links = fold_with_width(
                             w,
                             b"",
@@ -142,7 +142,7 @@ fn run(r: &Replica, other: &Replica, steps: &[Step]) {
                             room.into(),
                             width.into(),
                         )?;
-                        w.add(links, payload.clone())
+                        Ok::<_, crate::kv::KvError>(w.add(links, payload.clone())?)
                     })
                     .unwrap();
             }

@@ -455,7 +455,7 @@ impl View for KvView {
 mod tests {
     use super::*;
     use crate::kv::op::key_id;
-    use crate::kv::Kv;
+    use crate::kv::{Kv, KvError};
 
     fn setup() -> (tempfile::TempDir, Log, Kv) {
         let dir = tempfile::tempdir().unwrap();
@@ -471,7 +471,7 @@ mod tests {
                 let (k, v) = item?;
                 out.push((k.to_vec(), v.to_vec()));
             }
-            Ok(out)
+            Ok::<_, StorageError>(out)
         })
         .unwrap()
     }
@@ -631,7 +631,7 @@ mod tests {
             .unwrap();
         let before = log.len().unwrap();
         let err = kv.put(b"k", b"2".to_vec()).unwrap_err();
-        assert!(matches!(err, StorageError::Corrupt(_)), "{err}");
+        assert!(matches!(err, KvError::Log(LogError::Storage(StorageError::Corrupt(_)))), "{err}");
         assert_eq!(log.len().unwrap(), before, "nothing stored");
         assert!(!log.verify().unwrap().is_ok());
         log.reindex().unwrap();

@@ -413,8 +413,8 @@ mod tests {
     use super::*;
     use crate::store::tables::raw::seq_key;
     use crate::store::{Store, WriteTxn};
-    use crate::log::{Change, View};
-use crate::store::{Table, ViewTxn};
+    use crate::log::{Change, Log, View};
+    use crate::store::{Table, ViewTxn};
 
     fn diamond() -> (tempfile::TempDir, Log, Vec<Node>) {
         let dir = tempfile::tempdir().unwrap();
@@ -432,7 +432,7 @@ use crate::store::{Table, ViewTxn};
         store
             .write(|txn| {
                 f(txn, store);
-                Ok(())
+                Ok::<_, StorageError>(())
             })
             .unwrap();
     }
@@ -567,11 +567,11 @@ use crate::store::{Table, ViewTxn};
             vec![self.0]
         }
         fn apply(&self, txn: &mut ViewTxn<'_, '_>, change: Change<'_>) -> Result<()> {
-            txn.put(
+            Ok(txn.put(
                 self.0,
                 change.node.hash().as_bytes(),
                 &change.seq.to_be_bytes(),
-            )
+            )?)
         }
     }
 

@@ -214,7 +214,7 @@ pub(crate) fn check_unique(views: &[Registered], name: &str) -> Result<()> {
 mod tests {
     use super::*;
     use crate::log::Log;
-    use crate::log::store_node;
+    use crate::log::write::store_node;
 
     struct Seen(Table);
     impl View for Seen {
@@ -225,7 +225,7 @@ mod tests {
             vec![self.0]
         }
         fn apply(&self, txn: &mut ViewTxn<'_, '_>, change: Change<'_>) -> Result<()> {
-            txn.put(self.0, change.node.hash().as_bytes(), &[])
+            Ok(txn.put(self.0, change.node.hash().as_bytes(), &[])?)
         }
     }
 
@@ -277,7 +277,7 @@ mod tests {
         let log = Log::open(dir.path()).unwrap();
         for name in ["feed-v1", "index-v1", "heads-v1", "meta-v1", "braidlog-x"] {
             assert!(
-                matches!(log.create_table(name), Err(Error::ReservedTable { .. })),
+                matches!(log.create_table(name), Err(LogError::Storage(crate::store::StorageError::ReservedTable { .. }))),
                 "{name}"
             );
         }
@@ -285,7 +285,7 @@ mod tests {
         let other = log.create_table("other-v1").unwrap();
         log.register_view(Arc::new(Sneaky(own, other))).unwrap();
         let err = log.append(b"x".to_vec()).unwrap_err();
-        assert!(matches!(err, Error::Aborted { .. }), "{err}");
+        assert!(matches!(err, LogError::Storage(crate::store::StorageError::Aborted { .. })), "{err}");
         assert_eq!(log.len().unwrap(), 0, "nothing committed");
         assert_eq!(log.read(|txn| txn.len(other)).unwrap(), 0);
     }

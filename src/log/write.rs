@@ -115,11 +115,6 @@ impl Writer<'_, '_> {
         *self.seq
     }
 
-    /// The store this transaction writes.
-    pub(crate) fn store(&self) -> &Store {
-        self.store
-    }
-
     /// Makes this transaction abort, whatever the code running it returns.
     pub(crate) fn cancel(&mut self) {
         self.txn.cancel();

@@ -207,7 +207,7 @@ struct OperatorCounter {
 
 impl App for OperatorCounter {
     fn setup(&mut self, r: &Replica) -> Result<()> {
-        r.kv().register_merge("n/", crate::kv::Counter)
+        Ok(r.kv().register_merge("n/", crate::kv::Counter)?)
     }
     fn op(&mut self, r: &Replica, input: &mut Input<'_>) -> Result<()> {
         let delta = i64::from(input.byte() % 7) - 3;

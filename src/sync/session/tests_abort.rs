@@ -54,10 +54,11 @@ impl SyncStore for Filling {
     fn insert_batch(&self, nodes: &[Node]) -> Result<Vec<Inserted>> {
         let room = self.room.load(Ordering::SeqCst);
         if nodes.len() > room {
-            return Err(Error::DiskFull {
+            return Err(crate::store::StorageError::DiskFull {
                 path: "/full".into(),
                 available: 0,
-            });
+            }
+            .into());
         }
         self.room.store(room - nodes.len(), Ordering::SeqCst);
         self.mem.insert_batch(nodes)
@@ -113,7 +114,7 @@ fn a_full_disk_is_counted_and_reaches_the_peer_as_an_abort() {
         deliver(&mut b, &mut a, &mut da).expect("the sender never fails");
     };
     assert!(
-        matches!(err, SyncError::Store(Error::DiskFull { .. })),
+        matches!(err, SyncError::Store(Error::Storage(crate::store::StorageError::DiskFull { .. }))),
         "{err:?}"
     );
     let abort = b
