@@ -53,7 +53,7 @@
 //! - [`sync`]: replication over any byte stream: the wire format, the sans-IO session, the
 //!   tokio driver, one server for TCP and iroh; [`SyncError`].
 //! - `salvage`: copying the genuine nodes out of a damaged store.
-//! - [`sim`]: the simulator: N replicas under fuzzer- or seed-driven schedules with
+//! - `sim` (feature `sim`): the simulator: N replicas under fuzzer- or seed-driven schedules with
 //!   convergence checks an application extends with its own merge logic and invariants.
 //! - `error`: the umbrella [`Error`] every layer's error converts into.
 
@@ -65,6 +65,7 @@ mod log;
 mod node;
 #[cfg(all(unix, target_pointer_width = "64", target_endian = "little"))]
 mod salvage;
+#[cfg(feature = "sim")]
 pub mod sim;
 mod store;
 pub mod sync;

@@ -157,6 +157,7 @@ impl Log {
     /// straight into the map (`MDB_WRITEMAP`), which saves a system call per dirty page at
     /// every commit (a third of a simulated run) but leaves the store open to stray writes in
     /// the process. Never for data that matters.
+    #[cfg(feature = "sim")]
     pub(crate) fn open_scratch(dir: &Path, map_size: usize) -> Result<Log> {
         let store = StoreOptions {
             map_size,
@@ -375,6 +376,7 @@ impl Log {
     /// handle on it: no node, no view data, no policy, no peer records, no merge operators,
     /// no remembered origins; the peer id stays. The commit notifications start again from
     /// 0, so no subscription may outlive the reset.
+    #[cfg(feature = "sim")]
     pub(crate) fn clear_for_reuse(&self) -> Result<()> {
         let store = self.store();
         store.write_retrying(|txn| store.clear_for_reuse(txn))?;

@@ -172,6 +172,7 @@ impl Hooks {
     }
 
     /// Forgets every hook (the simulator's reuse of a log, `Log::clear_for_reuse`).
+    #[cfg(feature = "sim")]
     pub(crate) fn clear(&self) {
         self.list.write().unwrap_or_else(|e| e.into_inner()).clear();
     }

@@ -88,6 +88,9 @@
 //! - [`checks`]: braidlog's own fuzz checks (decoder, log, sync, KV against models).
 
 mod app;
+/// braidlog's own fuzz targets and corpus replays (`fuzz/`, `tests/fuzz_corpus.rs`): not part
+/// of the public API, and free to change.
+#[doc(hidden)]
 pub mod checks;
 mod input;
 mod pool;

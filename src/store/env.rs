@@ -288,6 +288,7 @@ impl Store {
     /// Empties the store for reuse by the simulator, in `txn`: the feed, index, heads, every
     /// view table, and the meta records about views, peers and policies. The format version
     /// and the peer id stay, so the store reads as freshly opened.
+    #[cfg(feature = "sim")]
     pub(crate) fn clear_for_reuse(&self, txn: &mut WriteTxn<'_>) -> Result<()> {
         for t in [self.feed.0, self.index.0, self.heads.0] {
             txn.clear(t)?;

@@ -300,6 +300,7 @@ impl Meta {
 
     /// Forgets everything but the format version and the peer id (see
     /// `Store::clear_for_reuse`).
+    #[cfg(feature = "sim")]
     pub fn clear_for_reuse(&self, txn: &mut WriteTxn<'_>) -> Result<()> {
         let keep = [meta::FORMAT, meta::PEER_ID, meta::PEER_ID_FILE];
         let keys: Vec<Vec<u8>> = txn
