@@ -86,7 +86,7 @@ fn main() {
     let mut copies = received(&nodes);
     let start = Instant::now();
     for chunk in copies.chunks_mut(256) {
-        braidlog::node::verify_signatures(chunk).unwrap();
+        braidlog::verify_signatures(chunk).unwrap();
     }
     let batch = row(
         "verify, batches of 256, one core",
@@ -96,7 +96,7 @@ fn main() {
     );
     let mut copies = received(&nodes);
     let start = Instant::now();
-    braidlog::policy::verify_parallel(&mut copies).unwrap();
+    braidlog::verify_parallel(&mut copies).unwrap();
     row(
         "verify, batches on every core",
         m,

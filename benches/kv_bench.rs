@@ -409,7 +409,7 @@ fn merge_toolkit() {
                         .encode();
                     w.add([base], p).map(|n| n.hash())
                 })
-                .collect::<braidlog::Result<Vec<_>>>()
+                .collect::<Result<Vec<_>, braidlog::LogError>>()
         })
         .unwrap();
     let secs = median(11, || {

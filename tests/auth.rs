@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use braidlog::kv::Kv;
 use braidlog::sync::codec::{self, Decoder};
 use braidlog::sync::{sync, Message, Mode, SyncError, SyncOptions, SyncReport};
-use braidlog::{Error, Hash, Identity, Log, Node, Policy, PolicyError, PolicyMode};
+use braidlog::{Hash, Identity, Log, LogError, Node, Policy, PolicyError, PolicyMode};
 use quickcheck::{Arbitrary, Gen, QuickCheck, TestResult};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -103,7 +103,7 @@ fn a_replica_signs_with_its_own_identity_kept_in_its_directory() {
     let node = r.log.append(b"x".to_vec()).unwrap();
     assert_eq!(node.author(), Some(id.public_key()));
     assert!(node.timestamp_ms().unwrap() > 1_600_000_000_000);
-    let path = r.log.path().join(braidlog::identity::IDENTITY_FILE);
+    let path = r.log.path().join(braidlog::IDENTITY_FILE);
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -212,7 +212,7 @@ async fn unsigned_nodes_are_rejected_where_signatures_are_required() {
     b.log.set_identity(None);
     assert!(matches!(
         b.log.append(b"x".to_vec()),
-        Err(Error::Policy(PolicyError::Unsigned { .. }))
+        Err(LogError::Policy(PolicyError::Unsigned { .. }))
     ));
     assert_verified(&b.log);
 }
@@ -285,7 +285,7 @@ fn a_forged_node_is_never_stored_whatever_the_policy() {
     bytes[last] ^= 1;
     assert!(matches!(
         r.log.insert_bytes(&bytes),
-        Err(Error::Node(braidlog::NodeError::BadSignature { .. }))
+        Err(LogError::Node(braidlog::NodeError::BadSignature { .. }))
     ));
     assert!(r.log.is_empty().unwrap());
 }
@@ -499,7 +499,7 @@ async fn a_signed_node_at_the_payload_limit_replicates() {
     assert!(big.encoded_len() <= braidlog::MAX_NODE_BYTES);
     assert!(matches!(
         a.log.append(vec![7u8; braidlog::MAX_PAYLOAD_BYTES + 1]),
-        Err(Error::Node(braidlog::NodeError::PayloadTooLarge { .. }))
+        Err(LogError::Node(braidlog::NodeError::PayloadTooLarge { .. }))
     ));
     b.log.set_policy(&Policy::new(PolicyMode::Signed)).unwrap();
     let (ra, rb) = pair(&a.log, &b.log).await;

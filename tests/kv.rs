@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use braidlog::kv::{Entry, Kv, KvError, Op, Version};
-use braidlog::{Error, Hash, Log};
+use braidlog::{Hash, Log};
 
 mod common;
 
@@ -44,7 +44,7 @@ fn put_val(s: &str) -> Option<Vec<u8>> {
     Some(s.as_bytes().to_vec())
 }
 
-fn keys(scan: impl Iterator<Item = Result<Entry, Error>>) -> Vec<Vec<u8>> {
+fn keys(scan: impl Iterator<Item = Result<Entry, KvError>>) -> Vec<Vec<u8>> {
     scan.map(|e| e.unwrap().key).collect()
 }
 
@@ -151,7 +151,7 @@ fn concurrent_puts_show_both_versions_on_both_replicas() {
         assert_eq!(conflicts[0].key, b"k");
         assert_eq!(conflicts[0].versions, got);
         match r.kv.get_single(b"k") {
-            Err(Error::Kv(KvError::Conflict { key, versions })) => {
+            Err(KvError::Conflict { key, versions }) => {
                 assert_eq!(key, b"k");
                 assert_eq!(versions.len(), 2);
             }
@@ -527,7 +527,7 @@ fn limits_are_enforced() {
     let long = vec![b'k'; braidlog::kv::MAX_KEY_LEN + 1];
     assert!(matches!(
         r.kv.put(&long, b"v".to_vec()),
-        Err(Error::Kv(KvError::KeyTooLong { .. }))
+        Err(KvError::KeyTooLong { .. })
     ));
     assert!(r.kv.get(&long).is_err());
     let max = vec![0u8; braidlog::kv::MAX_KEY_LEN];
@@ -643,10 +643,7 @@ fn typed_values() {
     assert_eq!(pa.get(b"p").unwrap(), None);
     // A value that does not decode names its version.
     a.kv.put(b"bad", vec![0xff; 11]).unwrap();
-    assert!(matches!(
-        pa.get(b"bad"),
-        Err(Error::Kv(KvError::Codec { .. }))
-    ));
+    assert!(matches!(pa.get(b"bad"), Err(KvError::Codec { .. })));
 }
 
 // ---- properties -------------------------------------------------------------------------

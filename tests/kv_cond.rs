@@ -29,11 +29,11 @@ fn write_if_refuses_a_key_that_changed_and_names_the_current_versions() {
     let before = log.len().unwrap();
     let err = kv.put_if(b"k", &[a], b"3".to_vec()).unwrap_err();
     match err {
-        Error::Kv(KvError::Changed {
+        KvError::Changed {
             key,
             expected,
             current,
-        }) => assert_eq!((key, expected, current), (b"k".to_vec(), vec![a], vec![b])),
+        } => assert_eq!((key, expected, current), (b"k".to_vec(), vec![a], vec![b])),
         other => panic!("{other}"),
     }
     assert_eq!(log.len().unwrap(), before, "nothing written");
@@ -81,7 +81,7 @@ fn update_gives_up_after_its_bound_with_the_typed_error() {
             b"mine".to_vec()
         })
         .unwrap_err();
-    assert!(matches!(err, Error::Kv(KvError::Changed { .. })), "{err}");
+    assert!(matches!(err, KvError::Changed { .. }), "{err}");
     assert_eq!(calls, braidlog::kv::MAX_UPDATE_TRIES);
     // try_update can decline without writing.
     assert_eq!(kv.try_update::<Error>(b"x", |_| Ok(None)).unwrap(), None);
@@ -125,13 +125,10 @@ fn resolve_pick_reads_and_resolves_in_one_transaction_with_typed_errors() {
         .write_with_links(b"c", Op::Put(b"green".to_vec()), [root])
         .unwrap();
     let err = kv.resolve_pick(b"c", &root.to_string()).unwrap_err();
-    assert!(
-        matches!(err, Error::Kv(KvError::NoSuchVersion { .. })),
-        "{err}"
-    );
+    assert!(matches!(err, KvError::NoSuchVersion { .. }), "{err}");
     let err = kv.resolve_pick(b"c", "").unwrap_err();
     assert!(
-        matches!(err, Error::Kv(KvError::AmbiguousVersion { matches: 2, .. })),
+        matches!(err, KvError::AmbiguousVersion { matches: 2, .. }),
         "{err}"
     );
     let r = kv.resolve_pick(b"c", &green.to_string()).unwrap().unwrap();
@@ -158,8 +155,8 @@ fn try_resolve_writes_nothing_when_the_merge_fails() {
         No,
         Store,
     }
-    impl From<Error> for AppError {
-        fn from(_: Error) -> Self {
+    impl From<KvError> for AppError {
+        fn from(_: KvError) -> Self {
             AppError::Store
         }
     }
@@ -231,10 +228,7 @@ fn merge_base_and_history_since_follow_the_keys_dag() {
     // Not an operation on the key: a typed error.
     let other = kv.put(b"other", b"p".to_vec()).unwrap();
     let err = kv.merge_base(b"k", &[m1, other]).unwrap_err();
-    assert!(
-        matches!(err, Error::Kv(KvError::NotAnOperation { .. })),
-        "{err}"
-    );
+    assert!(matches!(err, KvError::NotAnOperation { .. }), "{err}");
 
     let since: Vec<Hash> = kv
         .history_since(b"k", b)

@@ -197,7 +197,7 @@ fn a_scan_sees_a_key_rewritten_between_chunks() {
                 let op = KvOp::new(b"", &key(i), Op::Put(vec![1])).unwrap();
                 Ok(w.add([], op.encode())?.hash())
             })
-            .collect::<braidlog::Result<_>>()?;
+            .collect::<Result<_, braidlog::LogError>>()?;
         Ok(())
     })
     .unwrap();

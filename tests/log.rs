@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeSet, HashSet};
 
-use braidlog::{Durability, Error, Hash, Inserted, Log, LogOptions, Node, NodeError};
+use braidlog::{Durability, Hash, Inserted, Log, LogError, LogOptions, Node, NodeError};
 use quickcheck::{quickcheck, Gen, TestResult};
 
 fn open() -> (tempfile::TempDir, Log) {
@@ -92,7 +92,7 @@ fn add_rejects_a_missing_link_and_changes_nothing() {
     let ghost = Hash::of(b"never stored");
     let err = log.add([a.hash(), ghost], b"b".to_vec()).unwrap_err();
     assert!(
-        matches!(err, Error::MissingLink { link, .. } if link == ghost),
+        matches!(err, LogError::MissingLink { link, .. } if link == ghost),
         "{err}"
     );
     assert_eq!(log.len().unwrap(), 1);
@@ -106,7 +106,7 @@ fn a_batch_is_all_or_nothing() {
     let b = Node::new([a.hash()], b"b".to_vec()).unwrap();
     let bad = Node::new([Hash::of(b"nowhere")], b"c".to_vec()).unwrap();
     let err = log.insert_batch(&[a.clone(), b.clone(), bad]).unwrap_err();
-    assert!(matches!(err, Error::MissingLink { .. }));
+    assert!(matches!(err, LogError::MissingLink { .. }));
     assert!(log.is_empty().unwrap());
     assert_eq!(log.last_seq().unwrap(), 0);
 
@@ -132,7 +132,7 @@ fn insert_is_idempotent_and_checks_bytes() {
     bad.push(0);
     assert!(matches!(
         log.insert_bytes(&bad),
-        Err(Error::Node(NodeError::TrailingBytes { extra: 1 }))
+        Err(LogError::Node(NodeError::TrailingBytes { extra: 1 }))
     ));
     assert_eq!(log.len().unwrap(), 1);
     assert_eq!(log.get(&a.hash()).unwrap(), Some(a.clone()));
@@ -148,7 +148,7 @@ fn limits_are_enforced_on_add() {
         .unwrap_err();
     assert!(matches!(
         err,
-        Error::Node(NodeError::PayloadTooLarge { .. })
+        LogError::Node(NodeError::PayloadTooLarge { .. })
     ));
     assert!(log.is_empty().unwrap());
 }

@@ -196,10 +196,7 @@ fn counters_sum_through_criss_cross_merges_up_to_the_recursion_limit() {
     for levels in [64, 100] {
         let (value, _) = crossed(levels);
         assert!(
-            matches!(
-                value,
-                Err(braidlog::Error::Kv(braidlog::kv::KvError::Codec { .. }))
-            ),
+            matches!(value, Err(braidlog::kv::KvError::Codec { .. })),
             "{levels} levels: {value:?}"
         );
     }

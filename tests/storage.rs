@@ -8,8 +8,8 @@ use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
 use braidlog::sync::{sync, Mode, SyncOptions};
-use braidlog::view::{Change, Table, View, ViewTxn};
-use braidlog::{Durability, Error, Hash, Kv, Log, LogOptions};
+use braidlog::{Change, Table, View, ViewTxn};
+use braidlog::{Durability, Hash, Kv, KvError, Log, LogError, LogOptions, StorageError};
 
 fn small(dir: &Path) -> Log {
     let options = LogOptions {
@@ -44,7 +44,10 @@ fn a_swallowed_missing_link_commits_nothing() {
             Ok(())
         })
         .unwrap_err();
-    assert!(matches!(err, Error::Aborted { .. }), "{err}");
+    assert!(
+        matches!(err, LogError::Storage(StorageError::Aborted { .. })),
+        "{err}"
+    );
     assert_eq!(
         log.len().unwrap(),
         1,
@@ -64,14 +67,14 @@ impl View for Picky {
     fn tables(&self) -> Vec<Table> {
         vec![self.0]
     }
-    fn apply(&self, txn: &mut ViewTxn<'_, '_>, change: Change<'_>) -> braidlog::Result<()> {
+    fn apply(&self, txn: &mut ViewTxn<'_, '_>, change: Change<'_>) -> Result<(), LogError> {
         if change.node.payload().starts_with(b"!") {
-            return Err(Error::View {
+            return Err(LogError::View {
                 view: "picky".into(),
                 message: "refused".into(),
             });
         }
-        txn.put(self.0, change.node.hash().as_bytes(), &[])
+        Ok(txn.put(self.0, change.node.hash().as_bytes(), &[])?)
     }
 }
 
@@ -88,7 +91,10 @@ fn a_swallowed_view_error_commits_nothing() {
             Ok(())
         })
         .unwrap_err();
-    assert!(matches!(err, Error::Aborted { .. }), "{err}");
+    assert!(
+        matches!(err, LogError::Storage(StorageError::Aborted { .. })),
+        "{err}"
+    );
     assert_eq!(log.len().unwrap(), 1);
     assert!(log.verify().unwrap().is_ok());
     // The store still takes writes, and the watermark did not move past a lost node.
@@ -183,7 +189,7 @@ fn writes_larger_than_the_map_grow_it_without_running_user_code_twice() {
         assert_eq!(runs, 1, "the closure ran once per call");
         match r {
             Ok(()) => break,
-            Err(Error::Storage(s)) if s.is_map_full() && attempts < 5 => continue,
+            Err(LogError::Storage(s)) if s.is_map_full() && attempts < 5 => continue,
             Err(e) => panic!("{e}"),
         }
     }
@@ -274,13 +280,19 @@ async fn a_damaged_node_is_reported_never_returned_or_sent() {
 
     let err = log.get(&victim.hash()).unwrap_err();
     assert!(
-        matches!(err, Error::Damaged { seq: 2, expected, .. } if expected == victim.hash()),
+        matches!(err, LogError::Storage(StorageError::Damaged { seq: 2, expected, .. }) if expected == victim.hash()),
         "{err}"
     );
-    assert!(matches!(log.get_by_seq(2), Err(Error::Damaged { .. })));
+    assert!(matches!(
+        log.get_by_seq(2),
+        Err(LogError::Storage(StorageError::Damaged { .. }))
+    ));
     let feed: Vec<_> = log.changes(0).collect();
     assert!(feed[0].is_ok(), "entries before the damage still read");
-    assert!(matches!(feed[1], Err(Error::Damaged { seq: 2, .. })));
+    assert!(matches!(
+        feed[1],
+        Err(LogError::Storage(StorageError::Damaged { seq: 2, .. }))
+    ));
     assert!(log.walk_back([after.hash()], |_, _| Ok(true)).is_err());
     let report = log.verify().unwrap();
     assert!(!report.is_ok());
@@ -343,15 +355,20 @@ fn a_read_only_open_never_writes() {
         assert!(report.is_ok() && report.views == 1, "{report:?}");
         assert!(matches!(
             log.append(b"y".to_vec()),
-            Err(Error::ReadOnly { .. })
+            Err(LogError::Storage(StorageError::ReadOnly { .. }))
         ));
-        assert!(matches!(kv.put("k", "w"), Err(Error::ReadOnly { .. })));
+        assert!(matches!(
+            kv.put("k", "w"),
+            Err(KvError::Log(LogError::Storage(
+                StorageError::ReadOnly { .. }
+            )))
+        ));
     }
     assert!(fingerprint(dir.path()) == before, "data.mdb untouched");
     let missing = dir.path().join("nothing-here");
     assert!(matches!(
         Log::open_read_only(&missing),
-        Err(Error::NotAStore { .. })
+        Err(LogError::Storage(StorageError::NotAStore { .. }))
     ));
     assert!(!missing.exists(), "a read-only open creates nothing");
 }

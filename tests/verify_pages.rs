@@ -4,8 +4,8 @@
 use std::os::unix::fs::FileExt;
 use std::time::Instant;
 
-use braidlog::verify::Violation;
 use braidlog::Log;
+use braidlog::Violation;
 
 const PAGE: u64 = 4096;
 
@@ -84,7 +84,7 @@ fn measure_the_page_walk_on_a_hundred_thousand_nodes() {
     let all = t.elapsed();
     assert!(report.is_ok());
     let t = Instant::now();
-    let pages = braidlog::store_file::check_pages(dir.path()).unwrap();
+    let pages = braidlog::check_pages(dir.path()).unwrap();
     let walk = t.elapsed();
     let size = std::fs::metadata(dir.path().join("data.mdb"))
         .unwrap()
