@@ -174,7 +174,7 @@ fn main() {
     let a = Log::open_with(da.path(), nosync.clone()).unwrap();
     let b = Log::open_with(db.path(), nosync).unwrap();
     for chunk in signed_chain(&id, n).chunks(BATCH) {
-        a.insert_batch(chunk).unwrap();
+        a.insert(chunk).unwrap();
     }
     b.set_policy(&Policy::new(PolicyMode::Signed)).unwrap();
     let rt = tokio::runtime::Builder::new_multi_thread()

@@ -51,11 +51,11 @@ fn fill(log: &Log, n: usize) {
         prev = vec![node.hash()];
         batch.push(node);
         if batch.len() == 10_000 {
-            log.insert_batch(&batch).unwrap();
+            log.insert(&batch).unwrap();
             batch.clear();
         }
     }
-    log.insert_batch(&batch).unwrap();
+    log.insert(&batch).unwrap();
 }
 
 fn loopback() -> IrohConfig {

@@ -10,6 +10,7 @@
 //! many-versions part: `BRAID_BENCH_KV_ONLY=versions`; only the merge toolkit:
 //! `BRAID_BENCH_KV_ONLY=merge`).
 
+use braidlog::kv::{Deterministic, KvRead};
 use std::time::Instant;
 
 use braidlog::kv::{Counter, KvOp, Op};
@@ -183,7 +184,7 @@ fn main() {
     );
     let t = Instant::now();
     for i in 0..m {
-        a.resolve_deterministic(format!("key/{i:08}"))
+        a.resolve(format!("key/{i:08}"), Deterministic)
             .unwrap()
             .unwrap();
     }
@@ -252,7 +253,7 @@ fn many_versions_of_one_key() {
                 (Some(tmp), kv)
             };
             let t = Instant::now();
-            kv.resolve_deterministic(b"hot").unwrap().unwrap();
+            kv.resolve(b"hot", Deterministic).unwrap().unwrap();
             best = best.min(t.elapsed().as_secs_f64());
             assert_eq!(kv.get(b"hot").unwrap().unwrap().len(), 1);
         }

@@ -3,6 +3,7 @@
 //! `cargo bench --bench micro` (a few minutes: small samples, short measurement times).
 //! Filter with a name, e.g. `cargo bench --bench micro -- log/get`.
 
+use braidlog::kv::{KvRead, Write};
 use std::hint::black_box;
 use std::time::Duration;
 
@@ -102,7 +103,15 @@ fn log_writes(c: &mut Criterion) {
                         })
                         .collect::<Vec<_>>()
                 },
-                |batch| log.add_batch(batch).unwrap(),
+                |batch| {
+                    log.transaction(|w| {
+                        batch
+                            .into_iter()
+                            .map(|(l, p)| w.add(l, p))
+                            .collect::<Result<Vec<_>, _>>()
+                    })
+                    .unwrap()
+                },
                 BatchSize::PerIteration,
             )
         });
@@ -119,7 +128,7 @@ fn log_writes(c: &mut Criterion) {
                         })
                         .collect::<Vec<_>>()
                 },
-                |nodes| log.insert_batch(&nodes).unwrap(),
+                |nodes| log.insert(&nodes).unwrap(),
                 BatchSize::PerIteration,
             )
         });
@@ -132,7 +141,13 @@ fn log_reads(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let log = open(dir.path(), Durability::NoSync);
     let nodes: Vec<Node> = log
-        .add_batch((0..10_000).map(|i| (Vec::new(), payload(i, 100))))
+        .transaction(|w| {
+            (0..10_000)
+                .map(|i| (Vec::new(), payload(i, 100)))
+                .into_iter()
+                .map(|(l, p)| w.add(l, p))
+                .collect::<Result<Vec<_>, _>>()
+        })
         .unwrap();
     let hashes: Vec<Hash> = nodes.iter().map(Node::hash).collect();
     let mut i = 0usize;
@@ -169,10 +184,16 @@ fn kv(c: &mut Criterion) {
         kv.put(format!("key/{i:05}"), payload(i, 100)).unwrap();
     }
     let base = kv.put("conflicted", b"base".to_vec()).unwrap();
-    kv.write_with_links("conflicted", Op::Put(b"x".to_vec()), [base])
-        .unwrap();
-    kv.write_with_links("conflicted", Op::Put(b"y".to_vec()), [base])
-        .unwrap();
+    kv.write(
+        "conflicted",
+        Write::from(Op::Put(b"x".to_vec())).superseding([base]),
+    )
+    .unwrap();
+    kv.write(
+        "conflicted",
+        Write::from(Op::Put(b"y".to_vec())).superseding([base]),
+    )
+    .unwrap();
     g.throughput(Throughput::Elements(1));
     let mut i = 0u64;
     g.bench_function("put/nosync/100B", |b| {

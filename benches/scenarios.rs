@@ -243,7 +243,7 @@ fn braid_batch_with(
             prev = Some(node.hash());
             nodes.push(node);
         }
-        log.insert_batch(&nodes).unwrap();
+        log.insert(&nodes).unwrap();
         timed += start.elapsed();
         i += m;
     }
@@ -291,7 +291,7 @@ fn braid_clone(dir: &Path, n: usize, size: usize) -> (usize, Duration) {
     )
     .unwrap();
     chain(n, size, |batch| {
-        a.insert_batch(&batch).unwrap();
+        a.insert(&batch).unwrap();
     });
     let b = Log::open(dir.join("b")).unwrap();
     let start = Instant::now();
@@ -300,11 +300,11 @@ fn braid_clone(dir: &Path, n: usize, size: usize) -> (usize, Duration) {
         let entry = entry.unwrap();
         batch.push(Node::decode_expecting(&entry.bytes, entry.hash).unwrap());
         if batch.len() == BATCH {
-            b.insert_batch(&batch).unwrap();
+            b.insert(&batch).unwrap();
             batch.clear();
         }
     }
-    b.insert_batch(&batch).unwrap();
+    b.insert(&batch).unwrap();
     let elapsed = start.elapsed();
     assert_eq!(b.len().unwrap(), n as u64);
     (n, elapsed)

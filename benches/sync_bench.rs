@@ -300,7 +300,7 @@ impl Replica {
                     node
                 })
                 .collect();
-            log.insert_batch(&nodes).unwrap();
+            log.insert(&nodes).unwrap();
             i += m;
         }
         self.next += n;

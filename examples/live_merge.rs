@@ -10,7 +10,9 @@
 //!
 //! `cargo run --example live_merge`
 
+use braidlog::kv::MergeFn;
 use braidlog::kv::{Kv, Op, Origin, Version};
+use braidlog::kv::{KvRead, Write};
 use braidlog::sync::{sync, Mode, SyncOptions};
 use braidlog::Log;
 
@@ -62,10 +64,9 @@ pub async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     kb.put("doc/shopping", "milk\nbread\nbutter\n")?;
     // a edits concurrently, before b's edit reaches it: adds eggs, linking only the base.
-    ka.write_with_links(
+    ka.write(
         "doc/shopping",
-        Op::Put(b"milk\nbread\ntea\neggs\n".to_vec()),
-        [base],
+        Write::from(Op::Put(b"milk\nbread\ntea\neggs\n".to_vec())).superseding([base]),
     )?;
 
     // a's watcher: merge each conflict as soon as it appears. Usually b's edit arrives after
@@ -84,20 +85,23 @@ pub async fn main() -> Result<(), Box<dyn std::error::Error>> {
             String::from_utf8_lossy(&event.key)
         );
         let key = event.key.clone();
-        let resolved = ka.try_resolve(&key, |key, versions| {
-            let hashes: Vec<_> = versions.iter().map(|v| v.hash).collect();
-            let bases = ka.merge_base(key, &hashes)?;
-            // One common ancestor: merge against it. None (or several, after criss-cross
-            // merges): merge against nothing, which keeps every line.
-            let base_text = match bases.as_slice() {
-                [one] => ka.read(|snap| snap.ancestry(key)?.op(one))?,
-                _ => None,
-            };
-            let base_text = base_text.as_ref().and_then(Op::value).unwrap_or_default();
-            let base_text = String::from_utf8_lossy(base_text);
-            let texts: Vec<&str> = versions.iter().map(text).collect();
-            Ok::<_, braidlog::Error>(Op::Put(merge_lines(&base_text, &texts).into_bytes()))
-        })?;
+        let resolved = ka.resolve(
+            &key,
+            MergeFn::fallible(|key, versions| {
+                let hashes: Vec<_> = versions.iter().map(|v| v.hash).collect();
+                let bases = ka.merge_base(key, &hashes)?;
+                // One common ancestor: merge against it. None (or several, after criss-cross
+                // merges): merge against nothing, which keeps every line.
+                let base_text = match bases.as_slice() {
+                    [one] => ka.read(|snap| snap.ancestry(key)?.op(one))?,
+                    _ => None,
+                };
+                let base_text = base_text.as_ref().and_then(Op::value).unwrap_or_default();
+                let base_text = String::from_utf8_lossy(base_text);
+                let texts: Vec<&str> = versions.iter().map(text).collect();
+                Ok::<_, braidlog::Error>(Op::Put(merge_lines(&base_text, &texts).into_bytes()))
+            }),
+        )?;
         if let Some(hash) = resolved {
             break hash;
         }

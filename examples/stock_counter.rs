@@ -8,6 +8,7 @@
 //!
 //! `cargo run --example stock_counter`
 
+use braidlog::kv::KvRead;
 use braidlog::kv::{Counter, Kv};
 use braidlog::sync::{sync, Mode, SyncOptions};
 use braidlog::Log;

@@ -76,16 +76,15 @@ pub use identity::{
     now_ms, Identity, IdentityError, ParseKeyError, PeerId, PublicKey, IDENTITY_FILE,
     PUBLIC_KEY_LEN, SIGNATURE_LEN,
 };
-pub use kv::{Kv, KvError};
+pub use kv::{Kv, KvError, KvRead};
 pub use log::{
-    verify_parallel, Change, Changes, Durability, FeedEntry, Inserted, Log, LogError,
-    LogOptions, LookupError, Origin, Policy, PolicyError, PolicyMode, RawChanges, RawEntry,
-    Subscription, VerifyReport, View, Violation, Writer, MAX_TRUSTED, MIN_PREFIX_HEX,
-    ORIGIN_WINDOW,
+    verify_parallel, Change, Changes, Durability, FeedEntry, Inserted, Log, LogError, LogOptions,
+    LookupError, Origin, Policy, PolicyError, PolicyMode, RawChanges, RawEntry, Subscription,
+    VerifyReport, View, Violation, Writer, MAX_TRUSTED, MIN_PREFIX_HEX, ORIGIN_WINDOW,
 };
 pub use node::{
-    verify_signatures, Authorship, Node, NodeError, MAX_LINKS, MAX_NODE_BYTES,
-    MAX_PAYLOAD_BYTES, NODE_FORMAT_VERSION, SIGNED_FORMAT_VERSION, SIGNED_OVERHEAD, SIGNING_CONTEXT,
+    verify_signatures, Authorship, Node, NodeError, MAX_LINKS, MAX_NODE_BYTES, MAX_PAYLOAD_BYTES,
+    NODE_FORMAT_VERSION, SIGNED_FORMAT_VERSION, SIGNED_OVERHEAD, SIGNING_CONTEXT,
 };
 #[cfg(all(unix, target_pointer_width = "64", target_endian = "little"))]
 pub use salvage::{salvage, SalvageReport};

@@ -4,8 +4,8 @@
 use std::collections::HashSet;
 use std::path::Path;
 
-use crate::log::{Inserted, Log, Result};
 use crate::hash::Hash;
+use crate::log::{Inserted, Log, Result};
 use crate::node::Node;
 pub use crate::store::salvage::SalvageReport;
 
@@ -44,7 +44,7 @@ fn insert_in_order(to: &Log, mut nodes: Vec<Node>, report: &mut SalvageReport) -
             return Ok(());
         }
         for chunk in ready.chunks(CHUNK) {
-            for inserted in to.insert_batch(chunk)? {
+            for inserted in to.insert(chunk)? {
                 if matches!(inserted, Inserted::New(_)) {
                     report.saved += 1;
                 }

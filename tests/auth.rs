@@ -1,6 +1,7 @@
 //! Signed authorship through the public API: identities, signed nodes over sync, tampering in
 //! transit, policies on local writes and on sync, the audit in `verify`, and convergent merges.
 
+use braidlog::kv::{Deterministic, KvRead};
 use std::collections::BTreeSet;
 
 use braidlog::kv::Kv;
@@ -171,7 +172,7 @@ async fn tampering_in_transit_is_rejected_and_the_store_is_unchanged() {
     for (what, tamper) in cases {
         let (a, b) = (replica(), replica());
         let base = a.log.append(b"shared".to_vec()).unwrap();
-        b.log.insert(&base).unwrap();
+        b.log.insert(&[&base]).unwrap();
         a.log.append(b"next".to_vec()).unwrap();
         let before = hashes(&b.log);
         let (_, rb) = through_tamperer(&a.log, &b.log, tamper).await;
@@ -284,7 +285,9 @@ fn a_forged_node_is_never_stored_whatever_the_policy() {
     let last = bytes.len() - 1;
     bytes[last] ^= 1;
     assert!(matches!(
-        r.log.insert_bytes(&bytes),
+        Node::decode(&bytes)
+            .map_err(LogError::from)
+            .and_then(|n| r.log.insert(&[n])),
         Err(LogError::Node(braidlog::NodeError::BadSignature { .. }))
     ));
     assert!(r.log.is_empty().unwrap());
@@ -329,7 +332,7 @@ async fn three_replicas_auto_resolving_the_same_conflicts_stop_after_one_round()
     // Concurrently: every replica resolves every key before hearing of the others.
     for (_, kv) in &reps {
         for k in &keys {
-            assert!(kv.resolve_deterministic(k).unwrap().is_some());
+            assert!(kv.resolve(k, Deterministic).unwrap().is_some());
         }
     }
     everyone(&reps).await;
@@ -341,7 +344,7 @@ async fn three_replicas_auto_resolving_the_same_conflicts_stop_after_one_round()
             assert!(!got.is_conflict());
             assert_eq!(got.value(), reps[0].1.get(k).unwrap().unwrap().value());
             assert_eq!(
-                kv.resolve_deterministic(k).unwrap(),
+                kv.resolve(k, Deterministic).unwrap(),
                 None,
                 "no second round"
             );
@@ -432,7 +435,7 @@ fn prop_replicas_hold_exactly_what_the_policy_accepts(case: Case) -> TestResult 
         };
         let allowed = policy.allows(&node).is_ok() && node.verify_signature().is_ok();
         let is_outsider = std::ptr::eq(log, &outsider.log);
-        let stored = log.insert(&node).is_ok();
+        let stored = log.insert(&[&node]).is_ok();
         let expect_stored = if is_outsider {
             node.verify_signature().is_ok()
         } else {

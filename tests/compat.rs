@@ -7,6 +7,7 @@
 //! between machines of the same word size and byte order, hence the `cfg`.
 #![cfg(all(unix, target_pointer_width = "64", target_endian = "little"))]
 
+use braidlog::kv::KvRead;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
@@ -146,7 +147,8 @@ fn store_fixture_opens_verifies_and_reads_back() {
         .filter(|(_, vs)| vs.iter().any(|v| v.2.is_some()))
         .map(|(k, _)| k.clone())
         .collect();
-    let key = |e: braidlog::kv::Result<braidlog::kv::Entry>| String::from_utf8(e.unwrap().key).unwrap();
+    let key =
+        |e: braidlog::kv::Result<braidlog::kv::Entry>| String::from_utf8(e.unwrap().key).unwrap();
     assert_eq!(kv.iter().map(key).collect::<BTreeSet<_>>(), present);
     let conflicts: Vec<String> = exp.all("conflict").iter().map(|f| f[0].clone()).collect();
     assert_eq!(kv.conflicts().map(key).collect::<Vec<_>>(), conflicts);

@@ -1,6 +1,8 @@
 //! The key-value view through the public API: conflicts across replicas, resolution, scans,
 //! namespaces, watch, and properties against rebuilds and a model.
 
+use braidlog::kv::MergeFn;
+use braidlog::kv::{Deterministic, KvRead, Write};
 use std::collections::{BTreeMap, BTreeSet};
 
 use braidlog::kv::{Entry, Kv, KvError, Op, Version};
@@ -16,7 +18,7 @@ fn copy(from: &Log, to: &Log) {
     for entry in from.changes(0) {
         let node = entry.unwrap().node;
         if !to.contains(&node.hash()).unwrap() {
-            to.insert(&node).unwrap();
+            to.insert(&[&node]).unwrap();
         }
     }
 }
@@ -193,23 +195,26 @@ fn resolve_with_a_merge_function() {
     a.kv.put(b"set", b"x".to_vec()).unwrap();
     b.kv.put(b"set", b"y".to_vec()).unwrap();
     assert_eq!(
-        a.kv.resolve(b"set", |_, _| -> Vec<u8> { panic!() })
+        a.kv.resolve(b"set", MergeFn::new(|_, _| -> Vec<u8> { panic!() }))
             .unwrap(),
         None
     );
     exchange(&a.log, &b.log);
     let merged =
-        b.kv.resolve(b"set", |key, versions| {
-            assert_eq!(key, b"set");
-            let mut all: Vec<u8> = versions
-                .iter()
-                .filter_map(Version::value)
-                .flatten()
-                .copied()
-                .collect();
-            all.sort();
-            all
-        })
+        b.kv.resolve(
+            b"set",
+            MergeFn::new(|key, versions| {
+                assert_eq!(key, b"set");
+                let mut all: Vec<u8> = versions
+                    .iter()
+                    .filter_map(Version::value)
+                    .flatten()
+                    .copied()
+                    .collect();
+                all.sort();
+                all
+            }),
+        )
         .unwrap()
         .expect("there was a conflict");
     exchange(&a.log, &b.log);
@@ -234,8 +239,8 @@ fn deterministic_policy_is_opt_in_and_agrees_across_replicas() {
     assert_eq!(wa, wb);
     assert_eq!(wa.value(), Some(&b"a2"[..]), "the deeper branch wins");
 
-    let ra = a.kv.resolve_deterministic(b"k").unwrap().unwrap();
-    let rb = b.kv.resolve_deterministic(b"k").unwrap().unwrap();
+    let ra = a.kv.resolve(b"k", Deterministic).unwrap().unwrap();
+    let rb = b.kv.resolve(b"k", Deterministic).unwrap().unwrap();
     // Same versions linked, same value written, by two authors: two nodes that agree, which
     // read as one value and need no further resolution.
     assert_ne!(ra, rb);
@@ -247,7 +252,7 @@ fn deterministic_policy_is_opt_in_and_agrees_across_replicas() {
     assert!(!got.is_conflict());
     assert_eq!(got.value(), Some(&b"a2"[..]));
     assert_eq!(b.kv.get(b"k").unwrap().unwrap(), got);
-    assert_eq!(a.kv.resolve_deterministic(b"k").unwrap(), None);
+    assert_eq!(a.kv.resolve(b"k", Deterministic).unwrap(), None);
     assert_eq!(a.kv.conflicts().count(), 0);
     assert_eq!(a.kv.history(b"k").count(), 5, "the losers stay in history");
 }
@@ -327,7 +332,7 @@ fn explicit_links_supersede_only_what_they_link() {
     let r = replica();
     let v1 = r.kv.put(b"k", b"1".to_vec()).unwrap();
     let v2 =
-        r.kv.write_with_links(b"k", Op::Put(b"2".to_vec()), [])
+        r.kv.write(b"k", Write::from(Op::Put(b"2".to_vec())).superseding([]))
             .unwrap();
     assert_eq!(
         r.kv.versions(b"k").unwrap().len(),
@@ -336,13 +341,15 @@ fn explicit_links_supersede_only_what_they_link() {
     );
     // Linking only v1 leaves v2 current.
     let v3 =
-        r.kv.write_with_links(b"k", Op::Put(b"3".to_vec()), [v1])
+        r.kv.write(b"k", Write::from(Op::Put(b"3".to_vec())).superseding([v1]))
             .unwrap();
     let mut expected = vec![v2, v3];
     expected.sort();
     assert_eq!(r.kv.versions(b"k").unwrap().hashes(), expected);
     // Linking an already superseded version changes nothing else.
-    let v4 = r.kv.write_with_links(b"k", Op::Del, [v1, v2]).unwrap();
+    let v4 =
+        r.kv.write(b"k", Write::from(Op::Del).superseding([v1, v2]))
+            .unwrap();
     let mut expected = vec![v3, v4];
     expected.sort();
     assert_eq!(r.kv.versions(b"k").unwrap().hashes(), expected);
@@ -355,15 +362,18 @@ fn links_to_other_keys_and_app_nodes_do_not_supersede() {
     let app = r.log.add([], b"an app's own node".to_vec()).unwrap();
     let other = r.kv.put(b"other", b"o".to_vec()).unwrap();
     let k1 =
-        r.kv.put_linked(b"k", b"1".to_vec(), [app.hash(), other])
+        r.kv.write(b"k", Write::put(b"1".to_vec()).linking([app.hash(), other]))
             .unwrap();
     let node = r.log.get(&k1).unwrap().unwrap();
     assert_eq!(node.links().len(), 2);
     assert_eq!(r.kv.get(b"other").unwrap().unwrap().hashes(), vec![other]);
     assert_eq!(r.kv.get(b"k").unwrap().unwrap().as_slice()[0].depth, 1);
     // A write on `other` linking k's version leaves k alone.
-    r.kv.write_with_links(b"other", Op::Put(b"p".to_vec()), [k1, other])
-        .unwrap();
+    r.kv.write(
+        b"other",
+        Write::from(Op::Put(b"p".to_vec())).superseding([k1, other]),
+    )
+    .unwrap();
     assert_eq!(r.kv.get(b"k").unwrap().unwrap().hashes(), vec![k1]);
     assert_verified(&r.log);
 }
@@ -467,11 +477,21 @@ fn scans_cross_chunk_boundaries() {
         let op = braidlog::kv::KvOp::new(b"", &i.to_be_bytes(), Op::Put(vec![1])).unwrap();
         batch.push((vec![], op.encode()));
     }
-    r.log.add_batch(batch).unwrap();
+    r.log
+        .transaction(|w| {
+            batch
+                .into_iter()
+                .map(|(l, p)| w.add(l, p))
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .unwrap();
     // Every third key in conflict, to cross chunk boundaries with several versions a key.
     for i in (0..700u32).step_by(3) {
-        r.kv.write_with_links(i.to_be_bytes(), Op::Put(vec![2]), [])
-            .unwrap();
+        r.kv.write(
+            i.to_be_bytes(),
+            Write::from(Op::Put(vec![2])).superseding([]),
+        )
+        .unwrap();
     }
     let scanned: Vec<Entry> = r.kv.iter().map(Result::unwrap).collect();
     assert_eq!(scanned.len(), 700);
@@ -512,7 +532,7 @@ fn namespaces_are_independent() {
     assert_eq!(r.kv.history(b"ada").count(), 1);
     // Conflicts are per namespace too.
     users
-        .write_with_links(b"bob", Op::Put(b"x".to_vec()), [])
+        .write(b"bob", Write::from(Op::Put(b"x".to_vec())).superseding([]))
         .unwrap();
     assert_eq!(keys(users.conflicts()), [b"bob"]);
     assert_eq!(r.kv.conflicts().count(), 0);
@@ -747,13 +767,13 @@ mod props {
                         .enumerate()
                         .filter(|(i, _)| keep & (1 << (i % 8)) != 0)
                         .map(|(_, h)| h);
-                    kv.write_with_links(key, Op::Put(vec![value]), links)
+                    kv.write(key, Write::from(Op::Put(vec![value])).superseding(links))
                         .unwrap();
                 }
                 Step::Resolve { at, key } => {
                     replicas[at as usize]
                         .kv
-                        .resolve_deterministic(KEYS[key as usize])
+                        .resolve(KEYS[key as usize], Deterministic)
                         .unwrap();
                 }
                 Step::Flood { at, key } => {

@@ -1,6 +1,8 @@
 //! Conditional writes, read-modify-write, batches that read, reading and resolving in one
 //! transaction, and ancestry queries, through the public API.
 
+use braidlog::kv::MergeFn;
+use braidlog::kv::{Deterministic, KvRead, Pick, Write};
 use braidlog::kv::{Kv, KvError, Op};
 use braidlog::{Durability, Error, Hash, Log, LogOptions};
 use tempfile::TempDir;
@@ -24,10 +26,16 @@ fn sorted(mut v: Vec<Hash>) -> Vec<Hash> {
 #[test]
 fn write_if_refuses_a_key_that_changed_and_names_the_current_versions() {
     let (_d, log, kv) = open();
-    let a = kv.put_if(b"k", &[], b"1".to_vec()).unwrap();
-    let b = kv.put_if(b"k", &[a], b"2".to_vec()).unwrap();
+    let a = kv
+        .write(b"k", Write::put(b"1".to_vec()).expecting(&[]))
+        .unwrap();
+    let b = kv
+        .write(b"k", Write::put(b"2".to_vec()).expecting(&[a]))
+        .unwrap();
     let before = log.len().unwrap();
-    let err = kv.put_if(b"k", &[a], b"3".to_vec()).unwrap_err();
+    let err = kv
+        .write(b"k", Write::put(b"3".to_vec()).expecting(&[a]))
+        .unwrap_err();
     match err {
         KvError::Changed {
             key,
@@ -39,10 +47,13 @@ fn write_if_refuses_a_key_that_changed_and_names_the_current_versions() {
     assert_eq!(log.len().unwrap(), before, "nothing written");
     // A version that arrived unseen (a concurrent write) also refuses the write.
     let c = kv
-        .write_with_links(b"k", Op::Put(b"c".to_vec()), [a])
+        .write(b"k", Write::from(Op::Put(b"c".to_vec())).superseding([a]))
         .unwrap();
-    assert!(kv.put_if(b"k", &[b], b"4".to_vec()).is_err());
-    kv.put_if(b"k", &[c, b], b"4".to_vec()).unwrap();
+    assert!(kv
+        .write(b"k", Write::put(b"4".to_vec()).expecting(&[b]))
+        .is_err());
+    kv.write(b"k", Write::put(b"4".to_vec()).expecting(&[c, b]))
+        .unwrap();
     assert_eq!(kv.get(b"k").unwrap().unwrap().value(), Some(&b"4"[..]));
 }
 
@@ -63,7 +74,7 @@ fn update_reads_again_when_a_write_lands_between_its_read_and_write() {
             // Another writer adds 5 after our read.
             other.put(b"n", (n + 5).to_string()).unwrap();
         }
-        (n + 1).to_string().into_bytes()
+        Ok::<_, KvError>(Some(Op::Put((n + 1).to_string().into_bytes())))
     })
     .unwrap();
     assert_eq!(calls, 2);
@@ -78,13 +89,13 @@ fn update_gives_up_after_its_bound_with_the_typed_error() {
         .update(b"n", |_| {
             calls += 1;
             other.put(b"n", calls.to_string()).unwrap(); // changes it every time
-            b"mine".to_vec()
+            Ok::<_, KvError>(Some(Op::Put(b"mine".to_vec())))
         })
         .unwrap_err();
     assert!(matches!(err, KvError::Changed { .. }), "{err}");
     assert_eq!(calls, braidlog::kv::MAX_UPDATE_TRIES);
-    // try_update can decline without writing.
-    assert_eq!(kv.try_update::<Error>(b"x", |_| Ok(None)).unwrap(), None);
+    // update can decline without writing.
+    assert_eq!(kv.update::<Error>(b"x", |_| Ok(None)).unwrap(), None);
     assert!(kv.get(b"x").unwrap().is_none());
 }
 
@@ -93,10 +104,16 @@ fn a_batch_reads_what_it_supersedes() {
     let (_d, _log, kv) = open();
     let root = kv.put(b"k", b"1".to_vec()).unwrap();
     let x = kv
-        .write_with_links(b"k", Op::Put(b"2".to_vec()), [root])
+        .write(
+            b"k",
+            Write::from(Op::Put(b"2".to_vec())).superseding([root]),
+        )
         .unwrap();
     let y = kv
-        .write_with_links(b"k", Op::Put(b"3".to_vec()), [root])
+        .write(
+            b"k",
+            Write::from(Op::Put(b"3".to_vec())).superseding([root]),
+        )
         .unwrap();
     kv.batch(|b| {
         let seen = b.versions(b"k")?;
@@ -105,9 +122,12 @@ fn a_batch_reads_what_it_supersedes() {
             .values()
             .map(|v| std::str::from_utf8(v).unwrap().parse::<u32>().unwrap())
             .sum();
-        b.write_if(b"k", &seen.hashes(), Op::Put(sum.to_string().into_bytes()))?;
+        b.write(
+            b"k",
+            Write::from(Op::Put(sum.to_string().into_bytes())).expecting(&seen.hashes()),
+        )?;
         assert_eq!(b.get(b"k")?.unwrap().value(), Some(&b"5"[..]));
-        assert!(b.write_if(b"k", &[x], Op::Del).is_err());
+        assert!(b.write(b"k", Write::from(Op::Del).expecting(&[x])).is_err());
         Ok(())
     })
     .unwrap();
@@ -119,23 +139,29 @@ fn resolve_pick_reads_and_resolves_in_one_transaction_with_typed_errors() {
     let (_d, _log, kv) = open();
     let root = kv.put(b"c", b"red".to_vec()).unwrap();
     let blue = kv
-        .write_with_links(b"c", Op::Put(b"blue".to_vec()), [root])
+        .write(
+            b"c",
+            Write::from(Op::Put(b"blue".to_vec())).superseding([root]),
+        )
         .unwrap();
     let green = kv
-        .write_with_links(b"c", Op::Put(b"green".to_vec()), [root])
+        .write(
+            b"c",
+            Write::from(Op::Put(b"green".to_vec())).superseding([root]),
+        )
         .unwrap();
-    let err = kv.resolve_pick(b"c", &root.to_string()).unwrap_err();
+    let err = kv.resolve(b"c", Pick(&root.to_string())).unwrap_err();
     assert!(matches!(err, KvError::NoSuchVersion { .. }), "{err}");
-    let err = kv.resolve_pick(b"c", "").unwrap_err();
+    let err = kv.resolve(b"c", Pick("")).unwrap_err();
     assert!(
         matches!(err, KvError::AmbiguousVersion { matches: 2, .. }),
         "{err}"
     );
-    let r = kv.resolve_pick(b"c", &green.to_string()).unwrap().unwrap();
+    let r = kv.resolve(b"c", Pick(&green.to_string())).unwrap().unwrap();
     let v = kv.get(b"c").unwrap().unwrap();
     assert_eq!((v.hashes(), v.value()), (vec![r], Some(&b"green"[..])));
     assert_eq!(
-        kv.resolve_pick(b"c", &blue.to_string()).unwrap(),
+        kv.resolve(b"c", Pick(&blue.to_string())).unwrap(),
         None,
         "no conflict"
     );
@@ -145,10 +171,16 @@ fn resolve_pick_reads_and_resolves_in_one_transaction_with_typed_errors() {
 fn try_resolve_writes_nothing_when_the_merge_fails() {
     let (_d, log, kv) = open();
     let root = kv.put(b"k", b"1".to_vec()).unwrap();
-    kv.write_with_links(b"k", Op::Put(b"2".to_vec()), [root])
-        .unwrap();
-    kv.write_with_links(b"k", Op::Put(b"3".to_vec()), [root])
-        .unwrap();
+    kv.write(
+        b"k",
+        Write::from(Op::Put(b"2".to_vec())).superseding([root]),
+    )
+    .unwrap();
+    kv.write(
+        b"k",
+        Write::from(Op::Put(b"3".to_vec())).superseding([root]),
+    )
+    .unwrap();
     let before = log.len().unwrap();
     #[derive(Debug)]
     enum AppError {
@@ -160,7 +192,7 @@ fn try_resolve_writes_nothing_when_the_merge_fails() {
             AppError::Store
         }
     }
-    let r = kv.try_resolve(b"k", |_, _| Err(AppError::No));
+    let r = kv.resolve(b"k", MergeFn::fallible(|_, _| Err::<Op, _>(AppError::No)));
     assert!(matches!(r, Err(AppError::No)), "{r:?}");
     let _ = AppError::Store;
     assert_eq!(log.len().unwrap(), before);
@@ -174,15 +206,17 @@ fn resolutions_do_not_stay_heads_of_the_log() {
     let (_d, log, kv) = open();
     for key in ["a", "b", "c"] {
         let root = kv.put(key, b"0".to_vec()).unwrap();
-        kv.write_with_links(key, Op::Put(b"1".to_vec()), [root])
+        kv.write(key, Write::from(Op::Put(b"1".to_vec())).superseding([root]))
             .unwrap();
-        kv.write_with_links(key, Op::Put(b"2".to_vec()), [root])
+        kv.write(key, Write::from(Op::Put(b"2".to_vec())).superseding([root]))
             .unwrap();
     }
-    kv.resolve_deterministic("a").unwrap().unwrap();
-    kv.resolve("b", |_, _| b"x".to_vec()).unwrap().unwrap();
+    kv.resolve("a", Deterministic).unwrap().unwrap();
+    kv.resolve("b", MergeFn::new(|_, _| b"x".to_vec()))
+        .unwrap()
+        .unwrap();
     let c = kv.versions("c").unwrap().hashes()[0];
-    let last = kv.resolve_pick("c", &c.to_string()).unwrap().unwrap();
+    let last = kv.resolve("c", Pick(&c.to_string())).unwrap().unwrap();
     assert_eq!(log.heads().unwrap(), vec![last]);
 }
 
@@ -194,13 +228,13 @@ fn merge_base_and_history_since_follow_the_keys_dag() {
     // Another key in between: its writes link the log's heads, never the key's DAG.
     kv.put(b"other", b"o".to_vec()).unwrap();
     let x = kv
-        .write_with_links(b"k", Op::Put(b"x".to_vec()), [b])
+        .write(b"k", Write::from(Op::Put(b"x".to_vec())).superseding([b]))
         .unwrap();
     let y = kv
-        .write_with_links(b"k", Op::Put(b"y".to_vec()), [b])
+        .write(b"k", Write::from(Op::Put(b"y".to_vec())).superseding([b]))
         .unwrap();
     let y2 = kv
-        .write_with_links(b"k", Op::Put(b"y2".to_vec()), [y])
+        .write(b"k", Write::from(Op::Put(b"y2".to_vec())).superseding([y]))
         .unwrap();
     assert_eq!(kv.merge_base(b"k", &[x, y2]).unwrap(), vec![b]);
     assert_eq!(
@@ -211,15 +245,21 @@ fn merge_base_and_history_since_follow_the_keys_dag() {
     assert_eq!(kv.merge_base(b"k", &[x]).unwrap(), vec![x]);
     // Criss-cross: two merges of x and y2, each seeing both: two bases.
     let m1 = kv
-        .write_with_links(b"k", Op::Put(b"m1".to_vec()), [x, y2])
+        .write(
+            b"k",
+            Write::from(Op::Put(b"m1".to_vec())).superseding([x, y2]),
+        )
         .unwrap();
     let m2 = kv
-        .write_with_links(b"k", Op::Put(b"m2".to_vec()), [x, y2])
+        .write(
+            b"k",
+            Write::from(Op::Put(b"m2".to_vec())).superseding([x, y2]),
+        )
         .unwrap();
     assert_eq!(kv.merge_base(b"k", &[m1, m2]).unwrap(), sorted(vec![x, y2]));
     // A second root (another replica created the key): no common ancestor with it.
     let lone = kv
-        .write_with_links(b"k", Op::Put(b"lone".to_vec()), [])
+        .write(b"k", Write::from(Op::Put(b"lone".to_vec())).superseding([]))
         .unwrap();
     assert_eq!(
         kv.merge_base(b"k", &[m1, lone]).unwrap(),
@@ -264,8 +304,11 @@ fn merge_base_of_many_versions_through_folds() {
     let mut tips = Vec::new();
     for i in 0..1100 {
         tips.push(
-            kv.write_with_links(b"k", Op::Put(format!("v{i}").into_bytes()), [last])
-                .unwrap(),
+            kv.write(
+                b"k",
+                Write::from(Op::Put(format!("v{i}").into_bytes())).superseding([last]),
+            )
+            .unwrap(),
         );
     }
     assert_eq!(kv.merge_base(b"k", &tips).unwrap(), vec![last]);
@@ -273,7 +316,10 @@ fn merge_base_of_many_versions_through_folds() {
     // is `last` again, found through the folds.
     let merged = kv.put(b"k", b"merged".to_vec()).unwrap();
     let side = kv
-        .write_with_links(b"k", Op::Put(b"side".to_vec()), [last])
+        .write(
+            b"k",
+            Write::from(Op::Put(b"side".to_vec())).superseding([last]),
+        )
         .unwrap();
     assert_eq!(kv.merge_base(b"k", &[merged, side]).unwrap(), vec![last]);
 }

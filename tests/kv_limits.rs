@@ -1,6 +1,8 @@
 //! The key-value view at its limits: keys with more versions than one node may link (folded
 //! resolutions), scans that race with writes, and `braid verify` on a damaged view.
 
+use braidlog::kv::MergeFn;
+use braidlog::kv::{Deterministic, KvRead, Write};
 use braidlog::kv::{Kv, KvOp, Op};
 use braidlog::MAX_LINKS;
 use braidlog::{Durability, Hash, Log, LogOptions, Node};
@@ -53,7 +55,10 @@ fn a_key_with_more_versions_than_a_node_may_link_can_be_resolved() {
     assert_eq!(kv.get(b"k").unwrap().unwrap().len(), n as usize);
     assert_eq!(kv.conflicts().count(), 1);
 
-    let top = kv.resolve_deterministic(b"k").unwrap().expect("a conflict");
+    let top = kv
+        .resolve(b"k", Deterministic)
+        .unwrap()
+        .expect("a conflict");
     let got = kv.get(b"k").unwrap().unwrap();
     assert_eq!(got.hashes(), vec![top], "one version left: the resolution");
     assert_eq!(got.value(), Some(&winner.to_be_bytes()[..]));
@@ -116,13 +121,19 @@ fn replicas_folding_the_same_versions_agree_on_the_folds() {
     b_log.set_identity(None);
     concurrent_versions(&a_log, b"k", MAX_LINKS as u32 + 10);
     for entry in a_log.changes(0) {
-        b_log.insert(&entry.unwrap().node).unwrap();
+        b_log.insert(&[&entry.unwrap().node]).unwrap();
     }
-    let ra = a.resolve(b"k", |_, _| b"from a".to_vec()).unwrap().unwrap();
-    let rb = b.resolve(b"k", |_, _| b"from b".to_vec()).unwrap().unwrap();
+    let ra = a
+        .resolve(b"k", MergeFn::new(|_, _| b"from a".to_vec()))
+        .unwrap()
+        .unwrap();
+    let rb = b
+        .resolve(b"k", MergeFn::new(|_, _| b"from b".to_vec()))
+        .unwrap()
+        .unwrap();
     let before = a_log.len().unwrap();
     for entry in b_log.changes(0) {
-        a_log.insert(&entry.unwrap().node).unwrap();
+        a_log.insert(&[&entry.unwrap().node]).unwrap();
     }
     assert_eq!(
         a_log.len().unwrap(),
@@ -142,15 +153,21 @@ fn signed_replicas_folding_the_same_versions_agree_on_the_reading() {
     let (_db, b_log, b) = replica();
     concurrent_versions(&a_log, b"k", MAX_LINKS as u32 + 10);
     for entry in a_log.changes(0) {
-        b_log.insert(&entry.unwrap().node).unwrap();
+        b_log.insert(&[&entry.unwrap().node]).unwrap();
     }
-    let ra = a.resolve(b"k", |_, _| b"from a".to_vec()).unwrap().unwrap();
-    let rb = b.resolve(b"k", |_, _| b"from b".to_vec()).unwrap().unwrap();
+    let ra = a
+        .resolve(b"k", MergeFn::new(|_, _| b"from a".to_vec()))
+        .unwrap()
+        .unwrap();
+    let rb = b
+        .resolve(b"k", MergeFn::new(|_, _| b"from b".to_vec()))
+        .unwrap()
+        .unwrap();
     for entry in b_log.changes(0) {
-        a_log.insert(&entry.unwrap().node).unwrap();
+        a_log.insert(&[&entry.unwrap().node]).unwrap();
     }
     for entry in a_log.changes(0) {
-        b_log.insert(&entry.unwrap().node).unwrap();
+        b_log.insert(&[&entry.unwrap().node]).unwrap();
     }
     let mut both = vec![ra, rb];
     both.sort();
@@ -171,7 +188,7 @@ fn fold_nodes_alone_change_no_read() {
     for entry in a_log.changes(0) {
         let node = entry.unwrap().node;
         if node.hash() != top {
-            b_log.insert(&node).unwrap();
+            b_log.insert(&[&node]).unwrap();
         }
     }
     let mut sorted = versions.clone();
@@ -179,7 +196,7 @@ fn fold_nodes_alone_change_no_read() {
     assert_eq!(b.get(b"k").unwrap().unwrap().hashes(), sorted);
     assert_eq!(b.history(b"k").count(), versions.len());
     assert_verified(&b_log);
-    b_log.insert(&a_log.get(&top).unwrap().unwrap()).unwrap();
+    b_log.insert(&[&a_log.get(&top).unwrap().unwrap()]).unwrap();
     assert_eq!(b.get(b"k").unwrap().unwrap().hashes(), vec![top]);
     assert_verified(&b_log);
 }
@@ -216,8 +233,11 @@ fn a_scan_sees_a_key_rewritten_between_chunks() {
     let first: Vec<_> = scan.by_ref().take(256).map(|e| e.unwrap().key).collect();
     assert_eq!(first.last(), Some(&key(255)));
     // Between chunks: supersede k256's only version with one that sorts before it.
-    kv.write_with_links(&boundary, Op::Put(value), [replaced])
-        .unwrap();
+    kv.write(
+        &boundary,
+        Write::from(Op::Put(value)).superseding([replaced]),
+    )
+    .unwrap();
     let rest: Vec<_> = scan.map(|e| e.unwrap().key).collect();
     assert_eq!(rest.first(), Some(&boundary), "the rewritten key is seen");
     assert_eq!(first.len() + rest.len(), 300);

@@ -105,14 +105,19 @@ fn a_batch_is_all_or_nothing() {
     let a = Node::new([], b"a".to_vec()).unwrap();
     let b = Node::new([a.hash()], b"b".to_vec()).unwrap();
     let bad = Node::new([Hash::of(b"nowhere")], b"c".to_vec()).unwrap();
-    let err = log.insert_batch(&[a.clone(), b.clone(), bad]).unwrap_err();
+    let err = log.insert(&[a.clone(), b.clone(), bad]).unwrap_err();
     assert!(matches!(err, LogError::MissingLink { .. }));
     assert!(log.is_empty().unwrap());
     assert_eq!(log.last_seq().unwrap(), 0);
 
     log.set_identity(None); // unsigned, so the ids are those built above
     let added = log
-        .add_batch([(vec![], b"a".to_vec()), (vec![a.hash()], b"b".to_vec())])
+        .transaction(|w| {
+            [(vec![], b"a".to_vec()), (vec![a.hash()], b"b".to_vec())]
+                .into_iter()
+                .map(|(l, p)| w.add(l, p))
+                .collect::<Result<Vec<_>, _>>()
+        })
         .unwrap();
     assert_eq!(added, vec![a, b.clone()]);
     assert_eq!(log.heads().unwrap(), vec![b.hash()]);
@@ -122,17 +127,17 @@ fn a_batch_is_all_or_nothing() {
 fn insert_is_idempotent_and_checks_bytes() {
     let (_d, log) = open();
     let a = Node::new([], b"a".to_vec()).unwrap();
-    assert_eq!(log.insert(&a).unwrap(), Inserted::New(1));
-    assert_eq!(log.insert(&a).unwrap(), Inserted::Existing(1));
+    assert_eq!(log.insert(&[&a]).unwrap(), [Inserted::New(1)]);
+    assert_eq!(log.insert(&[&a]).unwrap(), [Inserted::Existing(1)]);
     assert_eq!(
-        log.insert_bytes(&a.encode()).unwrap(),
-        Inserted::Existing(1)
+        log.insert(&[Node::decode(&a.encode()).unwrap()]).unwrap(),
+        [Inserted::Existing(1)]
     );
     let mut bad = a.encode();
     bad.push(0);
     assert!(matches!(
-        log.insert_bytes(&bad),
-        Err(LogError::Node(NodeError::TrailingBytes { extra: 1 }))
+        Node::decode(&bad),
+        Err(NodeError::TrailingBytes { extra: 1 })
     ));
     assert_eq!(log.len().unwrap(), 1);
     assert_eq!(log.get(&a.hash()).unwrap(), Some(a.clone()));
@@ -199,7 +204,13 @@ fn subscribers_hear_of_commits_from_other_threads() {
     let writer = log.clone();
     let t = std::thread::spawn(move || {
         writer
-            .add_batch((0..10u8).map(|i| (vec![], vec![i])))
+            .transaction(|w| {
+                (0..10u8)
+                    .map(|i| (vec![], vec![i]))
+                    .into_iter()
+                    .map(|(l, p)| w.add(l, p))
+                    .collect::<Result<Vec<_>, _>>()
+            })
             .unwrap();
     });
     assert_eq!(
@@ -258,8 +269,10 @@ fn the_map_grows_past_its_initial_size() {
     for i in 0..64u32 {
         log.append(vec![i as u8; 128 << 10]).unwrap();
     }
-    log.add_batch((0..64u32).map(|i| (vec![], vec![(i + 7) as u8; 128 << 10])))
-        .unwrap();
+    let batch: Vec<_> = (0..64u32)
+        .map(|i| Node::new([], vec![(i + 7) as u8; 128 << 10]).unwrap())
+        .collect();
+    log.insert(&batch).unwrap();
     assert!(
         log.map_size() >= 16 * initial,
         "map grew from {initial} to {}",
@@ -323,9 +336,9 @@ fn prop_any_topological_order_gives_the_same_replica(ops: Vec<(Vec<u8>, u8)>, se
     let nodes = build_dag(&ops);
     let (_d1, first) = open();
     let (_d2, second) = open();
-    first.insert_batch(&nodes).unwrap();
+    first.insert(&nodes).unwrap();
     for n in shuffled_topological(&nodes, seed) {
-        second.insert(&n).unwrap();
+        second.insert(&[&n]).unwrap();
     }
     first.heads().unwrap() == second.heads().unwrap()
         && node_set(&first) == node_set(&second)
@@ -335,11 +348,9 @@ fn prop_any_topological_order_gives_the_same_replica(ops: Vec<(Vec<u8>, u8)>, se
 fn prop_reinserting_is_idempotent(ops: Vec<(Vec<u8>, u8)>, seed: u64) -> bool {
     let nodes = build_dag(&ops);
     let (_d, log) = open();
-    log.insert_batch(&nodes).unwrap();
+    log.insert(&nodes).unwrap();
     let (heads, last) = (log.heads().unwrap(), log.last_seq().unwrap());
-    let again = log
-        .insert_batch(&shuffled_topological(&nodes, seed))
-        .unwrap();
+    let again = log.insert(&shuffled_topological(&nodes, seed)).unwrap();
     again.iter().all(|i| matches!(i, Inserted::Existing(_)))
         && log.heads().unwrap() == heads
         && log.last_seq().unwrap() == last
@@ -361,7 +372,7 @@ quickcheck! {
         let (_d, log) = open();
         let mut v = bytes;
         v.insert(0, 1);
-        let _ = log.insert_bytes(&v);
+        let _ = Node::decode(&v).map(|n| log.insert(&[n]));
         log.verify().unwrap().is_ok()
     }
 }

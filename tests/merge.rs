@@ -1,7 +1,10 @@
 //! Merge operators across replicas: merges on arrival, convergence in any delivery order,
 //! no merge ping-pong between replicas, watch origins, and values an operator cannot read.
 
+use braidlog::kv::MergeFn;
 use braidlog::kv::{Counter, CountingSet, Op, Origin};
+use braidlog::kv::{KvRead, Write};
+use braidlog::sync::SyncStore;
 use braidlog::{Log, Node};
 
 mod common;
@@ -86,10 +89,16 @@ fn watchers_see_the_origin_and_the_conflict_state() {
     assert_eq!((e.origin, e.conflict), (Origin::Local, false));
     sync(&a, &b);
     let root = a.kv.versions("plain").unwrap().hashes()[0];
-    b.kv.write_with_links("plain", Op::Put(b"b".to_vec()), [root])
-        .unwrap();
-    a.kv.write_with_links("plain", Op::Put(b"a".to_vec()), [root])
-        .unwrap();
+    b.kv.write(
+        "plain",
+        Write::from(Op::Put(b"b".to_vec())).superseding([root]),
+    )
+    .unwrap();
+    a.kv.write(
+        "plain",
+        Write::from(Op::Put(b"a".to_vec())).superseding([root]),
+    )
+    .unwrap();
     let e = watch.try_next().unwrap().unwrap();
     assert_eq!(e.origin, Origin::Local);
     sync(&b, &a);
@@ -123,8 +132,11 @@ fn an_operator_that_cannot_read_a_version_leaves_the_conflict() {
     Counter::add(&a.kv, "stock/k", 5).unwrap();
     sync(&a, &b);
     let root = b.kv.versions("stock/k").unwrap().hashes()[0];
-    b.kv.write_with_links("stock/k", Op::Put(b"junk".to_vec()), [root])
-        .unwrap();
+    b.kv.write(
+        "stock/k",
+        Write::from(Op::Put(b"junk".to_vec())).superseding([root]),
+    )
+    .unwrap();
     Counter::add(&a.kv, "stock/k", 1).unwrap();
     sync(&b, &a);
     assert!(a.kv.get("stock/k").unwrap().unwrap().is_conflict());
@@ -133,7 +145,7 @@ fn an_operator_that_cannot_read_a_version_leaves_the_conflict() {
         "a typed codec error"
     );
     // A person resolves it; the counter works again from there.
-    a.kv.resolve("stock/k", |_, _| Counter::encode(7, 0))
+    a.kv.resolve("stock/k", MergeFn::new(|_, _| Counter::encode(7, 0)))
         .unwrap();
     Counter::add(&a.kv, "stock/k", 1).unwrap();
     assert_eq!(Counter::value(&a.kv, "stock/k").unwrap(), 8);
@@ -145,16 +157,15 @@ fn registering_an_operator_merges_existing_conflicts() {
     let root =
         r.kv.put("late/k", CountingSet::encode_members([b"a"]))
             .unwrap();
-    r.kv.write_with_links(
+    r.kv.write(
         "late/k",
-        Op::Put(CountingSet::encode_members([b"a", b"b"])),
-        [root],
+        Write::from(Op::Put(CountingSet::encode_members([b"a", b"b"]))).superseding([root]),
     )
     .unwrap();
-    r.kv.write_with_links(
+    r.kv.write(
         "late/k",
-        Op::Put(CountingSet::encode_members(Vec::<Vec<u8>>::new())),
-        [root],
+        Write::from(Op::Put(CountingSet::encode_members(Vec::<Vec<u8>>::new())))
+            .superseding([root]),
     )
     .unwrap();
     assert!(r.kv.get("late/k").unwrap().unwrap().is_conflict());
@@ -183,7 +194,8 @@ fn counters_sum_through_criss_cross_merges_up_to_the_recursion_limit() {
             // Deltas 1 and 2 make the two nodes differ; the totals stored are not used.
             pair = [1, 2].map(|d| {
                 let op = braidlog::kv::Op::Put(Counter::encode(0, d));
-                r.kv.write_with_links(&key, op, links.clone()).unwrap()
+                r.kv.write(&key, Write::from(op).superseding(links.clone()))
+                    .unwrap()
             });
             sum += 3;
         }
@@ -224,10 +236,16 @@ fn operators_apply_per_namespace_and_longest_prefix() {
     // The root namespace's "stock/" operator does not reach into "inv".
     let root = ib.put("stock/q", b"1".to_vec()).unwrap();
     sync(&a, &b);
-    ib.write_with_links("stock/q", Op::Put(b"2".to_vec()), [root])
-        .unwrap();
-    ib.write_with_links("stock/q", Op::Put(b"3".to_vec()), [root])
-        .unwrap();
+    ib.write(
+        "stock/q",
+        Write::from(Op::Put(b"2".to_vec())).superseding([root]),
+    )
+    .unwrap();
+    ib.write(
+        "stock/q",
+        Write::from(Op::Put(b"3".to_vec())).superseding([root]),
+    )
+    .unwrap();
     sync(&b, &a);
     for (r, inv) in [(&a, &ia), (&b, &ib)] {
         assert_eq!(Counter::value(inv, "n").unwrap(), 3);
@@ -251,13 +269,13 @@ fn history_since_includes_concurrent_writes_that_arrived_earlier() {
     let base = r.kv.put("k", b"0".to_vec()).unwrap();
     // `early` arrives first (a lower feed position) but is concurrent with `v`.
     let early =
-        r.kv.write_with_links("k", Op::Put(b"e".to_vec()), [base])
+        r.kv.write("k", Write::from(Op::Put(b"e".to_vec())).superseding([base]))
             .unwrap();
     let v =
-        r.kv.write_with_links("k", Op::Put(b"v".to_vec()), [base])
+        r.kv.write("k", Write::from(Op::Put(b"v".to_vec())).superseding([base]))
             .unwrap();
     let after =
-        r.kv.write_with_links("k", Op::Put(b"a".to_vec()), [v])
+        r.kv.write("k", Write::from(Op::Put(b"a".to_vec())).superseding([v]))
             .unwrap();
     let since: Vec<_> =
         r.kv.history_since("k", v)

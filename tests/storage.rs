@@ -2,6 +2,7 @@
 //! write, map growth that never deadlocks nested reads, read-only `verify`, hash checks on
 //! every read, re-opening races, read-only opening, monotonic commit notifications.
 
+use braidlog::kv::KvRead;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
@@ -168,8 +169,10 @@ fn writes_larger_than_the_map_grow_it_without_running_user_code_twice() {
     let log = small(dir.path());
     // braidlog's own writes retry after growing.
     log.append(vec![1; 900 << 10]).unwrap();
-    log.add_batch((0..4u8).map(|i| (vec![], vec![i; 700 << 10])))
-        .unwrap();
+    let nodes: Vec<_> = (0..4u8)
+        .map(|i| braidlog::Node::new([], vec![i; 700 << 10]).unwrap())
+        .collect();
+    log.insert(&nodes).unwrap();
     // A user's closure runs once: it gets the map-full error, and a second run fits.
     let big = |log: &Log| {
         let mut runs = 0;

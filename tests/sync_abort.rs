@@ -10,7 +10,7 @@ use common::{chain, replica};
 fn three_heads(log: &braidlog::Log) {
     let root = log.append(b"root".to_vec()).unwrap();
     for tag in ["a", "b", "c"] {
-        log.insert_batch(&[braidlog::Node::new([root.hash()], tag.as_bytes().to_vec()).unwrap()])
+        log.insert(&[braidlog::Node::new([root.hash()], tag.as_bytes().to_vec()).unwrap()])
             .unwrap();
     }
     assert_eq!(log.heads().unwrap().len(), 3);

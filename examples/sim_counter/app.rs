@@ -6,6 +6,8 @@
 //! merge by taking, per replica, the greater of each (each replica's own tallies only grow),
 //! a pure function of the versions, so replicas that merge the same conflict agree.
 
+use braidlog::kv::KvRead;
+use braidlog::kv::MergeFn;
 use braidlog::kv::{Op, Version};
 use braidlog::sim::{App, Input, Replica};
 
@@ -83,9 +85,10 @@ impl App for Stock {
     }
 
     fn on_sync(&mut self, replica: &Replica) -> braidlog::Result<()> {
-        replica
-            .kv()
-            .resolve(KEY, |_, versions| Op::Put(encode(&merge(versions))))?;
+        replica.kv().resolve(
+            KEY,
+            MergeFn::new(|_, versions| Op::Put(encode(&merge(versions)))),
+        )?;
         Ok(())
     }
 

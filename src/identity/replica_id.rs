@@ -10,7 +10,6 @@ use std::str::FromStr;
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 
-
 /// A replica's 16-byte random id. Shown as 32 hex characters.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct PeerId(pub [u8; 16]);
@@ -44,4 +43,3 @@ impl FromStr for PeerId {
         Ok(PeerId(b))
     }
 }
-

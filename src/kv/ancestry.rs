@@ -19,9 +19,9 @@ use super::op::{KvOp, Op};
 use super::scan::{entry_in, HistoryEntry};
 use super::view::{classify, decode_op_record, Linked, Tables};
 use super::{Kv, KvError, Result};
-use crate::store::StorageError;
 use crate::hash::Hash;
 use crate::store::ReadTxn;
+use crate::store::StorageError;
 
 /// Most nodes the walks of one [`Ancestry`] visit in all (operations and folds).
 pub const MAX_WALK: usize = 1 << 20;
@@ -118,16 +118,17 @@ impl<'a> Ancestry<'a> {
             .store()
             .index
             .seq_of(self.txn, hash)?
-            .ok_or_else(|| StorageError::Corrupt(format!("kv ancestry: {hash} is not stored")).into())
+            .ok_or_else(|| {
+                StorageError::Corrupt(format!("kv ancestry: {hash} is not stored")).into()
+            })
     }
 
     /// The same-key links of an operation or fold: what it supersedes directly.
     fn parents(&self, hash: &Hash) -> Result<Vec<Hash>> {
-        let node = self
-            .kv
-            .log
-            .get_in(self.txn, hash)?
-            .ok_or_else(|| StorageError::Corrupt(format!("kv ancestry: {hash} is not stored")))?;
+        let node =
+            self.kv.log.get_in(self.txn, hash)?.ok_or_else(|| {
+                StorageError::Corrupt(format!("kv ancestry: {hash} is not stored"))
+            })?;
         let mut txn = self.txn;
         let mut out = Vec::new();
         for link in node.links() {
@@ -317,8 +318,8 @@ impl Kv {
     /// use braidlog::kv::{Kv, Op};
     /// let kv = Kv::open(&log)?;
     /// let base = kv.put(b"k", b"1".to_vec())?;
-    /// let x = kv.write_with_links(b"k", Op::Put(b"2".to_vec()), [base])?;
-    /// let y = kv.write_with_links(b"k", Op::Put(b"3".to_vec()), [base])?;
+    /// let x = kv.write(b"k", Write::from(Op::Put(b"2".to_vec())).superseding([base]))?;
+    /// let y = kv.write(b"k", Write::from(Op::Put(b"3".to_vec())).superseding([base]))?;
     /// assert_eq!(kv.merge_base(b"k", &[x, y])?, vec![base]);
     /// # Ok(()) }
     /// ```
@@ -376,6 +377,7 @@ fn sort_causal(entries: &mut [HistoryEntry]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kv::Write;
 
     /// The walk budget, tested at a small size: a walk of exactly its budget succeeds, one
     /// node less fails with the typed error, and so does a budget far below it.
@@ -390,7 +392,7 @@ mod tests {
             let mut at = root;
             for i in 0..50u8 {
                 at = kv
-                    .write_with_links(b"k", Op::Put(vec![side, i]), [at])
+                    .write(b"k", Write::from(Op::Put(vec![side, i])).superseding([at]))
                     .unwrap();
             }
             sides.push(at);

@@ -33,8 +33,8 @@ use serde::{Deserialize, Serialize};
 use super::op::{check_key, check_namespace, key_id};
 use super::Result;
 use crate::hash::Hash;
-use crate::node::MAX_LINKS;
 use crate::log::Writer;
+use crate::node::MAX_LINKS;
 
 /// First bytes of every fold payload.
 pub const FOLD_MAGIC: [u8; 4] = *b"\0bkf";

@@ -62,8 +62,8 @@ use crate::log::{AfterWrite, LogError, WeakLog, Writer};
 /// let kv = Kv::open(&log)?;
 /// kv.register_merge("score/", Max)?;
 /// let root = kv.put("score/ada", "3")?;
-/// kv.write_with_links("score/ada", Op::Put(b"7".to_vec()), [root])?;
-/// kv.write_with_links("score/ada", Op::Put(b"5".to_vec()), [root])?; // a conflict...
+/// kv.write("score/ada", Write::from(Op::Put(b"7".to_vec())).superseding([root]))?;
+/// kv.write("score/ada", Write::from(Op::Put(b"5".to_vec())).superseding([root]))?; // a conflict...
 /// let v = kv.get("score/ada")?.unwrap();
 /// assert_eq!(v.value(), Some(&b"7"[..]));                            // ...merged at once
 /// # Ok(()) }
@@ -233,6 +233,7 @@ impl Kv {
 mod tests {
     use super::*;
     use crate::kv::Counter;
+    use crate::kv::{KvRead, Write};
 
     /// One small node must not buy a long walk: past the write's budget the operator
     /// declines, the write still commits, and the conflict stays visible until a write with
@@ -250,7 +251,8 @@ mod tests {
         }
         let side = |total: i64| {
             let op = Op::Put(Counter::encode(total, 1));
-            kv.write_with_links("c/k", op, [root]).unwrap()
+            kv.write("c/k", Write::from(op).superseding([root]))
+                .unwrap()
         };
         // A node branching at the root: the merge would walk 200 operations, the write
         // stored one node, and the base budget is 0: 64 nodes.

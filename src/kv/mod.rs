@@ -45,9 +45,11 @@ pub mod batch;
 pub mod cond;
 pub mod fold;
 pub mod merge;
+mod namespaces;
 pub mod op;
 #[cfg(test)]
 mod prop_tests;
+mod read;
 pub mod resolve;
 pub mod scan;
 pub mod sums;
@@ -55,7 +57,7 @@ pub mod typed;
 pub mod versions;
 pub mod view;
 pub mod watch;
-mod namespaces;
+mod write;
 
 use std::ops::RangeBounds;
 use std::sync::Arc;
@@ -65,19 +67,22 @@ pub use ancestry::{Ancestry, MAX_WALK};
 pub use batch::KvBatch;
 pub use cond::MAX_UPDATE_TRIES;
 pub use merge::{Merge, OPERATOR_WALK, OPERATOR_WALK_PER_NODE};
+pub use namespaces::{namespace_levels, KeyCounts};
 pub use op::{KvOp, Op, MAX_KEY_LEN, MAX_NAMESPACE_LEN};
+pub use read::KvRead;
+pub use resolve::{winner, Deterministic, MergeFn, Pick, Strategy};
 pub use scan::{History, HistoryEntry, Scan};
 pub use sums::{Counter, CountingSet};
 pub use typed::{Typed, TypedVersion};
 pub use versions::{Entry, Version, Versions};
 pub use watch::{Event, Watcher};
-pub use namespaces::{namespace_levels, KeyCounts};
+pub use write::Write;
 
 use crate::hash::Hash;
 use crate::log::{Log, LogError, Writer};
 use crate::node::{NodeError, MAX_LINKS};
 use crate::store::{ReadTxn, StorageError};
-use view::{heads_in, versions_in, KvView, Tables, VIEW_NAME};
+use view::{versions_in, KvView, Tables, VIEW_NAME};
 
 /// Results of the key-value layer.
 pub type Result<T, E = KvError> = std::result::Result<T, E>;
@@ -216,17 +221,10 @@ pub struct Snapshot<'a> {
     pub(crate) txn: &'a ReadTxn<'a>,
 }
 
-impl Snapshot<'_> {
-    /// Like [`Kv::versions`], in this snapshot.
-    pub fn versions(&self, key: impl AsRef<[u8]>) -> Result<Versions> {
+impl KvRead for Snapshot<'_> {
+    fn versions(&self, key: impl AsRef<[u8]>) -> Result<Versions> {
         let id = self.kv.op(key.as_ref(), Op::Del)?.key_id();
         Ok(versions_in(&self.kv.tables, self.txn, &id)?)
-    }
-
-    /// Like [`Kv::get`], in this snapshot.
-    pub fn get(&self, key: impl AsRef<[u8]>) -> Result<Option<Versions>> {
-        let versions = self.versions(key)?;
-        Ok(versions.is_present().then_some(versions))
     }
 }
 
@@ -249,6 +247,12 @@ impl std::fmt::Debug for Kv {
             .field("log", &self.log)
             .field("namespace", &self.ns)
             .finish()
+    }
+}
+
+impl KvRead for Kv {
+    fn versions(&self, key: impl AsRef<[u8]>) -> Result<Versions> {
+        self.read(|snap| snap.versions(key))
     }
 }
 
@@ -339,128 +343,6 @@ impl Kv {
         Ok(KvOp::new(&self.ns, key, op)?)
     }
 
-    /// Sets `key` to `value`, superseding every current version (read in the same write
-    /// transaction, so local writes never conflict with each other). Returns the new node.
-    pub fn put(&self, key: impl AsRef<[u8]>, value: impl Into<Vec<u8>>) -> Result<Hash> {
-        self.write(key, Op::Put(value.into()))
-    }
-
-    /// Deletes `key`: writes a tombstone superseding every current version. The key is absent
-    /// afterwards (unless a concurrent put arrives). Writes even when the key is absent.
-    pub fn del(&self, key: impl AsRef<[u8]>) -> Result<Hash> {
-        self.write(key, Op::Del)
-    }
-
-    /// Writes `op` on `key`, superseding every current version.
-    pub fn write(&self, key: impl AsRef<[u8]>, op: Op) -> Result<Hash> {
-        self.write_linked(key, op, [])
-    }
-
-    /// Like [`Kv::put`], and the node also links `extra` (any stored nodes: an app may tie a
-    /// write to whatever it was based on). Only links to operations on the same key count as
-    /// versions this write supersedes.
-    pub fn put_linked(
-        &self,
-        key: impl AsRef<[u8]>,
-        value: impl Into<Vec<u8>>,
-        extra: impl IntoIterator<Item = Hash>,
-    ) -> Result<Hash> {
-        self.write_linked(key, Op::Put(value.into()), extra)
-    }
-
-    /// Writes `op` linking every current version of `key` plus `extra`. When the versions and
-    /// `extra` are more than one node may link ([`MAX_LINKS`]), the versions are linked
-    /// through fold nodes written in the same transaction (see [`fold`]).
-    pub fn write_linked(
-        &self,
-        key: impl AsRef<[u8]>,
-        op: Op,
-        extra: impl IntoIterator<Item = Hash>,
-    ) -> Result<Hash> {
-        let op = self.op(key.as_ref(), op)?;
-        let id = op.key_id();
-        let payload = op.encode();
-        let extra: Vec<Hash> = extra.into_iter().collect();
-        let room = MAX_LINKS.saturating_sub(extra.len());
-        // The usual case: the versions fit in one node's links.
-        let node = self.log.add_with_retrying(|txn| -> Result<_> {
-            let mut links = heads_in(&self.tables, &txn, &id)?;
-            if links.len() > room && room > 0 {
-                return Ok(None); // to be folded, below
-            }
-            links.extend_from_slice(&extra);
-            Ok(Some((self.with_log_heads(&txn, links)?, payload.clone())))
-        })?;
-        if let Some(node) = node {
-            return Ok(node.hash());
-        }
-        // Too many versions: fold them, reading them again in the transaction that writes.
-        self.write_retrying(|w| {
-            let versions = heads_in(&self.tables, &w.txn(), &id)?;
-            let mut links = fold::fold_versions(w, &op.namespace, &op.key, versions, room)?;
-            links.extend_from_slice(&extra);
-            let links = self.with_log_heads(&w.txn(), links)?;
-            Ok(w.add(links, payload.clone())?.hash())
-        })
-    }
-
-    /// Writes `op` on `key` with exactly these links, whatever the current versions are: the
-    /// low-level write for application merge logic. It supersedes the current versions it
-    /// links and no others; linking none makes it concurrent with all of them. More links
-    /// than one node may hold are folded (see [`fold`]); what the write supersedes is the same.
-    pub fn write_with_links(
-        &self,
-        key: impl AsRef<[u8]>,
-        op: Op,
-        links: impl IntoIterator<Item = Hash>,
-    ) -> Result<Hash> {
-        let op = self.op(key.as_ref(), op)?;
-        let links: Vec<Hash> = links.into_iter().collect();
-        if links.len() <= MAX_LINKS {
-            return Ok(self.log.add(links, op.encode())?.hash());
-        }
-        self.write_retrying(|w| {
-            let links = fold::fold_versions(w, &op.namespace, &op.key, links.clone(), MAX_LINKS)?;
-            Ok(w.add(links, op.encode())?.hash())
-        })
-    }
-
-    /// The current versions of `key`, or `None` when it is absent (never written, or every
-    /// current version is a tombstone). Several versions mean a conflict.
-    ///
-    /// ```
-    /// # fn main() -> Result<(), braidlog::Error> {
-    /// # let dir = tempfile::tempdir().unwrap();
-    /// # let log = braidlog::Log::open(dir.path())?;
-    /// use braidlog::kv::{Kv, Op};
-    /// let kv = Kv::open(&log)?;
-    /// let base = kv.put(b"k", b"base".to_vec())?;
-    /// // Two writes on `base` that did not see each other (as after a sync).
-    /// let x = kv.write_with_links(b"k", Op::Put(b"x".to_vec()), [base])?;
-    /// let y = kv.write_with_links(b"k", Op::Del, [base])?;
-    /// let versions = kv.get(b"k")?.unwrap();
-    /// assert!(versions.is_conflict());
-    /// let mut both = vec![x, y];
-    /// both.sort();
-    /// assert_eq!(versions.hashes(), both);
-    /// assert_eq!(versions.values().collect::<Vec<_>>(), [&b"x"[..]]);
-    ///
-    /// let keys: Vec<_> = kv.conflicts().map(|e| e.unwrap().key).collect();
-    /// assert_eq!(keys, [b"k".to_vec()]);
-    /// kv.put(b"k", b"merged".to_vec())?; // links both: resolved
-    /// assert_eq!(kv.conflicts().count(), 0);
-    /// # Ok(()) }
-    /// ```
-    pub fn get(&self, key: impl AsRef<[u8]>) -> Result<Option<Versions>> {
-        let versions = self.versions(key)?;
-        Ok(versions.is_present().then_some(versions))
-    }
-
-    /// Every current version of `key`, tombstones included; empty when never written.
-    pub fn versions(&self, key: impl AsRef<[u8]>) -> Result<Versions> {
-        self.read(|snap| snap.versions(key))
-    }
-
     /// Runs `f` on one consistent snapshot of the store, for reads that must agree with each
     /// other (several keys at one point in history). Keep `f` short: it holds a read
     /// transaction, which keeps old pages from being reused.
@@ -483,19 +365,6 @@ impl Kv {
                 txn: &txn,
             })
         })
-    }
-
-    /// The single value of `key`, or [`KvError::Conflict`] when it has several versions.
-    pub fn get_single(&self, key: impl AsRef<[u8]>) -> Result<Option<Vec<u8>>> {
-        let key = key.as_ref();
-        match self.get(key)? {
-            None => Ok(None),
-            Some(v) if v.is_conflict() => Err(KvError::Conflict {
-                key: key.to_vec(),
-                versions: v.hashes(),
-            }),
-            Some(v) => Ok(v.value().map(<[u8]>::to_vec)),
-        }
     }
 
     /// Present keys in `range`, in key order, each with its current versions (conflicts

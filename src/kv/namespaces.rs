@@ -106,7 +106,9 @@ impl Kv {
                 let puts = value
                     .get(8..16)
                     .map(|b| u64::from_be_bytes(b.try_into().expect("8 bytes")))
-                    .ok_or_else(|| StorageError::Corrupt(format!("kv counts of {} bytes", value.len())))?;
+                    .ok_or_else(|| {
+                        StorageError::Corrupt(format!("kv counts of {} bytes", value.len()))
+                    })?;
                 counts.keys += u64::from(puts > 0);
             }
             for item in txn.prefix(tables.conflicts, &prefix)? {
@@ -117,7 +119,6 @@ impl Kv {
         })
     }
 }
-
 
 #[cfg(test)]
 mod tests {

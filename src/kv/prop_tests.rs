@@ -6,6 +6,7 @@
 //! Folds are written here with widths of 2 to 4 links so that small cases build deep fold
 //! trees; the view's rules do not depend on the width.
 
+use crate::kv::{KvRead, Write};
 use std::collections::{BTreeMap, BTreeSet};
 
 use quickcheck::{Arbitrary, Gen, QuickCheck};
@@ -116,12 +117,14 @@ fn run(r: &Replica, other: &Replica, steps: &[Step]) {
             Step::Put(k, v) => drop(r.kv.put(KEYS[k as usize], vec![v]).unwrap()),
             Step::Del(k) => drop(r.kv.del(KEYS[k as usize]).unwrap()),
             Step::Concurrent(k, v) => {
-                r.kv.write_with_links(KEYS[k as usize], op(v), []).unwrap();
+                r.kv.write(KEYS[k as usize], Write::from(op(v)).superseding([]))
+                    .unwrap();
             }
             Step::Partial(k, v, mask) => {
                 let key = KEYS[k as usize];
                 let links = masked(r.kv.versions(key).unwrap().hashes(), mask);
-                r.kv.write_with_links(key, op(v), links).unwrap();
+                r.kv.write(key, Write::from(op(v)).superseding(links))
+                    .unwrap();
             }
             Step::Folded {
                 key: k,
@@ -153,13 +156,13 @@ fn run(r: &Replica, other: &Replica, steps: &[Step]) {
             }
             Step::LinkFolds(k, v) => {
                 let links = folds.get(&k).cloned().unwrap_or_default();
-                r.kv.write_with_links(KEYS[k as usize], op(v), links)
+                r.kv.write(KEYS[k as usize], Write::from(op(v)).superseding(links))
                     .unwrap();
             }
             Step::Copy(percent) => {
                 let all: Vec<_> = r.log.changes(0).map(|e| e.unwrap().node).collect();
                 let n = all.len() * usize::from(percent) / 100;
-                other.log.insert_batch(&all[..n]).unwrap();
+                other.log.insert(&all[..n]).unwrap();
             }
             Step::App => drop(r.log.append(b"app".to_vec()).unwrap()),
         }

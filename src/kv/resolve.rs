@@ -1,10 +1,9 @@
 //! Resolving conflicts: a write that links every current version supersedes them all.
 //!
-//! Nothing here runs by itself. The default is to show a conflict ([`super::Kv::get`] returns
-//! every version) until an application resolves it, with its own logic
-//! ([`super::Kv::resolve`], [`super::Kv::try_resolve`]), by picking a version
-//! ([`super::Kv::resolve_pick`]), with the opt-in deterministic policy
-//! ([`super::Kv::resolve_deterministic`]), or with a merge operator it registered
+//! Nothing here runs by itself. The default is to show a conflict (`KvRead::get` returns
+//! every version) until an application resolves it with [`Kv::resolve`] and a [`Strategy`]:
+//! its own logic ([`MergeFn`], or a fallible closure), picking a version ([`Pick`]), the
+//! opt-in deterministic policy ([`Deterministic`]); or with a merge operator it registered
 //! ([`super::merge`]). Superseded versions stay in [`super::Kv::history`].
 
 use super::fold::fold_versions;
@@ -12,8 +11,8 @@ use super::op::Op;
 use super::view::versions_in;
 use super::{Kv, KvError, Result, Version};
 use crate::hash::Hash;
-use crate::node::MAX_LINKS;
 use crate::log::Writer;
+use crate::node::MAX_LINKS;
 
 /// The deterministic policy: the version with the greatest causal depth, ties broken by the
 /// greatest hash. It needs no clock and every replica picks the same version from the same
@@ -27,74 +26,149 @@ pub fn winner(versions: &[Version]) -> Option<&Version> {
         .max_by(|a, b| (a.depth, a.hash).cmp(&(b.depth, b.hash)))
 }
 
+/// How [`Kv::resolve`] chooses the operation that supersedes a key's versions.
+///
+/// Implemented by:
+/// - [`MergeFn`]: the application's own merge, a closure (`MergeFn::new`, or
+///   `MergeFn::fallible` for one that may fail: its error is returned and nothing written);
+/// - [`Pick`]: keep the version whose hash starts with a prefix;
+/// - [`Deterministic`]: the opt-in deterministic policy ([`winner`]).
+pub trait Strategy {
+    /// What choosing may fail with (a [`KvError`] converts into it).
+    type Error: From<KvError>;
+    /// The operation to write, from the key and its current versions (at least two). It runs
+    /// while the log's write lock is held: keep it short.
+    fn choose(&mut self, key: &[u8], versions: &[Version]) -> std::result::Result<Op, Self::Error>;
+}
+
+/// The application's merge as a [`Strategy`]: a closure from the key and its versions to the
+/// operation to write (a value, or [`Op::Del`]).
+pub struct MergeFn<F, E = KvError> {
+    f: F,
+    error: std::marker::PhantomData<fn() -> E>,
+}
+
+impl<F> MergeFn<F, KvError> {
+    /// A merge that cannot fail.
+    pub fn new<R>(mut f: F) -> MergeFn<impl FnMut(&[u8], &[Version]) -> Result<Op>, KvError>
+    where
+        F: FnMut(&[u8], &[Version]) -> R,
+        R: Into<Op>,
+    {
+        MergeFn {
+            f: move |k: &[u8], v: &[Version]| Ok(f(k, v).into()),
+            error: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<F, E> MergeFn<F, E> {
+    /// A merge that may fail: its error (any type a [`KvError`] converts into) is returned
+    /// and nothing is written.
+    pub fn fallible<R>(
+        mut f: F,
+    ) -> MergeFn<impl FnMut(&[u8], &[Version]) -> std::result::Result<Op, E>, E>
+    where
+        F: FnMut(&[u8], &[Version]) -> std::result::Result<R, E>,
+        R: Into<Op>,
+    {
+        MergeFn {
+            f: move |k: &[u8], v: &[Version]| f(k, v).map(Into::into),
+            error: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<F, E> Strategy for MergeFn<F, E>
+where
+    F: FnMut(&[u8], &[Version]) -> std::result::Result<Op, E>,
+    E: From<KvError>,
+{
+    type Error = E;
+    fn choose(&mut self, key: &[u8], versions: &[Version]) -> std::result::Result<Op, E> {
+        (self.f)(key, versions)
+    }
+}
+
+/// Keeps the version whose hash starts with this prefix (lowercase hex, as
+/// [`Hash`](struct@Hash) displays): its value (or tombstone) is written again, superseding
+/// every version. [`KvError::NoSuchVersion`] or [`KvError::AmbiguousVersion`] when the
+/// prefix matches no version or several.
+pub struct Pick<'a>(pub &'a str);
+
+impl Strategy for Pick<'_> {
+    type Error = KvError;
+    fn choose(&mut self, key: &[u8], versions: &[Version]) -> Result<Op> {
+        let prefix = self.0;
+        let matching: Vec<&Version> = versions
+            .iter()
+            .filter(|v| v.hash.to_string().starts_with(prefix))
+            .collect();
+        match matching.as_slice() {
+            [one] => Ok(one.op.clone()),
+            [] => Err(KvError::NoSuchVersion {
+                key: key.to_vec(),
+                prefix: prefix.to_string(),
+            }),
+            many => Err(KvError::AmbiguousVersion {
+                key: key.to_vec(),
+                prefix: prefix.to_string(),
+                matches: many.len(),
+            }),
+        }
+    }
+}
+
+/// The opt-in deterministic policy: the [`winner`]'s value (or tombstone) is written again.
+/// Every replica picks the same version from the same set, with no clock; a replica's writer
+/// can favour its own versions by choosing their depth and timestamps, so an application that
+/// knows better merges with its own logic.
+pub struct Deterministic;
+
+impl Strategy for Deterministic {
+    type Error = KvError;
+    fn choose(&mut self, _: &[u8], versions: &[Version]) -> Result<Op> {
+        Ok(winner(versions).map_or(Op::Del, |w| w.op.clone()))
+    }
+}
+
 impl Kv {
-    /// Resolves a conflict on `key` with application logic: when the key is in conflict,
-    /// calls `merge(key, versions)` and writes what it returns (a value, or [`Op::Del`])
-    /// linking every version it was shown, in the same write transaction as the read. Returns
-    /// the new node's hash, or `None` (without calling `merge`) when there was no conflict.
-    /// Any number of versions can be resolved: more than one node may link are linked through
-    /// fold nodes written in the same transaction (see [`super::fold`]).
-    ///
-    /// `merge` is called at most once. It runs while the log's write lock is held: keep it
-    /// short.
+    /// Resolves a conflict on `key`: when the key is in conflict, `strategy` chooses the
+    /// operation, which is written linking every version it was shown, in the same write
+    /// transaction as the read (a version that arrives in between cannot be superseded
+    /// unseen). Returns the new node's hash, or `None` (without asking `strategy`) when there
+    /// was no conflict. Any number of versions can be resolved: more than one node may link
+    /// are linked through fold nodes written in the same transaction (see [`super::fold`]).
     ///
     /// ```
     /// # fn main() -> Result<(), braidlog::Error> {
     /// # let dir = tempfile::tempdir().unwrap();
     /// # let log = braidlog::Log::open(dir.path())?;
-    /// use braidlog::kv::{Kv, Op};
+    /// use braidlog::kv::{Kv, KvRead, MergeFn, Pick, Write};
     /// let kv = Kv::open(&log)?;
     /// let root = kv.put(b"n", b"1".to_vec())?;
     /// // Two writes that both saw only `root`: a conflict.
-    /// kv.write_with_links(b"n", Op::Put(b"2".to_vec()), [root])?;
-    /// kv.write_with_links(b"n", Op::Put(b"5".to_vec()), [root])?;
+    /// kv.write(b"n", Write::put("2").superseding([root]))?;
+    /// let five = kv.write(b"n", Write::put("5").superseding([root]))?;
     /// assert!(kv.get(b"n")?.unwrap().is_conflict());
     ///
     /// // Keep the largest number.
-    /// kv.resolve(b"n", |_key, versions| {
+    /// kv.resolve(b"n", MergeFn::new(|_key, versions| {
     ///     versions.iter().filter_map(|v| v.value()).max().unwrap_or_default().to_vec()
-    /// })?;
+    /// }))?;
+    /// assert_eq!(kv.get(b"n")?.unwrap().value(), Some(&b"5"[..]));
+    ///
+    /// // Or pick a version by a prefix of its hash.
+    /// kv.write(b"n", Write::put("6").superseding([root]))?;
+    /// kv.resolve(b"n", Pick(&five.to_string()[..12]))?;
     /// assert_eq!(kv.get(b"n")?.unwrap().value(), Some(&b"5"[..]));
     /// # Ok(()) }
     /// ```
-    pub fn resolve<R: Into<Op>>(
+    pub fn resolve<S: Strategy>(
         &self,
         key: impl AsRef<[u8]>,
-        mut merge: impl FnMut(&[u8], &[Version]) -> R,
-    ) -> Result<Option<Hash>> {
-        self.try_resolve::<KvError>(key, |k, v| Ok(merge(k, v).into()))
-    }
-
-    /// [`Kv::resolve`] with a merge that may fail: its error is returned and nothing is
-    /// written. The read, `merge` and the write are one transaction, so the versions `merge`
-    /// saw are exactly the ones the write supersedes.
-    ///
-    /// ```
-    /// # fn main() -> Result<(), braidlog::Error> {
-    /// # let dir = tempfile::tempdir().unwrap();
-    /// # let log = braidlog::Log::open(dir.path())?;
-    /// use braidlog::kv::{Kv, Op};
-    /// let kv = Kv::open(&log)?;
-    /// let root = kv.put(b"n", b"1".to_vec())?;
-    /// kv.write_with_links(b"n", Op::Put(b"2".to_vec()), [root])?;
-    /// kv.write_with_links(b"n", Op::Put(b"two".to_vec()), [root])?;
-    /// // Any error type that a braidlog::Error converts into.
-    /// let r = kv.try_resolve(b"n", |_key, versions| {
-    ///     let mut sum = 0u64;
-    ///     for v in versions.iter().filter_map(|v| v.value()) {
-    ///         sum += String::from_utf8_lossy(v).parse::<u64>()?;
-    ///     }
-    ///     Ok::<_, Box<dyn std::error::Error>>(Op::Put(sum.to_string().into_bytes()))
-    /// });
-    /// assert!(r.is_err());                               // "two" is not a number
-    /// assert!(kv.get(b"n")?.unwrap().is_conflict());     // nothing written
-    /// # Ok(()) }
-    /// ```
-    pub fn try_resolve<E: From<KvError>>(
-        &self,
-        key: impl AsRef<[u8]>,
-        mut merge: impl FnMut(&[u8], &[Version]) -> std::result::Result<Op, E>,
-    ) -> std::result::Result<Option<Hash>, E> {
+        mut strategy: S,
+    ) -> std::result::Result<Option<Hash>, S::Error> {
         let key = key.as_ref();
         let op = self.op(key, Op::Del)?; // validates the key; the op is replaced below
         let id = op.key_id();
@@ -103,7 +177,7 @@ impl Kv {
             if !versions.is_conflict() {
                 return Ok(Ok(None));
             }
-            let merged = match merge(key, versions.as_slice()) {
+            let merged = match strategy.choose(key, versions.as_slice()) {
                 Ok(m) => m,
                 Err(e) => return Ok(Err(e)),
             };
@@ -132,57 +206,6 @@ impl Kv {
         let links = fold_versions(w, &op.namespace, &op.key, versions, MAX_LINKS)?;
         let links = self.with_log_heads(&w.txn(), links)?;
         Ok(w.add(links, op.encode())?.hash())
-    }
-
-    /// Resolves a conflict on `key` by keeping the version whose hash starts with `prefix`
-    /// (lowercase hex, as [`Hash`](struct@Hash) displays): writes its value (or tombstone) again,
-    /// superseding every version. The lookup and the write are one transaction, so a version
-    /// that arrives in between cannot be superseded unseen. `None` when there is no conflict;
-    /// [`KvError::NoSuchVersion`] or [`KvError::AmbiguousVersion`] when the prefix matches
-    /// no version or several.
-    ///
-    /// ```
-    /// # fn main() -> Result<(), braidlog::Error> {
-    /// # let dir = tempfile::tempdir().unwrap();
-    /// # let log = braidlog::Log::open(dir.path())?;
-    /// use braidlog::kv::{Kv, Op};
-    /// let kv = Kv::open(&log)?;
-    /// let root = kv.put(b"c", b"red".to_vec())?;
-    /// let blue = kv.write_with_links(b"c", Op::Put(b"blue".to_vec()), [root])?;
-    /// kv.write_with_links(b"c", Op::Put(b"green".to_vec()), [root])?;
-    /// kv.resolve_pick(b"c", &blue.to_string()[..12])?;
-    /// assert_eq!(kv.get(b"c")?.unwrap().value(), Some(&b"blue"[..]));
-    /// # Ok(()) }
-    /// ```
-    pub fn resolve_pick(&self, key: impl AsRef<[u8]>, prefix: &str) -> Result<Option<Hash>> {
-        let key = key.as_ref();
-        self.try_resolve(key, |_, versions| {
-            let matching: Vec<&Version> = versions
-                .iter()
-                .filter(|v| v.hash.to_string().starts_with(prefix))
-                .collect();
-            match matching.as_slice() {
-                [one] => Ok(one.op.clone()),
-                [] => Err(KvError::NoSuchVersion {
-                    key: key.to_vec(),
-                    prefix: prefix.to_string(),
-                }),
-                many => Err(KvError::AmbiguousVersion {
-                    key: key.to_vec(),
-                    prefix: prefix.to_string(),
-                    matches: many.len(),
-                }),
-            }
-        })
-    }
-
-    /// Resolves a conflict on `key` with the deterministic policy ([`winner`]): writes the
-    /// winner's value (or tombstone) again, linking every version. `None` when there was no
-    /// conflict. Opt-in: nothing resolves conflicts unless asked.
-    pub fn resolve_deterministic(&self, key: impl AsRef<[u8]>) -> Result<Option<Hash>> {
-        self.resolve(key, |_, versions| {
-            winner(versions).map_or(Op::Del, |w| w.op.clone())
-        })
     }
 }
 

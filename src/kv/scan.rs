@@ -10,11 +10,11 @@ use std::ops::{Bound, RangeBounds};
 
 use super::op::{key_id, prefix_id, split_key_id, KvOp, Op};
 use super::view::{classify, decode_op_record, decode_version, versions_in, Linked, Tables};
-use super::{Entry, Kv, Versions};
 use super::Result;
-use crate::store::StorageError;
+use super::{Entry, Kv, Versions};
 use crate::hash::{Hash, HASH_LEN};
 use crate::store::ReadTxn;
+use crate::store::StorageError;
 
 /// Keys (with their versions) read per transaction.
 const CHUNK: usize = 256;
@@ -98,7 +98,9 @@ impl Scan {
     fn key_of(&self, id: &[u8]) -> Result<Vec<u8>> {
         split_key_id(id, 1 + self.kv.ns.len())
             .map(|(key, _)| key)
-            .ok_or_else(|| StorageError::Corrupt(format!("kv view: malformed key id {id:02x?}")).into())
+            .ok_or_else(|| {
+                StorageError::Corrupt(format!("kv view: malformed key id {id:02x?}")).into()
+            })
     }
 
     /// Reads the next chunk into `buf`; sets `done` when the range is exhausted.
@@ -270,7 +272,9 @@ impl History {
                     .get(self.id.len()..)
                     .and_then(|s| s.try_into().ok())
                     .map(u64::from_be_bytes)
-                    .ok_or_else(|| StorageError::Corrupt("kv view: malformed history key".into()))?;
+                    .ok_or_else(|| {
+                        StorageError::Corrupt("kv view: malformed history key".into())
+                    })?;
                 let hash = Hash::from_slice(v).map_err(|e| StorageError::Corrupt(e.to_string()))?;
                 self.buf.push_back(entry_in(&kv, txn, &self.id, seq, hash)?);
             }

@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use super::ancestry::Ancestry;
 use super::merge::Merge;
 use super::op::Op;
-use super::{Kv, KvError, Result, Version};
+use super::{Kv, KvError, KvRead, Result, Version, Write};
 use crate::hash::Hash;
 
 /// How deep the merge-base recursion of criss-cross histories goes before a merge declines.
@@ -106,7 +106,7 @@ fn adjust<C: Codec>(kv: &Kv, key: &[u8], mut change: impl FnMut(&mut Sums)) -> R
             .collect();
         change(&mut sums);
         tries += 1;
-        match kv.write_if(key, &seen, Op::Put(C::encode(&sums))) {
+        match kv.write(key, Write::put(C::encode(&sums)).expecting(&seen)) {
             Err(KvError::Changed { .. }) if tries < super::MAX_UPDATE_TRIES => {}
             r => return r,
         }

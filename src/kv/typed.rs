@@ -6,7 +6,7 @@ use std::marker::PhantomData;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::{Kv, KvError, Result, Version};
+use super::{Kv, KvError, KvRead, Result, Version};
 use crate::hash::Hash;
 
 /// One current version with its value decoded (`None` for a tombstone).

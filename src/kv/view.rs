@@ -392,8 +392,9 @@ impl KvView {
 
         let before = read_counts(t, txn, &id)?;
         let gone = |n: u64, a: u64, b: u64| {
-            n.checked_sub(a + b)
-                .ok_or_else(|| StorageError::Corrupt(format!("kv view: counts of key id {id:02x?}")))
+            n.checked_sub(a + b).ok_or_else(|| {
+                StorageError::Corrupt(format!("kv view: counts of key id {id:02x?}"))
+            })
         };
         let after = Counts {
             versions: gone(before.versions, removed.versions, r.versions)? + 1,
@@ -456,6 +457,7 @@ mod tests {
     use super::*;
     use crate::kv::op::key_id;
     use crate::kv::{Kv, KvError};
+    use crate::kv::{KvRead, Write};
 
     fn setup() -> (tempfile::TempDir, Log, Kv) {
         let dir = tempfile::tempdir().unwrap();
@@ -481,7 +483,9 @@ mod tests {
         let (_dir, log, kv) = setup();
         let t = kv.tables;
         let h1 = kv.put(b"k\0", b"v1".to_vec()).unwrap();
-        let h2 = kv.write_with_links(b"k\0", Op::Del, []).unwrap();
+        let h2 = kv
+            .write(b"k\0", Write::from(Op::Del).superseding([]))
+            .unwrap();
         let id = key_id(b"", b"k\0");
         assert_eq!(id, b"\x00k\x00\xff\x00\x01");
 
@@ -569,7 +573,8 @@ mod tests {
             for (j, op) in ops.iter().enumerate() {
                 // Distinct nodes for equal operations: link a different unrelated node each.
                 let extra = log.append(vec![i as u8, j as u8]).unwrap().hash();
-                kv.write_with_links(&key, op.clone(), [extra]).unwrap();
+                kv.write(&key, Write::from(op.clone()).superseding([extra]))
+                    .unwrap();
             }
             assert_eq!(
                 kv.versions(&key).unwrap().len(),
@@ -585,9 +590,11 @@ mod tests {
     #[test]
     fn fold_records_follow_the_documented_layout() {
         let (_dir, log, kv) = setup();
-        let a = kv.write_with_links(b"k", Op::Del, []).unwrap();
+        let a = kv
+            .write(b"k", Write::from(Op::Del).superseding([]))
+            .unwrap();
         let b = kv
-            .write_with_links(b"k", Op::Put(b"x".to_vec()), [])
+            .write(b"k", Write::from(Op::Put(b"x".to_vec())).superseding([]))
             .unwrap();
         let payload = crate::kv::fold::Fold {
             namespace: vec![],
@@ -612,8 +619,11 @@ mod tests {
         let record = FoldRecord::decode(&folds[0].1).unwrap();
         assert_eq!((record.active, record.links), (false, vec![lo, hi]));
         // A put linking the fold activates it and supersedes both versions through it.
-        kv.write_with_links(b"k", Op::Put(b"v".to_vec()), [fold])
-            .unwrap();
+        kv.write(
+            b"k",
+            Write::from(Op::Put(b"v".to_vec())).superseding([fold]),
+        )
+        .unwrap();
         assert_eq!(dump(&log, kv.tables.folds)[0].1[0], 1);
         assert_eq!(kv.versions(b"k").unwrap().len(), 1);
     }
@@ -631,7 +641,13 @@ mod tests {
             .unwrap();
         let before = log.len().unwrap();
         let err = kv.put(b"k", b"2".to_vec()).unwrap_err();
-        assert!(matches!(err, KvError::Log(LogError::Storage(StorageError::Corrupt(_)))), "{err}");
+        assert!(
+            matches!(
+                err,
+                KvError::Log(LogError::Storage(StorageError::Corrupt(_)))
+            ),
+            "{err}"
+        );
         assert_eq!(log.len().unwrap(), before, "nothing stored");
         assert!(!log.verify().unwrap().is_ok());
         log.reindex().unwrap();

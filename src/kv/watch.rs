@@ -8,9 +8,9 @@
 
 use super::op::{KvOp, Op};
 use super::Kv;
-use crate::log::{Changes, Origin, Subscription};
 use super::Result;
 use crate::hash::Hash;
+use crate::log::{Changes, Origin, Subscription};
 
 /// Which keys a watcher reports.
 #[derive(Debug, Clone)]

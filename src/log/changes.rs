@@ -166,4 +166,3 @@ impl Subscription {
         pollster::block_on(self.changed())
     }
 }
-

@@ -55,47 +55,47 @@ pub enum LookupError {
 
 /// The one stored node whose hash, in hex, starts with `prefix` (see `Log::find_hash`).
 pub(crate) fn find_hash(store: &Store, prefix: &str) -> Result<Hash, LookupError> {
-        let prefix = prefix.to_ascii_lowercase();
-        if prefix.len() < MIN_PREFIX_HEX || prefix.len() > HASH_LEN * 2 {
-            return Err(LookupError::Length {
-                len: prefix.chars().count(),
-                min: MIN_PREFIX_HEX,
-            });
-        }
-        if !prefix.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(LookupError::NotHex { prefix });
-        }
-        // The whole bytes of the prefix; an odd last digit is the high half of one more byte,
-        // so the scan starts at that byte with its low half zero.
-        let mut start = hex::decode(&prefix[..prefix.len() / 2 * 2]).expect("checked hex");
-        if prefix.len() % 2 == 1 {
-            let high = u8::from_str_radix(&prefix[prefix.len() - 1..], 16).expect("checked hex");
-            start.push(high << 4);
-        }
-        let index = store.index;
-        let found: Vec<Hash> = store.read(|txn| {
-            let mut out = Vec::with_capacity(2);
-            for item in txn.range(index.0, Bound::Included(&start), Bound::Unbounded)? {
-                let (key, _) = item?;
-                let hash = Hash::from_slice(key)
-                    .map_err(|_| StorageError::Corrupt(format!("index key of {} bytes", key.len())))?;
-                if !hash.to_string().starts_with(&prefix) || out.len() == 2 {
-                    break;
-                }
-                out.push(hash);
-            }
-            Ok::<_, LogError>(out)
-        })?;
-        match found.as_slice() {
-            [] => Err(LookupError::NotFound { prefix }),
-            [one] => Ok(*one),
-            [first, second, ..] => Err(LookupError::Ambiguous {
-                prefix,
-                first: *first,
-                second: *second,
-            }),
-        }
+    let prefix = prefix.to_ascii_lowercase();
+    if prefix.len() < MIN_PREFIX_HEX || prefix.len() > HASH_LEN * 2 {
+        return Err(LookupError::Length {
+            len: prefix.chars().count(),
+            min: MIN_PREFIX_HEX,
+        });
     }
+    if !prefix.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(LookupError::NotHex { prefix });
+    }
+    // The whole bytes of the prefix; an odd last digit is the high half of one more byte,
+    // so the scan starts at that byte with its low half zero.
+    let mut start = hex::decode(&prefix[..prefix.len() / 2 * 2]).expect("checked hex");
+    if prefix.len() % 2 == 1 {
+        let high = u8::from_str_radix(&prefix[prefix.len() - 1..], 16).expect("checked hex");
+        start.push(high << 4);
+    }
+    let index = store.index;
+    let found: Vec<Hash> = store.read(|txn| {
+        let mut out = Vec::with_capacity(2);
+        for item in txn.range(index.0, Bound::Included(&start), Bound::Unbounded)? {
+            let (key, _) = item?;
+            let hash = Hash::from_slice(key)
+                .map_err(|_| StorageError::Corrupt(format!("index key of {} bytes", key.len())))?;
+            if !hash.to_string().starts_with(&prefix) || out.len() == 2 {
+                break;
+            }
+            out.push(hash);
+        }
+        Ok::<_, LogError>(out)
+    })?;
+    match found.as_slice() {
+        [] => Err(LookupError::NotFound { prefix }),
+        [one] => Ok(*one),
+        [first, second, ..] => Err(LookupError::Ambiguous {
+            prefix,
+            first: *first,
+            second: *second,
+        }),
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -182,7 +182,7 @@ mod tests {
             // One transaction for all: the law is about the index, not the writes.
             let batch = (0..u32::from(nodes % 64) + 1).map(|i| (vec![], i.to_be_bytes().to_vec()));
             let hashes: Vec<String> = log
-                .add_batch(batch)
+                .transaction(|w| batch.into_iter().map(|(l, p)| w.add(l, p)).collect::<Result<Vec<_>, _>>())
                 .unwrap()
                 .iter()
                 .map(|n| n.hash().to_string())

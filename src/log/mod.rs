@@ -24,6 +24,7 @@ mod verify;
 mod view;
 mod write;
 
+use std::borrow::Borrow;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -253,33 +254,6 @@ impl Log {
         })
     }
 
-    /// Adds one node whose links and payload `build` computes from the store, in the same
-    /// write transaction that stores the node: nothing can be committed between the read and
-    /// the write (a read-modify-write, as the key-value view's `put` needs). When `build`
-    /// returns `None` nothing is written and the result is `None`. `build` runs once.
-    ///
-    /// ```
-    /// # fn main() -> Result<(), braidlog::Error> {
-    /// let dir = tempfile::tempdir().unwrap();
-    /// let log = braidlog::Log::open(dir.path())?;
-    /// let a = log.add([], b"a".to_vec())?;
-    /// // A real caller reads its links from `_txn` (a view's table, say).
-    /// let b = log.add_with(|_txn| Ok(Some((vec![a.hash()], b"b".to_vec()))))?;
-    /// assert_eq!(b.unwrap().links(), &[a.hash()]);
-    /// assert!(log.add_with(|_txn| Ok(None))?.is_none());
-    /// assert_eq!(log.len()?, 2);
-    /// # Ok(()) }
-    /// ```
-    pub fn add_with(
-        &self,
-        build: impl FnOnce(ReadTxn<'_>) -> Result<Option<(Vec<Hash>, Vec<u8>)>>,
-    ) -> Result<Option<Node>> {
-        self.transaction(|w| match build(w.txn())? {
-            Some((links, payload)) => w.add(links, payload).map(Some),
-            None => Ok(None),
-        })
-    }
-
     /// [`Log::transaction`] for the layers above (the key-value view), with their own error
     /// type; `f` runs once.
     pub(crate) fn transaction_typed<R, E: WrapsLog>(
@@ -294,53 +268,27 @@ impl Log {
             })
     }
 
-    /// [`Log::add_with`] for braidlog's own callers, whose `build` is pure: a transaction
-    /// that fills the map is run again after the map grew.
-    pub(crate) fn add_with_retrying<E: WrapsLog>(
-        &self,
-        mut build: impl FnMut(ReadTxn<'_>) -> std::result::Result<Option<(Vec<Hash>, Vec<u8>)>, E>,
-    ) -> std::result::Result<Option<Node>, E> {
-        self.engine().write_typed(self.store(), true, Origin::Local, |w| {
-            match build(w.txn())? {
-                Some((links, payload)) => Ok(w.add(links, payload).map(Some)?),
-                None => Ok(None),
-            }
-        })
-    }
-
-    /// Adds many nodes in one transaction: all or none. A node may link to nodes earlier in
-    /// the batch.
-    pub fn add_batch(
-        &self,
-        nodes: impl IntoIterator<Item = (Vec<Hash>, Vec<u8>)>,
-    ) -> Result<Vec<Node>> {
-        let nodes = nodes
-            .into_iter()
-            .map(|(links, payload)| self.engine().signing.node(links, payload))
-            .collect::<Result<Vec<_>>>()?;
-        self.commit(&nodes, Origin::Local)?;
-        Ok(nodes)
-    }
-
-    /// Stores a node built or received elsewhere. Idempotent.
-    pub fn insert(&self, node: &Node) -> Result<Inserted> {
-        Ok(self.commit(std::slice::from_ref(node), Origin::Local)?[0])
-    }
-
-    /// Decodes canonical bytes (checking limits and form) and stores the node.
-    pub fn insert_bytes(&self, bytes: &[u8]) -> Result<Inserted> {
-        self.insert(&Node::decode(bytes)?)
-    }
-
-    /// Stores many nodes in one transaction, all or none. Nodes already stored are skipped;
-    /// each link must be stored or earlier in the batch.
-    pub fn insert_batch(&self, nodes: &[Node]) -> Result<Vec<Inserted>> {
+    /// Stores nodes built or received elsewhere, in one transaction: all or none. Nodes
+    /// already stored are skipped ([`Inserted::Existing`]); each link must be stored or
+    /// earlier in the batch. Every node faces the policy and its signature is checked.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), braidlog::Error> {
+    /// # let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    /// let (a, b) = (braidlog::Log::open(da.path())?, braidlog::Log::open(db.path())?);
+    /// let root = a.append(b"root".to_vec())?;
+    /// let child = a.append(b"child".to_vec())?;
+    /// assert_eq!(b.insert(&[root, child.clone()])?, [braidlog::Inserted::New(1), braidlog::Inserted::New(2)]);
+    /// assert_eq!(b.insert(&[&child])?, [braidlog::Inserted::Existing(2)]); // idempotent
+    /// # Ok(()) }
+    /// ```
+    pub fn insert<N: Borrow<Node>>(&self, nodes: &[N]) -> Result<Vec<Inserted>> {
         self.commit(nodes, Origin::Local)
     }
 
-    /// [`Log::insert_batch`] for nodes received from `peer`: watchers see them with that
+    /// [`Log::insert`] for nodes received from `peer`: watchers see them with that
     /// [`Origin`]. What sync calls.
-    pub fn insert_batch_from(&self, nodes: &[Node], peer: PeerId) -> Result<Vec<Inserted>> {
+    pub(crate) fn insert_from(&self, nodes: &[Node], peer: PeerId) -> Result<Vec<Inserted>> {
         self.commit(nodes, Origin::Peer(peer))
     }
 
@@ -358,7 +306,7 @@ impl Log {
     }
 
     /// Stores prepared nodes. No user code runs, so a full map is grown and the write retried.
-    fn commit(&self, nodes: &[Node], origin: Origin) -> Result<Vec<Inserted>> {
+    fn commit<N: Borrow<Node>>(&self, nodes: &[N], origin: Origin) -> Result<Vec<Inserted>> {
         self.engine().commit(self.store(), nodes, origin)
     }
 
@@ -417,15 +365,17 @@ impl Log {
 
     /// The feed position of a stored node.
     pub fn seq_of(&self, hash: &Hash) -> Result<Option<u64>> {
-        Ok(self.store()
+        Ok(self
+            .store()
             .read(|txn| self.store().index.seq_of(txn, hash))?)
     }
 
     /// The feed position of each hash (`None` when not stored), in one read transaction.
     /// Sync uses it to check many links or announced heads at once.
-    pub fn seqs_of(&self, hashes: &[Hash]) -> Result<Vec<Option<u64>>> {
+    pub(crate) fn seqs_of(&self, hashes: &[Hash]) -> Result<Vec<Option<u64>>> {
         let index = self.store().index;
-        Ok(self.store()
+        Ok(self
+            .store()
             .read(|txn| hashes.iter().map(|h| index.seq_of(txn, h)).collect())?)
     }
 
@@ -436,7 +386,8 @@ impl Log {
 
     /// The heads: stored nodes that no stored node links to, in hash order.
     pub fn heads(&self) -> Result<Vec<Hash>> {
-        Ok(self.store()
+        Ok(self
+            .store()
             .read(|txn| self.store().heads.list(txn, usize::MAX))?)
     }
 
@@ -529,7 +480,8 @@ impl Log {
 
     /// What this replica remembers of `peer` (sync's cursor, encoded by the sync layer).
     pub(crate) fn peer_record(&self, peer: PeerId) -> Result<Option<Vec<u8>>> {
-        Ok(self.store()
+        Ok(self
+            .store()
             .read(|txn| self.store().meta.peer_record(txn, peer))?)
     }
 

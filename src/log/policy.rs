@@ -21,10 +21,10 @@ use std::collections::BTreeSet;
 use serde::{Deserialize, Serialize};
 
 use super::error::{LogError, Result};
-use crate::store::StorageError;
 use crate::hash::Hash;
 use crate::identity::PublicKey;
 use crate::node::{verify_signatures, Node, NodeError};
+use crate::store::StorageError;
 use crate::store::{ReadTxn, Store};
 
 /// Most keys an allow-list may hold (a policy entry stays one small meta value).
@@ -224,18 +224,6 @@ fn threads_for(pending: usize, cores: impl FnOnce() -> usize) -> usize {
     } else {
         cores().min(most).max(1)
     }
-}
-
-/// `nodes` with every signature known good: checked here in batches on every core when some
-/// are not yet, before the write transaction (which runs on one thread and holds the writer
-/// lock) would check them one by one.
-pub(crate) fn signatures_checked(nodes: &[Node]) -> Result<std::borrow::Cow<'_, [Node]>> {
-    if nodes.iter().all(Node::signature_checked) {
-        return Ok(std::borrow::Cow::Borrowed(nodes));
-    }
-    let mut owned = nodes.to_vec();
-    verify_parallel(&mut owned)?;
-    Ok(std::borrow::Cow::Owned(owned))
 }
 
 /// What `verify` checks beyond storage: every stored signature, and every node against the

@@ -13,7 +13,7 @@ use super::error::Result;
 use super::signing::Signing;
 use super::write::Engine;
 use crate::identity::PeerId;
-use crate::store::{Store, StorageError, StoreOptions};
+use crate::store::{StorageError, Store, StoreOptions};
 
 /// What every handle on one open log shares: the store and the write engine.
 pub(crate) struct Shared {
@@ -76,8 +76,7 @@ pub(crate) fn open(dir: &Path, options: StoreOptions) -> Result<Arc<Shared>> {
 }
 
 fn open_new(dir: &Path, key: PathBuf, options: StoreOptions) -> Result<Shared> {
-    let store =
-        Store::open(dir, options).map_err(|e| crate::store::file::diagnose(e, dir))?;
+    let store = Store::open(dir, options).map_err(|e| crate::store::file::diagnose(e, dir))?;
     let peer_id = crate::store::load_peer_id(&store)?;
     let last = store.read(|txn| store.feed.last_seq(txn))?;
     Ok(Shared {

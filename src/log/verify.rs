@@ -187,167 +187,166 @@ impl VerifyReport {
 /// Checks every storage invariant and reports each violation. An `Err` means the check
 /// itself could not run (I/O), not that the store is corrupt.
 pub(crate) fn run(store: &Store, views: &[Registered]) -> Result<VerifyReport> {
-        let mut report = VerifyReport::default();
-        store.read(|txn| -> Result<()> {
-            // The walk runs inside the read transaction: LMDB then reuses no page of any
-            // snapshot from this one on, so the newest one is not rewritten under the walk.
-            match check_pages(store.path()) {
-                Ok(pages) => report.pages = pages,
-                Err(StorageError::DamagedFile { problem, .. }) => {
-                    report.push(Violation::DamagedFile { problem });
-                    return Ok(());
-                }
-                Err(e) => return Err(e.into()),
+    let mut report = VerifyReport::default();
+    store.read(|txn| -> Result<()> {
+        // The walk runs inside the read transaction: LMDB then reuses no page of any
+        // snapshot from this one on, so the newest one is not rewritten under the walk.
+        match check_pages(store.path()) {
+            Ok(pages) => report.pages = pages,
+            Err(StorageError::DamagedFile { problem, .. }) => {
+                report.push(Violation::DamagedFile { problem });
+                return Ok(());
             }
-            verify_nodes(store, txn, &mut report)?;
-            for v in views {
-                verify_view(store, txn, v, &mut report)?;
-            }
-            Ok(())
-        })?;
-        Ok(report)
+            Err(e) => return Err(e.into()),
+        }
+        verify_nodes(store, txn, &mut report)?;
+        for v in views {
+            verify_view(store, txn, v, &mut report)?;
+        }
+        Ok(())
+    })?;
+    Ok(report)
 }
 
 fn verify_nodes(store: &Store, txn: ReadTxn<'_>, report: &mut VerifyReport) -> Result<()> {
-        let mut linked: HashSet<Hash> = HashSet::new();
-        let mut audit = Audit::load(store, txn)?;
-        for rec in store.feed.after(txn, 0)? {
-            let rec = match rec {
-                Ok(rec) => rec,
-                Err(StorageError::Corrupt(detail)) => {
-                    report.push(Violation::MalformedEntry {
-                        table: "feed",
-                        detail,
-                    });
-                    continue;
-                }
-                Err(e) => return Err(e.into()),
-            };
-            let (seq, hash) = (rec.seq, rec.hash);
-            report.nodes += 1;
-            if let Err(StorageError::Damaged { got, .. }) = rec.checked() {
-                report.push(Violation::HashMismatch {
-                    seq,
-                    stored: hash,
-                    actual: got,
-                });
-            }
-            if store.index.seq_of(txn, &hash).ok().flatten() != Some(seq) {
-                report.push(Violation::NotIndexed { hash, seq });
-            }
-            let node = match Node::decode(rec.bytes) {
-                Ok(n) => n,
-                Err(error) => {
-                    report.push(Violation::Undecodable { seq, hash, error });
-                    continue;
-                }
-            };
-            for link in node.links() {
-                linked.insert(*link);
-                match store.index.seq_of(txn, link) {
-                    Ok(Some(link_seq)) if link_seq < seq => {}
-                    Ok(Some(link_seq)) => report.push(Violation::LinkNotEarlier {
-                        node: hash,
-                        seq,
-                        link: *link,
-                        link_seq,
-                    }),
-                    _ => report.push(Violation::MissingLink {
-                        node: hash,
-                        link: *link,
-                    }),
-                }
-            }
-            audit.node(seq, node, &mut |f| report.push(f.into()));
-        }
-        audit.flush(&mut |f| report.push(f.into()));
-        report.policies = audit.history().to_vec();
-        report.unsigned = audit.unsigned;
-        report.authors = std::mem::take(&mut audit.authors);
-        let mut indexed = Vec::new();
-        for entry in store.index.entries(txn)? {
-            let (hash, seq) = match entry? {
-                Ok(pair) => pair,
-                Err((k, v)) => {
-                    report.push(Violation::MalformedEntry {
-                        table: "index",
-                        detail: format!("key {k} / value {v} bytes"),
-                    });
-                    continue;
-                }
-            };
-            let holds = matches!(store.feed.record(txn, seq), Ok(Some(r)) if r.hash == hash);
-            if !holds {
-                report.push(Violation::BadIndexEntry { hash, seq });
-            }
-            if !linked.contains(&hash) {
-                indexed.push(hash);
-            }
-        }
-        let mut listed = HashSet::new();
-        for key in store.heads.raw_keys(txn)? {
-            let key = key?;
-            let Ok(hash) = Hash::from_slice(key) else {
+    let mut linked: HashSet<Hash> = HashSet::new();
+    let mut audit = Audit::load(store, txn)?;
+    for rec in store.feed.after(txn, 0)? {
+        let rec = match rec {
+            Ok(rec) => rec,
+            Err(StorageError::Corrupt(detail)) => {
                 report.push(Violation::MalformedEntry {
-                    table: "heads",
-                    detail: format!("key of {} bytes", key.len()),
+                    table: "feed",
+                    detail,
                 });
                 continue;
-            };
-            listed.insert(hash);
-            if store.index.seq_of(txn, &hash).ok().flatten().is_none() {
-                report.push(Violation::StaleHead {
-                    hash,
-                    reason: "is not stored",
-                });
-            } else if linked.contains(&hash) {
-                report.push(Violation::StaleHead {
-                    hash,
-                    reason: "has a child",
-                });
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let (seq, hash) = (rec.seq, rec.hash);
+        report.nodes += 1;
+        if let Err(StorageError::Damaged { got, .. }) = rec.checked() {
+            report.push(Violation::HashMismatch {
+                seq,
+                stored: hash,
+                actual: got,
+            });
+        }
+        if store.index.seq_of(txn, &hash).ok().flatten() != Some(seq) {
+            report.push(Violation::NotIndexed { hash, seq });
+        }
+        let node = match Node::decode(rec.bytes) {
+            Ok(n) => n,
+            Err(error) => {
+                report.push(Violation::Undecodable { seq, hash, error });
+                continue;
+            }
+        };
+        for link in node.links() {
+            linked.insert(*link);
+            match store.index.seq_of(txn, link) {
+                Ok(Some(link_seq)) if link_seq < seq => {}
+                Ok(Some(link_seq)) => report.push(Violation::LinkNotEarlier {
+                    node: hash,
+                    seq,
+                    link: *link,
+                    link_seq,
+                }),
+                _ => report.push(Violation::MissingLink {
+                    node: hash,
+                    link: *link,
+                }),
             }
         }
-        report.heads = listed.len() as u64;
-        for hash in indexed {
-            if !listed.contains(&hash) {
-                report.push(Violation::MissingHead { hash });
+        audit.node(seq, node, &mut |f| report.push(f.into()));
+    }
+    audit.flush(&mut |f| report.push(f.into()));
+    report.policies = audit.history().to_vec();
+    report.unsigned = audit.unsigned;
+    report.authors = std::mem::take(&mut audit.authors);
+    let mut indexed = Vec::new();
+    for entry in store.index.entries(txn)? {
+        let (hash, seq) = match entry? {
+            Ok(pair) => pair,
+            Err((k, v)) => {
+                report.push(Violation::MalformedEntry {
+                    table: "index",
+                    detail: format!("key {k} / value {v} bytes"),
+                });
+                continue;
             }
+        };
+        let holds = matches!(store.feed.record(txn, seq), Ok(Some(r)) if r.hash == hash);
+        if !holds {
+            report.push(Violation::BadIndexEntry { hash, seq });
         }
-        Ok(())
+        if !linked.contains(&hash) {
+            indexed.push(hash);
+        }
+    }
+    let mut listed = HashSet::new();
+    for key in store.heads.raw_keys(txn)? {
+        let key = key?;
+        let Ok(hash) = Hash::from_slice(key) else {
+            report.push(Violation::MalformedEntry {
+                table: "heads",
+                detail: format!("key of {} bytes", key.len()),
+            });
+            continue;
+        };
+        listed.insert(hash);
+        if store.index.seq_of(txn, &hash).ok().flatten().is_none() {
+            report.push(Violation::StaleHead {
+                hash,
+                reason: "is not stored",
+            });
+        } else if linked.contains(&hash) {
+            report.push(Violation::StaleHead {
+                hash,
+                reason: "has a child",
+            });
+        }
+    }
+    report.heads = listed.len() as u64;
+    for hash in indexed {
+        if !listed.contains(&hash) {
+            report.push(Violation::MissingHead { hash });
+        }
+    }
+    Ok(())
 }
 
-    /// Rebuilds `v` in memory up to its watermark (a view may lag the feed after another
-    /// process wrote without it; the next write catches it up) and compares.
+/// Rebuilds `v` in memory up to its watermark (a view may lag the feed after another
+/// process wrote without it; the next write catches it up) and compares.
 fn verify_view(
-        store: &Store,
-        txn: ReadTxn<'_>,
-        v: &Registered,
-        report: &mut VerifyReport,
-    ) -> Result<()> {
-        let upto = match store.meta.watermark(txn, v.name())? {
-            Some((version, seq)) if version == v.view.version() => seq,
-            _ => 0,
-        };
-        report.views += 1;
-        let mismatch = Violation::ViewMismatch {
-            view: v.name().to_string(),
-        };
-        let rebuilt = match view::rebuild_in_memory(store, txn, v, upto) {
-            Ok(m) => m,
-            // A damaged node is already listed; the view cannot be rebuilt past it.
-            Err(LogError::Storage(StorageError::Damaged { .. } | StorageError::Node(_)))
-            | Err(LogError::Node(_)) => return Ok(()),
-            Err(_) => {
-                report.push(mismatch);
-                return Ok(());
-            }
-        };
-        if digest_stored(txn, v)? != digest_memory(&rebuilt, v) {
+    store: &Store,
+    txn: ReadTxn<'_>,
+    v: &Registered,
+    report: &mut VerifyReport,
+) -> Result<()> {
+    let upto = match store.meta.watermark(txn, v.name())? {
+        Some((version, seq)) if version == v.view.version() => seq,
+        _ => 0,
+    };
+    report.views += 1;
+    let mismatch = Violation::ViewMismatch {
+        view: v.name().to_string(),
+    };
+    let rebuilt = match view::rebuild_in_memory(store, txn, v, upto) {
+        Ok(m) => m,
+        // A damaged node is already listed; the view cannot be rebuilt past it.
+        Err(LogError::Storage(StorageError::Damaged { .. } | StorageError::Node(_)))
+        | Err(LogError::Node(_)) => return Ok(()),
+        Err(_) => {
             report.push(mismatch);
+            return Ok(());
         }
-        Ok(())
+    };
+    if digest_stored(txn, v)? != digest_memory(&rebuilt, v) {
+        report.push(mismatch);
     }
-
+    Ok(())
+}
 
 impl From<Finding> for Violation {
     fn from(f: Finding) -> Violation {
@@ -411,9 +410,9 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
+    use crate::log::{Change, Log, View};
     use crate::store::tables::raw::seq_key;
     use crate::store::{Store, WriteTxn};
-    use crate::log::{Change, Log, View};
     use crate::store::{Table, ViewTxn};
 
     fn diamond() -> (tempfile::TempDir, Log, Vec<Node>) {

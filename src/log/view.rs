@@ -213,8 +213,8 @@ pub(crate) fn check_unique(views: &[Registered], name: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::log::Log;
     use crate::log::write::store_node;
+    use crate::log::Log;
 
     struct Seen(Table);
     impl View for Seen {
@@ -277,7 +277,12 @@ mod tests {
         let log = Log::open(dir.path()).unwrap();
         for name in ["feed-v1", "index-v1", "heads-v1", "meta-v1", "braidlog-x"] {
             assert!(
-                matches!(log.create_table(name), Err(LogError::Storage(crate::store::StorageError::ReservedTable { .. }))),
+                matches!(
+                    log.create_table(name),
+                    Err(LogError::Storage(
+                        crate::store::StorageError::ReservedTable { .. }
+                    ))
+                ),
                 "{name}"
             );
         }
@@ -285,7 +290,13 @@ mod tests {
         let other = log.create_table("other-v1").unwrap();
         log.register_view(Arc::new(Sneaky(own, other))).unwrap();
         let err = log.append(b"x".to_vec()).unwrap_err();
-        assert!(matches!(err, LogError::Storage(crate::store::StorageError::Aborted { .. })), "{err}");
+        assert!(
+            matches!(
+                err,
+                LogError::Storage(crate::store::StorageError::Aborted { .. })
+            ),
+            "{err}"
+        );
         assert_eq!(log.len().unwrap(), 0, "nothing committed");
         assert_eq!(log.read(|txn| txn.len(other)).unwrap(), 0);
     }

@@ -5,6 +5,7 @@
 //! error. That is what lets the path check links while it edits the heads, with one B-tree
 //! descent per link instead of two.
 
+use std::borrow::Borrow;
 use std::sync::{Mutex, RwLock};
 
 use tokio::sync::watch;
@@ -94,7 +95,10 @@ impl Writer<'_, '_> {
 
     /// The current heads, up to `limit`, including nodes this writer added.
     pub fn heads(&self, limit: usize) -> Result<Vec<Hash>> {
-        self.store.heads.list(self.txn.read(), limit).map_err(Into::into)
+        self.store
+            .heads
+            .list(self.txn.read(), limit)
+            .map_err(Into::into)
     }
 
     /// Adds a node; its links must be stored or added earlier in this transaction.
@@ -231,10 +235,23 @@ impl Engine {
     }
 
     /// Stores prepared nodes. No user code runs, so a full map is grown and the write retried.
-    pub fn commit(&self, store: &Store, nodes: &[Node], origin: Origin) -> Result<Vec<Inserted>> {
-        let nodes = &*policy::signatures_checked(nodes)?;
+    pub fn commit<N: Borrow<Node>>(
+        &self,
+        store: &Store,
+        nodes: &[N],
+        origin: Origin,
+    ) -> Result<Vec<Inserted>> {
+        if nodes.iter().all(|n| n.borrow().signature_checked()) {
+            return self.write(store, true, origin, |w| {
+                nodes.iter().map(|n| w.insert(n.borrow())).collect()
+            });
+        }
+        // Checked in batches on every core before the write transaction (which runs on one
+        // thread and holds the writer lock) would check them one by one.
+        let mut owned: Vec<Node> = nodes.iter().map(|n| n.borrow().clone()).collect();
+        policy::verify_parallel(&mut owned)?;
         self.write(store, true, origin, |w| {
-            nodes.iter().map(|n| w.insert(n)).collect()
+            owned.iter().map(|n| w.insert(n)).collect()
         })
     }
 

@@ -44,7 +44,7 @@
 //!         Ok(())
 //!     }
 //!     fn on_sync(&mut self, r: &Replica) -> braidlog::Result<()> {
-//!         r.kv().resolve(b"n", |_, versions| braidlog::kv::Op::Put(merged(versions)))?;
+//!         r.kv().resolve(b"n", MergeFn::new(|_, versions| braidlog::kv::Op::Put(merged(versions))))?;
 //!         Ok(())
 //!     }
 //!     fn check(&mut self, replicas: &[Replica]) {

@@ -65,7 +65,8 @@ fn open_fresh() -> Result<Env> {
     let log = Log::open_scratch(&dir, MAP_SIZE)?;
     let kv = Kv::open(&log)?;
     if cfg!(unix) {
-        std::fs::remove_dir_all(&dir).map_err(|source| crate::store::StorageError::io(dir, source))?;
+        std::fs::remove_dir_all(&dir)
+            .map_err(|source| crate::store::StorageError::io(dir, source))?;
     }
     Ok((log, kv, Identity::generate()))
 }

@@ -329,7 +329,7 @@ fn deliver(
             break;
         }
         let node = missing.remove(ready[input.choose(ready.len())]);
-        to.log.insert(&node).expect("inserting a delivered node");
+        to.log.insert(&[node]).expect("inserting a delivered node");
         moved += 1;
     }
     report.delivered += moved;
@@ -390,7 +390,7 @@ fn exchange_all(reps: &[Replica]) {
             }
         }
         if !batch.is_empty() {
-            r.log.insert_batch(&batch).expect("exchanging nodes");
+            r.log.insert(&batch).expect("exchanging nodes");
         }
     }
 }

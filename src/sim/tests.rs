@@ -1,6 +1,8 @@
 //! The simulator catches what it is for (lost updates, merges that never settle), replays a
 //! seed exactly, and hands every run empty replicas.
 
+use crate::kv::MergeFn;
+use crate::kv::{KvRead, Write};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use super::{App, Input, Replica, Sim};
@@ -38,7 +40,8 @@ impl App for Register {
         Ok(())
     }
     fn on_sync(&mut self, r: &Replica) -> Result<()> {
-        r.kv().resolve(b"r", |_, vs| (self.merge)(vs))?;
+        r.kv()
+            .resolve(b"r", MergeFn::new(|_, vs| (self.merge)(vs)))?;
         Ok(())
     }
     fn check(&mut self, replicas: &[Replica]) {
@@ -236,10 +239,16 @@ fn a_merge_operator_registered_in_setup_converges_and_is_gone_next_run() {
     // conflict.
     let envs = super::pool::take(1, true, false).unwrap();
     let kv = &envs[0].1;
-    kv.write_with_links(b"n/stock", Op::Put(b"a".to_vec()), [])
-        .unwrap();
-    kv.write_with_links(b"n/stock", Op::Put(b"b".to_vec()), [])
-        .unwrap();
+    kv.write(
+        b"n/stock",
+        Write::from(Op::Put(b"a".to_vec())).superseding([]),
+    )
+    .unwrap();
+    kv.write(
+        b"n/stock",
+        Write::from(Op::Put(b"b".to_vec())).superseding([]),
+    )
+    .unwrap();
     assert!(kv.get(b"n/stock").unwrap().unwrap().is_conflict());
     super::pool::give_back(envs);
 }

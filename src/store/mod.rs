@@ -9,8 +9,8 @@
 //! type. The byte layouts, invariants and the transaction and growth rules are drawn in
 //! `docs/STORAGE.md`.
 
-mod error;
 pub(crate) mod env;
+mod error;
 pub(crate) mod file;
 mod replica_id;
 #[cfg(all(unix, target_pointer_width = "64", target_endian = "little"))]
@@ -20,12 +20,12 @@ pub(crate) mod txn;
 pub(crate) mod view_txn;
 
 pub(crate) use env::{Store, StoreOptions};
+pub use error::{EngineError, StorageError};
+pub(crate) use replica_id::load_or_create as load_peer_id;
 pub(crate) use txn::WriteTxn;
 pub use txn::{Entries, ReadTxn, Table};
 pub(crate) use view_txn::MemTables;
 pub use view_txn::ViewTxn;
-pub use error::{EngineError, StorageError};
-pub(crate) use replica_id::load_or_create as load_peer_id;
 
 /// An error a write transaction's steps may fail with: the storage layer's own, or one of a
 /// layer above that wraps it. A transaction keeps a copy of the first one (to report it
@@ -59,4 +59,3 @@ pub type Result<T, E = StorageError> = std::result::Result<T, E>;
 
 /// On-disk format of the whole store, checked on open.
 pub const STORE_FORMAT_VERSION: u32 = 1;
-

@@ -116,4 +116,3 @@ pub(crate) fn recover(from: &Path) -> Result<(Vec<Node>, SalvageReport)> {
     });
     Ok((found.into_values().collect(), report))
 }
-

@@ -15,8 +15,8 @@ use std::ops::Bound;
 
 use super::{Result, StorageError};
 use crate::hash::{Hash, HASH_LEN};
-use crate::node::Node;
 use crate::identity::PeerId;
+use crate::node::Node;
 
 use super::txn::{ReadTxn, Table, WriteTxn};
 
@@ -63,7 +63,8 @@ fn decode_seq(bytes: &[u8]) -> Result<u64> {
 }
 
 fn decode_hash(bytes: &[u8]) -> Result<Hash> {
-    Hash::from_slice(bytes).map_err(|_| StorageError::Corrupt(format!("hash of {} bytes", bytes.len())))
+    Hash::from_slice(bytes)
+        .map_err(|_| StorageError::Corrupt(format!("hash of {} bytes", bytes.len())))
 }
 
 /// One feed entry as stored, not yet checked: what `verify` inspects.

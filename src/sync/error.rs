@@ -1,8 +1,8 @@
 //! `SyncError`: everything that can end a replication session.
 
 use crate::hash::Hash;
-use crate::node::NodeError;
 use crate::identity::PeerId;
+use crate::node::NodeError;
 
 /// Why a sync session failed. Whatever the cause, the local store stays valid: only checked
 /// nodes whose links are stored are ever committed.

@@ -4,8 +4,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::hash::Hash;
-use crate::node::MAX_NODE_BYTES;
 use crate::identity::PeerId;
+use crate::node::MAX_NODE_BYTES;
 
 /// The first 8 bytes each side writes on a connection.
 pub const MAGIC: [u8; 8] = *b"braidlog";

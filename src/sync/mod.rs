@@ -42,9 +42,9 @@
 pub mod codec;
 mod error;
 mod filter;
-mod refused;
 pub mod message;
 mod plan;
+mod refused;
 pub mod session;
 pub mod store;
 

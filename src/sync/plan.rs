@@ -9,9 +9,9 @@ use super::error::SyncError;
 use super::filter::SeqBits;
 use super::message::Filter;
 use super::store::SyncStore;
-use crate::log::RawEntry;
-use crate::log::LogError as Error;
 use crate::hash::Hash;
+use crate::log::LogError as Error;
+use crate::log::RawEntry;
 use crate::node::Node;
 
 const MINE: u8 = 1;
@@ -207,7 +207,12 @@ impl Plan {
         }
         let got = store.entries(first - 1, first + n as u64 - 1, n)?;
         if got.len() != n {
-            return Err(crate::log::LogError::from(crate::store::StorageError::Corrupt(format!("feed seqs {first}.. vanished"))).into());
+            return Err(
+                crate::log::LogError::from(crate::store::StorageError::Corrupt(format!(
+                    "feed seqs {first}.. vanished"
+                )))
+                .into(),
+            );
         }
         self.pos += n;
         self.buf.extend(got);

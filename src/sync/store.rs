@@ -4,12 +4,12 @@
 use std::collections::{BTreeSet, BinaryHeap, HashMap};
 use std::sync::{Arc, Mutex};
 
-use crate::log::RawEntry;
-use crate::log::{LogError as Error, Result};
 use crate::hash::Hash;
-use crate::log::{Inserted, Log};
-use crate::node::Node;
 use crate::identity::PeerId;
+use crate::log::RawEntry;
+use crate::log::{Inserted, Log};
+use crate::log::{LogError as Error, Result};
+use crate::node::Node;
 use crate::sync::message::{SamplePrefix, MAX_FLOOR_HEADS};
 
 /// A replica as the sync state machine sees it. Every method is synchronous and short or
@@ -131,10 +131,10 @@ impl SyncStore for Log {
         Log::walk_back(self, starts.iter().copied(), visit)
     }
     fn insert_batch(&self, nodes: &[Node]) -> Result<Vec<Inserted>> {
-        Log::insert_batch(self, nodes)
+        Log::insert(self, nodes)
     }
     fn insert_batch_from(&self, nodes: &[Node], peer: PeerId) -> Result<Vec<Inserted>> {
-        Log::insert_batch_from(self, nodes, peer)
+        Log::insert_from(self, nodes, peer)
     }
     fn peer_cursor(&self, peer: PeerId) -> Result<Option<Cursor>> {
         Ok(self.peer_record(peer)?.and_then(|v| Cursor::decode(&v)))

@@ -46,7 +46,7 @@ pub fn chain(log: &Log, n: usize, tag: &str) {
             prev = vec![node.hash()];
             nodes.push(node);
         }
-        log.insert_batch(&nodes).unwrap();
+        log.insert(&nodes).unwrap();
     }
 }
 

@@ -1,8 +1,8 @@
 //! Honest memory replicas syncing under a hostile schedule.
 
 use crate::hash::Hash;
-use crate::node::Node;
 use crate::identity::PeerId;
+use crate::node::Node;
 use crate::sim::pump::{drive, moves, receives, sends, Ended, MODES};
 use crate::sim::Input;
 use crate::sync::{MemStore, Mode, SessionConfig, SyncError, SyncStore};

@@ -5,11 +5,11 @@ use std::io::ErrorKind;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
-use super::{Checked, FileProblem, DATA_FILE, LOCK_FILE, LOW_SPACE_BYTES};
-use crate::store::StorageError;
 use super::pages::{
     check_reachable, check_roots, decode_meta, DataFile, Meta, MetaProblem, PageProblem,
 };
+use super::{Checked, FileProblem, DATA_FILE, LOCK_FILE, LOW_SPACE_BYTES};
+use crate::store::StorageError;
 
 /// Size of the lock file LMDB makes for its default 126 readers.
 const LOCK_FILE_BYTES: usize = 8192;
@@ -312,7 +312,11 @@ mod tests {
             ));
         }
         let eio = diagnose(os(rustix::io::Errno::IO), dir.path());
-        assert_eq!(matches!(eio, StorageError::DiskFull { .. }), !roomy, "{eio}");
+        assert_eq!(
+            matches!(eio, StorageError::DiskFull { .. }),
+            !roomy,
+            "{eio}"
+        );
         let other = diagnose(os(rustix::io::Errno::ACCESS), dir.path());
         assert!(matches!(other, StorageError::Engine(_)), "{other}");
         let not_io = diagnose(StorageError::Corrupt("x".into()), dir.path());

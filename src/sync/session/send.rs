@@ -4,8 +4,8 @@ use std::collections::VecDeque;
 
 use super::delta::{self, Prev};
 use super::{Session, SessionStats};
-use crate::log::RawEntry;
 use crate::hash::Hash;
+use crate::log::RawEntry;
 use crate::sync::error::SyncError;
 use crate::sync::filter::SeqBits;
 use crate::sync::message::{Filter, Message};
@@ -252,7 +252,12 @@ pub(super) fn hashes_at(store: &impl SyncStore, seqs: &[u64]) -> Result<Vec<Hash
         }
         let got = store.entries(first - 1, first + n as u64 - 1, n)?;
         if got.len() != n {
-            return Err(crate::log::LogError::from(crate::store::StorageError::Corrupt(format!("feed seqs {first}.. vanished"))).into());
+            return Err(
+                crate::log::LogError::from(crate::store::StorageError::Corrupt(format!(
+                    "feed seqs {first}.. vanished"
+                )))
+                .into(),
+            );
         }
         out.extend(got.into_iter().map(|e| e.hash));
         i += n;

@@ -6,9 +6,9 @@ use std::sync::Arc;
 
 use super::tests::{cfg, chain, store};
 use super::*;
+use crate::log::Inserted;
 use crate::log::RawEntry;
 use crate::log::{LogError as Error, Result};
-use crate::log::Inserted;
 use crate::node::Node;
 use crate::sync::codec::{encode, preamble, Decoder};
 use crate::sync::message::{AbortReason, SamplePrefix};
@@ -114,7 +114,10 @@ fn a_full_disk_is_counted_and_reaches_the_peer_as_an_abort() {
         deliver(&mut b, &mut a, &mut da).expect("the sender never fails");
     };
     assert!(
-        matches!(err, SyncError::Store(Error::Storage(crate::store::StorageError::DiskFull { .. }))),
+        matches!(
+            err,
+            SyncError::Store(Error::Storage(crate::store::StorageError::DiskFull { .. }))
+        ),
         "{err:?}"
     );
     let abort = b

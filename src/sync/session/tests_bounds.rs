@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use super::tests::{cfg, chain, copy_of, drive, run, store};
 use super::*;
-use crate::log::RawEntry;
 use crate::log::Inserted;
+use crate::log::RawEntry;
 use crate::node::Node;
 use crate::sync::message::{Filter, SamplePrefix};
 

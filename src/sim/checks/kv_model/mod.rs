@@ -9,9 +9,9 @@ use std::path::Path;
 use model::*;
 use replica::{kv_copy, kv_open, KvReplica};
 
-use crate::kv::KvError;
-use crate::log::LogError;
 use crate::hash::Hash;
+use crate::kv::{KvError, KvRead, MergeFn, Write};
+use crate::log::LogError;
 use crate::node::{Node, MAX_LINKS};
 use crate::sim::pump::{drive, moves, receives, sends, Ended, MODES};
 use crate::sim::Input;
@@ -108,11 +108,14 @@ pub fn check_kv_model(dir: &Path, data: &[u8]) {
                     })
                     .collect();
                 let expected = expected_kv_node(&kv, key, &op, &links);
-                let got = kv.write_with_links(key, op.clone(), links);
+                let got = kv.write(key, Write::from(op.clone()).superseding(links));
                 if dangling {
-                    assert!(matches!(got, Err(KvError::Log(LogError::MissingLink { .. }))), "{got:?}");
+                    assert!(
+                        matches!(got, Err(KvError::Log(LogError::MissingLink { .. }))),
+                        "{got:?}"
+                    );
                 } else {
-                    assert_eq!(got.expect("write_with_links"), expected.hash());
+                    assert_eq!(got.expect("write superseding"), expected.hash());
                     model.record(rep, expected.hash(), ns, k, op, expected.links().to_vec());
                 }
             }
@@ -127,8 +130,8 @@ pub fn check_kv_model(dir: &Path, data: &[u8]) {
                 };
                 // `resolve` runs the merge once; when its write fills the map it grows the map
                 // and returns map-full for the caller to run again (this merge is pure).
-                let got = match kv.resolve(key, merge) {
-                    Err(KvError::Log(e)) if e.is_map_full() => kv.resolve(key, merge),
+                let got = match kv.resolve(key, MergeFn::new(merge)) {
+                    Err(KvError::Log(e)) if e.is_map_full() => kv.resolve(key, MergeFn::new(merge)),
                     other => other,
                 }
                 .expect("resolve");
@@ -215,7 +218,7 @@ fn kv_flood(model: &mut KvModel, rep: &mut KvReplica, ns: usize, k: usize, extra
             expected_kv_node(&kv, KV_KEYS[k], &op, &[])
         })
         .collect();
-    rep.log.insert_batch(&nodes).expect("flood");
+    rep.log.insert(&nodes).expect("flood");
     for (i, n) in nodes.iter().enumerate() {
         let op = KvOpKind::Put((i as u16).to_be_bytes().to_vec());
         model.record(rep, n.hash(), ns, k, op, Vec::new());

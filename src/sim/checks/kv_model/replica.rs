@@ -113,7 +113,7 @@ pub(super) fn kv_copy(from: &KvReplica, to: &mut KvReplica) {
         let node = e.expect("feed").node;
         if missing.contains(&node.hash()) {
             assert!(matches!(
-                to.log.insert(&node).expect("insert in feed order"),
+                to.log.insert(&[node]).expect("insert in feed order")[0],
                 Inserted::New(_)
             ));
         }
