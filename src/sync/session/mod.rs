@@ -3,10 +3,12 @@
 //! ([`Session::poll_transmit`]). It never blocks on anything but the store, so the same code
 //! runs under the tokio driver, in deterministic tests and in the fuzzer.
 //!
-//! A session is a handshake (both `Hello`s, with every head), then two halves that run side by
-//! side, each an explicit state enum: `send.rs` (what this side streams to the peer) and
-//! `recv.rs` (what it takes in). Which message is legal when is decided in one place,
-//! [`Session::handle`]. Every bound is in [`Limits`].
+//! A session is one state enum, `State`, whose variants hold what each phase needs: the
+//! handshake (both `Hello`s, with every head), the catch-up and the live stream (each the
+//! peer's `Hello` and the two halves that run side by side: `send.rs`, what this side streams
+//! to the peer, and `recv.rs`, what it takes in, each with its own state enum), and the end.
+//! [`Phase`] is derived from it, never stored. Which message is legal when is decided in one
+//! place, [`Session::handle`]. Every bound is in [`Limits`].
 
 use std::collections::VecDeque;
 
@@ -26,8 +28,8 @@ mod send;
 pub use limits::{
     Limits, BATCH_BYTES, BATCH_NODES, MAX_PENDING_BYTES, MAX_PENDING_NODES, MAX_WANT_ROUNDS,
 };
-use recv::{RecvHalf, RecvState};
-use send::{SendHalf, SendState};
+use recv::RecvHalf;
+use send::SendHalf;
 
 /// Which way nodes may flow, from this side's point of view.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -96,25 +98,101 @@ struct Mine {
     samples: Vec<Hash>,
 }
 
+/// Where a session is, and what that phase holds: the one state of the session. Every
+/// combination it can hold is a legal one; [`Phase`] is derived from it.
+enum State {
+    /// Waiting for the peer's `Hello` and its heads.
+    Handshake(Handshake),
+    /// Exchanging what each side lacks.
+    CatchUp(Box<Exchange>),
+    /// Caught up; streaming new nodes both ways.
+    Live(Box<Exchange>),
+    /// Over.
+    Finished(Finished),
+}
+
 /// The handshake: the peer's `Hello`, then its remaining heads.
 enum Handshake {
     /// Waiting for the peer's `Hello`.
     AwaitHello,
     /// The peer's `Hello` announced more heads than it listed; `Heads` messages follow.
     CollectHeads(Hello),
-    /// The peer's `Hello` with every head.
-    Done(Hello),
 }
 
-/// What the two sides have agreed after the handshake.
+/// A session past its handshake: the peer's `Hello` with every head, what the two sides
+/// agreed, and the two halves.
+struct Exchange {
+    peer: Hello,
+    summary: SummaryState,
+    /// Either side asked for a live session.
+    live: bool,
+    send: SendHalf,
+    recv: RecvHalf,
+}
+
+/// The peer's `Summary`, after the handshake.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Exchange {
+enum SummaryState {
     /// Same heads: nothing to exchange, no further catch-up message.
     InSync,
     /// Heads differ; the peer's `Summary` is not in yet.
-    AwaitSummary,
+    Awaited,
     /// The peer's `Summary` is in.
-    Summarised,
+    Received,
+}
+
+/// How a session ended, keeping what it still answers for.
+enum Finished {
+    /// During the handshake (an abort, a close): the handshake as it stood.
+    Early(Handshake),
+    /// After it: the exchange, for the answers still owed, the peer's id and, live, to drop
+    /// what crosses a `Close`.
+    Done(Box<Exchange>),
+}
+
+impl State {
+    fn phase(&self) -> Phase {
+        match self {
+            State::Handshake(_) => Phase::Handshake,
+            State::CatchUp(_) => Phase::CatchUp,
+            State::Live(_) => Phase::Live,
+            State::Finished(_) => Phase::Finished,
+        }
+    }
+
+    /// The exchange, once the handshake is done (also after the session finished).
+    fn exchange(&self) -> Option<&Exchange> {
+        match self {
+            State::CatchUp(e) | State::Live(e) | State::Finished(Finished::Done(e)) => Some(e),
+            State::Handshake(_) | State::Finished(Finished::Early(_)) => None,
+        }
+    }
+
+    fn exchange_mut(&mut self) -> Option<&mut Exchange> {
+        match self {
+            State::CatchUp(e) | State::Live(e) | State::Finished(Finished::Done(e)) => Some(e),
+            State::Handshake(_) | State::Finished(Finished::Early(_)) => None,
+        }
+    }
+
+    /// The peer's `Hello`, once it arrived.
+    fn hello(&self) -> Option<&Hello> {
+        match self {
+            State::Handshake(Handshake::CollectHeads(h))
+            | State::Finished(Finished::Early(Handshake::CollectHeads(h))) => Some(h),
+            _ => self.exchange().map(|e| &e.peer),
+        }
+    }
+
+    /// Ends the session, keeping what the phase held.
+    fn finish(&mut self) {
+        let was = std::mem::replace(self, State::Handshake(Handshake::AwaitHello));
+        *self = State::Finished(match was {
+            State::Handshake(h) => Finished::Early(h),
+            State::CatchUp(e) | State::Live(e) => Finished::Done(e),
+            State::Finished(f) => f,
+        });
+    }
 }
 
 /// One replication session with one peer.
@@ -124,14 +202,11 @@ pub struct Session<S: SyncStore> {
     limits: Limits,
     me: PeerId,
     mine: Mine,
-    hs: Handshake,
-    exchange: Exchange,
-    phase: Phase,
-    live: bool,
+    state: State,
     /// Control messages to send, in order, before any node.
     out: VecDeque<Message>,
-    send: SendHalf,
-    recv: RecvHalf,
+    /// Whether nodes may go as `NodeDelta` frames.
+    deltas: bool,
     stats: SessionStats,
 }
 
@@ -200,13 +275,9 @@ impl<S: SyncStore> Session<S> {
         Ok(Session {
             store,
             me,
-            hs: Handshake::AwaitHello,
-            exchange: Exchange::AwaitSummary,
-            phase: Phase::Handshake,
-            live: false,
+            state: State::Handshake(Handshake::AwaitHello),
             out,
-            send: SendHalf::new(last),
-            recv: RecvHalf::new(),
+            deltas: true,
             mine: Mine {
                 heads,
                 last,
@@ -228,7 +299,7 @@ impl<S: SyncStore> Session<S> {
 
     /// Where the session is.
     pub fn phase(&self) -> Phase {
-        self.phase
+        self.state.phase()
     }
 
     /// The counters so far.
@@ -238,21 +309,23 @@ impl<S: SyncStore> Session<S> {
 
     /// The peer's id, once its `Hello` arrived.
     pub fn peer_id(&self) -> Option<PeerId> {
-        match &self.hs {
-            Handshake::AwaitHello => None,
-            Handshake::CollectHeads(h) | Handshake::Done(h) => Some(h.peer),
-        }
+        self.state.hello().map(|h| h.peer)
     }
 
     /// Whether the session is over (everything to send has been handed out by
     /// [`Session::poll_transmit`]; the caller still flushes it).
     pub fn is_finished(&self) -> bool {
-        self.phase == Phase::Finished && self.out.is_empty() && !self.send.has_answers()
+        matches!(self.state, State::Finished(_))
+            && self.out.is_empty()
+            && !self.state.exchange().is_some_and(|e| e.send.has_answers())
     }
 
     /// Whether the session is (or will be, once caught up) live.
     pub fn is_live(&self) -> bool {
-        self.live || (!matches!(self.hs, Handshake::Done(_)) && self.cfg.live)
+        match self.state.exchange() {
+            Some(e) => e.live,
+            None => self.cfg.live,
+        }
     }
 
     /// Whether the driver should read more input now. False while more than
@@ -268,27 +341,19 @@ impl<S: SyncStore> Session<S> {
     /// peer's heads during the handshake, queued answers and messages), so that a driver can
     /// enforce a budget across all its sessions.
     pub fn buffered_bytes(&self) -> usize {
-        let heads = match &self.hs {
-            Handshake::CollectHeads(h) | Handshake::Done(h) => h.heads.len() * 32,
-            Handshake::AwaitHello => 0,
-        };
+        let heads = self.state.hello().map_or(0, |h| h.heads.len() * 32);
         let out: usize = self.out.iter().map(message_size).sum();
-        heads + out + self.recv.buffered_bytes() + self.send.buffered_bytes()
+        let halves = (self.state.exchange())
+            .map_or(0, |e| e.recv.buffered_bytes() + e.send.buffered_bytes());
+        heads + out + halves
     }
 
     fn peer(&self) -> PeerId {
         self.peer_id().unwrap_or(self.me)
     }
 
-    fn peer_hello(&self) -> Option<&Hello> {
-        match &self.hs {
-            Handshake::Done(h) => Some(h),
-            _ => None,
-        }
-    }
-
     fn state_name(&self) -> &'static str {
-        match self.phase {
+        match self.phase() {
             Phase::Handshake => "handshaking",
             Phase::CatchUp => "catching up",
             Phase::Live => "live",
@@ -311,49 +376,51 @@ impl<S: SyncStore> Session<S> {
         if let Message::Abort { reason, detail } = msg {
             return Err(SyncError::PeerAborted { reason, detail });
         }
-        if self.phase == Phase::Finished && self.live {
+        let ex = match &self.state {
+            State::Handshake(Handshake::AwaitHello) => {
+                return match msg {
+                    Message::Hello(h) => self.on_hello(h),
+                    other => Err(self.unexpected(&other)),
+                };
+            }
+            State::Handshake(Handshake::CollectHeads(_)) => {
+                return match msg {
+                    Message::Heads(h) => self.on_heads(h),
+                    other => Err(self.unexpected(&other)),
+                };
+            }
             // Both sides may close a live session at once; what crosses our Close is dropped
             // (the next sync brings it).
-            return Ok(());
-        }
-        let handshake_done = matches!(self.hs, Handshake::Done(_));
-        let live = self.phase == Phase::Live;
+            State::Finished(Finished::Done(e)) if e.live => return Ok(()),
+            State::Finished(_) => return Err(self.unexpected(&msg)),
+            State::CatchUp(e) | State::Live(e) => e,
+        };
+        let live = matches!(self.state, State::Live(_));
+        let nodes = ex
+            .recv
+            .accepts_nodes(live, ex.summary == SummaryState::Received);
         match msg {
-            Message::Hello(h) if matches!(self.hs, Handshake::AwaitHello) => self.on_hello(h),
-            Message::Heads(h) if matches!(self.hs, Handshake::CollectHeads(_)) => self.on_heads(h),
-            Message::Summary(s) if handshake_done && self.exchange == Exchange::AwaitSummary => {
-                self.on_summary(s)
-            }
-            Message::Node(bytes)
-                if handshake_done && self.recv.accepts_nodes(live, self.exchange_summarised()) =>
-            {
+            Message::Summary(s) if ex.summary == SummaryState::Awaited => self.on_summary(s),
+            Message::Node(bytes) if nodes => self.on_node(bytes),
+            Message::NodeDelta(body) if nodes => {
+                let bytes = delta::expand(ex.recv.prev(), &body)?;
                 self.on_node(bytes)
             }
-            Message::NodeDelta(body)
-                if handshake_done && self.recv.accepts_nodes(live, self.exchange_summarised()) =>
-            {
-                let bytes = delta::expand(&self.recv.prev, &body)?;
-                self.on_node(bytes)
-            }
-            Message::EndStream if handshake_done && self.recv.owes_end_stream() => {
-                self.on_end_stream()
-            }
-            Message::Want(w) if handshake_done && self.send.answers_wants(live) => self.on_want(w),
-            Message::Done if self.send.state == SendState::AwaitDone => {
-                self.send.state = SendState::Caught;
+            Message::EndStream if ex.recv.owes_end_stream() => self.on_end_stream(),
+            Message::Want(w) if ex.send.answers_wants(live) => self.on_want(w),
+            Message::Done if ex.send.awaits_done() => {
+                if let Some(e) = self.state.exchange_mut() {
+                    e.send.peer_done();
+                }
                 self.maybe_finish()
             }
             Message::Close if live => {
                 self.commit()?;
-                self.phase = Phase::Finished;
+                self.state.finish();
                 Ok(())
             }
             other => Err(self.unexpected(&other)),
         }
-    }
-
-    fn exchange_summarised(&self) -> bool {
-        self.exchange == Exchange::Summarised
     }
 
     fn on_hello(&mut self, h: Hello) -> Result<(), SyncError> {
@@ -368,15 +435,15 @@ impl<S: SyncStore> Session<S> {
             });
         }
         if (h.heads.len() as u64) < h.head_count {
-            self.hs = Handshake::CollectHeads(h);
+            self.state = State::Handshake(Handshake::CollectHeads(h));
             return Ok(());
         }
         self.on_peer_heads(h)
     }
 
     fn on_heads(&mut self, more: Vec<Hash>) -> Result<(), SyncError> {
-        let Handshake::CollectHeads(mut h) = std::mem::replace(&mut self.hs, Handshake::AwaitHello)
-        else {
+        let taken = std::mem::replace(&mut self.state, State::Handshake(Handshake::AwaitHello));
+        let State::Handshake(Handshake::CollectHeads(mut h)) = taken else {
             unreachable!("checked by handle");
         };
         if (h.heads.len() + more.len()) as u64 > h.head_count {
@@ -387,7 +454,7 @@ impl<S: SyncStore> Session<S> {
         }
         h.heads.extend(more);
         if (h.heads.len() as u64) < h.head_count {
-            self.hs = Handshake::CollectHeads(h);
+            self.state = State::Handshake(Handshake::CollectHeads(h));
             return Ok(());
         }
         self.on_peer_heads(h)
@@ -405,29 +472,25 @@ impl<S: SyncStore> Session<S> {
                 theirs: mode_name(h.mode.send),
             });
         }
-        self.live = self.cfg.live || h.mode.live;
+        let live = self.cfg.live || h.mode.live;
         self.stats.total_hint = Some(h.last_seq);
-        self.phase = Phase::CatchUp;
         let cursor = self.store.peer_cursor(h.peer)?;
-        if let Some(c) = &cursor {
-            if c.seq <= self.mine.last {
-                self.send.set_floor(c.seq, c.heads.clone());
-            }
-        }
+        let floor = cursor.filter(|c| c.seq <= self.mine.last);
+        let mut send = SendHalf::new(self.mine.last, floor, self.deltas);
         if h.heads == self.mine.heads {
-            self.exchange = Exchange::InSync;
-            self.send.state = if send_on {
-                SendState::Caught
+            send.in_sync(send_on, self.mine.heads.clone());
+            let recv = if recv_on {
+                RecvHalf::caught()
             } else {
-                SendState::Off
+                RecvHalf::off()
             };
-            self.send.shared = self.mine.heads.clone();
-            self.recv.state = if recv_on {
-                RecvState::Caught
-            } else {
-                RecvState::Off
-            };
-            self.hs = Handshake::Done(h);
+            self.state = State::CatchUp(Box::new(Exchange {
+                peer: h,
+                summary: SummaryState::InSync,
+                live,
+                send,
+                recv,
+            }));
             return self.maybe_finish();
         }
         // Only nodes this side had at its snapshot count as known. The peer decides from our
@@ -449,13 +512,13 @@ impl<S: SyncStore> Session<S> {
         // whole feed, so finding none of them means it shares (almost) nothing with me, and
         // a filter over my log would cost me a walk and hashing for nothing.
         let filter = if recv_on && !knew_all && !known_points.is_empty() {
-            self.filter(&known_points)?
+            self.filter(&known_points, send.floor())?
         } else {
             None
         };
         // With all the peer's heads known the plan uses no floor, so there is none to check.
-        let floor = if send_on && !knew_all && self.send.floor > 0 {
-            self.send.floor_heads.clone()
+        let floor = if send_on && !knew_all && send.floor() > 0 {
+            send.floor_heads().to_vec()
         } else {
             Vec::new()
         };
@@ -465,9 +528,8 @@ impl<S: SyncStore> Session<S> {
             filter,
             floor,
         }));
-        self.send.known_points = known_points;
-        self.send.state = if !send_on {
-            SendState::Off
+        if !send_on {
+            send.off();
         } else if knew_all {
             // I have everything the peer has: the difference is exact, start now. No floor is
             // needed (the walk stops at the peer's heads), so none can be wrong.
@@ -478,33 +540,41 @@ impl<S: SyncStore> Session<S> {
                 0,
                 self.limits.plan_walk,
             )?;
-            self.send.shared = h.heads.clone();
-            self.send.start(painted.or_everything_below(0), None)
+            send.start(painted.or_everything_below(0), None, h.heads.clone());
         } else {
-            SendState::AwaitSummary
-        };
-        self.recv.state = if !recv_on {
-            RecvState::Off
+            send.await_summary(known_points);
+        }
+        let recv = if !recv_on {
+            RecvHalf::off()
         } else if knew_all {
-            RecvState::Caught
+            RecvHalf::caught()
         } else {
-            self.recv.owed = 1;
-            RecvState::Stream
+            RecvHalf::streaming()
         };
-        self.exchange = Exchange::AwaitSummary;
-        self.hs = Handshake::Done(h);
+        self.state = State::CatchUp(Box::new(Exchange {
+            peer: h,
+            summary: SummaryState::Awaited,
+            live,
+            send,
+            recv,
+        }));
         Ok(())
     }
 
     /// A Bloom filter of my nodes the peer may be about to offer: those outside what we are
-    /// known to share. Its cost is bounded by [`Limits::filter_walk`], so a `Hello` from a
-    /// peer that shares nothing costs a bounded walk, not one over the whole log.
-    fn filter(&self, known_points: &[Hash]) -> Result<Option<super::message::Filter>, SyncError> {
+    /// known to share (above `floor`). Its cost is bounded by [`Limits::filter_walk`], so a
+    /// `Hello` from a peer that shares nothing costs a bounded walk, not one over the whole
+    /// log.
+    fn filter(
+        &self,
+        known_points: &[Hash],
+        floor: u64,
+    ) -> Result<Option<super::message::Filter>, SyncError> {
         let painted = paint(
             &self.store,
             &self.mine.heads,
             known_points,
-            self.send.floor,
+            floor,
             self.limits.filter_walk,
         )?;
         let mut f =
@@ -518,13 +588,13 @@ impl<S: SyncStore> Session<S> {
     }
 
     fn on_summary(&mut self, s: Summary) -> Result<(), SyncError> {
-        self.exchange = Exchange::Summarised;
+        let ex = self.state.exchange_mut().expect("checked by handle");
+        ex.summary = SummaryState::Received;
         let peer_knows_all_mine = (0..self.mine.heads.len()).all(|i| bit(&s.known_heads, i));
-        if self.send.state == SendState::AwaitSummary {
-            self.send.state = if peer_knows_all_mine {
-                SendState::Caught
+        if let Some(mut points) = ex.send.take_known_points() {
+            if peer_knows_all_mine {
+                ex.send.peer_done();
             } else {
-                let mut points = std::mem::take(&mut self.send.known_points);
                 let mine = self.mine.heads.iter().enumerate();
                 points.extend(
                     mine.filter(|(i, _)| bit(&s.known_heads, *i))
@@ -535,7 +605,7 @@ impl<S: SyncStore> Session<S> {
                     smp.filter(|(i, _)| bit(&s.known_samples, *i))
                         .map(|(_, h)| *h),
                 );
-                let floor = self.send.floor;
+                let floor = ex.send.floor();
                 let painted = paint(
                     &self.store,
                     &self.mine.heads,
@@ -543,12 +613,11 @@ impl<S: SyncStore> Session<S> {
                     floor,
                     self.limits.plan_walk,
                 )?;
-                self.send.shared = points;
-                self.send
-                    .start(painted.or_everything_below(floor), s.filter)
-            };
+                ex.send
+                    .start(painted.or_everything_below(floor), s.filter, points);
+            }
         }
-        if self.recv.state == RecvState::Stream && !s.floor.is_empty() {
+        if ex.recv.is_streaming() && !s.floor.is_empty() {
             // The peer will not send what it believes I had at its floor. Check that belief:
             // if I lack any of its floor heads, its memory of me is wrong (another replica
             // with my id, or lost data), and asking for them makes it send from scratch.
@@ -559,8 +628,7 @@ impl<S: SyncStore> Session<S> {
                 .take(MAX_FLOOR_HEADS)
                 .collect();
             if !lacking.is_empty() {
-                self.recv
-                    .ask(lacking, &mut self.out, &mut self.stats, false);
+                ex.recv.ask(lacking, &mut self.out, &mut self.stats, false);
             }
         }
         self.maybe_finish()
@@ -569,22 +637,25 @@ impl<S: SyncStore> Session<S> {
     /// Ends the catch-up when both halves are done: remembers the peer, then goes live or
     /// finishes.
     fn maybe_finish(&mut self) -> Result<(), SyncError> {
-        if self.phase != Phase::CatchUp
-            || self.exchange == Exchange::AwaitSummary
-            || !self.send.caught_up()
-            || !self.recv.caught_up()
-        {
+        let State::CatchUp(ex) = &self.state else {
+            return Ok(());
+        };
+        if ex.summary == SummaryState::Awaited || !ex.send.caught_up() || !ex.recv.caught_up() {
             return Ok(());
         }
-        if self.send.state == SendState::Caught {
+        if ex.send.is_caught() {
             self.remember_peer()?;
         }
-        if self.live {
-            self.phase = Phase::Live;
-            let last = self.store.last_seq()?;
-            self.send.local_changed(last);
+        let State::CatchUp(mut ex) =
+            std::mem::replace(&mut self.state, State::Handshake(Handshake::AwaitHello))
+        else {
+            unreachable!("checked above");
+        };
+        if ex.live {
+            ex.send.local_changed(self.store.last_seq()?);
+            self.state = State::Live(ex);
         } else {
-            self.phase = Phase::Finished;
+            self.state = State::Finished(Finished::Done(ex));
         }
         Ok(())
     }
@@ -615,21 +686,29 @@ impl<S: SyncStore> Session<S> {
         Ok(())
     }
 
-    /// Tells a live session that the local log's newest seq is now `seq`.
+    /// Tells a live session that the local log's newest seq is now `seq`. Before the
+    /// handshake is done there is no stream to tell: going live reads the store's newest seq.
     pub fn local_changed(&mut self, seq: u64) {
-        self.send.local_changed(seq);
+        if let Some(e) = self.state.exchange_mut() {
+            e.send.local_changed(seq);
+        }
     }
 
     /// Whether [`Session::poll_transmit`] may have something to give.
     pub fn wants_transmit(&self) -> bool {
-        !self.out.is_empty() || self.send.wants_transmit(self.phase == Phase::Live)
+        let live = matches!(self.state, State::Live(_));
+        !self.out.is_empty()
+            || (self.state.exchange()).is_some_and(|e| e.send.wants_transmit(live))
     }
 
     /// Whether nodes may go as `NodeDelta` frames (on by default). A delta refers to the node
     /// of the frame before it, so a harness that reorders a session's node frames (to test
     /// another arrival order) turns them off.
     pub fn set_node_deltas(&mut self, on: bool) {
-        self.send.deltas = on;
+        self.deltas = on;
+        if let Some(e) = self.state.exchange_mut() {
+            e.send.set_deltas(on);
+        }
     }
 
     /// The next message to send, if any. Reads the store for node streams.
@@ -637,30 +716,40 @@ impl<S: SyncStore> Session<S> {
         if let Some(m) = self.out.pop_front() {
             return Ok(Some(m));
         }
-        let live = self.phase == Phase::Live;
-        self.send.poll(&self.store, live, &mut self.stats)
+        let live = matches!(self.state, State::Live(_));
+        match self.state.exchange_mut() {
+            Some(e) => e.send.poll(&self.store, live, &mut self.stats),
+            None => Ok(None),
+        }
     }
 
     /// Ends a live session in order: commits, then queues `Close`.
     pub fn close(&mut self) -> Result<(), SyncError> {
         self.commit()?;
-        if self.phase != Phase::Finished {
+        if !matches!(self.state, State::Finished(_)) {
             self.out.push_back(Message::Close);
-            self.phase = Phase::Finished;
+            self.state.finish();
         }
         Ok(())
+    }
+
+    /// Forgets what was queued to send: the peer will read none of it.
+    fn drop_output(&mut self) {
+        self.out.clear();
+        if let Some(e) = self.state.exchange_mut() {
+            e.send.clear_answers();
+        }
     }
 
     /// The peer's stream ended. Fine once caught up in a live session; otherwise an error.
     /// Either way what was checked is committed.
     pub fn on_eof(&mut self) -> Result<(), SyncError> {
         self.commit()?;
-        match self.phase {
-            Phase::Finished => Ok(()),
-            Phase::Live => {
-                self.phase = Phase::Finished;
-                self.out.clear();
-                self.send.clear_answers();
+        match self.state {
+            State::Finished(_) => Ok(()),
+            State::Live(_) => {
+                self.state.finish();
+                self.drop_output();
                 Ok(())
             }
             _ => Err(SyncError::UnexpectedEof {
@@ -675,9 +764,8 @@ impl<S: SyncStore> Session<S> {
     /// nodes that batch committed.
     pub fn abort(&mut self, err: &SyncError) -> Option<Message> {
         self.salvage();
-        self.out.clear();
-        self.send.clear_answers();
-        self.phase = Phase::Finished;
+        self.drop_output();
+        self.state.finish();
         let reason = err.abort_reason()?;
         Some(Message::Abort {
             reason,
