@@ -29,8 +29,8 @@
 //! ```
 
 use crate::sim::{seed_bytes, Input};
-use crate::sync::codec::{encode, preamble, Decoder};
-use crate::sync::{Limits, Message, Mode, Phase, Session, SessionConfig, SyncError, SyncStore};
+use crate::sync::wire::{encode, preamble, Decoder, Message};
+use crate::sync::{Limits, Mode, Phase, Session, SessionConfig, SyncError, SyncStore};
 
 /// How one driven session ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

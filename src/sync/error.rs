@@ -15,7 +15,7 @@ pub enum SyncError {
     /// The peer does not speak this protocol (its first bytes are not the magic).
     #[error("not a braidlog peer: expected magic {expected:02x?}, got {got:02x?}")]
     BadMagic {
-        /// [`super::MAGIC`].
+        /// [`crate::sync::wire::MAGIC`].
         expected: [u8; 8],
         /// The first 8 bytes received.
         got: [u8; 8],
@@ -120,7 +120,7 @@ pub enum SyncError {
         peer: PeerId,
         /// Heads announced.
         count: u64,
-        /// [`super::session::Limits::peer_heads`].
+        /// [`crate::sync::Limits::peer_heads`].
         max: usize,
     },
     /// The peer asked for nodes more often, or for more work, than the session answers.
@@ -130,7 +130,7 @@ pub enum SyncError {
         peer: PeerId,
         /// `Want`s answered so far.
         rounds: u32,
-        /// [`super::session::Limits::wants_answered`].
+        /// [`crate::sync::Limits::wants_answered`].
         max: u32,
         /// Nodes the last answer would have walked (0 when the count was the problem).
         walked: usize,
@@ -169,8 +169,8 @@ pub enum SyncError {
     #[error("the peer aborted the session: {reason}: {detail}")]
     PeerAborted {
         /// Why, as the peer classified it.
-        reason: crate::sync::message::AbortReason,
-        /// The peer's error message (at most [`super::message::MAX_ABORT_DETAIL`] bytes).
+        reason: crate::sync::wire::message::AbortReason,
+        /// The peer's error message (at most [`crate::sync::wire::MAX_ABORT_DETAIL`] bytes).
         detail: String,
     },
     /// The local store failed.
@@ -182,8 +182,8 @@ impl SyncError {
     /// What to tell the peer when this error ends a session on this side: the `Abort` reason,
     /// or `None` when there is no one to tell (the transport failed, the peer hung up or
     /// aborted itself, or it does not speak this protocol version).
-    pub fn abort_reason(&self) -> Option<crate::sync::message::AbortReason> {
-        use crate::sync::message::AbortReason as R;
+    pub fn abort_reason(&self) -> Option<crate::sync::wire::message::AbortReason> {
+        use crate::sync::wire::message::AbortReason as R;
         Some(match self {
             SyncError::Io(_)
             | SyncError::BadMagic { .. }

@@ -21,11 +21,11 @@ use super::node::{finish, IrohNode, CLOSE_REFUSED, CLOSE_UNKNOWN_ALPN};
 use super::{IrohError, ALPN};
 use crate::identity::PublicKey;
 use crate::log::Log;
-use crate::sync::budget::MemoryBudget;
-use crate::sync::driver::{sync_reporting, SyncFailure};
 use crate::sync::error::SyncError;
-use crate::sync::options::{SyncOptions, SyncReport};
-use crate::sync::serve::{DEFAULT_MAX_CONNECTIONS, DEFAULT_MEMORY_BUDGET};
+use crate::sync::limits::{DEFAULT_MAX_CONNECTIONS, DEFAULT_MEMORY_BUDGET};
+use crate::sync::net::budget::MemoryBudget;
+use crate::sync::net::driver::{sync_reporting, SyncFailure};
+use crate::sync::net::options::{SyncOptions, SyncReport};
 
 /// Who may connect. Checked on every connection, with the peer's key from its TLS handshake,
 /// before the server reads or sends a byte of the protocol: a refused peer learns nothing of

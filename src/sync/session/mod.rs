@@ -13,21 +13,20 @@
 use std::collections::VecDeque;
 
 use super::error::SyncError;
-use super::message::{bit, bitmap, Hello, Message, Summary, WireMode};
-use super::message::{MAX_FLOOR_HEADS, MAX_SAMPLES, SAMPLE_PREFIX_LEN};
-use super::plan::paint;
 use super::store::{Cursor, SyncStore};
 use crate::hash::Hash;
 use crate::peer::PeerId;
+use crate::sync::wire::message::{bit, bitmap, Hello, Message, Summary, WireMode};
+use crate::sync::wire::message::{MAX_FLOOR_HEADS, MAX_SAMPLES, SAMPLE_PREFIX_LEN};
+use plan::paint;
 
-pub mod delta;
-mod limits;
+mod filter;
+mod plan;
 mod recv;
 mod send;
 
-pub use limits::{
-    Limits, BATCH_BYTES, BATCH_NODES, MAX_PENDING_BYTES, MAX_PENDING_NODES, MAX_WANT_ROUNDS,
-};
+pub use crate::sync::limits::Limits;
+use crate::sync::wire::delta;
 use recv::RecvHalf;
 use send::SendHalf;
 
@@ -250,7 +249,7 @@ impl<S: SyncStore> Session<S> {
         let samples = samples(&store, last)?;
         let per = limits
             .heads_per_message
-            .clamp(1, super::message::MAX_HEADS_PER_MESSAGE);
+            .clamp(1, crate::sync::wire::message::MAX_HEADS_PER_MESSAGE);
         let mut out = VecDeque::new();
         out.push_back(Message::Hello(Hello {
             peer: me,
@@ -569,7 +568,7 @@ impl<S: SyncStore> Session<S> {
         &self,
         known_points: &[Hash],
         floor: u64,
-    ) -> Result<Option<super::message::Filter>, SyncError> {
+    ) -> Result<Option<crate::sync::wire::message::Filter>, SyncError> {
         let painted = paint(
             &self.store,
             &self.mine.heads,
@@ -577,8 +576,10 @@ impl<S: SyncStore> Session<S> {
             floor,
             self.limits.filter_walk,
         )?;
-        let mut f =
-            super::message::Filter::with_capacity(self.cfg.filter_key, painted.seqs.len() as u64);
+        let mut f = crate::sync::wire::message::Filter::with_capacity(
+            self.cfg.filter_key,
+            painted.seqs.len() as u64,
+        );
         if let Some(f) = &mut f {
             for h in send::hashes_at(&self.store, &painted.seqs)? {
                 f.insert(&h);
@@ -697,8 +698,7 @@ impl<S: SyncStore> Session<S> {
     /// Whether [`Session::poll_transmit`] may have something to give.
     pub fn wants_transmit(&self) -> bool {
         let live = matches!(self.state, State::Live(_));
-        !self.out.is_empty()
-            || (self.state.exchange()).is_some_and(|e| e.send.wants_transmit(live))
+        !self.out.is_empty() || (self.state.exchange()).is_some_and(|e| e.send.wants_transmit(live))
     }
 
     /// Whether nodes may go as `NodeDelta` frames (on by default). A delta refers to the node
@@ -769,7 +769,7 @@ impl<S: SyncStore> Session<S> {
         let reason = err.abort_reason()?;
         Some(Message::Abort {
             reason,
-            detail: super::message::clip_detail(&err.to_string()),
+            detail: crate::sync::wire::message::clip_detail(&err.to_string()),
         })
     }
 

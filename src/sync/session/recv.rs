@@ -10,14 +10,14 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
-use super::delta::Prev;
 use super::{Session, SessionStats, State};
 use crate::hash::Hash;
 use crate::log::Inserted;
 use crate::node::Node;
 use crate::sync::error::SyncError;
-use crate::sync::message::{Message, MAX_WANT};
 use crate::sync::store::SyncStore;
+use crate::sync::wire::delta::Prev;
+use crate::sync::wire::message::{Message, MAX_WANT};
 
 /// New unknown links (or nodes held since the last lookup) that trigger one bulk lookup.
 const PROBE_BATCH: usize = 1024;

@@ -2,16 +2,16 @@
 
 use std::collections::VecDeque;
 
-use super::delta::{self, Prev};
+use super::filter::SeqBits;
+use super::plan::{paint, Plan};
 use super::{Session, SessionStats};
 use crate::changes::RawEntry;
 use crate::error::Error;
 use crate::hash::Hash;
 use crate::sync::error::SyncError;
-use crate::sync::filter::SeqBits;
-use crate::sync::message::{Filter, Message};
-use crate::sync::plan::{paint, Plan};
 use crate::sync::store::{Cursor, SyncStore};
+use crate::sync::wire::delta::{self, Prev};
+use crate::sync::wire::message::{Filter, Message};
 
 /// Entries read from the store per live-stream read.
 const CHUNK: usize = 512;

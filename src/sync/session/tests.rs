@@ -5,8 +5,8 @@ use super::*;
 use crate::node::Node;
 use crate::sim::pump::{slicing_schedule, Ended, Pair};
 use crate::sim::Input;
-use crate::sync::codec::{encode, preamble, Decoder};
-use crate::sync::message::Summary;
+use crate::sync::wire::codec::{encode, preamble, Decoder};
+use crate::sync::wire::message::Summary;
 use crate::sync::MemStore;
 use rand::{Rng, SeedableRng};
 

@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::log::Inserted;
 use crate::node::Node;
 use crate::sim::pump::Pair;
-use crate::sync::message::{AbortReason, SamplePrefix};
+use crate::sync::wire::message::{AbortReason, SamplePrefix};
 use crate::sync::MemStore;
 
 /// A [`MemStore`] with room for `room` more nodes: a batch that does not fit fails whole

@@ -26,16 +26,13 @@ use tokio::task::JoinSet;
 
 use super::budget::MemoryBudget;
 use super::driver::{sync_reporting, SyncFailure};
-use super::error::SyncError;
 use super::options::{SyncOptions, SyncReport};
 use crate::log::Log;
+use crate::sync::error::SyncError;
 
-/// Default of [`ServeOptions::max_connections`].
-pub const DEFAULT_MAX_CONNECTIONS: usize = 512;
-/// Default of [`ServeOptions::memory_budget`].
-pub const DEFAULT_MEMORY_BUDGET: usize = 128 << 20;
-const BACKOFF_MIN: Duration = Duration::from_millis(10);
-const BACKOFF_MAX: Duration = Duration::from_secs(1);
+use crate::sync::limits::{
+    BACKOFF_MAX, BACKOFF_MIN, DEFAULT_MAX_CONNECTIONS, DEFAULT_MEMORY_BUDGET,
+};
 
 /// Something a server did, for logs and tests.
 #[derive(Debug)]
