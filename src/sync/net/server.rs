@@ -133,60 +133,115 @@ pub struct ServeReport {
 
 type Ended = (SocketAddr, Result<SyncReport, SyncFailure>);
 
-struct Server {
-    report: ServeReport,
-    on_event: Option<OnEvent>,
-    /// Each running session's peer and slot. The slot is freed only once its end is
-    /// recorded, so events never show more sessions than the limit.
-    peers: HashMap<tokio::task::Id, (SocketAddr, OwnedSemaphorePermit)>,
+/// A transport a server accepts connections from: TCP here, iroh in `sync::iroh`.
+pub(crate) trait Listener {
+    /// A connection accepted but not yet admitted (the per-transport admission hook, such as
+    /// iroh's key check, runs in its session's task).
+    type Incoming: Send + 'static;
+    /// Waits for the next connection.
+    fn accept(&mut self) -> impl Future<Output = Accepted<Self::Incoming>> + Send;
 }
 
-impl Server {
-    fn event(&self, e: ServeEvent<'_>) {
-        if let Some(f) = &self.on_event {
-            f(e);
+/// What [`Listener::accept`] gave.
+pub(crate) enum Accepted<I> {
+    /// A connection.
+    Conn(I),
+    /// Accepting failed; the server backs off (see [`run`]).
+    Failed(std::io::Error),
+    /// The transport is closed: the server stops.
+    Closed,
+}
+
+impl Listener for TcpListener {
+    type Incoming = (tokio::net::TcpStream, SocketAddr);
+    async fn accept(&mut self) -> Accepted<Self::Incoming> {
+        match TcpListener::accept(self).await {
+            Ok(a) => Accepted::Conn(a),
+            Err(e) => Accepted::Failed(e),
         }
     }
+}
 
-    fn ended(&mut self, done: Result<(tokio::task::Id, Ended), tokio::task::JoinError>) {
+/// The one accept loop, generic over the transport. Its overload policy, the same for every
+/// transport: at most `max_connections` connections at once, and at the limit it stops
+/// accepting, so new connections wait in the transport's queue (the kernel's listen backlog,
+/// QUIC's incoming queue) until a slot frees, each bounded by its own client's timeout,
+/// rather than being refused while a slot may free up a moment later. An accept error never
+/// ends it: `accept_failed` hears of it with the backoff before the next accept (none when
+/// the error concerns only the connection being accepted), doubling from [`BACKOFF_MIN`] to
+/// [`BACKOFF_MAX`]. Each accepted connection runs the future `start` gives in its own task,
+/// holding its slot until `ended` has recorded its end (so events never show more sessions
+/// than the limit); `ended` gets back the tag `start` gave with it (the peer, say).
+/// On `shutdown` it stops accepting, turns `stop` to `true` (the sessions' own shutdown
+/// signal) and waits for every task.
+pub(crate) async fn run<L, T, O, Fut>(
+    listener: &mut L,
+    max_connections: usize,
+    shutdown: impl Future<Output = ()>,
+    stop: watch::Sender<bool>,
+    mut start: impl FnMut(L::Incoming) -> (T, Fut),
+    mut ended: impl FnMut(Result<O, tokio::task::JoinError>, Option<T>),
+    mut accept_failed: impl FnMut(&std::io::Error, Duration),
+) where
+    L: Listener,
+    O: Send + 'static,
+    Fut: Future<Output = O> + Send + 'static,
+{
+    let slots = Arc::new(Semaphore::new(max_connections.max(1)));
+    let mut held: HashMap<tokio::task::Id, (T, OwnedSemaphorePermit)> = HashMap::new();
+    let mut tasks: JoinSet<O> = JoinSet::new();
+    let mut slot: Option<OwnedSemaphorePermit> = None;
+    let mut backoff = BACKOFF_MIN;
+    let mut retry_at: Option<tokio::time::Instant> = None;
+    let mut end = |done: Result<(tokio::task::Id, O), tokio::task::JoinError>,
+                   held: &mut HashMap<_, _>| {
         let id = match &done {
             Ok((id, _)) => *id,
             Err(e) => e.id(),
         };
-        let slot = self.peers.remove(&id);
-        let (peer, result) = match done {
-            Ok((_, ended)) => ended,
-            Err(e) => {
-                let peer = slot.as_ref().map(|s| s.0);
-                let peer = peer.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
-                let why = if e.is_panic() {
-                    "the session task panicked"
-                } else {
-                    "the session task was cancelled"
+        let (tag, slot) = held.remove(&id).unzip();
+        ended(done.map(|(_, o)| o), tag);
+        drop(slot);
+    };
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            Some(done) = tasks.join_next_with_id() => end(done, &mut held),
+            p = slots.clone().acquire_owned(), if slot.is_none() => match p {
+                Ok(p) => slot = Some(p),
+                // The semaphore is never closed.
+                Err(_) => break,
+            },
+            () = sleep_until(retry_at), if retry_at.is_some() => retry_at = None,
+            accepted = listener.accept(), if slot.is_some() && retry_at.is_none() => {
+                let incoming = match accepted {
+                    Accepted::Conn(c) => c,
+                    Accepted::Closed => break,
+                    Accepted::Failed(error) => {
+                        // One connection's failure says nothing about the next: retry now.
+                        // Anything else (out of descriptors or memory) needs time to clear.
+                        let retry_in = if one_connection(&error) { Duration::ZERO } else { backoff };
+                        accept_failed(&error, retry_in);
+                        if !retry_in.is_zero() {
+                            retry_at = Some(tokio::time::Instant::now() + retry_in);
+                            backoff = (backoff * 2).min(BACKOFF_MAX);
+                        }
+                        continue;
+                    }
                 };
-                let error = SyncError::Io(std::io::Error::other(why));
-                let report = SyncReport::default();
-                (peer, Err(SyncFailure { error, report }))
-            }
-        };
-        match &result {
-            Ok(r) => {
-                self.report.nodes_received += r.nodes_received;
-                self.report.nodes_sent += r.nodes_sent;
-                self.event(ServeEvent::Finished { peer, report: r });
-            }
-            Err(SyncFailure { error, report }) => {
-                self.report.failed += 1;
-                self.report.nodes_received += report.nodes_received;
-                self.report.nodes_sent += report.nodes_sent;
-                self.event(ServeEvent::Failed {
-                    peer,
-                    error,
-                    report,
-                });
+                backoff = BACKOFF_MIN;
+                let (tag, fut) = start(incoming);
+                let task = tasks.spawn(fut);
+                if let Some(p) = slot.take() {
+                    held.insert(task.id(), (tag, p));
+                }
             }
         }
-        drop(slot);
+    }
+    let _ = stop.send(true);
+    while let Some(done) = tasks.join_next_with_id().await {
+        end(done, &mut held);
     }
 }
 
@@ -196,75 +251,96 @@ impl Server {
 ///
 /// It returns only after `shutdown`: no peer and no accept error ends it.
 pub async fn serve(
-    listener: TcpListener,
+    mut listener: TcpListener,
     log: Log,
     options: impl Into<ServeOptions>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<ServeReport, SyncError> {
     let options = options.into();
     let (stop_tx, stop_rx) = watch::channel(false);
-    let mut session = options.session.clone();
-    session.shutdown = Some(stop_rx);
-    // One budget for every session of this server.
-    session
-        .memory
-        .get_or_insert_with(|| MemoryBudget::new(options.memory_budget));
-    let slots = Arc::new(Semaphore::new(options.max_connections.max(1)));
-    let mut server = Server {
-        report: ServeReport::default(),
-        on_event: options.on_event.clone(),
-        peers: HashMap::new(),
+    let session = options.sessions(stop_rx);
+    let on_event = options.on_event.clone();
+    let event = |e: ServeEvent<'_>| {
+        if let Some(f) = &on_event {
+            f(e);
+        }
     };
-    let mut tasks: JoinSet<Ended> = JoinSet::new();
-    let mut slot: Option<OwnedSemaphorePermit> = None;
-    let mut backoff = BACKOFF_MIN;
-    let mut retry_at: Option<tokio::time::Instant> = None;
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            () = &mut shutdown => break,
-            Some(done) = tasks.join_next_with_id() => server.ended(done),
-            p = slots.clone().acquire_owned(), if slot.is_none() => match p {
-                Ok(p) => slot = Some(p),
-                // The semaphore is never closed.
-                Err(_) => break,
-            },
-            () = sleep_until(retry_at), if retry_at.is_some() => retry_at = None,
-            accepted = listener.accept(), if slot.is_some() && retry_at.is_none() => {
-                let (stream, peer) = match accepted {
-                    Ok(a) => a,
-                    Err(error) => {
-                        server.report.accept_errors += 1;
-                        // One connection's failure says nothing about the next: retry now.
-                        // Anything else (out of descriptors or memory) needs time to clear.
-                        let retry_in = if one_connection(&error) { Duration::ZERO } else { backoff };
-                        server.event(ServeEvent::AcceptFailed { error: &error, retry_in });
-                        if !retry_in.is_zero() {
-                            retry_at = Some(tokio::time::Instant::now() + retry_in);
-                            backoff = (backoff * 2).min(BACKOFF_MAX);
-                        }
-                        continue;
-                    }
-                };
-                backoff = BACKOFF_MIN;
-                // Fails only if the peer is already gone; its session then says so.
-                let _ = stream.set_nodelay(true);
-                server.report.sessions += 1;
-                server.event(ServeEvent::Accepted { peer });
-                let (log, opts) = (log.clone(), session.clone());
-                let task = tasks.spawn(async move { (peer, sync_reporting(&log, stream, opts).await) });
-                if let Some(held) = slot.take() {
-                    server.peers.insert(task.id(), (peer, held));
+    let report = std::sync::Mutex::new(ServeReport::default());
+    run(
+        &mut listener,
+        options.max_connections,
+        shutdown,
+        stop_tx,
+        |(stream, peer): (tokio::net::TcpStream, SocketAddr)| {
+            // Fails only if the peer is already gone; its session then says so.
+            let _ = stream.set_nodelay(true);
+            lock(&report).sessions += 1;
+            event(ServeEvent::Accepted { peer });
+            let (log, opts) = (log.clone(), session.clone());
+            (peer, async move {
+                (peer, sync_reporting(&log, stream, opts).await)
+            })
+        },
+        |done: Result<Ended, tokio::task::JoinError>, peer: Option<SocketAddr>| {
+            let (peer, result) = match done {
+                Ok(ended) => ended,
+                Err(e) => {
+                    let peer = peer.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
+                    let why = if e.is_panic() {
+                        "the session task panicked"
+                    } else {
+                        "the session task was cancelled"
+                    };
+                    let error = SyncError::Io(std::io::Error::other(why));
+                    let report = SyncReport::default();
+                    (peer, Err(SyncFailure { error, report }))
+                }
+            };
+            let mut r = lock(&report);
+            match &result {
+                Ok(rep) => {
+                    r.nodes_received += rep.nodes_received;
+                    r.nodes_sent += rep.nodes_sent;
+                    drop(r);
+                    event(ServeEvent::Finished { peer, report: rep });
+                }
+                Err(SyncFailure { error, report }) => {
+                    r.failed += 1;
+                    r.nodes_received += report.nodes_received;
+                    r.nodes_sent += report.nodes_sent;
+                    drop(r);
+                    event(ServeEvent::Failed {
+                        peer,
+                        error,
+                        report,
+                    });
                 }
             }
-        }
+        },
+        |error, retry_in| {
+            lock(&report).accept_errors += 1;
+            event(ServeEvent::AcceptFailed { error, retry_in });
+        },
+    )
+    .await;
+    Ok(report.into_inner().unwrap_or_else(|e| e.into_inner()))
+}
+
+impl ServeOptions {
+    /// The options of each session: the server's shutdown signal, and one memory budget for
+    /// all of them (the caller's, or one of [`ServeOptions::memory_budget`] bytes).
+    pub(crate) fn sessions(&self, stop: watch::Receiver<bool>) -> SyncOptions {
+        let mut session = self.session.clone();
+        session.shutdown = Some(stop);
+        session
+            .memory
+            .get_or_insert_with(|| MemoryBudget::new(self.memory_budget));
+        session
     }
-    drop(listener);
-    let _ = stop_tx.send(true);
-    while let Some(done) = tasks.join_next_with_id().await {
-        server.ended(done);
-    }
-    Ok(server.report)
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Whether an accept error concerns only the connection being accepted.

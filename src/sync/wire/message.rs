@@ -91,67 +91,7 @@ pub struct Summary {
     pub floor: Vec<Hash>,
 }
 
-/// Why a side gave up on a session, as sent in [`Message::Abort`]. On the wire it is one byte;
-/// a byte this version does not know decodes as [`AbortReason::Internal`], so a newer peer's
-/// reason never makes the abort itself fail to decode.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum AbortReason {
-    /// The sender's disk is full: what it committed before is kept, the rest was not stored.
-    DiskFull,
-    /// The receiver of the abort broke one of the sender's limits (too many heads, wants,
-    /// pending nodes; a timeout).
-    LimitExceeded,
-    /// The sender will not sync with this peer (same replica id, directions that cannot
-    /// exchange anything), or refuses a node the peer sent (its policy, or a signature that is
-    /// not the author's; the detail names node and author).
-    Refused,
-    /// The receiver of the abort sent something the protocol does not allow.
-    Protocol,
-    /// The sender is shutting down.
-    ShuttingDown,
-    /// Anything else on the sender's side (a store or transport failure).
-    Internal,
-}
-
-impl AbortReason {
-    /// The wire byte.
-    pub fn code(self) -> u8 {
-        match self {
-            AbortReason::DiskFull => 1,
-            AbortReason::LimitExceeded => 2,
-            AbortReason::Refused => 3,
-            AbortReason::Protocol => 4,
-            AbortReason::ShuttingDown => 5,
-            AbortReason::Internal => 6,
-        }
-    }
-
-    /// The reason for a wire byte; unknown bytes are [`AbortReason::Internal`].
-    pub fn from_code(code: u8) -> AbortReason {
-        match code {
-            1 => AbortReason::DiskFull,
-            2 => AbortReason::LimitExceeded,
-            3 => AbortReason::Refused,
-            4 => AbortReason::Protocol,
-            5 => AbortReason::ShuttingDown,
-            _ => AbortReason::Internal,
-        }
-    }
-}
-
-impl std::fmt::Display for AbortReason {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            AbortReason::DiskFull => "its disk is full",
-            AbortReason::LimitExceeded => "a limit was exceeded",
-            AbortReason::Refused => "it refused the session",
-            AbortReason::Protocol => "a protocol violation",
-            AbortReason::ShuttingDown => "it is shutting down",
-            AbortReason::Internal => "an internal error",
-        })
-    }
-}
+pub use crate::sync::error::AbortReason;
 
 /// One protocol message. See `docs/PROTOCOL.md` for when each is sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
