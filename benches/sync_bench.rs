@@ -510,7 +510,7 @@ fn print_arrival_order(sizes: &[usize], size: usize) {
 /// that match nothing) on a log of `n` nodes: the walk and the Bloom filter are bounded by
 /// `Limits::filter_walk`, not by `n`.
 fn hello_cost(n: usize, size: usize, claim_root: bool) -> f64 {
-    use braidlog::sync::message::{Hello, Message, WireMode};
+    use braidlog::sync::wire::{Hello, Message, WireMode};
     use braidlog::sync::{Session, SessionConfig};
     let mut r = Replica::new(9);
     r.grow(n, size);
@@ -556,7 +556,7 @@ const FIXED_D: usize = 1_000;
 /// Receives a chain of `n` nodes through the sans-IO session into a fresh durable log, in feed
 /// order and child-first (every node before its link), and returns the seconds of each.
 fn arrival_order(n: usize, size: usize) -> (f64, f64) {
-    use braidlog::sync::message::{Hello, Message, Summary, WireMode};
+    use braidlog::sync::wire::{Hello, Message, Summary, WireMode};
     use braidlog::sync::{Session, SessionConfig};
     let mut nodes: Vec<Node> = Vec::with_capacity(n);
     for i in 0..n {

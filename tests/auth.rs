@@ -5,8 +5,8 @@ use braidlog::kv::{Deterministic, KvRead};
 use std::collections::BTreeSet;
 
 use braidlog::kv::Kv;
-use braidlog::sync::codec::{self, Decoder};
-use braidlog::sync::{sync, Message, Mode, SyncError, SyncOptions, SyncReport};
+use braidlog::sync::wire::{self as codec, Decoder, Message};
+use braidlog::sync::{sync, Mode, SyncError, SyncOptions, SyncReport};
 use braidlog::{Hash, Identity, Log, LogError, Node, Policy, PolicyError, PolicyMode};
 use quickcheck::{Arbitrary, Gen, QuickCheck, TestResult};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -239,7 +239,7 @@ async fn an_unknown_author_is_rejected_and_an_allow_list_change_applies_at_the_n
     // The sender learns why, with node and author.
     match ra {
         Err(SyncError::PeerAborted { reason, detail }) => {
-            assert_eq!(reason, braidlog::sync::message::AbortReason::Refused);
+            assert_eq!(reason, braidlog::sync::AbortReason::Refused);
             assert!(detail.contains(&from_alice.hash().to_string()), "{detail}");
             assert!(detail.contains(&alice.to_string()), "{detail}");
         }

@@ -12,8 +12,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 use braidlog::kv::Kv;
-use braidlog::sync::codec::{decode_body, encode, preamble, Decoder, PREAMBLE_LEN};
-use braidlog::sync::{Message, Mode, Session, SessionConfig, PROTOCOL_VERSION};
+use braidlog::sync::wire::{
+    decode_body, encode, preamble, Decoder, Message, PREAMBLE_LEN, PROTOCOL_VERSION,
+};
+use braidlog::sync::{Mode, Session, SessionConfig};
 use braidlog::{Hash, Identity, Log, PeerId, Policy, PolicyMode, PublicKey, STORE_FORMAT_VERSION};
 
 const STORE: &str = "store-fmt1";
@@ -181,7 +183,7 @@ fn recorded(file: &str) -> Vec<u8> {
     std::fs::read(fixture(&format!("{SESSION}/{file}"))).unwrap()
 }
 
-fn hello(frame: &[u8]) -> braidlog::sync::message::Hello {
+fn hello(frame: &[u8]) -> braidlog::sync::wire::Hello {
     match decode_body(&frame[4..]).unwrap() {
         Message::Hello(h) => h,
         other => panic!("first frame is {}", other.name()),

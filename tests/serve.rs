@@ -6,10 +6,10 @@ mod common;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use braidlog::sync::codec::preamble;
+use braidlog::sync::wire::{preamble, MAX_FRAME_BYTES};
 use braidlog::sync::{
     connect, serve, sync, MemoryBudget, OnEvent, ServeEvent, ServeOptions, ServeReport, SyncError,
-    SyncOptions, DEFAULT_HANDSHAKE_TIMEOUT, MAX_FRAME_BYTES,
+    SyncOptions, DEFAULT_HANDSHAKE_TIMEOUT,
 };
 use common::{assert_same, chain, replica};
 use tokio::io::AsyncWriteExt;

@@ -175,7 +175,7 @@ async fn over_tcp_with_many_peers_at_once() {
 async fn progress_events_are_emitted() {
     let (a, b) = (replica(), replica());
     // More than one receive batch, so progress is reported before the end.
-    let n = braidlog::sync::session::BATCH_NODES as u64 + 2000;
+    let n = braidlog::sync::Limits::default().batch_nodes as u64 + 2000;
     // Payloads long enough that the stream spans many reads of the driver (progress is
     // reported between reads).
     chain(&a.log, n as usize, &"p".repeat(64));

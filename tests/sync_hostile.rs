@@ -3,9 +3,10 @@
 
 mod common;
 
-use braidlog::sync::codec::{encode, preamble, Decoder};
-use braidlog::sync::message::{Hello, Message, Summary, WireMode, MAGIC};
-use braidlog::sync::{sync, Mode, SyncOptions, SyncReport, MAX_FRAME_BYTES};
+use braidlog::sync::wire::MAX_FRAME_BYTES;
+use braidlog::sync::wire::{encode, preamble, Decoder};
+use braidlog::sync::wire::{Hello, Message, Summary, WireMode, MAGIC};
+use braidlog::sync::{sync, Mode, SyncOptions, SyncReport};
 use braidlog::{Hash, Log, Node, PeerId, SyncError};
 use common::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
@@ -122,7 +123,7 @@ async fn wrong_version() {
     assert!(matches!(
         r,
         Err(SyncError::Version {
-            expected: braidlog::sync::PROTOCOL_VERSION,
+            expected: braidlog::sync::wire::PROTOCOL_VERSION,
             got: 99
         })
     ));
@@ -341,11 +342,11 @@ async fn hyperlog_link_after_node_order_is_tolerated_and_never_produced() {
     }))
     .await;
     let mut seen = std::collections::HashSet::new();
-    let mut prev = braidlog::sync::session::delta::Prev::default();
+    let mut prev = braidlog::sync::wire::delta::Prev::default();
     loop {
         let b = match p.until_any().await {
             Message::Node(b) => b,
-            Message::NodeDelta(d) => braidlog::sync::session::delta::expand(&prev, &d).unwrap(),
+            Message::NodeDelta(d) => braidlog::sync::wire::delta::expand(&prev, &d).unwrap(),
             Message::EndStream => break,
             _ => continue,
         };

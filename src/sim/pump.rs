@@ -28,9 +28,9 @@
 //! assert_eq!(a.hashes(), b.hashes());
 //! ```
 
-use crate::sim::Input;
-use crate::sync::codec::{encode, preamble, Decoder};
-use crate::sync::{Limits, Message, Mode, Phase, Session, SessionConfig, SyncError, SyncStore};
+use crate::sim::{seed_bytes, Input};
+use crate::sync::wire::{encode, preamble, Decoder, Message};
+use crate::sync::{Limits, Mode, Phase, Session, SessionConfig, SyncError, SyncStore};
 
 /// How one driven session ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,113 +104,217 @@ pub fn drive<S: SyncStore + Clone>(
 }
 
 /// Runs one session between `stores[0]` and `stores[1]` through the real codec, with the
-/// schedule read from `input`, one byte a step: which side runs, how many messages it
-/// produces, how many bytes of the in-flight buffer the other side receives (so frames
-/// arrive cut at any byte), a local write through `write`, closing a live side (or, when it
-/// is not live, ending the schedule). Once the input or [`SCHEDULED_STEPS`] is exhausted,
-/// every side transmits and receives everything; live sides are closed when nothing moves.
-///
-/// A cut (see [`Wiring::cut`]) ends with both sides seeing end of stream and keeping what
-/// they checked ([`Ended::Cut`]). An error is returned as it happened (both sides then stop,
-/// as over a dropped connection). Panics if honest sides stop making progress.
+/// schedule read from `input` (see [`Pair::run`]).
 pub fn pump<S: SyncStore + Clone>(
     stores: [&S; 2],
     cfgs: [SessionConfig; 2],
     wiring: &Wiring,
     input: &mut Input<'_>,
-    mut write: Option<LocalWrite<'_>>,
+    write: Option<LocalWrite<'_>>,
 ) -> Result<Ended, SyncError> {
     let [c0, c1] = cfgs;
-    let (limits, reversed, cut) = (wiring.limits.clone(), wiring.child_first, wiring.cut);
-    let mut sides = [
+    let limits = wiring.limits.clone();
+    let sides = [
         Session::with_limits(stores[0].clone(), c0, limits.clone())?,
         Session::with_limits(stores[1].clone(), c1, limits)?,
     ];
-    // Delta frames lean on the node sent just before; a side that reorders its runs sends
-    // whole nodes.
-    for (side, &r) in sides.iter_mut().zip(&reversed) {
-        side.set_node_deltas(!r);
-    }
-    let mut decoders = [Decoder::new(), Decoder::new()];
-    // wires[i]: bytes side i sent that the other side has not received yet.
-    let mut wires = [preamble().to_vec(), preamble().to_vec()];
-    let mut delivered = 0usize;
-    let mut writes = 0;
+    Pair::wired(sides, wiring).run(input, write)
+}
 
-    // Delivers up to `n` bytes of the other side's wire to side `i`; `Ok(false)` on the cut.
-    let deliver = |sides: &mut [Session<S>; 2],
-                   decoders: &mut [Decoder; 2],
-                   wires: &mut [Vec<u8>; 2],
-                   delivered: &mut usize,
-                   i: usize,
-                   n: usize|
-     -> Result<bool, (usize, SyncError)> {
-        let mut n = n.min(wires[1 - i].len());
-        let mut cut_now = false;
-        if let Some(c) = cut {
-            if *delivered + n >= c {
-                n = c - *delivered;
-                cut_now = true;
-            }
+/// Two sans-IO sessions joined by in-memory wires through the real codec: the one in-memory
+/// pump, used by the simulator, the fuzz checks and the session's own tests. Step it by hand
+/// ([`Pair::transmit`], [`Pair::deliver`], [`Pair::exchange`]) or run it under a schedule
+/// ([`Pair::run`]).
+pub struct Pair<S: SyncStore> {
+    sides: [Session<S>; 2],
+    decoders: [Decoder; 2],
+    /// `wires[i]`: bytes side `i` sent that the other side has not received yet.
+    wires: [Vec<u8>; 2],
+    child_first: [bool; 2],
+    cut: Option<usize>,
+    delivered: usize,
+    steps: usize,
+}
+
+impl<S: SyncStore> Pair<S> {
+    /// Joins two sessions honestly: nodes in feed order, no cut, [`SCHEDULED_STEPS`].
+    pub fn new(sides: [Session<S>; 2]) -> Pair<S> {
+        Pair {
+            sides,
+            decoders: [Decoder::new(), Decoder::new()],
+            wires: [preamble().to_vec(), preamble().to_vec()],
+            child_first: [false; 2],
+            cut: None,
+            delivered: 0,
+            steps: SCHEDULED_STEPS,
         }
-        decoders[i].push(&wires[1 - i][..n]);
-        wires[1 - i].drain(..n);
-        *delivered += n;
-        let s = &mut sides[i];
-        while let Some(m) = decoders[i].next_message().map_err(|e| (i, e))? {
-            s.handle(m).map_err(|e| (i, e))?;
+    }
+
+    /// Joins two sessions as `wiring` says (its `limits` are the sessions' own business: build
+    /// them with those). A side that sends child-first sends whole nodes: delta frames lean
+    /// on the node sent just before.
+    pub fn wired(mut sides: [Session<S>; 2], wiring: &Wiring) -> Pair<S> {
+        for (side, &r) in sides.iter_mut().zip(&wiring.child_first) {
+            side.set_node_deltas(!r);
         }
-        if s.phase() == Phase::Live {
-            s.flush().map_err(|e| (i, e))?;
+        Pair {
+            child_first: wiring.child_first,
+            cut: wiring.cut,
+            ..Pair::new(sides)
         }
-        Ok(!cut_now)
-    };
-    let transmit = |sides: &mut [Session<S>; 2],
-                    wires: &mut [Vec<u8>; 2],
-                    i: usize,
-                    max: usize|
-     -> Result<usize, (usize, SyncError)> {
+    }
+
+    /// The same pair, with `steps` scheduled steps before [`Pair::run`] delivers the rest
+    /// deterministically.
+    pub fn with_steps(mut self, steps: usize) -> Pair<S> {
+        self.steps = steps;
+        self
+    }
+
+    /// Side `i`.
+    pub fn side(&self, i: usize) -> &Session<S> {
+        &self.sides[i]
+    }
+
+    /// Side `i`, to call it directly.
+    pub fn side_mut(&mut self, i: usize) -> &mut Session<S> {
+        &mut self.sides[i]
+    }
+
+    /// Both sessions back.
+    pub fn into_sides(self) -> [Session<S>; 2] {
+        self.sides
+    }
+
+    /// Whether both sides finished and every byte was delivered.
+    pub fn is_done(&self) -> bool {
+        self.sides.iter().all(Session::is_finished) && self.wires.iter().all(Vec::is_empty)
+    }
+
+    /// Encodes `msg` onto side `i`'s wire, as if side `i` had sent it.
+    pub fn send(&mut self, i: usize, msg: &Message) {
+        encode(msg, &mut self.wires[i]);
+    }
+
+    /// Lets side `i` produce up to `max` messages onto its wire; how many it produced.
+    pub fn transmit(&mut self, i: usize, max: usize) -> Result<usize, SyncError> {
         let mut n = 0;
         let mut nodes = Vec::new();
+        let wire = &mut self.wires[i];
         while n < max {
-            match sides[i].poll_transmit().map_err(|e| (i, e))? {
-                Some(m @ Message::Node(_)) if reversed[i] => nodes.push(m),
+            match self.sides[i].poll_transmit()? {
+                Some(m @ Message::Node(_)) if self.child_first[i] => nodes.push(m),
                 Some(m) => {
                     for node in nodes.drain(..).rev() {
-                        encode(&node, &mut wires[i]);
+                        encode(&node, wire);
                     }
-                    encode(&m, &mut wires[i]);
+                    encode(&m, wire);
                 }
                 None => break,
             }
             n += 1;
         }
         for node in nodes.drain(..).rev() {
-            encode(&node, &mut wires[i]);
+            encode(&node, wire);
         }
         Ok(n)
-    };
+    }
 
-    let result = (|| -> Result<bool, (usize, SyncError)> {
+    /// Delivers up to `n` bytes of the other side's wire to side `i`, which handles every
+    /// whole message (and, live, flushes); `Ok(false)` when the connection was cut.
+    pub fn deliver(&mut self, i: usize, n: usize) -> Result<bool, SyncError> {
+        let mut n = n.min(self.wires[1 - i].len());
+        let mut cut_now = false;
+        if let Some(c) = self.cut {
+            if self.delivered + n >= c {
+                n = c - self.delivered;
+                cut_now = true;
+            }
+        }
+        self.decoders[i].push(&self.wires[1 - i][..n]);
+        self.wires[1 - i].drain(..n);
+        self.delivered += n;
+        let s = &mut self.sides[i];
+        while let Some(m) = self.decoders[i].next_message()? {
+            s.handle(m)?;
+        }
+        if s.phase() == Phase::Live {
+            s.flush()?;
+        }
+        Ok(!cut_now)
+    }
+
+    /// Moves everything side `from` has to send to the other side, as a driver would.
+    pub fn exchange(&mut self, from: usize) -> Result<usize, SyncError> {
+        let moved = self.transmit(from, usize::MAX)?;
+        self.deliver(1 - from, usize::MAX)?;
+        Ok(moved)
+    }
+
+    /// Runs the session to its end with the schedule read from `input`, one byte a step:
+    /// which side runs, how many messages it produces, how many bytes of the in-flight buffer
+    /// the other side receives (so frames arrive cut at any byte), a local write through
+    /// `write`, closing a live side (or, when it is not live, ending the schedule). Once the
+    /// input or the scheduled steps are exhausted, every side transmits and receives
+    /// everything; live sides are closed when nothing moves.
+    ///
+    /// A cut (see [`Wiring::cut`]) ends with both sides seeing end of stream and keeping what
+    /// they checked ([`Ended::Cut`]). An error is returned as it happened (both sides then
+    /// stop, as over a dropped connection). Panics if honest sides stop making progress.
+    pub fn run(
+        &mut self,
+        input: &mut Input<'_>,
+        write: Option<LocalWrite<'_>>,
+    ) -> Result<Ended, SyncError> {
+        match self.schedule(input, write) {
+            Ok(true) => Ok(Ended::Complete),
+            Ok(false) => {
+                // The connection dropped: each side sees end of stream and keeps what it
+                // checked.
+                for s in &mut self.sides {
+                    if s.on_eof().is_err() {
+                        s.salvage();
+                    }
+                }
+                Ok(Ended::Cut)
+            }
+            Err((i, e)) => {
+                self.sides[i].salvage();
+                let _ = self.sides[1 - i].on_eof();
+                self.sides[1 - i].salvage();
+                Err(e)
+            }
+        }
+    }
+
+    /// The steps of [`Pair::run`]: `Ok(true)` when complete, `Ok(false)` on the cut, or the
+    /// failing side and its error.
+    fn schedule(
+        &mut self,
+        input: &mut Input<'_>,
+        mut write: Option<LocalWrite<'_>>,
+    ) -> Result<bool, (usize, SyncError)> {
         let mut idle_rounds = 0;
         let mut draining = false;
+        let mut writes = 0;
         for step in 0.. {
-            if sides.iter().all(Session::is_finished) && wires.iter().all(Vec::is_empty) {
+            if self.is_done() {
                 return Ok(true);
             }
-            if step < SCHEDULED_STEPS && !input.is_empty() && !draining {
+            if step < self.steps && !input.is_empty() && !draining {
                 let choice = input.byte();
                 let i = usize::from(choice & 1);
                 match (choice >> 1) % 8 {
                     0..=2 => {
-                        transmit(&mut sides, &mut wires, i, 1 + usize::from(choice >> 5))?;
+                        let max = 1 + usize::from(choice >> 5);
+                        self.transmit(i, max).map_err(|e| (i, e))?;
                     }
                     3..=5 => {
                         let n = match input.byte() {
                             255 => usize::MAX,
                             b => 1 + usize::from(b) * 3,
                         };
-                        if !deliver(&mut sides, &mut decoders, &mut wires, &mut delivered, i, n)? {
+                        if !self.deliver(i, n).map_err(|e| (i, e))? {
                             return Ok(false);
                         }
                     }
@@ -219,14 +323,14 @@ pub fn pump<S: SyncStore + Clone>(
                             if writes < 8 {
                                 writes += 1;
                                 if let Some(seq) = w(i, input) {
-                                    sides[i].local_changed(seq);
+                                    self.sides[i].local_changed(seq);
                                 }
                             }
                         }
                     }
                     // Close a live side, or else end the schedule: deliver everything now.
-                    _ if sides[i].phase() == Phase::Live => {
-                        sides[i].close().map_err(|e| (i, e))?;
+                    _ if self.sides[i].phase() == Phase::Live => {
+                        self.sides[i].close().map_err(|e| (i, e))?;
                     }
                     _ => draining = true,
                 }
@@ -235,47 +339,49 @@ pub fn pump<S: SyncStore + Clone>(
             // Deterministic end: everything moves both ways until nothing does.
             let mut moved = 0;
             for i in 0..2 {
-                moved += transmit(&mut sides, &mut wires, i, usize::MAX)?;
-                let n = wires[1 - i].len();
+                moved += self.transmit(i, usize::MAX).map_err(|e| (i, e))?;
+                let n = self.wires[1 - i].len();
                 moved += n;
-                if !deliver(&mut sides, &mut decoders, &mut wires, &mut delivered, i, n)? {
+                if !self.deliver(i, n).map_err(|e| (i, e))? {
                     return Ok(false);
                 }
             }
             if moved == 0 {
-                if let Some(i) = (0..2).find(|&i| sides[i].phase() == Phase::Live) {
-                    sides[i].close().map_err(|e| (i, e))?;
+                if let Some(i) = (0..2).find(|&i| self.sides[i].phase() == Phase::Live) {
+                    self.sides[i].close().map_err(|e| (i, e))?;
                 } else {
                     idle_rounds += 1;
                     assert!(
                         idle_rounds < 3,
                         "sync made no progress: phases {:?} {:?}",
-                        sides[0].phase(),
-                        sides[1].phase()
+                        self.sides[0].phase(),
+                        self.sides[1].phase()
                     );
                 }
             }
         }
         unreachable!()
-    })();
-    match result {
-        Ok(true) => Ok(Ended::Complete),
-        Ok(false) => {
-            // The connection dropped: each side sees end of stream and keeps what it checked.
-            for s in &mut sides {
-                if s.on_eof().is_err() {
-                    s.salvage();
-                }
-            }
-            Ok(Ended::Cut)
-        }
-        Err((i, e)) => {
-            sides[i].salvage();
-            let _ = sides[1 - i].on_eof();
-            sides[1 - i].salvage();
-            Err(e)
+    }
+}
+
+/// A schedule for [`Pair::run`] of `steps` random steps from `seed` that only transmit (up
+/// to 4 messages) and deliver (up to 300 bytes): no local write, and it never ends the
+/// schedule early, so frames arrive cut at random bytes all through a long session.
+pub fn slicing_schedule(seed: u64, steps: usize) -> Vec<u8> {
+    let random = seed_bytes(seed, steps * 2);
+    let mut out = Vec::with_capacity(steps * 2);
+    for pair in random.chunks_exact(2) {
+        let (side, r) = (pair[0] & 1, pair[0] >> 1);
+        if r & 1 == 0 {
+            // Kinds 0..=2 transmit 1 + (byte >> 5) messages: at most 4 here.
+            out.push(side | ((r >> 1) % 3) << 1 | ((r >> 2) & 3) << 5);
+        } else {
+            // Kinds 3..=5 deliver 1 + 3 * b bytes: at most 298 here.
+            out.push(side | (3 + (r >> 1) % 3) << 1);
+            out.push(pair[1] % 100);
         }
     }
+    out
 }
 
 /// The three modes, for choosing one from a byte.

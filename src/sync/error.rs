@@ -15,7 +15,7 @@ pub enum SyncError {
     /// The peer does not speak this protocol (its first bytes are not the magic).
     #[error("not a braidlog peer: expected magic {expected:02x?}, got {got:02x?}")]
     BadMagic {
-        /// [`super::MAGIC`].
+        /// `wire::MAGIC`.
         expected: [u8; 8],
         /// The first 8 bytes received.
         got: [u8; 8],
@@ -120,7 +120,7 @@ pub enum SyncError {
         peer: PeerId,
         /// Heads announced.
         count: u64,
-        /// [`super::session::Limits::peer_heads`].
+        /// [`crate::sync::Limits::peer_heads`].
         max: usize,
     },
     /// The peer asked for nodes more often, or for more work, than the session answers.
@@ -130,7 +130,7 @@ pub enum SyncError {
         peer: PeerId,
         /// `Want`s answered so far.
         rounds: u32,
-        /// [`super::session::Limits::wants_answered`].
+        /// [`crate::sync::Limits::wants_answered`].
         max: u32,
         /// Nodes the last answer would have walked (0 when the count was the problem).
         walked: usize,
@@ -169,8 +169,8 @@ pub enum SyncError {
     #[error("the peer aborted the session: {reason}: {detail}")]
     PeerAborted {
         /// Why, as the peer classified it.
-        reason: crate::sync::message::AbortReason,
-        /// The peer's error message (at most [`super::message::MAX_ABORT_DETAIL`] bytes).
+        reason: AbortReason,
+        /// The peer's error message (at most [`crate::sync::limits::MAX_ABORT_DETAIL`] bytes).
         detail: String,
     },
     /// The local store failed.
@@ -182,8 +182,8 @@ impl SyncError {
     /// What to tell the peer when this error ends a session on this side: the `Abort` reason,
     /// or `None` when there is no one to tell (the transport failed, the peer hung up or
     /// aborted itself, or it does not speak this protocol version).
-    pub fn abort_reason(&self) -> Option<crate::sync::message::AbortReason> {
-        use crate::sync::message::AbortReason as R;
+    pub fn abort_reason(&self) -> Option<AbortReason> {
+        use AbortReason as R;
         Some(match self {
             SyncError::Io(_)
             | SyncError::BadMagic { .. }
@@ -206,6 +206,68 @@ impl SyncError {
             | SyncError::MissingLink { .. }
             | SyncError::MissingHead { .. } => R::Protocol,
             SyncError::ShuttingDown { .. } => R::ShuttingDown,
+        })
+    }
+}
+
+/// Why a side gave up on a session, as sent in `Message::Abort`. On the wire it is one byte;
+/// a byte this version does not know decodes as [`AbortReason::Internal`], so a newer peer's
+/// reason never makes the abort itself fail to decode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AbortReason {
+    /// The sender's disk is full: what it committed before is kept, the rest was not stored.
+    DiskFull,
+    /// The receiver of the abort broke one of the sender's limits (too many heads, wants,
+    /// pending nodes; a timeout).
+    LimitExceeded,
+    /// The sender will not sync with this peer (same replica id, directions that cannot
+    /// exchange anything), or refuses a node the peer sent (its policy, or a signature that is
+    /// not the author's; the detail names node and author).
+    Refused,
+    /// The receiver of the abort sent something the protocol does not allow.
+    Protocol,
+    /// The sender is shutting down.
+    ShuttingDown,
+    /// Anything else on the sender's side (a store or transport failure).
+    Internal,
+}
+
+impl AbortReason {
+    /// The wire byte.
+    pub fn code(self) -> u8 {
+        match self {
+            AbortReason::DiskFull => 1,
+            AbortReason::LimitExceeded => 2,
+            AbortReason::Refused => 3,
+            AbortReason::Protocol => 4,
+            AbortReason::ShuttingDown => 5,
+            AbortReason::Internal => 6,
+        }
+    }
+
+    /// The reason for a wire byte; unknown bytes are [`AbortReason::Internal`].
+    pub fn from_code(code: u8) -> AbortReason {
+        match code {
+            1 => AbortReason::DiskFull,
+            2 => AbortReason::LimitExceeded,
+            3 => AbortReason::Refused,
+            4 => AbortReason::Protocol,
+            5 => AbortReason::ShuttingDown,
+            _ => AbortReason::Internal,
+        }
+    }
+}
+
+impl std::fmt::Display for AbortReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            AbortReason::DiskFull => "its disk is full",
+            AbortReason::LimitExceeded => "a limit was exceeded",
+            AbortReason::Refused => "it refused the session",
+            AbortReason::Protocol => "a protocol violation",
+            AbortReason::ShuttingDown => "it is shutting down",
+            AbortReason::Internal => "an internal error",
         })
     }
 }

@@ -1,17 +1,19 @@
 //! Replication: two replicas exchange what the other lacks over any byte stream.
 //!
-//! Layers, bottom up:
-//! - [`message`]: the typed messages and their limits;
-//! - [`codec`]: the preamble (magic, version) and length-prefixed frames;
-//! - [`session`]: the sans-IO state machine, generic over [`SyncStore`];
-//! - [`store`]: [`SyncStore`], implemented by [`crate::Log`] and by the in-memory [`MemStore`];
-//! - `driver` (feature `net`): [`sync`] over any tokio `AsyncRead + AsyncWrite`, with its
-//!   [`SyncOptions`] (timeouts, [`MemoryBudget`]);
-//! - `serve` and `tcp` (feature `net`): [`serve`] (connection limit, accept backoff, shared
-//!   memory budget, shutdown) and [`connect`]. Plain TCP is unauthenticated and unencrypted:
-//!   for trusted networks and tests;
-//! - `iroh` and `gossip` (feature `iroh`): the same sessions over iroh (encrypted, dialled
-//!   by key, access-checked), and live fan-out to many replicas by gossip.
+//! Layers, bottom up (each folder imports only the ones above it in this list):
+//! - `limits`: every bound and timeout, in one table ([`Limits`] and the constants);
+//! - [`wire`] (public, for people who write their own peers): the typed messages, the
+//!   preamble and length-prefixed frames, node deltas; no I/O;
+//! - `store`: [`SyncStore`], implemented by [`crate::Log`] and by the in-memory [`MemStore`];
+//! - `session`: the sans-IO state machine, [`Session`], generic over [`SyncStore`];
+//! - `net` (feature `net`): a framed connection, the driver ([`sync`] over any tokio
+//!   `AsyncRead + AsyncWrite`, with its [`SyncOptions`]), one server loop generic over the
+//!   transport ([`serve`] for TCP: connection limit, accept backoff, shared
+//!   [`MemoryBudget`], shutdown) and [`connect`]. Plain TCP is unauthenticated and
+//!   unencrypted: for trusted networks and tests;
+//! - [`iroh`] and [`gossip`] (feature `iroh`): the same sessions over iroh (encrypted, dialled
+//!   by key, access-checked), and live fan-out to many replicas by gossip, which takes the
+//!   iroh endpoint it runs on.
 //!
 //! The protocol, its byte layout and its round-trip analysis are in `docs/PROTOCOL.md`. In
 //! short: each side sends its heads and a few feed samples; each answers with which of those it
@@ -39,49 +41,36 @@
 //! # Ok(()) }
 //! ```
 
-pub mod codec;
 mod error;
-mod filter;
-pub mod message;
-mod plan;
+mod limits;
 mod refused;
-pub mod session;
-pub mod store;
+mod session;
+mod store;
+pub mod wire;
 
 #[cfg(feature = "net")]
-pub mod budget;
-#[cfg(feature = "net")]
-mod driver;
-#[cfg(feature = "net")]
-mod options;
-#[cfg(feature = "net")]
-mod serve;
-#[cfg(feature = "net")]
-mod tcp;
+mod net;
 
 #[cfg(feature = "iroh")]
 pub mod gossip;
 #[cfg(feature = "iroh")]
 pub mod iroh;
 
-#[cfg(feature = "net")]
-pub use budget::MemoryBudget;
-#[cfg(feature = "net")]
-pub use driver::{sync, sync_reporting, SyncFailure};
 pub use error::SyncError;
-pub use message::{
-    AbortReason, Message, MAGIC, MAX_ABORT_DETAIL, MAX_FRAME_BYTES, PROTOCOL_VERSION,
+pub use limits::{
+    Limits, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MEMORY_BUDGET, FREE_BYTES, MIN_MEMORY_BUDGET,
 };
 #[cfg(feature = "net")]
-pub use options::{
-    Progress, SyncOptions, SyncReport, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_IDLE_TIMEOUT,
-};
+pub use net::budget::MemoryBudget;
 #[cfg(feature = "net")]
-pub use serve::{
-    serve, OnEvent, ServeEvent, ServeOptions, ServeReport, DEFAULT_MAX_CONNECTIONS,
-    DEFAULT_MEMORY_BUDGET,
-};
-pub use session::{Limits, Mode, Phase, Session, SessionConfig, SessionStats};
+pub use net::driver::{sync, sync_reporting, SyncFailure};
+#[cfg(feature = "net")]
+pub use net::options::{Progress, SyncOptions, SyncReport};
+#[cfg(feature = "net")]
+pub use net::server::{serve, OnEvent, ServeEvent, ServeOptions, ServeReport};
+#[cfg(feature = "net")]
+pub use net::tcp::connect;
+pub use session::{Mode, Phase, Session, SessionConfig, SessionStats};
 pub use store::{Cursor, MemStore, SyncStore};
-#[cfg(feature = "net")]
-pub use tcp::connect;
+pub use wire::AbortReason;

@@ -6,11 +6,11 @@ use std::sync::{Arc, Mutex};
 
 use crate::hash::Hash;
 use crate::identity::PeerId;
-use crate::log::RawEntry;
 use crate::log::{Inserted, Log};
 use crate::log::{LogError as Error, Result};
+use crate::log::{RawEntry, Subscription};
 use crate::node::Node;
-use crate::sync::message::{SamplePrefix, MAX_FLOOR_HEADS};
+use crate::sync::wire::message::{SamplePrefix, MAX_FLOOR_HEADS};
 
 /// A replica as the sync state machine sees it. Every method is synchronous and short or
 /// bounded (the driver calls them off the async executor).
@@ -51,6 +51,11 @@ pub trait SyncStore {
     fn peer_cursor(&self, peer: PeerId) -> Result<Option<Cursor>>;
     /// Remembers (or, with `None`, forgets) [`SyncStore::peer_cursor`].
     fn set_peer_cursor(&self, peer: PeerId, cursor: Option<&Cursor>) -> Result<()>;
+    /// The newest feed seq after each commit, for live sessions. `None` (the default): the
+    /// driver of a live session only polls [`SyncStore::last_seq`] (once a second).
+    fn subscribe(&self) -> Option<Subscription> {
+        None
+    }
 }
 
 /// A remembered floor: the peer had every node of this replica's feed with a seq at or below
@@ -61,7 +66,7 @@ pub trait SyncStore {
 pub struct Cursor {
     /// The floor seq.
     pub seq: u64,
-    /// At most [`crate::sync::message::MAX_FLOOR_HEADS`] hashes whose closure is the feed up
+    /// At most [`crate::sync::wire::message::MAX_FLOOR_HEADS`] hashes whose closure is the feed up
     /// to `seq`.
     pub heads: Vec<Hash>,
 }
@@ -138,6 +143,9 @@ impl SyncStore for Log {
     }
     fn peer_cursor(&self, peer: PeerId) -> Result<Option<Cursor>> {
         Ok(self.peer_record(peer)?.and_then(|v| Cursor::decode(&v)))
+    }
+    fn subscribe(&self) -> Option<Subscription> {
+        Some(Log::subscribe(self))
     }
     fn set_peer_cursor(&self, peer: PeerId, cursor: Option<&Cursor>) -> Result<()> {
         // Forgetting writes a value without heads, which reads back as no cursor.

@@ -2,7 +2,7 @@
 
 use crate::identity::PeerId;
 use crate::sim::Input;
-use crate::sync::codec::{encode, preamble, Decoder};
+use crate::sync::wire::{encode, preamble, Decoder};
 use crate::sync::{MemStore, Mode, Phase, Session, SessionConfig};
 
 /// `sync_frames`: arbitrary bytes, cut into input-chosen slices, through the codec's

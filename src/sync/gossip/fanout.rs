@@ -15,7 +15,7 @@ use super::{GossipOptions, Topic};
 use crate::hash::Hash;
 use crate::identity::PublicKey;
 use crate::sync::iroh::{IrohError, IrohNode, Ticket};
-use crate::sync::options::SyncReport;
+use crate::sync::net::options::SyncReport;
 use crate::sync::session::Mode;
 
 /// Head sets recently announced (by anyone), remembered so that reaching one is not

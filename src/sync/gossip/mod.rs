@@ -41,11 +41,9 @@ use std::time::Duration;
 
 use crate::identity::PublicKey;
 use crate::sync::iroh::Access;
-use crate::sync::options::SyncOptions;
+use crate::sync::net::options::SyncOptions;
 
-/// The largest gossip message iroh-gossip carries for braidlog (its own wire bound; ours,
-/// [`MAX_ANNOUNCE_BYTES`], is tighter).
-pub const GOSSIP_MAX_MESSAGE: usize = 4096;
+pub use crate::sync::limits::GOSSIP_MAX_MESSAGE;
 
 /// A gossip topic: 32 bytes derived from a name the replicas of one log share.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -44,7 +44,7 @@ pub use ticket::{
 pub use ::iroh::RelayUrl;
 
 use crate::identity::PublicKey;
-use crate::sync::driver::SyncFailure;
+use crate::sync::net::driver::SyncFailure;
 
 /// The ALPN of braidlog's sync protocol over iroh. The protocol version inside is negotiated
 /// by the session's own preamble; the ALPN changes only if the framing over QUIC does.

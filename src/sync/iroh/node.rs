@@ -2,7 +2,6 @@
 //! sync ([`IrohNode::connect`]).
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use iroh::endpoint::{presets, Connection, ConnectionError, RecvStream, SendStream, VarInt};
 use iroh::{Endpoint, RelayMode};
@@ -12,8 +11,9 @@ use super::ticket::Ticket;
 use super::{IrohError, ALPN};
 use crate::identity::{Identity, PublicKey};
 use crate::log::Log;
-use crate::sync::driver::sync_reporting;
-use crate::sync::options::{SyncOptions, SyncReport};
+use crate::sync::limits::{IROH_DRAIN, IROH_LINGER};
+use crate::sync::net::driver::sync_reporting;
+use crate::sync::net::options::{SyncOptions, SyncReport};
 
 /// Close code of a connection whose session ended well.
 pub(crate) const CLOSE_DONE: u32 = 0;
@@ -21,12 +21,6 @@ pub(crate) const CLOSE_DONE: u32 = 0;
 pub const CLOSE_REFUSED: u32 = 1;
 /// Close code of a connection with a protocol this replica does not serve.
 pub(crate) const CLOSE_UNKNOWN_ALPN: u32 = 2;
-/// Most bytes read from the peer after a session ended (a well-behaved peer sends none).
-const DRAIN: usize = 64 * 1024;
-/// After its session, how long a side waits for the peer to acknowledge its last bytes
-/// before it closes the connection (closing drops bytes still in flight).
-pub(crate) const LINGER: Duration = Duration::from_secs(5);
-
 /// How to set up a replica's iroh endpoint.
 #[derive(Debug, Clone, Default)]
 pub struct IrohConfig {
@@ -96,7 +90,7 @@ impl IrohNode {
         }
         let gossip = config.gossip.then(|| {
             iroh_gossip::net::Gossip::builder()
-                .max_message_size(crate::sync::gossip::GOSSIP_MAX_MESSAGE)
+                .max_message_size(crate::sync::limits::GOSSIP_MAX_MESSAGE)
                 .spawn(endpoint.clone())
         });
         Ok(IrohNode {
@@ -207,15 +201,15 @@ impl IrohNode {
 }
 
 /// Ends a connection after its session: reads the peer's end of stream and waits until the
-/// peer has read ours (both bounded by [`LINGER`]), then closes it. Closing at once would drop
+/// peer has read ours (both bounded by [`IROH_LINGER`]), then closes it. Closing at once would drop
 /// bytes still in flight; and QUIC reports a stream done only once the peer has read to its
 /// end, so each side reads the other's to the end, or both would wait out the bound.
 pub(crate) async fn finish(conn: &Connection, stream: Join<RecvStream, SendStream>, ok: bool) {
     let (mut recv, send) = stream.into_inner();
     if ok {
-        let _ = tokio::time::timeout(LINGER, async {
+        let _ = tokio::time::timeout(IROH_LINGER, async {
             let mut sink = [0u8; 4096];
-            let mut left = DRAIN;
+            let mut left = IROH_DRAIN;
             while left > 0 {
                 match recv.read(&mut sink).await {
                     Ok(Some(n)) => left = left.saturating_sub(n),

@@ -2,11 +2,11 @@
 //! the [`Access`] list before anything else, and runs a sync session (or hands a gossip
 //! connection to iroh-gossip).
 //!
-//! It protects itself like the TCP server: at most [`IrohServeOptions::max_connections`]
-//! connections at once (beyond that, new ones are refused with a "busy" close rather than
-//! queued, since QUIC has no listen backlog to wait in), one memory budget for all sessions,
-//! a handshake deadline per connection, one session (one bidirectional stream) per
-//! connection, and an orderly stop on shutdown.
+//! It runs the one accept loop of every transport (`sync::net::server`), so it protects itself
+//! as the TCP server does: at most [`IrohServeOptions::max_connections`] connections at once
+//! (beyond that, new ones wait in QUIC's incoming queue until a slot frees), one memory
+//! budget for all sessions, a handshake deadline per connection, one session (one
+//! bidirectional stream) per connection, and an orderly stop on shutdown.
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -14,18 +14,18 @@ use std::future::Future;
 use std::sync::Arc;
 
 use iroh::endpoint::{Connection, VarInt};
-use tokio::sync::{watch, Semaphore};
-use tokio::task::JoinSet;
+use tokio::sync::watch;
 
 use super::node::{finish, IrohNode, CLOSE_REFUSED, CLOSE_UNKNOWN_ALPN};
 use super::{IrohError, ALPN};
 use crate::identity::PublicKey;
 use crate::log::Log;
-use crate::sync::budget::MemoryBudget;
-use crate::sync::driver::{sync_reporting, SyncFailure};
 use crate::sync::error::SyncError;
-use crate::sync::options::{SyncOptions, SyncReport};
-use crate::sync::serve::{DEFAULT_MAX_CONNECTIONS, DEFAULT_MEMORY_BUDGET};
+use crate::sync::limits::{DEFAULT_MAX_CONNECTIONS, DEFAULT_MEMORY_BUDGET};
+use crate::sync::net::budget::MemoryBudget;
+use crate::sync::net::driver::{sync_reporting, SyncFailure};
+use crate::sync::net::options::{SyncOptions, SyncReport};
+use crate::sync::net::server::{run, Accepted, Listener};
 
 /// Who may connect. Checked on every connection, with the peer's key from its TLS handshake,
 /// before the server reads or sends a byte of the protocol: a refused peer learns nothing of
@@ -83,8 +83,6 @@ pub enum IrohEvent<'a> {
         /// The peer's key.
         peer: PublicKey,
     },
-    /// The server was at its connection limit: the connection was closed.
-    Busy,
     /// A handshake failed or timed out.
     HandshakeFailed {
         /// Why.
@@ -170,8 +168,6 @@ pub struct IrohServeReport {
     pub failed: u64,
     /// Connections refused by the access list.
     pub refused: u64,
-    /// Connections closed at the connection limit.
-    pub busy: u64,
     /// Gossip connections handed to iroh-gossip.
     pub gossip: u64,
     /// New nodes stored from all peers.
@@ -187,9 +183,25 @@ enum Outcome {
     Session(Box<Result<SyncReport, SyncFailure>>),
 }
 
+/// The endpoint as a [`Listener`]: connections not yet admitted.
+struct Incoming<'a>(&'a iroh::Endpoint);
+
+impl Listener for Incoming<'_> {
+    type Incoming = iroh::endpoint::Incoming;
+    async fn accept(&mut self) -> Accepted<Self::Incoming> {
+        match self.0.accept().await {
+            Some(i) => Accepted::Conn(i),
+            None => Accepted::Closed,
+        }
+    }
+}
+
 impl IrohNode {
     /// Serves peers until `shutdown` completes (or the endpoint is closed); then stops
-    /// accepting, lets live sessions close in order, and reports.
+    /// accepting, lets live sessions close in order, and reports. It runs the one accept loop
+    /// of every transport (see [`crate::sync::serve`]): at the connection limit new
+    /// connections wait in QUIC's incoming queue until a slot frees (each bounded by its
+    /// client's handshake timeout); the access check is this transport's admission hook.
     pub async fn serve(
         &self,
         options: IrohServeOptions,
@@ -207,40 +219,22 @@ impl IrohNode {
             access: options.access.clone(),
             on_event: options.on_event.clone(),
         });
-        let slots = Arc::new(Semaphore::new(options.max_connections.max(1)));
-        let mut report = IrohServeReport::default();
-        let mut tasks: JoinSet<Outcome> = JoinSet::new();
-        tokio::pin!(shutdown);
-        loop {
-            tokio::select! {
-                () = &mut shutdown => break,
-                Some(done) = tasks.join_next() => tally(&mut report, done),
-                incoming = self.endpoint.accept() => {
-                    let Some(incoming) = incoming else { break };
-                    let ctx = ctx.clone();
-                    match slots.clone().try_acquire_owned() {
-                        Ok(slot) => {
-                            tasks.spawn(async move {
-                                let out = ctx.handle(incoming).await;
-                                drop(slot);
-                                out
-                            });
-                        }
-                        // Refuse at the QUIC level: no handshake work for a full server.
-                        Err(_) => {
-                            incoming.refuse();
-                            ctx.event(IrohEvent::Busy);
-                            report.busy += 1;
-                        }
-                    }
-                }
-            }
-        }
-        let _ = stop_tx.send(true);
-        while let Some(done) = tasks.join_next().await {
-            tally(&mut report, done);
-        }
-        Ok(report)
+        let report = std::sync::Mutex::new(IrohServeReport::default());
+        run(
+            &mut Incoming(&self.endpoint),
+            options.max_connections,
+            shutdown,
+            stop_tx,
+            |incoming| {
+                let ctx = ctx.clone();
+                ((), async move { ctx.handle(incoming).await })
+            },
+            |done, _| tally(&mut report.lock().unwrap_or_else(|e| e.into_inner()), done),
+            // The endpoint reports no accept errors: handshakes fail in their own tasks.
+            |_, _| {},
+        )
+        .await;
+        Ok(report.into_inner().unwrap_or_else(|e| e.into_inner()))
     }
 }
 

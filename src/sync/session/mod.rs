@@ -3,31 +3,33 @@
 //! ([`Session::poll_transmit`]). It never blocks on anything but the store, so the same code
 //! runs under the tokio driver, in deterministic tests and in the fuzzer.
 //!
-//! A session is a handshake (both `Hello`s, with every head), then two halves that run side by
-//! side, each an explicit state enum: `send.rs` (what this side streams to the peer) and
-//! `recv.rs` (what it takes in). Which message is legal when is decided in one place,
-//! [`Session::handle`]. Every bound is in [`Limits`].
+//! A session is one state enum, `State`, whose variants hold what each phase needs: the
+//! handshake (both `Hello`s, with every head), the catch-up and the live stream (each the
+//! peer's `Hello` and the two halves that run side by side: `send.rs`, what this side streams
+//! to the peer, and `recv.rs`, what it takes in, each with its own state enum), and the end.
+//! [`Phase`] is derived from it, never stored. Which message is legal when is decided in one
+//! place, [`Session::handle`]. Every bound is in [`Limits`].
 
 use std::collections::VecDeque;
 
 use super::error::SyncError;
-use super::message::{bit, bitmap, Hello, Message, Summary, WireMode};
-use super::message::{MAX_FLOOR_HEADS, MAX_SAMPLES, SAMPLE_PREFIX_LEN};
-use super::plan::paint;
 use super::store::{Cursor, SyncStore};
 use crate::hash::Hash;
 use crate::identity::PeerId;
+use crate::sync::wire::message::{bit, Hello, Message, Summary, WireMode};
+use crate::sync::wire::message::{MAX_FLOOR_HEADS, MAX_SAMPLES, SAMPLE_PREFIX_LEN};
+use plan::paint;
 
-pub mod delta;
-mod limits;
+mod filter;
+mod handshake;
+mod plan;
 mod recv;
 mod send;
 
-pub use limits::{
-    Limits, BATCH_BYTES, BATCH_NODES, MAX_PENDING_BYTES, MAX_PENDING_NODES, MAX_WANT_ROUNDS,
-};
-use recv::{RecvHalf, RecvState};
-use send::{SendHalf, SendState};
+pub use crate::sync::limits::Limits;
+use crate::sync::wire::delta;
+use recv::RecvHalf;
+use send::SendHalf;
 
 /// Which way nodes may flow, from this side's point of view.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -96,25 +98,101 @@ struct Mine {
     samples: Vec<Hash>,
 }
 
+/// Where a session is, and what that phase holds: the one state of the session. Every
+/// combination it can hold is a legal one; [`Phase`] is derived from it.
+enum State {
+    /// Waiting for the peer's `Hello` and its heads.
+    Handshake(Handshake),
+    /// Exchanging what each side lacks.
+    CatchUp(Box<Exchange>),
+    /// Caught up; streaming new nodes both ways.
+    Live(Box<Exchange>),
+    /// Over.
+    Finished(Finished),
+}
+
 /// The handshake: the peer's `Hello`, then its remaining heads.
 enum Handshake {
     /// Waiting for the peer's `Hello`.
     AwaitHello,
     /// The peer's `Hello` announced more heads than it listed; `Heads` messages follow.
     CollectHeads(Hello),
-    /// The peer's `Hello` with every head.
-    Done(Hello),
 }
 
-/// What the two sides have agreed after the handshake.
+/// A session past its handshake: the peer's `Hello` with every head, what the two sides
+/// agreed, and the two halves.
+struct Exchange {
+    peer: Hello,
+    summary: SummaryState,
+    /// Either side asked for a live session.
+    live: bool,
+    send: SendHalf,
+    recv: RecvHalf,
+}
+
+/// The peer's `Summary`, after the handshake.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Exchange {
+enum SummaryState {
     /// Same heads: nothing to exchange, no further catch-up message.
     InSync,
     /// Heads differ; the peer's `Summary` is not in yet.
-    AwaitSummary,
+    Awaited,
     /// The peer's `Summary` is in.
-    Summarised,
+    Received,
+}
+
+/// How a session ended, keeping what it still answers for.
+enum Finished {
+    /// During the handshake (an abort, a close): the handshake as it stood.
+    Early(Handshake),
+    /// After it: the exchange, for the answers still owed, the peer's id and, live, to drop
+    /// what crosses a `Close`.
+    Done(Box<Exchange>),
+}
+
+impl State {
+    fn phase(&self) -> Phase {
+        match self {
+            State::Handshake(_) => Phase::Handshake,
+            State::CatchUp(_) => Phase::CatchUp,
+            State::Live(_) => Phase::Live,
+            State::Finished(_) => Phase::Finished,
+        }
+    }
+
+    /// The exchange, once the handshake is done (also after the session finished).
+    fn exchange(&self) -> Option<&Exchange> {
+        match self {
+            State::CatchUp(e) | State::Live(e) | State::Finished(Finished::Done(e)) => Some(e),
+            State::Handshake(_) | State::Finished(Finished::Early(_)) => None,
+        }
+    }
+
+    fn exchange_mut(&mut self) -> Option<&mut Exchange> {
+        match self {
+            State::CatchUp(e) | State::Live(e) | State::Finished(Finished::Done(e)) => Some(e),
+            State::Handshake(_) | State::Finished(Finished::Early(_)) => None,
+        }
+    }
+
+    /// The peer's `Hello`, once it arrived.
+    fn hello(&self) -> Option<&Hello> {
+        match self {
+            State::Handshake(Handshake::CollectHeads(h))
+            | State::Finished(Finished::Early(Handshake::CollectHeads(h))) => Some(h),
+            _ => self.exchange().map(|e| &e.peer),
+        }
+    }
+
+    /// Ends the session, keeping what the phase held.
+    fn finish(&mut self) {
+        let was = std::mem::replace(self, State::Handshake(Handshake::AwaitHello));
+        *self = State::Finished(match was {
+            State::Handshake(h) => Finished::Early(h),
+            State::CatchUp(e) | State::Live(e) => Finished::Done(e),
+            State::Finished(f) => f,
+        });
+    }
 }
 
 /// One replication session with one peer.
@@ -124,14 +202,11 @@ pub struct Session<S: SyncStore> {
     limits: Limits,
     me: PeerId,
     mine: Mine,
-    hs: Handshake,
-    exchange: Exchange,
-    phase: Phase,
-    live: bool,
+    state: State,
     /// Control messages to send, in order, before any node.
     out: VecDeque<Message>,
-    send: SendHalf,
-    recv: RecvHalf,
+    /// Whether nodes may go as `NodeDelta` frames.
+    deltas: bool,
     stats: SessionStats,
 }
 
@@ -145,14 +220,6 @@ fn samples(store: &impl SyncStore, last: u64) -> Result<Vec<Hash>, SyncError> {
         dist = dist * 2 + 1;
     }
     Ok(out)
-}
-
-fn mode_name(send: bool) -> &'static str {
-    if send {
-        "only pushes"
-    } else {
-        "only pulls"
-    }
 }
 
 impl<S: SyncStore> Session<S> {
@@ -175,7 +242,7 @@ impl<S: SyncStore> Session<S> {
         let samples = samples(&store, last)?;
         let per = limits
             .heads_per_message
-            .clamp(1, super::message::MAX_HEADS_PER_MESSAGE);
+            .clamp(1, crate::sync::wire::message::MAX_HEADS_PER_MESSAGE);
         let mut out = VecDeque::new();
         out.push_back(Message::Hello(Hello {
             peer: me,
@@ -200,13 +267,9 @@ impl<S: SyncStore> Session<S> {
         Ok(Session {
             store,
             me,
-            hs: Handshake::AwaitHello,
-            exchange: Exchange::AwaitSummary,
-            phase: Phase::Handshake,
-            live: false,
+            state: State::Handshake(Handshake::AwaitHello),
             out,
-            send: SendHalf::new(last),
-            recv: RecvHalf::new(),
+            deltas: true,
             mine: Mine {
                 heads,
                 last,
@@ -228,7 +291,7 @@ impl<S: SyncStore> Session<S> {
 
     /// Where the session is.
     pub fn phase(&self) -> Phase {
-        self.phase
+        self.state.phase()
     }
 
     /// The counters so far.
@@ -238,21 +301,23 @@ impl<S: SyncStore> Session<S> {
 
     /// The peer's id, once its `Hello` arrived.
     pub fn peer_id(&self) -> Option<PeerId> {
-        match &self.hs {
-            Handshake::AwaitHello => None,
-            Handshake::CollectHeads(h) | Handshake::Done(h) => Some(h.peer),
-        }
+        self.state.hello().map(|h| h.peer)
     }
 
     /// Whether the session is over (everything to send has been handed out by
     /// [`Session::poll_transmit`]; the caller still flushes it).
     pub fn is_finished(&self) -> bool {
-        self.phase == Phase::Finished && self.out.is_empty() && !self.send.has_answers()
+        matches!(self.state, State::Finished(_))
+            && self.out.is_empty()
+            && !self.state.exchange().is_some_and(|e| e.send.has_answers())
     }
 
     /// Whether the session is (or will be, once caught up) live.
     pub fn is_live(&self) -> bool {
-        self.live || (!matches!(self.hs, Handshake::Done(_)) && self.cfg.live)
+        match self.state.exchange() {
+            Some(e) => e.live,
+            None => self.cfg.live,
+        }
     }
 
     /// Whether the driver should read more input now. False while more than
@@ -268,27 +333,19 @@ impl<S: SyncStore> Session<S> {
     /// peer's heads during the handshake, queued answers and messages), so that a driver can
     /// enforce a budget across all its sessions.
     pub fn buffered_bytes(&self) -> usize {
-        let heads = match &self.hs {
-            Handshake::CollectHeads(h) | Handshake::Done(h) => h.heads.len() * 32,
-            Handshake::AwaitHello => 0,
-        };
+        let heads = self.state.hello().map_or(0, |h| h.heads.len() * 32);
         let out: usize = self.out.iter().map(message_size).sum();
-        heads + out + self.recv.buffered_bytes() + self.send.buffered_bytes()
+        let halves = (self.state.exchange())
+            .map_or(0, |e| e.recv.buffered_bytes() + e.send.buffered_bytes());
+        heads + out + halves
     }
 
     fn peer(&self) -> PeerId {
         self.peer_id().unwrap_or(self.me)
     }
 
-    fn peer_hello(&self) -> Option<&Hello> {
-        match &self.hs {
-            Handshake::Done(h) => Some(h),
-            _ => None,
-        }
-    }
-
     fn state_name(&self) -> &'static str {
-        match self.phase {
+        match self.phase() {
             Phase::Handshake => "handshaking",
             Phase::CatchUp => "catching up",
             Phase::Live => "live",
@@ -311,220 +368,61 @@ impl<S: SyncStore> Session<S> {
         if let Message::Abort { reason, detail } = msg {
             return Err(SyncError::PeerAborted { reason, detail });
         }
-        if self.phase == Phase::Finished && self.live {
+        let ex = match &self.state {
+            State::Handshake(Handshake::AwaitHello) => {
+                return match msg {
+                    Message::Hello(h) => self.on_hello(h),
+                    other => Err(self.unexpected(&other)),
+                };
+            }
+            State::Handshake(Handshake::CollectHeads(_)) => {
+                return match msg {
+                    Message::Heads(h) => self.on_heads(h),
+                    other => Err(self.unexpected(&other)),
+                };
+            }
             // Both sides may close a live session at once; what crosses our Close is dropped
             // (the next sync brings it).
-            return Ok(());
-        }
-        let handshake_done = matches!(self.hs, Handshake::Done(_));
-        let live = self.phase == Phase::Live;
+            State::Finished(Finished::Done(e)) if e.live => return Ok(()),
+            State::Finished(_) => return Err(self.unexpected(&msg)),
+            State::CatchUp(e) | State::Live(e) => e,
+        };
+        let live = matches!(self.state, State::Live(_));
+        let nodes = ex
+            .recv
+            .accepts_nodes(live, ex.summary == SummaryState::Received);
         match msg {
-            Message::Hello(h) if matches!(self.hs, Handshake::AwaitHello) => self.on_hello(h),
-            Message::Heads(h) if matches!(self.hs, Handshake::CollectHeads(_)) => self.on_heads(h),
-            Message::Summary(s) if handshake_done && self.exchange == Exchange::AwaitSummary => {
-                self.on_summary(s)
-            }
-            Message::Node(bytes)
-                if handshake_done && self.recv.accepts_nodes(live, self.exchange_summarised()) =>
-            {
+            Message::Summary(s) if ex.summary == SummaryState::Awaited => self.on_summary(s),
+            Message::Node(bytes) if nodes => self.on_node(bytes),
+            Message::NodeDelta(body) if nodes => {
+                let bytes = delta::expand(ex.recv.prev(), &body)?;
                 self.on_node(bytes)
             }
-            Message::NodeDelta(body)
-                if handshake_done && self.recv.accepts_nodes(live, self.exchange_summarised()) =>
-            {
-                let bytes = delta::expand(&self.recv.prev, &body)?;
-                self.on_node(bytes)
-            }
-            Message::EndStream if handshake_done && self.recv.owes_end_stream() => {
-                self.on_end_stream()
-            }
-            Message::Want(w) if handshake_done && self.send.answers_wants(live) => self.on_want(w),
-            Message::Done if self.send.state == SendState::AwaitDone => {
-                self.send.state = SendState::Caught;
+            Message::EndStream if ex.recv.owes_end_stream() => self.on_end_stream(),
+            Message::Want(w) if ex.send.answers_wants(live) => self.on_want(w),
+            Message::Done if ex.send.awaits_done() => {
+                if let Some(e) = self.state.exchange_mut() {
+                    e.send.peer_done();
+                }
                 self.maybe_finish()
             }
             Message::Close if live => {
                 self.commit()?;
-                self.phase = Phase::Finished;
+                self.state.finish();
                 Ok(())
             }
             other => Err(self.unexpected(&other)),
         }
     }
 
-    fn exchange_summarised(&self) -> bool {
-        self.exchange == Exchange::Summarised
-    }
-
-    fn on_hello(&mut self, h: Hello) -> Result<(), SyncError> {
-        if h.peer == self.me {
-            return Err(SyncError::SelfSync { peer: h.peer });
-        }
-        if h.head_count > self.limits.peer_heads as u64 {
-            return Err(SyncError::TooManyHeads {
-                peer: h.peer,
-                count: h.head_count,
-                max: self.limits.peer_heads,
-            });
-        }
-        if (h.heads.len() as u64) < h.head_count {
-            self.hs = Handshake::CollectHeads(h);
-            return Ok(());
-        }
-        self.on_peer_heads(h)
-    }
-
-    fn on_heads(&mut self, more: Vec<Hash>) -> Result<(), SyncError> {
-        let Handshake::CollectHeads(mut h) = std::mem::replace(&mut self.hs, Handshake::AwaitHello)
-        else {
-            unreachable!("checked by handle");
-        };
-        if (h.heads.len() + more.len()) as u64 > h.head_count {
-            return Err(SyncError::Malformed {
-                kind: "Heads",
-                reason: format!("more heads than the {} announced", h.head_count),
-            });
-        }
-        h.heads.extend(more);
-        if (h.heads.len() as u64) < h.head_count {
-            self.hs = Handshake::CollectHeads(h);
-            return Ok(());
-        }
-        self.on_peer_heads(h)
-    }
-
-    /// The peer's `Hello` with all its heads: decides who streams and answers with a
-    /// `Summary` (unless both have the same heads).
-    fn on_peer_heads(&mut self, h: Hello) -> Result<(), SyncError> {
-        let send_on = self.cfg.mode != Mode::Pull && h.mode.receive;
-        let recv_on = self.cfg.mode != Mode::Push && h.mode.send;
-        if !send_on && !recv_on {
-            return Err(SyncError::ModeMismatch {
-                peer: h.peer,
-                mine: mode_name(self.cfg.mode == Mode::Push),
-                theirs: mode_name(h.mode.send),
-            });
-        }
-        self.live = self.cfg.live || h.mode.live;
-        self.stats.total_hint = Some(h.last_seq);
-        self.phase = Phase::CatchUp;
-        let cursor = self.store.peer_cursor(h.peer)?;
-        if let Some(c) = &cursor {
-            if c.seq <= self.mine.last {
-                self.send.set_floor(c.seq, c.heads.clone());
-            }
-        }
-        if h.heads == self.mine.heads {
-            self.exchange = Exchange::InSync;
-            self.send.state = if send_on {
-                SendState::Caught
-            } else {
-                SendState::Off
-            };
-            self.send.shared = self.mine.heads.clone();
-            self.recv.state = if recv_on {
-                RecvState::Caught
-            } else {
-                RecvState::Off
-            };
-            self.hs = Handshake::Done(h);
-            return self.maybe_finish();
-        }
-        // Only nodes this side had at its snapshot count as known. The peer decides from our
-        // Hello (the snapshot) whether we will stream to it; a head of the peer's stored since
-        // (a local write, another session) could otherwise make us start a stream that the
-        // peer, knowing all our heads, does not expect.
-        let last = self.mine.last;
-        let seqs: Vec<Option<u64>> = (self.store.seqs_of(&h.heads)?.into_iter())
-            .map(|s| s.filter(|&s| s <= last))
-            .collect();
-        let found = self.store.find_prefixes(&h.samples)?;
-        let knew_all = seqs.iter().all(Option::is_some);
-        let known_points: Vec<Hash> = (h.heads.iter().zip(&seqs))
-            .filter(|(_, s)| s.is_some())
-            .map(|(h, _)| *h)
-            .chain(found.iter().flatten().copied())
-            .collect();
-        // No filter when nothing shared is known: the peer's samples reach back through its
-        // whole feed, so finding none of them means it shares (almost) nothing with me, and
-        // a filter over my log would cost me a walk and hashing for nothing.
-        let filter = if recv_on && !knew_all && !known_points.is_empty() {
-            self.filter(&known_points)?
-        } else {
-            None
-        };
-        // With all the peer's heads known the plan uses no floor, so there is none to check.
-        let floor = if send_on && !knew_all && self.send.floor > 0 {
-            self.send.floor_heads.clone()
-        } else {
-            Vec::new()
-        };
-        self.out.push_back(Message::Summary(Summary {
-            known_heads: bitmap(seqs.len(), |i| seqs[i].is_some()),
-            known_samples: bitmap(found.len(), |i| found[i].is_some()),
-            filter,
-            floor,
-        }));
-        self.send.known_points = known_points;
-        self.send.state = if !send_on {
-            SendState::Off
-        } else if knew_all {
-            // I have everything the peer has: the difference is exact, start now. No floor is
-            // needed (the walk stops at the peer's heads), so none can be wrong.
-            let painted = paint(
-                &self.store,
-                &self.mine.heads,
-                &h.heads,
-                0,
-                self.limits.plan_walk,
-            )?;
-            self.send.shared = h.heads.clone();
-            self.send.start(painted.or_everything_below(0), None)
-        } else {
-            SendState::AwaitSummary
-        };
-        self.recv.state = if !recv_on {
-            RecvState::Off
-        } else if knew_all {
-            RecvState::Caught
-        } else {
-            self.recv.owed = 1;
-            RecvState::Stream
-        };
-        self.exchange = Exchange::AwaitSummary;
-        self.hs = Handshake::Done(h);
-        Ok(())
-    }
-
-    /// A Bloom filter of my nodes the peer may be about to offer: those outside what we are
-    /// known to share. Its cost is bounded by [`Limits::filter_walk`], so a `Hello` from a
-    /// peer that shares nothing costs a bounded walk, not one over the whole log.
-    fn filter(&self, known_points: &[Hash]) -> Result<Option<super::message::Filter>, SyncError> {
-        let painted = paint(
-            &self.store,
-            &self.mine.heads,
-            known_points,
-            self.send.floor,
-            self.limits.filter_walk,
-        )?;
-        let mut f =
-            super::message::Filter::with_capacity(self.cfg.filter_key, painted.seqs.len() as u64);
-        if let Some(f) = &mut f {
-            for h in send::hashes_at(&self.store, &painted.seqs)? {
-                f.insert(&h);
-            }
-        }
-        Ok(f)
-    }
-
     fn on_summary(&mut self, s: Summary) -> Result<(), SyncError> {
-        self.exchange = Exchange::Summarised;
+        let ex = self.state.exchange_mut().expect("checked by handle");
+        ex.summary = SummaryState::Received;
         let peer_knows_all_mine = (0..self.mine.heads.len()).all(|i| bit(&s.known_heads, i));
-        if self.send.state == SendState::AwaitSummary {
-            self.send.state = if peer_knows_all_mine {
-                SendState::Caught
+        if let Some(mut points) = ex.send.take_known_points() {
+            if peer_knows_all_mine {
+                ex.send.peer_done();
             } else {
-                let mut points = std::mem::take(&mut self.send.known_points);
                 let mine = self.mine.heads.iter().enumerate();
                 points.extend(
                     mine.filter(|(i, _)| bit(&s.known_heads, *i))
@@ -535,7 +433,7 @@ impl<S: SyncStore> Session<S> {
                     smp.filter(|(i, _)| bit(&s.known_samples, *i))
                         .map(|(_, h)| *h),
                 );
-                let floor = self.send.floor;
+                let floor = ex.send.floor();
                 let painted = paint(
                     &self.store,
                     &self.mine.heads,
@@ -543,12 +441,11 @@ impl<S: SyncStore> Session<S> {
                     floor,
                     self.limits.plan_walk,
                 )?;
-                self.send.shared = points;
-                self.send
-                    .start(painted.or_everything_below(floor), s.filter)
-            };
+                ex.send
+                    .start(painted.or_everything_below(floor), s.filter, points);
+            }
         }
-        if self.recv.state == RecvState::Stream && !s.floor.is_empty() {
+        if ex.recv.is_streaming() && !s.floor.is_empty() {
             // The peer will not send what it believes I had at its floor. Check that belief:
             // if I lack any of its floor heads, its memory of me is wrong (another replica
             // with my id, or lost data), and asking for them makes it send from scratch.
@@ -559,8 +456,7 @@ impl<S: SyncStore> Session<S> {
                 .take(MAX_FLOOR_HEADS)
                 .collect();
             if !lacking.is_empty() {
-                self.recv
-                    .ask(lacking, &mut self.out, &mut self.stats, false);
+                ex.recv.ask(lacking, &mut self.out, &mut self.stats, false);
             }
         }
         self.maybe_finish()
@@ -569,22 +465,25 @@ impl<S: SyncStore> Session<S> {
     /// Ends the catch-up when both halves are done: remembers the peer, then goes live or
     /// finishes.
     fn maybe_finish(&mut self) -> Result<(), SyncError> {
-        if self.phase != Phase::CatchUp
-            || self.exchange == Exchange::AwaitSummary
-            || !self.send.caught_up()
-            || !self.recv.caught_up()
-        {
+        let State::CatchUp(ex) = &self.state else {
+            return Ok(());
+        };
+        if ex.summary == SummaryState::Awaited || !ex.send.caught_up() || !ex.recv.caught_up() {
             return Ok(());
         }
-        if self.send.state == SendState::Caught {
+        if ex.send.is_caught() {
             self.remember_peer()?;
         }
-        if self.live {
-            self.phase = Phase::Live;
-            let last = self.store.last_seq()?;
-            self.send.local_changed(last);
+        let State::CatchUp(mut ex) =
+            std::mem::replace(&mut self.state, State::Handshake(Handshake::AwaitHello))
+        else {
+            unreachable!("checked above");
+        };
+        if ex.live {
+            ex.send.local_changed(self.store.last_seq()?);
+            self.state = State::Live(ex);
         } else {
-            self.phase = Phase::Finished;
+            self.state = State::Finished(Finished::Done(ex));
         }
         Ok(())
     }
@@ -615,21 +514,28 @@ impl<S: SyncStore> Session<S> {
         Ok(())
     }
 
-    /// Tells a live session that the local log's newest seq is now `seq`.
+    /// Tells a live session that the local log's newest seq is now `seq`. Before the
+    /// handshake is done there is no stream to tell: going live reads the store's newest seq.
     pub fn local_changed(&mut self, seq: u64) {
-        self.send.local_changed(seq);
+        if let Some(e) = self.state.exchange_mut() {
+            e.send.local_changed(seq);
+        }
     }
 
     /// Whether [`Session::poll_transmit`] may have something to give.
     pub fn wants_transmit(&self) -> bool {
-        !self.out.is_empty() || self.send.wants_transmit(self.phase == Phase::Live)
+        let live = matches!(self.state, State::Live(_));
+        !self.out.is_empty() || (self.state.exchange()).is_some_and(|e| e.send.wants_transmit(live))
     }
 
     /// Whether nodes may go as `NodeDelta` frames (on by default). A delta refers to the node
     /// of the frame before it, so a harness that reorders a session's node frames (to test
     /// another arrival order) turns them off.
     pub fn set_node_deltas(&mut self, on: bool) {
-        self.send.deltas = on;
+        self.deltas = on;
+        if let Some(e) = self.state.exchange_mut() {
+            e.send.set_deltas(on);
+        }
     }
 
     /// The next message to send, if any. Reads the store for node streams.
@@ -637,30 +543,40 @@ impl<S: SyncStore> Session<S> {
         if let Some(m) = self.out.pop_front() {
             return Ok(Some(m));
         }
-        let live = self.phase == Phase::Live;
-        self.send.poll(&self.store, live, &mut self.stats)
+        let live = matches!(self.state, State::Live(_));
+        match self.state.exchange_mut() {
+            Some(e) => e.send.poll(&self.store, live, &mut self.stats),
+            None => Ok(None),
+        }
     }
 
     /// Ends a live session in order: commits, then queues `Close`.
     pub fn close(&mut self) -> Result<(), SyncError> {
         self.commit()?;
-        if self.phase != Phase::Finished {
+        if !matches!(self.state, State::Finished(_)) {
             self.out.push_back(Message::Close);
-            self.phase = Phase::Finished;
+            self.state.finish();
         }
         Ok(())
+    }
+
+    /// Forgets what was queued to send: the peer will read none of it.
+    fn drop_output(&mut self) {
+        self.out.clear();
+        if let Some(e) = self.state.exchange_mut() {
+            e.send.clear_answers();
+        }
     }
 
     /// The peer's stream ended. Fine once caught up in a live session; otherwise an error.
     /// Either way what was checked is committed.
     pub fn on_eof(&mut self) -> Result<(), SyncError> {
         self.commit()?;
-        match self.phase {
-            Phase::Finished => Ok(()),
-            Phase::Live => {
-                self.phase = Phase::Finished;
-                self.out.clear();
-                self.send.clear_answers();
+        match self.state {
+            State::Finished(_) => Ok(()),
+            State::Live(_) => {
+                self.state.finish();
+                self.drop_output();
                 Ok(())
             }
             _ => Err(SyncError::UnexpectedEof {
@@ -675,13 +591,12 @@ impl<S: SyncStore> Session<S> {
     /// nodes that batch committed.
     pub fn abort(&mut self, err: &SyncError) -> Option<Message> {
         self.salvage();
-        self.out.clear();
-        self.send.clear_answers();
-        self.phase = Phase::Finished;
+        self.drop_output();
+        self.state.finish();
         let reason = err.abort_reason()?;
         Some(Message::Abort {
             reason,
-            detail: super::message::clip_detail(&err.to_string()),
+            detail: crate::sync::wire::message::clip_detail(&err.to_string()),
         })
     }
 

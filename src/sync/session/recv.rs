@@ -10,14 +10,14 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
-use super::delta::Prev;
-use super::{Phase, Session, SessionStats};
+use super::{Session, SessionStats, State};
 use crate::hash::Hash;
 use crate::log::Inserted;
 use crate::node::Node;
 use crate::sync::error::SyncError;
-use crate::sync::message::{Message, MAX_WANT};
 use crate::sync::store::SyncStore;
+use crate::sync::wire::delta::Prev;
+use crate::sync::wire::message::{Message, MAX_WANT};
 
 /// New unknown links (or nodes held since the last lookup) that trigger one bulk lookup.
 const PROBE_BATCH: usize = 1024;
@@ -40,9 +40,9 @@ struct Waiting {
 }
 
 pub(super) struct RecvHalf {
-    pub state: RecvState,
+    state: RecvState,
     /// `EndStream`s still to come: the catch-up stream and one per `Want` sent.
-    pub owed: u32,
+    owed: u32,
     /// `Want` rounds asked for missing nodes (the floor check is not counted).
     rounds: u32,
     /// Everything asked for so far: asked again means the peer does not have it.
@@ -60,14 +60,29 @@ pub(super) struct RecvHalf {
     waiters: HashMap<Hash, Vec<Hash>>,
     pending_bytes: usize,
     /// The node of the last `Node` or `NodeDelta` frame: what the next delta refers to.
-    pub prev: Prev,
+    prev: Prev,
 }
 
 impl RecvHalf {
-    pub fn new() -> RecvHalf {
+    /// A half that receives nothing in this session.
+    pub fn off() -> RecvHalf {
+        RecvHalf::new(RecvState::Off, 0)
+    }
+
+    /// A half that has every node the peer had at the start.
+    pub fn caught() -> RecvHalf {
+        RecvHalf::new(RecvState::Caught, 0)
+    }
+
+    /// A half that takes the peer's catch-up stream (one `EndStream` owed).
+    pub fn streaming() -> RecvHalf {
+        RecvHalf::new(RecvState::Stream, 1)
+    }
+
+    fn new(state: RecvState, owed: u32) -> RecvHalf {
         RecvHalf {
-            state: RecvState::Off,
-            owed: 0,
+            state,
+            owed,
             rounds: 0,
             asked: HashSet::new(),
             batch: Vec::new(),
@@ -91,6 +106,16 @@ impl RecvHalf {
             RecvState::Caught => live,
             RecvState::Off => false,
         }
+    }
+
+    /// What the next `NodeDelta` refers to.
+    pub fn prev(&self) -> &Prev {
+        &self.prev
+    }
+
+    /// Whether the peer's catch-up stream is still coming.
+    pub fn is_streaming(&self) -> bool {
+        self.state == RecvState::Stream
     }
 
     pub fn owes_end_stream(&self) -> bool {
@@ -201,7 +226,7 @@ impl<S: SyncStore> Session<S> {
         let node =
             Node::decode(&bytes).map_err(|source| SyncError::InvalidNode { peer, source })?;
         let hash = node.hash();
-        let r = &mut self.recv;
+        let r = &mut self.state.exchange_mut().expect("checked by handle").recv;
         r.prev.note(hash, &bytes);
         if r.batch_set.contains(&hash) || r.pending.contains_key(&hash) {
             self.stats.duplicates += 1;
@@ -245,7 +270,6 @@ impl<S: SyncStore> Session<S> {
                 r.probe(&self.store)?;
             }
         }
-        let r = &mut self.recv;
         if r.batch.len() >= self.limits.batch_nodes || r.batch_bytes >= self.limits.batch_bytes {
             self.commit()?;
         }
@@ -255,7 +279,10 @@ impl<S: SyncStore> Session<S> {
     /// Stores the checked batch in one transaction.
     pub(super) fn commit(&mut self) -> Result<(), SyncError> {
         let peer = self.peer();
-        let r = &mut self.recv;
+        let Some(ex) = self.state.exchange_mut() else {
+            return Ok(());
+        };
+        let (r, send, live) = (&mut ex.recv, &mut ex.send, ex.live);
         if r.batch.is_empty() {
             return Ok(());
         }
@@ -264,13 +291,12 @@ impl<S: SyncStore> Session<S> {
         crate::sync::refused::screen(peer, &mut r.batch)?;
         let done = (self.store.insert_batch_from(&r.batch, peer))
             .map_err(|e| crate::sync::refused::refused(peer, e))?;
-        let live = self.live;
         for (n, res) in r.batch.iter().zip(done) {
             match res {
                 Inserted::New(seq) => {
                     self.stats.nodes_received += 1;
                     self.stats.node_bytes_received += n.encoded_len() as u64;
-                    self.send.note_from_peer(seq, live);
+                    send.note_from_peer(seq, live);
                 }
                 Inserted::Existing(_) => self.stats.duplicates += 1,
             }
@@ -284,14 +310,16 @@ impl<S: SyncStore> Session<S> {
     /// Hashes still missing (with a node that waits for each, or `None` for an announced
     /// head), after admitting what links stored meanwhile released.
     fn missing(&mut self) -> Result<Vec<(Hash, Option<Hash>)>, SyncError> {
-        let mut out: Vec<(Hash, Option<Hash>)> = (self.recv.settle(&self.store)?.into_iter())
+        let ex = self.state.exchange_mut().expect("after the handshake");
+        let mut out: Vec<(Hash, Option<Hash>)> = (ex.recv.settle(&self.store)?.into_iter())
             .map(|(l, n)| (l, Some(n)))
             .collect();
         self.commit()?;
-        if self.recv.state == RecvState::Stream {
-            let heads = &self.peer_hello().expect("after the handshake").heads;
+        let ex = self.state.exchange().expect("after the handshake");
+        if ex.recv.state == RecvState::Stream {
+            let heads = &ex.peer.heads;
             let seqs = self.store.seqs_of(heads)?;
-            let r = &self.recv;
+            let r = &ex.recv;
             out.extend(
                 (heads.iter().zip(seqs))
                     .filter(|(h, s)| s.is_none() && !r.pending.contains_key(*h))
@@ -301,16 +329,21 @@ impl<S: SyncStore> Session<S> {
         Ok(out)
     }
 
+    fn recv(&mut self) -> &mut RecvHalf {
+        &mut self.state.exchange_mut().expect("after the handshake").recv
+    }
+
     pub(super) fn on_end_stream(&mut self) -> Result<(), SyncError> {
-        self.recv.owed -= 1;
+        self.recv().owed -= 1;
         self.commit()?;
-        if self.recv.owed > 0 {
+        if self.recv().owed > 0 {
             return Ok(());
         }
         let missing = self.missing()?;
-        if missing.is_empty() && self.recv.pending.is_empty() {
-            if self.recv.state == RecvState::Stream {
-                self.recv.state = RecvState::Caught;
+        let r = self.recv();
+        if missing.is_empty() && r.pending.is_empty() {
+            if r.state == RecvState::Stream {
+                r.state = RecvState::Caught;
                 self.out.push_back(Message::Done);
             }
             return self.maybe_finish();
@@ -324,19 +357,20 @@ impl<S: SyncStore> Session<S> {
             },
             None => SyncError::MissingHead { peer, hash: h },
         };
-        if let Some(m) = missing.iter().find(|(h, _)| self.recv.asked.contains(h)) {
+        let r = &mut self.state.exchange_mut().expect("after the handshake").recv;
+        if let Some(m) = missing.iter().find(|(h, _)| r.asked.contains(h)) {
             return Err(fail(*m));
         }
         if missing.is_empty() {
             // Pending nodes wait on other pending nodes only: impossible in a DAG.
-            let p = self.recv.pending.values().next().expect("pending");
+            let p = r.pending.values().next().expect("pending");
             return Err(fail((p.node.links()[0], Some(p.node.hash()))));
         }
-        if self.recv.state == RecvState::Stream && self.recv.rounds >= self.limits.want_rounds {
+        if r.state == RecvState::Stream && r.rounds >= self.limits.want_rounds {
             return Err(fail(missing[0]));
         }
         let hashes = missing.into_iter().map(|(h, _)| h).collect();
-        self.recv.ask(hashes, &mut self.out, &mut self.stats, true);
+        r.ask(hashes, &mut self.out, &mut self.stats, true);
         Ok(())
     }
 
@@ -344,18 +378,24 @@ impl<S: SyncStore> Session<S> {
     /// links that have not come. Call it when no more input is immediately available.
     pub fn flush(&mut self) -> Result<(), SyncError> {
         self.commit()?;
-        if self.phase == Phase::Live && !self.recv.pending.is_empty() && self.recv.owed == 0 {
+        let State::Live(ex) = &self.state else {
+            return Ok(());
+        };
+        if !ex.recv.pending.is_empty() && ex.recv.owed == 0 {
             let missing = self.missing()?;
-            if let Some((link, node)) = missing.iter().find(|(h, _)| self.recv.asked.contains(h)) {
+            let peer = self.peer();
+            let r = self.recv();
+            if let Some((link, node)) = missing.iter().find(|(h, _)| r.asked.contains(h)) {
                 return Err(SyncError::MissingLink {
-                    peer: self.peer(),
+                    peer,
                     node: node.unwrap_or(*link),
                     link: *link,
                 });
             }
             if !missing.is_empty() {
                 let hashes = missing.into_iter().map(|(h, _)| h).collect();
-                self.recv.ask(hashes, &mut self.out, &mut self.stats, true);
+                let r = &mut self.state.exchange_mut().expect("live").recv;
+                r.ask(hashes, &mut self.out, &mut self.stats, true);
             }
         }
         Ok(())

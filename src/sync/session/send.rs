@@ -2,15 +2,15 @@
 
 use std::collections::VecDeque;
 
-use super::delta::{self, Prev};
+use super::filter::SeqBits;
+use super::plan::{paint, Plan};
 use super::{Session, SessionStats};
 use crate::hash::Hash;
 use crate::log::RawEntry;
 use crate::sync::error::SyncError;
-use crate::sync::filter::SeqBits;
-use crate::sync::message::{Filter, Message};
-use crate::sync::plan::{paint, Plan};
-use crate::sync::store::SyncStore;
+use crate::sync::store::{Cursor, SyncStore};
+use crate::sync::wire::delta::{self, Prev};
+use crate::sync::wire::message::{Filter, Message};
 
 /// Entries read from the store per live-stream read.
 const CHUNK: usize = 512;
@@ -38,15 +38,15 @@ impl PartialEq for SendState {
 
 /// The sending half's state and what it needs to answer `Want`s.
 pub(super) struct SendHalf {
-    pub state: SendState,
+    state: SendState,
     /// The remembered floor (0 when none): my nodes at or below it are taken to be the
     /// peer's, once it confirmed `floor_heads`.
-    pub floor: u64,
-    pub floor_heads: Vec<Hash>,
+    floor: u64,
+    floor_heads: Vec<Hash>,
     /// Points both sides are known to have, found from the peer's `Hello`.
-    pub known_points: Vec<Hash>,
+    known_points: Vec<Hash>,
     /// The points the catch-up plan was painted against.
-    pub shared: Vec<Hash>,
+    shared: Vec<Hash>,
     /// Candidates of the catch-up plan: the work a `Want` answer may take beyond its limit.
     planned: usize,
     /// Every seq sent in the session (never sent twice).
@@ -61,7 +61,7 @@ pub(super) struct SendHalf {
     /// The node of the last frame sent: what the next `NodeDelta` refers to.
     prev: Prev,
     /// Send `NodeDelta` frames where they are smaller (off only to test other orders).
-    pub deltas: bool,
+    deltas: bool,
 }
 
 /// The live stream: my feed after the snapshot, without what the peer sent me.
@@ -74,11 +74,14 @@ struct LiveSend {
 }
 
 impl SendHalf {
-    pub fn new(last: u64) -> SendHalf {
+    /// A half that sends nothing yet, for a session whose snapshot ended at `last`, with the
+    /// floor remembered for this peer.
+    pub fn new(last: u64, floor: Option<Cursor>, deltas: bool) -> SendHalf {
+        let (floor, floor_heads) = floor.map_or((0, Vec::new()), |c| (c.seq, c.heads));
         SendHalf {
             state: SendState::Off,
-            floor: 0,
-            floor_heads: Vec::new(),
+            floor,
+            floor_heads,
             known_points: Vec::new(),
             shared: Vec::new(),
             planned: 0,
@@ -94,19 +97,70 @@ impl SendHalf {
                 from_peer: VecDeque::new(),
             },
             prev: Prev::default(),
-            deltas: true,
+            deltas,
         }
     }
 
-    pub fn set_floor(&mut self, floor: u64, heads: Vec<Hash>) {
-        self.floor = floor;
-        self.floor_heads = heads;
+    /// The remembered floor (0 when none).
+    pub fn floor(&self) -> u64 {
+        self.floor
     }
 
-    /// The catch-up stream of `cands`.
-    pub fn start(&mut self, cands: Vec<u64>, filter: Option<Filter>) -> SendState {
+    /// The heads that prove the floor.
+    pub fn floor_heads(&self) -> &[Hash] {
+        &self.floor_heads
+    }
+
+    pub fn set_deltas(&mut self, on: bool) {
+        self.deltas = on;
+    }
+
+    /// Both sides have the same heads: nothing to stream; `shared` are those heads.
+    pub fn in_sync(&mut self, on: bool, shared: Vec<Hash>) {
+        self.state = if on {
+            SendState::Caught
+        } else {
+            SendState::Off
+        };
+        self.shared = shared;
+    }
+
+    /// This side sends nothing in this session.
+    pub fn off(&mut self) {
+        self.state = SendState::Off;
+    }
+
+    /// The plan waits for the peer's `Summary`; `known_points` were found from its `Hello`.
+    pub fn await_summary(&mut self, known_points: Vec<Hash>) {
+        self.known_points = known_points;
+        self.state = SendState::AwaitSummary;
+    }
+
+    /// When the plan waits for the peer's `Summary`: the points found from its `Hello`.
+    pub fn take_known_points(&mut self) -> Option<Vec<Hash>> {
+        (self.state == SendState::AwaitSummary).then(|| std::mem::take(&mut self.known_points))
+    }
+
+    /// Streams the catch-up plan of `cands`, painted against `shared`.
+    pub fn start(&mut self, cands: Vec<u64>, filter: Option<Filter>, shared: Vec<Hash>) {
         self.planned = cands.len();
-        SendState::Streaming(Plan::new(cands, filter))
+        self.shared = shared;
+        self.state = SendState::Streaming(Plan::new(cands, filter));
+    }
+
+    /// Whether the catch-up stream ended and the peer's `Done` is owed.
+    pub fn awaits_done(&self) -> bool {
+        self.state == SendState::AwaitDone
+    }
+
+    /// The peer has every node this side had at the start (its `Done`, or its `Summary`).
+    pub fn peer_done(&mut self) {
+        self.state = SendState::Caught;
+    }
+
+    /// Whether the peer is known to have every node this side had at the start.
+    pub fn is_caught(&self) -> bool {
+        self.state == SendState::Caught
     }
 
     pub fn caught_up(&self) -> bool {
@@ -273,10 +327,10 @@ impl<S: SyncStore> Session<S> {
     /// [`super::Limits::want_walk`] nodes beyond the catch-up plan's size; nothing is ever
     /// sent twice.
     pub(super) fn on_want(&mut self, wanted: Vec<Hash>) -> Result<(), SyncError> {
-        let s = &mut self.send;
+        let peer = self.peer();
+        let ex = self.state.exchange_mut().expect("checked by handle");
+        let s = &mut ex.send;
         s.wants_answered += 1;
-        let peer = self.peer_id().unwrap_or(self.me);
-        let s = &mut self.send;
         if s.wants_answered > self.limits.wants_answered {
             return Err(SyncError::TooManyWants {
                 peer,
@@ -300,8 +354,7 @@ impl<S: SyncStore> Session<S> {
                 self.limits.want_walk.saturating_add(s.planned),
             )
         };
-        let painted = paint(&self.store, &mine, &self.send.shared, floor, budget)?;
-        let s = &mut self.send;
+        let painted = paint(&self.store, &mine, &s.shared, floor, budget)?;
         if !painted.complete {
             return Err(SyncError::TooManyWants {
                 peer,

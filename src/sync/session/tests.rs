@@ -3,8 +3,10 @@
 
 use super::*;
 use crate::node::Node;
-use crate::sync::codec::{encode, preamble, Decoder};
-use crate::sync::message::Summary;
+use crate::sim::pump::{slicing_schedule, Ended, Pair};
+use crate::sim::Input;
+use crate::sync::wire::codec::{encode, preamble, Decoder};
+use crate::sync::wire::message::Summary;
 use crate::sync::MemStore;
 use rand::{Rng, SeedableRng};
 
@@ -37,37 +39,21 @@ pub(super) fn run(
     Ok((x.stats().clone(), y.stats().clone()))
 }
 
-/// Runs two sessions to the end through the codec, delivering bytes in random slices in a
-/// seeded order; returns them.
+/// Scheduled steps of [`drive`]: long enough that most sessions end under the random schedule.
+const DRIVE_STEPS: usize = 4000;
+
+/// Runs two sessions to the end through the codec with the simulator's pump, delivering bytes
+/// in random slices in a seeded order; returns them.
 pub(super) fn drive<S: SyncStore>(
-    mut sides: [Session<S>; 2],
+    sides: [Session<S>; 2],
     seed: u64,
 ) -> Result<[Session<S>; 2], SyncError> {
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    let mut inbox = [Decoder::new(), Decoder::new()];
-    let mut wires: [Vec<u8>; 2] = [preamble().to_vec(), preamble().to_vec()];
-    for _ in 0..10_000_000 {
-        if sides.iter().all(|s| s.is_finished()) && wires.iter().all(Vec::is_empty) {
-            return Ok(sides);
-        }
-        let i = rng.random_range(0..2);
-        // Produce a few messages onto my wire.
-        for _ in 0..rng.random_range(0..4) {
-            match sides[i].poll_transmit()? {
-                Some(m) => encode(&m, &mut wires[i]),
-                None => break,
-            }
-        }
-        // Deliver a random slice of the other wire to me.
-        let w = &mut wires[1 - i];
-        let n = rng.random_range(0..=w.len().min(300));
-        let chunk: Vec<u8> = w.drain(..n).collect();
-        inbox[i].push(&chunk);
-        while let Some(m) = inbox[i].next_message()? {
-            sides[i].handle(m)?;
-        }
+    let schedule = slicing_schedule(seed, DRIVE_STEPS);
+    let mut pair = Pair::new(sides).with_steps(DRIVE_STEPS);
+    match pair.run(&mut Input::new(&schedule), None)? {
+        Ended::Complete => Ok(pair.into_sides()),
+        Ended::Cut => unreachable!("an honest pair is never cut"),
     }
-    panic!("no progress");
 }
 
 pub(super) fn chain(s: &MemStore, n: usize, tag: &str) {
@@ -212,7 +198,7 @@ fn first_contact_of_diverged_copies_sends_little_extra() {
 #[test]
 fn live_streams_new_nodes_without_echo() {
     let (a, b) = (store(1), store(2));
-    let mut sa = Session::new(
+    let sa = Session::new(
         a.clone(),
         SessionConfig {
             live: true,
@@ -220,32 +206,24 @@ fn live_streams_new_nodes_without_echo() {
         },
     )
     .unwrap();
-    let mut sb = Session::new(b.clone(), cfg(Mode::Both, 2)).unwrap();
-    let pump = |from: &mut Session<MemStore>, to: &mut Session<MemStore>| {
-        let mut moved = 0;
-        while let Some(m) = from.poll_transmit().unwrap() {
-            to.handle(m).unwrap();
-            moved += 1;
-        }
-        to.flush().unwrap();
-        moved
-    };
+    let sb = Session::new(b.clone(), cfg(Mode::Both, 2)).unwrap();
+    let mut p = Pair::new([sa, sb]);
     for _ in 0..3 {
-        pump(&mut sa, &mut sb);
-        pump(&mut sb, &mut sa);
+        p.exchange(0).unwrap();
+        p.exchange(1).unwrap();
     }
-    assert_eq!(sa.phase(), Phase::Live);
-    assert_eq!(sb.phase(), Phase::Live);
+    assert_eq!(p.side(0).phase(), Phase::Live);
+    assert_eq!(p.side(1).phase(), Phase::Live);
     let n = a.append(b"late".to_vec()).unwrap();
-    sa.local_changed(a.last_seq().unwrap());
-    pump(&mut sa, &mut sb);
+    p.side_mut(0).local_changed(a.last_seq().unwrap());
+    p.exchange(0).unwrap();
     assert!(b.hashes().contains(&n.hash()));
-    sb.local_changed(b.last_seq().unwrap());
-    assert_eq!(pump(&mut sb, &mut sa), 0, "b echoed a's node");
-    assert_eq!(sa.stats().nodes_received, 0);
-    sa.close().unwrap();
-    pump(&mut sa, &mut sb);
-    assert!(sa.is_finished() && sb.is_finished());
+    p.side_mut(1).local_changed(b.last_seq().unwrap());
+    assert_eq!(p.exchange(1).unwrap(), 0, "b echoed a's node");
+    assert_eq!(p.side(0).stats().nodes_received, 0);
+    p.side_mut(0).close().unwrap();
+    p.exchange(0).unwrap();
+    assert!(p.side(0).is_finished() && p.side(1).is_finished());
 }
 
 quickcheck::quickcheck! {
@@ -341,7 +319,7 @@ fn two_sided_remembered_round_trips_meet_the_goal() {
                 }
             }
         }
-        let mut sides = [
+        let sides = [
             Session::new(
                 a.clone(),
                 SessionConfig {
@@ -359,13 +337,13 @@ fn two_sided_remembered_round_trips_meet_the_goal() {
             )
             .unwrap(),
         ];
-        while !(sides[0].is_finished() && sides[1].is_finished()) {
+        let mut p = Pair::new(sides);
+        while !(p.side(0).is_finished() && p.side(1).is_finished()) {
             for i in 0..2 {
-                while let Some(m) = sides[i].poll_transmit().unwrap() {
-                    sides[1 - i].handle(m).unwrap();
-                }
+                p.exchange(i).unwrap();
             }
         }
+        let sides = p.into_sides();
         let rt = sides[0]
             .stats()
             .round_trips
@@ -456,17 +434,14 @@ fn peer_head_stored_after_the_snapshot_starts_no_unexpected_stream() {
     // failed with "unexpected EndStream".
     let (a, b) = (store(1), store(2));
     let n = a.add([], b"same".to_vec()).unwrap();
-    let mut sa = Session::new(a.clone(), cfg(Mode::Both, 1)).unwrap();
-    let mut sb = Session::new(b.clone(), cfg(Mode::Push, 2)).unwrap();
+    let sa = Session::new(a.clone(), cfg(Mode::Both, 1)).unwrap();
+    let sb = Session::new(b.clone(), cfg(Mode::Push, 2)).unwrap();
     assert_eq!(b.add([], b"same".to_vec()).unwrap(), n);
+    let mut p = Pair::new([sa, sb]);
     for _ in 0..10 {
-        while let Some(m) = sb.poll_transmit().unwrap() {
-            sa.handle(m).unwrap();
-        }
-        while let Some(m) = sa.poll_transmit().unwrap() {
-            sb.handle(m).unwrap();
-        }
+        p.exchange(1).unwrap();
+        p.exchange(0).unwrap();
     }
-    assert!(sa.is_finished() && sb.is_finished());
+    assert!(p.side(0).is_finished() && p.side(1).is_finished());
     assert_eq!(a.hashes(), b.hashes());
 }

@@ -10,8 +10,8 @@ use crate::log::Inserted;
 use crate::log::RawEntry;
 use crate::log::{LogError as Error, Result};
 use crate::node::Node;
-use crate::sync::codec::{encode, preamble, Decoder};
-use crate::sync::message::{AbortReason, SamplePrefix};
+use crate::sim::pump::Pair;
+use crate::sync::wire::message::{AbortReason, SamplePrefix};
 use crate::sync::MemStore;
 
 /// A [`MemStore`] with room for `room` more nodes: a batch that does not fit fails whole
@@ -71,24 +71,6 @@ impl SyncStore for Filling {
     }
 }
 
-/// Moves every frame `from` has to send into `to`, as a driver would; the first error of
-/// the receiving side is returned.
-fn deliver<A: SyncStore, B: SyncStore>(
-    from: &mut Session<A>,
-    to: &mut Session<B>,
-    dec: &mut Decoder,
-) -> std::result::Result<(), SyncError> {
-    let mut wire = Vec::new();
-    while let Some(m) = from.poll_transmit()? {
-        encode(&m, &mut wire);
-    }
-    dec.push(&wire);
-    while let Some(m) = dec.next_message()? {
-        to.handle(m)?;
-    }
-    Ok(())
-}
-
 #[test]
 fn a_full_disk_is_counted_and_reaches_the_peer_as_an_abort() {
     let src = store(1);
@@ -101,17 +83,21 @@ fn a_full_disk_is_counted_and_reaches_the_peer_as_an_abort() {
         batch_nodes: 50,
         ..Limits::default()
     };
-    let mut a = Session::new(src.clone(), cfg(Mode::Push, 1)).unwrap();
-    let mut b = Session::with_limits(full.clone(), cfg(Mode::Pull, 2), limits).unwrap();
-    let (mut da, mut db) = (Decoder::new(), Decoder::new());
-    da.push(&preamble());
-    db.push(&preamble());
+    // The sender never fills: its store has room for anything.
+    let roomy = Filling {
+        mem: src.clone(),
+        room: Arc::new(AtomicUsize::new(usize::MAX)),
+    };
+    let a = Session::new(roomy, cfg(Mode::Push, 1)).unwrap();
+    let b = Session::with_limits(full.clone(), cfg(Mode::Pull, 2), limits).unwrap();
+    let mut p = Pair::new([a, b]);
     // Run until the receiver fails: two batches of 50 fit, the third does not.
     let err = loop {
-        if let Err(e) = deliver(&mut a, &mut b, &mut db) {
+        p.transmit(0, usize::MAX).expect("the sender never fails");
+        if let Err(e) = p.deliver(1, usize::MAX) {
             break e;
         }
-        deliver(&mut b, &mut a, &mut da).expect("the sender never fails");
+        p.exchange(1).expect("the sender never fails");
     };
     assert!(
         matches!(
@@ -120,20 +106,18 @@ fn a_full_disk_is_counted_and_reaches_the_peer_as_an_abort() {
         ),
         "{err:?}"
     );
-    let abort = b
+    let abort = p
+        .side_mut(1)
         .abort(&err)
         .expect("a full disk is worth telling the peer");
     // The counters say what is stored: the batches committed before the failure.
-    assert_eq!(b.stats().nodes_received, 100);
+    assert_eq!(p.side(1).stats().nodes_received, 100);
     assert_eq!(full.mem.len(), 100);
     full.mem.check().unwrap();
-    assert!(b.is_finished());
+    assert!(p.side(1).is_finished());
     // Through the codec to the sender, which ends with the typed reason.
-    let mut wire = Vec::new();
-    encode(&abort, &mut wire);
-    da.push(&wire);
-    let got = da.next_message().unwrap().unwrap();
-    match a.handle(got) {
+    p.send(1, &abort);
+    match p.deliver(0, usize::MAX) {
         Err(SyncError::PeerAborted { reason, detail }) => {
             assert_eq!(reason, AbortReason::DiskFull);
             assert!(detail.contains("no space left"), "{detail}");
@@ -167,22 +151,20 @@ fn an_abort_is_legal_in_every_phase() {
         chain(&b, 5, "b");
         let mut c = cfg(Mode::Both, 1);
         c.live = live;
-        let mut sa = Session::new(a.clone(), c.clone()).unwrap();
-        let mut sb = Session::new(b.clone(), cfg(Mode::Both, 2)).unwrap();
-        let (mut da, mut db) = (Decoder::new(), Decoder::new());
-        da.push(&preamble());
-        db.push(&preamble());
-        deliver(&mut sb, &mut sa, &mut da).unwrap();
-        assert_eq!(sa.phase(), Phase::CatchUp);
+        let sa = Session::new(a.clone(), c.clone()).unwrap();
+        let sb = Session::new(b.clone(), cfg(Mode::Both, 2)).unwrap();
+        let mut p = Pair::new([sa, sb]);
+        p.exchange(1).unwrap();
+        assert_eq!(p.side(0).phase(), Phase::CatchUp);
         if live {
             for _ in 0..10 {
-                deliver(&mut sa, &mut sb, &mut db).unwrap();
-                deliver(&mut sb, &mut sa, &mut da).unwrap();
+                p.exchange(0).unwrap();
+                p.exchange(1).unwrap();
             }
-            assert_eq!(sa.phase(), Phase::Live);
-            sa.close().unwrap();
+            assert_eq!(p.side(0).phase(), Phase::Live);
+            p.side_mut(0).close().unwrap();
         }
-        assert!(is_abort(sa.handle(abort())), "live {live}");
+        assert!(is_abort(p.side_mut(0).handle(abort())), "live {live}");
     }
     // Errors that leave no one to tell send nothing.
     let mut s = Session::new(store(1), cfg(Mode::Both, 1)).unwrap();

@@ -9,7 +9,7 @@ use super::*;
 use crate::log::Inserted;
 use crate::log::RawEntry;
 use crate::node::Node;
-use crate::sync::message::{Filter, SamplePrefix};
+use crate::sync::wire::message::{Filter, SamplePrefix};
 
 fn roots(s: &MemStore, n: usize, tag: &str) {
     let nodes: Vec<Node> = (0..n)
@@ -755,7 +755,7 @@ fn a_chain_travels_as_deltas_and_arrives_whole() {
         let mut moved = false;
         while let Some(m) = sa.poll_transmit().unwrap() {
             let mut frame = Vec::new();
-            crate::sync::codec::encode(&m, &mut frame);
+            crate::sync::wire::codec::encode(&m, &mut frame);
             wire += frame.len();
             deltas += usize::from(matches!(m, Message::NodeDelta(_)));
             sb.handle(m).unwrap();

@@ -10,13 +10,13 @@
 //! (`session::delta`); the other bodies are postcard. The announced length is checked against
 //! [`MAX_FRAME_BYTES`] as soon as its 4 bytes are in, before the body is read or buffered.
 
-use super::error::SyncError;
-use super::message::{
+use crate::hash::Hash;
+use crate::sync::error::SyncError;
+use crate::sync::wire::message::{
     AbortReason, Hello, Message, Summary, MAGIC, MAX_ABORT_DETAIL, MAX_FILTER_BYTES,
     MAX_FILTER_PROBES, MAX_FLOOR_HEADS, MAX_FRAME_BYTES, MAX_HEADS, MAX_HEADS_PER_MESSAGE,
     MAX_SAMPLES, MAX_WANT, PROTOCOL_VERSION,
 };
-use crate::hash::Hash;
 
 const HELLO: u8 = 1;
 const SUMMARY: u8 = 2;
@@ -279,7 +279,7 @@ impl Decoder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sync::message::{Filter, WireMode};
+    use crate::sync::wire::message::{Filter, WireMode};
     use crate::PeerId;
 
     fn all() -> Vec<Message> {

@@ -5,14 +5,14 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use super::error::SyncError;
 use super::filter::SeqBits;
-use super::message::Filter;
-use super::store::SyncStore;
 use crate::hash::Hash;
 use crate::log::LogError as Error;
 use crate::log::RawEntry;
 use crate::node::Node;
+use crate::sync::error::SyncError;
+use crate::sync::store::SyncStore;
+use crate::sync::wire::message::Filter;
 
 const MINE: u8 = 1;
 const THEIRS: u8 = 2;

@@ -6,13 +6,9 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 
 use super::budget::MemoryBudget;
-use super::session::{Limits, Mode, Phase};
 use crate::identity::PeerId;
-
-/// Default of [`SyncOptions::handshake_timeout`].
-pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(20);
-/// Default of [`SyncOptions::idle_timeout`].
-pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+use crate::sync::limits::{Limits, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_IDLE_TIMEOUT};
+use crate::sync::session::{Mode, Phase};
 
 /// How to run a sync.
 ///
@@ -32,18 +28,18 @@ pub struct SyncOptions {
     /// closes in order (commits, sends `Close`); one still handshaking, or catching up with
     /// no byte moved for a second, ends at once; one busy catching up may finish for up to
     /// 5 s. One that ends early commits what it checked and fails with
-    /// [`super::SyncError::ShuttingDown`].
+    /// [`crate::sync::SyncError::ShuttingDown`].
     pub shutdown: Option<watch::Receiver<bool>>,
-    /// Fail with [`super::SyncError::Timeout`] when the peer's `Hello` has not arrived this
+    /// Fail with [`crate::sync::SyncError::Timeout`] when the peer's `Hello` has not arrived this
     /// long after the start, however it trickles bytes.
     /// Default [`DEFAULT_HANDSHAKE_TIMEOUT`]; `None`: wait forever.
     pub handshake_timeout: Option<Duration>,
-    /// Fail with [`super::SyncError::Timeout`] when nothing moves either way for this long
+    /// Fail with [`crate::sync::SyncError::Timeout`] when nothing moves either way for this long
     /// before the session is live. A live session may be quiet for any time, but not while
     /// it holds part of a frame, waits for memory, or has bytes the peer does not take. Default
     /// [`DEFAULT_IDLE_TIMEOUT`]; `None`: wait forever.
     pub idle_timeout: Option<Duration>,
-    /// The budget that peer data beyond [`super::budget::FREE_BYTES`] per connection is taken
+    /// The budget that peer data beyond [`crate::sync::FREE_BYTES`] per connection is taken
     /// from; a server shares one across its sessions. `None`: only the per-message limits
     /// bound what this session buffers.
     pub memory: Option<MemoryBudget>,

@@ -3,9 +3,9 @@
 use tokio::net::{TcpStream, ToSocketAddrs};
 
 use super::driver::sync;
-use super::error::SyncError;
 use super::options::{SyncOptions, SyncReport};
 use crate::log::Log;
+use crate::sync::error::SyncError;
 
 /// Connects to `addr` and syncs `log` with the server there. Connecting gets its own
 /// [`SyncOptions::handshake_timeout`], so an address that never answers fails in time too.

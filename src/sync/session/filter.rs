@@ -1,7 +1,7 @@
 //! Bit sets over feed ranges and the keyed Bloom filter.
 
-use super::message::{Filter, MAX_FILTER_BYTES};
 use crate::hash::Hash;
+use crate::sync::wire::message::{Filter, MAX_FILTER_BYTES};
 
 /// Bits per filter entry and probes: about 0.3% false positives.
 pub(crate) const BITS_PER_ENTRY: usize = 12;

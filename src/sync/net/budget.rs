@@ -13,15 +13,7 @@ use std::sync::Arc;
 
 use tokio::sync::Semaphore;
 
-use super::message::MAX_FRAME_BYTES;
-
-/// Bytes of peer data each connection may buffer without taking from the budget: every
-/// frame up to this size is read without ever waiting for memory.
-pub const FREE_BYTES: usize = 64 * 1024;
-
-/// The smallest budget: one honest session's worst need (a receive batch of 4 MiB and one
-/// frame of [`MAX_FRAME_BYTES`]) with room to spare.
-pub const MIN_MEMORY_BUDGET: usize = 8 << 20;
+pub use crate::sync::limits::{FREE_BYTES, MIN_MEMORY_BUDGET};
 
 /// A shared byte budget (cheap to clone: clones share one budget).
 ///
@@ -165,8 +157,6 @@ impl Drop for Held {
         }
     }
 }
-
-const _: () = assert!(MIN_MEMORY_BUDGET > (4 << 20) + MAX_FRAME_BYTES);
 
 #[cfg(test)]
 mod tests {

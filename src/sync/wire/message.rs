@@ -1,11 +1,14 @@
-//! The typed protocol messages and their limits. The byte layout is in `docs/PROTOCOL.md`; the
+//! The typed protocol messages (their bounds are in `sync::limits`). The byte layout is in `docs/PROTOCOL.md`; the
 //! framing is in [`super::codec`].
 
 use serde::{Deserialize, Serialize};
 
 use crate::hash::Hash;
 use crate::identity::PeerId;
-use crate::node::MAX_NODE_BYTES;
+pub use crate::sync::limits::{
+    MAX_ABORT_DETAIL, MAX_FILTER_BYTES, MAX_FILTER_PROBES, MAX_FLOOR_HEADS, MAX_FRAME_BYTES,
+    MAX_HEADS, MAX_HEADS_PER_MESSAGE, MAX_SAMPLES, MAX_WANT,
+};
 
 /// The first 8 bytes each side writes on a connection.
 pub const MAGIC: [u8; 8] = *b"braidlog";
@@ -15,39 +18,12 @@ pub const MAGIC: [u8; 8] = *b"braidlog";
 /// between versions, so nothing after the preamble is read.
 pub const PROTOCOL_VERSION: u32 = 3;
 
-/// Largest frame body (kind byte included): the largest node plus one kind byte, rounded up.
-/// Every other message is bounded to fit under it too.
-pub const MAX_FRAME_BYTES: usize = MAX_NODE_BYTES + 64;
-
-/// Most heads one `Hello` or `Heads` message lists. A replica with more heads sends the rest
-/// in `Heads` messages right after its `Hello`.
-pub const MAX_HEADS_PER_MESSAGE: usize = 4096;
-
-/// Most heads a `Hello` may announce in all (`Hello::head_count`): the wire's hard bound. A
-/// session may accept fewer (`session::Limits::peer_heads`).
-pub const MAX_HEADS: usize = 1 << 20;
-
-/// Most hashes in a `Summary`'s `floor`.
-pub const MAX_FLOOR_HEADS: usize = 16;
-
-/// Most feed samples a `Hello` carries.
-pub const MAX_SAMPLES: usize = 64;
-
 /// Bytes of a node hash sent as a feed sample: a prefix is enough to find the node, and a
 /// chance match (about `n / 2^64`) only costs a `Want` round.
 pub const SAMPLE_PREFIX_LEN: usize = 8;
 
 /// The first [`SAMPLE_PREFIX_LEN`] bytes of a node hash.
 pub type SamplePrefix = [u8; SAMPLE_PREFIX_LEN];
-
-/// Most hashes in one `Want`.
-pub const MAX_WANT: usize = 16 * 1024;
-
-/// Largest Bloom filter bit array, in bytes.
-pub const MAX_FILTER_BYTES: usize = 1 << 20;
-
-/// Most probes per filter entry.
-pub const MAX_FILTER_PROBES: u8 = 16;
 
 /// What a side is willing to do in a session, as sent on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -115,71 +91,7 @@ pub struct Summary {
     pub floor: Vec<Hash>,
 }
 
-/// Longest [`Message::Abort`] detail, in bytes: enough for one error message, too little to
-/// make an abort a way to ship data.
-pub const MAX_ABORT_DETAIL: usize = 512;
-
-/// Why a side gave up on a session, as sent in [`Message::Abort`]. On the wire it is one byte;
-/// a byte this version does not know decodes as [`AbortReason::Internal`], so a newer peer's
-/// reason never makes the abort itself fail to decode.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum AbortReason {
-    /// The sender's disk is full: what it committed before is kept, the rest was not stored.
-    DiskFull,
-    /// The receiver of the abort broke one of the sender's limits (too many heads, wants,
-    /// pending nodes; a timeout).
-    LimitExceeded,
-    /// The sender will not sync with this peer (same replica id, directions that cannot
-    /// exchange anything), or refuses a node the peer sent (its policy, or a signature that is
-    /// not the author's; the detail names node and author).
-    Refused,
-    /// The receiver of the abort sent something the protocol does not allow.
-    Protocol,
-    /// The sender is shutting down.
-    ShuttingDown,
-    /// Anything else on the sender's side (a store or transport failure).
-    Internal,
-}
-
-impl AbortReason {
-    /// The wire byte.
-    pub fn code(self) -> u8 {
-        match self {
-            AbortReason::DiskFull => 1,
-            AbortReason::LimitExceeded => 2,
-            AbortReason::Refused => 3,
-            AbortReason::Protocol => 4,
-            AbortReason::ShuttingDown => 5,
-            AbortReason::Internal => 6,
-        }
-    }
-
-    /// The reason for a wire byte; unknown bytes are [`AbortReason::Internal`].
-    pub fn from_code(code: u8) -> AbortReason {
-        match code {
-            1 => AbortReason::DiskFull,
-            2 => AbortReason::LimitExceeded,
-            3 => AbortReason::Refused,
-            4 => AbortReason::Protocol,
-            5 => AbortReason::ShuttingDown,
-            _ => AbortReason::Internal,
-        }
-    }
-}
-
-impl std::fmt::Display for AbortReason {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            AbortReason::DiskFull => "its disk is full",
-            AbortReason::LimitExceeded => "a limit was exceeded",
-            AbortReason::Refused => "it refused the session",
-            AbortReason::Protocol => "a protocol violation",
-            AbortReason::ShuttingDown => "it is shutting down",
-            AbortReason::Internal => "an internal error",
-        })
-    }
-}
+pub use crate::sync::error::AbortReason;
 
 /// One protocol message. See `docs/PROTOCOL.md` for when each is sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
