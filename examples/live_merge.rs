@@ -11,10 +11,11 @@
 //! `cargo run --example live_merge`
 
 use braidlog::kv::MergeFn;
-use braidlog::kv::{Kv, Op, Origin, Version};
+use braidlog::kv::{Kv, Op, Version};
 use braidlog::kv::{KvRead, Write};
 use braidlog::sync::{sync, Mode, SyncOptions};
 use braidlog::Log;
+use braidlog::Origin;
 
 /// A three-way merge of line sets: keeps the lines of the first version, drops those another
 /// version deleted since the base, and appends the lines others added, in version order.

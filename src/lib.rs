@@ -80,7 +80,8 @@ pub use kv::{Kv, KvError, KvRead};
 pub use log::{
     verify_parallel, Change, Changes, Durability, FeedEntry, Inserted, Log, LogError, LogOptions,
     LookupError, Origin, Policy, PolicyError, PolicyMode, RawChanges, RawEntry, Subscription,
-    VerifyReport, View, Violation, Writer, MAX_TRUSTED, MIN_PREFIX_HEX, ORIGIN_WINDOW,
+    VerifyReport, View, Violation, Writer, MAX_REPORTED_VIOLATIONS, MAX_TRUSTED, MIN_PREFIX_HEX,
+    ORIGIN_WINDOW,
 };
 pub use node::{
     verify_signatures, Authorship, Node, NodeError, MAX_LINKS, MAX_NODE_BYTES, MAX_PAYLOAD_BYTES,

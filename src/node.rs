@@ -152,7 +152,7 @@ pub struct Authorship {
 /// Building a node checks the limits, sorts and deduplicates the links and computes its id.
 ///
 /// ```
-/// use braidlog::{identity::Identity, Node};
+/// use braidlog::{Identity, Node};
 /// let a = Node::new([], b"first".to_vec()).unwrap();
 /// let b = Node::new([a.hash(), a.hash()], b"second".to_vec()).unwrap();
 /// assert_eq!(b.links(), &[a.hash()]);

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use braidlog::kv::fold::Fold;
+use braidlog::kv::Fold;
 use braidlog::Log;
 
 /// Fold nodes in the replica at `dir`.

@@ -2,9 +2,10 @@
 //! no merge ping-pong between replicas, watch origins, and values an operator cannot read.
 
 use braidlog::kv::MergeFn;
-use braidlog::kv::{Counter, CountingSet, Op, Origin};
+use braidlog::kv::{Counter, CountingSet, Op};
 use braidlog::kv::{KvRead, Write};
 use braidlog::sync::SyncStore;
+use braidlog::Origin;
 use braidlog::{Log, Node};
 
 mod common;

@@ -33,7 +33,7 @@ pub const SIGNATURE_LEN: usize = 64;
 /// `docs/SECURITY.md` for the validation rule, ZIP-215).
 ///
 /// ```
-/// use braidlog::identity::{Identity, PublicKey};
+/// use braidlog::{Identity, PublicKey};
 /// let id = Identity::generate();
 /// let key: PublicKey = id.public_key().to_string().parse().unwrap();
 /// assert_eq!(key, id.public_key());

@@ -312,6 +312,7 @@ impl Kv {
     /// The merge base of `versions` of `key`: see [`Ancestry::merge_base`].
     ///
     /// ```
+    /// # #[allow(unused_imports)] use braidlog::kv::{KvRead, Write};
     /// # fn main() -> Result<(), braidlog::Error> {
     /// # let dir = tempfile::tempdir().unwrap();
     /// # let log = braidlog::Log::open(dir.path())?;
@@ -332,6 +333,7 @@ impl Kv {
     /// oldest first in causal order. Costs the operations since, not the whole history.
     ///
     /// ```
+    /// # #[allow(unused_imports)] use braidlog::kv::{KvRead, Write};
     /// # fn main() -> Result<(), braidlog::Error> {
     /// # let dir = tempfile::tempdir().unwrap();
     /// # let log = braidlog::Log::open(dir.path())?;

@@ -28,6 +28,7 @@ impl Kv {
     /// error type a [`KvError`] converts into.
     ///
     /// ```
+    /// # #[allow(unused_imports)] use braidlog::kv::{KvRead, Write};
     /// # fn main() -> Result<(), braidlog::Error> {
     /// # let dir = tempfile::tempdir().unwrap();
     /// # let log = braidlog::Log::open(dir.path())?;

@@ -43,9 +43,41 @@ use super::{KvError, Result};
 use crate::hash::Hash;
 use crate::log::{AfterWrite, LogError, WeakLog, Writer};
 
-/// An application merge; see the [module docs](self) for the rule it must follow.
+/// An application merge: an operator that runs by itself when a conflict appears.
+///
+/// An operator is registered for a key prefix of one namespace ([`Kv::register_merge`]).
+/// At the end of every write transaction that stored operations on matching keys (a local
+/// write with explicit links, or a batch received by sync), each such key that is now in
+/// conflict is resolved in the same transaction: the operator sees the current versions
+/// (and their ancestry, through [`Ancestry`]) and returns the value that supersedes them all.
+/// Readers never see the conflict on this replica, and a crash cannot leave it half merged.
+///
+/// # The determinism rule
+/// An operator must be a pure function of the versions it is given and their history: no
+/// clock, no randomness, no state outside the log, no dependence on which replica runs it.
+/// And given versions that all hold one value, it must return that value. Then two replicas
+/// that merge the same versions write the same value. Their merge nodes still differ (each
+/// names its author), so after they sync the key has two current versions; the operator is
+/// asked again, returns the value both already hold, and nothing is written: the next
+/// ordinary write supersedes both. If replicas merged *different* sets of versions (one had
+/// seen more than the other), their merges may disagree; every replica then holds the same
+/// versions, merges them the same way, and the round ends there. Without the rule, replicas
+/// could resolve each other's resolutions forever.
+///
+/// The operator runs whenever a key has several current versions, even with equal values:
+/// two concurrent "+1" writes from one base carry the same bytes, and only the operator
+/// knows they are two increments.
+///
+/// An operator that cannot merge (a value it does not understand, perhaps written by a
+/// hostile peer) returns `Ok(None)`: the conflict stays for a person or a later write. An
+/// error of the key-value layer ([`super::KvError`], such as a walk past [`super::MAX_WALK`])
+/// does the same; a storage error fails the write, as any write's would.
+///
+/// Operators are not stored: register the same ones on every replica, each time a process
+/// opens the log. Registering one also merges the conflicts its prefix already has.
 ///
 /// ```
+/// # #[allow(unused_imports)] use braidlog::kv::{KvRead, Write};
 /// # fn main() -> Result<(), braidlog::Error> {
 /// # let dir = tempfile::tempdir().unwrap();
 /// # let log = braidlog::Log::open(dir.path())?;
@@ -54,7 +86,7 @@ use crate::log::{AfterWrite, LogError, WeakLog, Writer};
 /// /// Keeps the greatest value (bytewise): a pure function of the versions.
 /// struct Max;
 /// impl Merge for Max {
-///     fn merge(&self, versions: &[Version], _: &Ancestry<'_>) -> braidlog::Result<Option<Op>> {
+///     fn merge(&self, versions: &[Version], _: &Ancestry<'_>) -> braidlog::kv::Result<Option<Op>> {
 ///         Ok(versions.iter().filter_map(|v| v.value()).max().map(|v| Op::Put(v.to_vec())))
 ///     }
 /// }

@@ -7,8 +7,10 @@
 //! them. Nothing is silently overridden.
 //!
 //! ```
+//! # #[allow(unused_imports)] use braidlog::kv::{KvRead, Write};
 //! # fn main() -> Result<(), braidlog::Error> {
-//! use braidlog::{kv::Kv, Log};
+//! use braidlog::kv::{Kv, KvRead};
+//! use braidlog::Log;
 //!
 //! let dir = tempfile::tempdir().unwrap();
 //! let log = Log::open(dir.path())?;
@@ -27,45 +29,51 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Writing app merges (see `docs/MERGING.md`): [`Kv::write_if`] and [`Kv::update`] write only
-//! if the key is as the caller saw it; [`Kv::merge_base`] and [`Kv::history_since`] give what
-//! a three-way merge needs; [`Kv::register_merge`] runs a [`Merge`] operator whenever a write
-//! or a sync leaves a key with several versions ([`Counter`] and [`CountingSet`] ship here);
-//! watch events say where a change came from and whether the key is in conflict.
+//! Writes: one [`Kv::write`] with its options ([`Write`]: the versions it supersedes, the
+//! versions it expects, extra links), [`Kv::put`] and [`Kv::del`] as sugar, [`Kv::update`]
+//! for read-modify-write, [`Kv::batch`] for many writes in one transaction. Reads: the
+//! [`KvRead`] trait, shared by [`Kv`], a [`Snapshot`] and a [`KvBatch`]; scans ([`Scan`],
+//! [`History`]) and watches ([`Watcher`]).
 //!
-//! Layout: [`op`] (payload and key encoding), [`view`] (tables, applying nodes), [`versions`]
-//! (what reads return), [`resolve`] (merge helpers), [`cond`] (conditional writes),
-//! [`ancestry`] (merge base, history since), [`merge`] (merge operators), [`sums`] (counter and
-//! set operators), [`fold`] (superseding more versions than one node may link), [`scan`]
-//! (range, prefix, conflicts, history), [`watch`] (change notifications), [`typed`] (serde
-//! values), [`batch`] (many reads and writes in one transaction).
+//! Writing app merges (see `docs/MERGING.md`): [`Kv::resolve`] with a [`Strategy`]
+//! ([`MergeFn`], [`Pick`], [`Deterministic`]); [`Ancestry`] gives what a three-way merge
+//! needs (merge base, history since); [`Kv::register_merge`] runs a [`Merge`] operator
+//! whenever a write or a sync leaves a key with several versions ([`Counter`] and
+//! [`CountingSet`] ship here); watch events say where a change came from and whether the key
+//! is in conflict.
+//!
+//! Files: `op.rs` (payload and key encoding), `view.rs` (tables, applying nodes),
+//! `versions.rs` (what reads return), `read.rs`, `write.rs`, `cond.rs` (read-modify-write),
+//! `resolve.rs`, `ancestry.rs`, `merge.rs` (merge operators), `sums.rs`, `fold.rs`
+//! (superseding more versions than one node may link), `scan.rs`, `watch.rs`, `typed.rs`,
+//! `batch.rs`, `namespaces.rs`.
 
-pub mod ancestry;
-pub mod batch;
-pub mod cond;
-pub mod fold;
-pub mod merge;
+mod ancestry;
+mod batch;
+mod cond;
+mod fold;
+mod merge;
 mod namespaces;
-pub mod op;
+mod op;
 #[cfg(test)]
 mod prop_tests;
 mod read;
-pub mod resolve;
-pub mod scan;
-pub mod sums;
-pub mod typed;
-pub mod versions;
-pub mod view;
-pub mod watch;
+mod resolve;
+mod scan;
+mod sums;
+mod typed;
+mod versions;
+mod view;
+mod watch;
 mod write;
 
 use std::ops::RangeBounds;
 use std::sync::Arc;
 
-pub use crate::log::Origin;
 pub use ancestry::{Ancestry, MAX_WALK};
 pub use batch::KvBatch;
 pub use cond::MAX_UPDATE_TRIES;
+pub use fold::Fold;
 pub use merge::{Merge, OPERATOR_WALK, OPERATOR_WALK_PER_NODE};
 pub use namespaces::{namespace_levels, KeyCounts};
 pub use op::{KvOp, Op, MAX_KEY_LEN, MAX_NAMESPACE_LEN};
@@ -131,7 +139,7 @@ pub enum KvError {
         /// The current versions, in hash order.
         current: Vec<Hash>,
     },
-    /// No current version's hash starts with the prefix given to [`Kv::resolve_pick`].
+    /// No current version's hash starts with the prefix given to [`Pick`].
     #[error("no current version of key {key:?} has a hash starting with {prefix}")]
     NoSuchVersion {
         /// The key.
@@ -139,7 +147,7 @@ pub enum KvError {
         /// The hash prefix (hex).
         prefix: String,
     },
-    /// Several current versions' hashes start with the prefix given to [`Kv::resolve_pick`].
+    /// Several current versions' hashes start with the prefix given to [`Pick`].
     #[error("{prefix} matches {matches} versions of key {key:?}")]
     AmbiguousVersion {
         /// The key.
@@ -288,6 +296,7 @@ impl Kv {
     /// plus one). Keys of one namespace never appear in another's reads or scans.
     ///
     /// ```
+    /// # #[allow(unused_imports)] use braidlog::kv::{KvRead, Write};
     /// # fn main() -> Result<(), braidlog::Error> {
     /// # let dir = tempfile::tempdir().unwrap();
     /// # let log = braidlog::Log::open(dir.path())?;
@@ -348,6 +357,7 @@ impl Kv {
     /// transaction, which keeps old pages from being reused.
     ///
     /// ```
+    /// # #[allow(unused_imports)] use braidlog::kv::{KvRead, Write};
     /// # fn main() -> Result<(), braidlog::Error> {
     /// # let dir = tempfile::tempdir().unwrap();
     /// # let log = braidlog::Log::open(dir.path())?;
@@ -371,6 +381,7 @@ impl Kv {
     /// shown).
     ///
     /// ```
+    /// # #[allow(unused_imports)] use braidlog::kv::{KvRead, Write};
     /// # fn main() -> Result<(), braidlog::Error> {
     /// # let dir = tempfile::tempdir().unwrap();
     /// # let log = braidlog::Log::open(dir.path())?;
@@ -411,7 +422,7 @@ impl Kv {
     }
 
     /// Notifies of every new operation on `key` (local or received), from now on, with its
-    /// [`Origin`] and the key's conflict state.
+    /// [`Origin`](crate::Origin) and the key's conflict state.
     pub fn watch(&self, key: impl AsRef<[u8]>) -> Watcher {
         Watcher::new(self.clone(), watch::Filter::Key(key.as_ref().to_vec()))
     }

@@ -51,6 +51,7 @@ impl Kv {
     /// the length of their encoded path, then bytewise; the root (empty path) comes first.
     ///
     /// ```
+    /// # #[allow(unused_imports)] use braidlog::kv::{KvRead, Write};
     /// # fn main() -> Result<(), braidlog::Error> {
     /// # let dir = tempfile::tempdir().unwrap();
     /// # let log = braidlog::Log::open(dir.path())?;

@@ -83,6 +83,7 @@ impl From<&[u8]> for Op {
 /// A decoded KV operation: the payload of a KV node.
 ///
 /// ```
+/// # #[allow(unused_imports)] use braidlog::kv::{KvRead, Write};
 /// use braidlog::kv::{KvOp, Op};
 /// let op = KvOp::new(b"", b"colour", Op::Put(b"blue".to_vec())).unwrap();
 /// assert_eq!(KvOp::decode(&op.encode()), Some(op));

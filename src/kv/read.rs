@@ -16,6 +16,7 @@ pub trait KvRead {
     /// current version is a tombstone). Several versions mean a conflict.
     ///
     /// ```
+    /// # #[allow(unused_imports)] use braidlog::kv::{KvRead, Write};
     /// # fn main() -> Result<(), braidlog::Error> {
     /// # let dir = tempfile::tempdir().unwrap();
     /// # let log = braidlog::Log::open(dir.path())?;

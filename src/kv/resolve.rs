@@ -138,9 +138,10 @@ impl Kv {
     /// transaction as the read (a version that arrives in between cannot be superseded
     /// unseen). Returns the new node's hash, or `None` (without asking `strategy`) when there
     /// was no conflict. Any number of versions can be resolved: more than one node may link
-    /// are linked through fold nodes written in the same transaction (see [`super::fold`]).
+    /// are linked through fold nodes written in the same transaction (see [`Fold`](super::Fold)).
     ///
     /// ```
+    /// # #[allow(unused_imports)] use braidlog::kv::{KvRead, Write};
     /// # fn main() -> Result<(), braidlog::Error> {
     /// # let dir = tempfile::tempdir().unwrap();
     /// # let log = braidlog::Log::open(dir.path())?;
@@ -149,18 +150,18 @@ impl Kv {
     /// let root = kv.put(b"n", b"1".to_vec())?;
     /// // Two writes that both saw only `root`: a conflict.
     /// kv.write(b"n", Write::put("2").superseding([root]))?;
-    /// let five = kv.write(b"n", Write::put("5").superseding([root]))?;
+    /// kv.write(b"n", Write::put("5").superseding([root]))?;
     /// assert!(kv.get(b"n")?.unwrap().is_conflict());
     ///
     /// // Keep the largest number.
-    /// kv.resolve(b"n", MergeFn::new(|_key, versions| {
+    /// let merged = kv.resolve(b"n", MergeFn::new(|_key, versions| {
     ///     versions.iter().filter_map(|v| v.value()).max().unwrap_or_default().to_vec()
     /// }))?;
     /// assert_eq!(kv.get(b"n")?.unwrap().value(), Some(&b"5"[..]));
     ///
     /// // Or pick a version by a prefix of its hash.
     /// kv.write(b"n", Write::put("6").superseding([root]))?;
-    /// kv.resolve(b"n", Pick(&five.to_string()[..12]))?;
+    /// kv.resolve(b"n", Pick(&merged.unwrap().to_string()[..12]))?;
     /// assert_eq!(kv.get(b"n")?.unwrap().value(), Some(&b"5"[..]));
     /// # Ok(()) }
     /// ```

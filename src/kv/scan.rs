@@ -210,7 +210,7 @@ pub struct HistoryEntry {
     /// superseded.
     pub supersedes: Vec<Hash>,
     /// The fold nodes of the same key it links to, in hash order: empty unless the write
-    /// superseded more versions than one node may link (see [`super::fold`]). It superseded
+    /// superseded more versions than one node may link (see [`Fold`](super::Fold)). It superseded
     /// every version reachable through them too: a fold's links (read with
     /// [`crate::Log::get`]) are versions and further folds. Folds are not operations on the
     /// key and have no entries of their own. Both lists are at most the node's own links, so

@@ -135,6 +135,7 @@ fn totals_now<C: Codec>(kv: &Kv, key: &[u8]) -> Result<BTreeMap<Vec<u8>, i64>> {
 /// Value: `total` then `delta`, each an `i64` big-endian (16 bytes).
 ///
 /// ```
+/// # #[allow(unused_imports)] use braidlog::kv::{KvRead, Write};
 /// # fn main() -> Result<(), braidlog::Error> {
 /// # let dir = tempfile::tempdir().unwrap();
 /// # let log = braidlog::Log::open(dir.path())?;

@@ -21,6 +21,7 @@ pub struct TypedVersion<V> {
 /// A [`Kv`] whose values are `V`, encoded with postcard; see [`Kv::typed`].
 ///
 /// ```
+/// # #[allow(unused_imports)] use braidlog::kv::{KvRead, Write};
 /// # fn main() -> Result<(), braidlog::Error> {
 /// # let dir = tempfile::tempdir().unwrap();
 /// # let log = braidlog::Log::open(dir.path())?;

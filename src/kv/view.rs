@@ -22,7 +22,7 @@
 //!   than one current version.
 //! - `kv-keys` counts each key's current versions and how many of them are puts: the conflict
 //!   state, kept up to date in O(links) per operation instead of a re-scan of every version.
-//! - `kv-folds` records every fold node (see [`super::fold`]): whether an operation has
+//! - `kv-folds` records every fold node (see [`Fold`](super::Fold)): whether an operation has
 //!   superseded it yet (*active*), its depth, its same-key links and its key.
 //!
 //! Applying an operation in feed order: each same-key link that is a version is removed from

@@ -43,6 +43,7 @@ pub struct Event {
 /// Reports new operations on watched keys; see [`Kv::watch`] and [`Kv::watch_prefix`].
 ///
 /// ```
+/// # #[allow(unused_imports)] use braidlog::kv::{KvRead, Write};
 /// # fn main() -> Result<(), braidlog::Error> {
 /// # let dir = tempfile::tempdir().unwrap();
 /// # let log = braidlog::Log::open(dir.path())?;

@@ -11,7 +11,7 @@
 //! - [`Write::linking`] adds links to any stored nodes, which supersede nothing.
 //!
 //! More versions than one node may link ([`MAX_LINKS`]) are linked through fold nodes
-//! written in the same transaction (see [`super::fold`]).
+//! written in the same transaction (see [`Fold`](super::Fold)).
 
 use super::fold::fold_versions;
 use super::op::{KvOp, Op};
@@ -21,9 +21,23 @@ use crate::hash::Hash;
 use crate::log::Writer;
 use crate::node::MAX_LINKS;
 
-/// A key-value write and its options; see the [module](self) for what each option does.
+/// A key-value write and its options.
+///
+/// [`Kv::write`] and [`KvBatch::write`](super::KvBatch::write) take a [`Write`]; [`Kv::put`]
+/// and [`Kv::del`] are that write with its defaults. Every variation is an option on the
+/// same write, in the same transaction as its read of the current versions:
+/// - by default the write supersedes every current version of the key;
+/// - [`Write::superseding`] names the versions it supersedes instead (the low-level write
+///   for application merge logic: linking none makes it concurrent with every version);
+/// - [`Write::expecting`] refuses to write, with [`KvError::Changed`], unless the current
+///   versions are exactly those (a compare-and-swap);
+/// - [`Write::linking`] adds links to any stored nodes, which supersede nothing.
+///
+/// More versions than one node may link ([`MAX_LINKS`]) are linked through fold nodes
+/// written in the same transaction (see [`Fold`](super::Fold)).
 ///
 /// ```
+/// # #[allow(unused_imports)] use braidlog::kv::{KvRead, Write};
 /// # fn main() -> Result<(), braidlog::Error> {
 /// # let dir = tempfile::tempdir().unwrap();
 /// # let log = braidlog::Log::open(dir.path())?;

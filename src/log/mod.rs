@@ -33,7 +33,7 @@ pub use error::{LogError, Result};
 pub use lookup::{LookupError, MIN_PREFIX_HEX};
 pub use origin::{Origin, ORIGIN_WINDOW};
 pub use policy::{verify_parallel, Policy, PolicyError, PolicyMode, MAX_TRUSTED};
-pub use verify::{VerifyReport, Violation};
+pub use verify::{VerifyReport, Violation, MAX_REPORTED_VIOLATIONS};
 pub use view::{Change, View};
 pub use write::{Inserted, Writer};
 

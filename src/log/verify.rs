@@ -146,7 +146,7 @@ pub enum Violation {
     },
 }
 
-/// The result of [`Log::verify`].
+/// The result of [`crate::Log::verify`].
 #[derive(Debug, Clone, Default)]
 pub struct VerifyReport {
     /// Pages of the data file walked (0 where the file layout is not checked).
@@ -163,7 +163,7 @@ pub struct VerifyReport {
     pub unsigned: u64,
     /// The policy history checked against: `(seq, policy)` governs nodes after `seq`.
     pub policies: Vec<(u64, super::policy::Policy)>,
-    /// What is broken (at most [`MAX_REPORTED_VIOLATIONS`]).
+    /// What is broken (at most [`MAX_REPORTED_VIOLATIONS`](crate::MAX_REPORTED_VIOLATIONS)).
     pub violations: Vec<Violation>,
     /// Violations found beyond those listed.
     pub unlisted: u64,

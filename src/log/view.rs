@@ -55,7 +55,7 @@ pub struct Change<'a> {
 /// log.register_view(Arc::new(Lengths(table)))?;
 /// log.append(b"abc".to_vec())?;
 /// log.append(b"xyz".to_vec())?;
-/// let n = log.read(|txn| Ok(txn.get(table, &3u64.to_be_bytes())?.map(|v| v[0])))?;
+/// let n = log.read(|txn| Ok::<_, braidlog::StorageError>(txn.get(table, &3u64.to_be_bytes())?.map(|v| v[0])))?;
 /// assert_eq!(n, Some(2));
 /// assert!(log.verify()?.is_ok());
 /// # Ok(()) }

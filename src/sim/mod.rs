@@ -15,6 +15,7 @@
 //! A grow-only counter whose merge takes the greatest count of each replica:
 //!
 //! ```
+//! # #[allow(unused_imports)] use braidlog::kv::{KvRead, Write};
 //! use braidlog::sim::{App, Input, Replica, Sim};
 //!
 //! /// One byte per replica: how many increments that replica made.
@@ -44,7 +45,7 @@
 //!         Ok(())
 //!     }
 //!     fn on_sync(&mut self, r: &Replica) -> braidlog::Result<()> {
-//!         r.kv().resolve(b"n", MergeFn::new(|_, versions| braidlog::kv::Op::Put(merged(versions))))?;
+//!         r.kv().resolve(b"n", braidlog::kv::MergeFn::new(|_, versions| braidlog::kv::Op::Put(merged(versions))))?;
 //!         Ok(())
 //!     }
 //!     fn check(&mut self, replicas: &[Replica]) {

@@ -23,7 +23,7 @@ pub enum SyncError {
     /// The peer speaks another protocol version.
     #[error("protocol version mismatch: this side speaks {expected}, the peer {got}")]
     Version {
-        /// [`super::PROTOCOL_VERSION`].
+        /// [`super::wire::PROTOCOL_VERSION`].
         expected: u32,
         /// The peer's version.
         got: u32,
@@ -33,7 +33,7 @@ pub enum SyncError {
     FrameTooLarge {
         /// Announced length.
         got: usize,
-        /// [`super::MAX_FRAME_BYTES`].
+        /// [`super::wire::MAX_FRAME_BYTES`].
         max: usize,
     },
     /// A frame that does not decode, or breaks a message limit.

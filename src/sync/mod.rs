@@ -11,7 +11,7 @@
 //!   transport ([`serve`] for TCP: connection limit, accept backoff, shared
 //!   [`MemoryBudget`], shutdown) and [`connect`]. Plain TCP is unauthenticated and
 //!   unencrypted: for trusted networks and tests;
-//! - [`iroh`] and [`gossip`] (feature `iroh`): the same sessions over iroh (encrypted, dialled
+//! - `iroh` and `gossip` (feature `iroh`): the same sessions over iroh (encrypted, dialled
 //!   by key, access-checked), and live fan-out to many replicas by gossip, which takes the
 //!   iroh endpoint it runs on.
 //!

@@ -1,5 +1,4 @@
-//! braidlog's own fuzz checks, built on the simulator's lower layers ([`Input`](super::Input),
-//! [`pump`](super::pump)). Each takes the raw fuzzer input and panics when braidlog disagrees
+//! braidlog's own fuzz checks, built on the simulator's lower layers (`Input`, `pump`). Each takes the raw fuzzer input and panics when braidlog disagrees
 //! with a model, so libFuzzer (`fuzz/fuzz_targets/`) and `cargo test` (the committed corpora
 //! in `tests/fuzz_corpus.rs`) run exactly the same code. The input formats are described in
 //! `fuzz/README.md`; they are kept stable so that the committed corpora keep their meaning.

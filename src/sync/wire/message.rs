@@ -14,7 +14,7 @@ pub use crate::sync::limits::{
 pub const MAGIC: [u8; 8] = *b"braidlog";
 
 /// The protocol version, written right after [`MAGIC`] as a `u32` big-endian. A peer with
-/// another version is refused with [`super::SyncError::Version`]: every frame layout may change
+/// another version is refused with [`crate::sync::SyncError::Version`]: every frame layout may change
 /// between versions, so nothing after the preamble is read.
 pub const PROTOCOL_VERSION: u32 = 3;
 

@@ -63,7 +63,7 @@ impl KvReplica {
         let mut todo: Vec<Hash> = node.links().to_vec();
         while let Some(h) = todo.pop() {
             let n = self.log.get(&h).expect("get").expect("linked node stored");
-            if crate::kv::fold::Fold::decode(n.payload()).is_some() {
+            if crate::kv::Fold::decode(n.payload()).is_some() {
                 todo.extend_from_slice(n.links());
             } else {
                 out.push(h);
