@@ -97,8 +97,8 @@ pub fn open_reader(dir: &Path) -> Result<Log> {
 /// with the log, else (creating or catching up the view writes) read-write.
 pub fn kv_reader(dir: &Path) -> Result<braidlog::Kv> {
     let log = open_reader(dir)?;
-    match braidlog::Kv::open(&log) {
-        Err(braidlog::Error::ReadOnly { .. }) => {
+    match braidlog::Kv::open(&log).map_err(braidlog::Error::from) {
+        Err(braidlog::Error::Storage(braidlog::StorageError::ReadOnly { .. })) => {
             drop(log);
             Ok(braidlog::Kv::open(&open_existing(dir)?)?)
         }
@@ -220,7 +220,7 @@ impl DagCommand {
             DagCommand::Graph { key } => crate::graph::run(dir, key, ns, out)?,
             DagCommand::Verify => {
                 // Every page, read with pread, before LMDB follows any.
-                braidlog::store_file::check_pages(dir)?;
+                braidlog::check_pages(dir)?;
                 // Through the key-value view, so it is compared with a rebuild too: `get` and
                 // `ls` read it, so damage there must not pass as a healthy store. A view that
                 // cannot be opened (not caught up past a damaged node, say) fails the check,

@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use anyhow::{ensure, Context, Result};
-use braidlog::kv::Op;
+use braidlog::kv::{KvRead, MergeFn, Op};
 use braidlog::sync::{self, Mode, SyncOptions};
 use braidlog::{Kv, Log};
 use tokio::net::TcpListener;
@@ -117,10 +117,13 @@ pub fn run() -> Result<ExitCode> {
 
     say!("\n4. c resolves it with a new write that supersedes both versions:");
     let merged = std::cell::Cell::new(0);
-    let resolution = c.kv.resolve("color", |_, versions| {
-        merged.set(versions.iter().filter_map(|v| v.value()).count());
-        Op::Put(b"teal".to_vec())
-    })?;
+    let resolution = c.kv.resolve(
+        "color",
+        MergeFn::new(|_: &[u8], versions: &[braidlog::kv::Version]| {
+            merged.set(versions.iter().filter_map(|v| v.value()).count());
+            Op::Put(b"teal".to_vec())
+        }),
+    )?;
     say!("  c merges {} versions into \"teal\"", merged.get());
     ensure!(resolution.is_some(), "c saw the conflict");
 
@@ -136,7 +139,7 @@ pub fn run() -> Result<ExitCode> {
         let keys: Vec<String> =
             r.kv.iter()
                 .map(|e| e.map(|e| String::from_utf8_lossy(&e.key).into_owned()))
-                .collect::<braidlog::Result<_>>()?;
+                .collect::<braidlog::kv::Result<_>>()?;
         let report = r.log.verify()?;
         let heads = r.log.heads()?;
         let mut digest = blake3::Hasher::new();
@@ -174,7 +177,7 @@ pub fn run() -> Result<ExitCode> {
                     )
                 })
             })
-            .collect::<braidlog::Result<_>>()?;
+            .collect::<braidlog::kv::Result<_>>()?;
     say!(
         "\n`color` keeps its whole history (newest first): {}",
         history.join(", ")

@@ -65,14 +65,23 @@ pub fn status_of(e: &anyhow::Error) -> Option<u8> {
         if cause.is::<Usage>() {
             return Some(USAGE);
         }
-        if let Some(braidlog::Error::Kv(kv)) = cause.downcast_ref::<braidlog::Error>() {
-            match kv {
-                KvError::NoSuchVersion { .. } => return Some(NOT_FOUND),
-                KvError::AmbiguousVersion { .. } => return Some(USAGE),
-                _ => {}
-            }
+        // Each layer returns its own error; the umbrella `braidlog::Error` holds the same
+        // kinds, for errors that went through it.
+        let umbrella = cause.downcast_ref::<braidlog::Error>();
+        let kv = cause.downcast_ref::<KvError>().or(match umbrella {
+            Some(braidlog::Error::Kv(kv)) => Some(kv),
+            _ => None,
+        });
+        match kv {
+            Some(KvError::NoSuchVersion { .. }) => return Some(NOT_FOUND),
+            Some(KvError::AmbiguousVersion { .. }) => return Some(USAGE),
+            _ => {}
         }
-        if let Some(lookup) = cause.downcast_ref::<LookupError>() {
+        let lookup = cause.downcast_ref::<LookupError>().or(match umbrella {
+            Some(braidlog::Error::Lookup(lookup)) => Some(lookup),
+            _ => None,
+        });
+        if let Some(lookup) = lookup {
             return Some(match lookup {
                 LookupError::NotFound { .. } => NOT_FOUND,
                 LookupError::Store(_) => FAILURE,
@@ -132,5 +141,30 @@ mod tests {
         assert_eq!(status_of(&anyhow::Error::new(peer)), Some(FAILURE));
         let nf = anyhow::Error::new(NotFound("x".into())).context("reading");
         assert_eq!(status_of(&nf), Some(NOT_FOUND));
+        // A layer's own error and the umbrella's are classified alike.
+        let no_version = || KvError::NoSuchVersion {
+            key: b"k".to_vec(),
+            prefix: "abcd".into(),
+        };
+        assert_eq!(
+            status_of(&anyhow::Error::new(no_version())),
+            Some(NOT_FOUND)
+        );
+        let wrapped = braidlog::Error::from(no_version());
+        assert_eq!(status_of(&anyhow::Error::new(wrapped)), Some(NOT_FOUND));
+        let ambiguous = KvError::AmbiguousVersion {
+            key: b"k".to_vec(),
+            prefix: "ab".into(),
+            matches: 2,
+        };
+        let ambiguous = anyhow::Error::new(ambiguous).context("resolving");
+        assert_eq!(status_of(&ambiguous), Some(USAGE));
+        let missing = LookupError::NotFound {
+            prefix: "abcd".into(),
+        };
+        assert_eq!(
+            status_of(&anyhow::Error::new(braidlog::Error::from(missing))),
+            Some(NOT_FOUND)
+        );
     }
 }

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
-use braidlog::kv::Op;
+use braidlog::kv::{Deterministic, KvRead, MergeFn, Op, Pick};
 use braidlog::Kv;
 use clap::Subcommand;
 use serde_json::json;
@@ -185,14 +185,17 @@ impl KvCommand {
                     return Err(no_key(&kv, &key, "resolve"));
                 }
                 let resolved = if auto {
-                    kv.resolve_deterministic(&key)?
+                    kv.resolve(&key, Deterministic)?
                 } else if let Some(prefix) = pick {
                     // The lookup and the write in one transaction: a version that arrives in
                     // between cannot be superseded unseen.
-                    kv.resolve_pick(&key, &prefix.to_ascii_lowercase())?
+                    kv.resolve(&key, Pick(&prefix.to_ascii_lowercase()))?
                 } else {
                     let value = value.expect("clap requires a value without --pick/--auto");
-                    kv.resolve(&key, |_, _| Op::Put(value.clone().into_bytes()))?
+                    kv.resolve(
+                        &key,
+                        MergeFn::new(|_, _| Op::Put(value.clone().into_bytes())),
+                    )?
                 };
                 let Some(hash) = resolved else {
                     bail!(

@@ -2,7 +2,7 @@
 //! the flags to act on them.
 
 use anyhow::Result;
-use braidlog::kv::{Entry, HistoryEntry, Op, Version, Versions};
+use braidlog::kv::{Entry, HistoryEntry, KvRead, Op, Version, Versions};
 use braidlog::{Hash, Kv};
 use serde_json::{json, Value};
 
@@ -102,7 +102,7 @@ pub fn print_entries(
     kv: &Kv,
     tag: &str,
     out: &Out,
-    entries: impl Iterator<Item = braidlog::Result<Entry>>,
+    entries: impl Iterator<Item = braidlog::kv::Result<Entry>>,
 ) -> Result<()> {
     for e in entries {
         let e = e?;

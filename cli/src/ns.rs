@@ -23,7 +23,7 @@ pub fn label(path: &[u8]) -> Option<String> {
     })
 }
 
-pub use braidlog::lookup::namespace_levels as levels;
+pub use braidlog::kv::namespace_levels as levels;
 
 /// The namespace as JSON: its name, or `null` for the root.
 pub fn to_json(path: &[u8]) -> Value {

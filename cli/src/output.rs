@@ -118,7 +118,7 @@ pub fn show_payload(payload: &[u8]) -> String {
             key,
             op: Op::Del,
         }) => format!("del {}{}", tag(&namespace), show_key(&key)),
-        None => match braidlog::kv::fold::Fold::decode(payload) {
+        None => match braidlog::kv::Fold::decode(payload) {
             Some(fold) => format!(
                 "fold of {}{} (links versions a write supersedes)",
                 tag(&fold.namespace),
@@ -150,7 +150,7 @@ pub fn payload_json(payload: &[u8]) -> (Value, Value) {
         });
         return (kv, Value::Null);
     }
-    if let Some(fold) = braidlog::kv::fold::Fold::decode(payload) {
+    if let Some(fold) = braidlog::kv::Fold::decode(payload) {
         let kv = json!({
             "ns": crate::ns::to_json(&fold.namespace),
             "key": json_bytes(&fold.key),

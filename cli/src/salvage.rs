@@ -43,7 +43,7 @@ impl SalvageArgs {
             );
         }
         let to = Log::open(&self.to).with_context(|| format!("creating {}", self.to.display()))?;
-        let r = braidlog::salvage::salvage(&self.from, &to)
+        let r = braidlog::salvage(&self.from, &to)
             .with_context(|| format!("salvaging {}", self.from.display()))?;
         out.print_committed(
             "the salvage is done",

@@ -14,7 +14,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Result;
-use braidlog::kv::{KvOp, Op};
+use braidlog::kv::{KvOp, KvRead, Op};
 use serde_json::json;
 
 use crate::dag::kv_reader;

@@ -113,7 +113,7 @@ fn crash_child_entry() {
                         batch.push(node);
                     }
                     // Built here, so stored as built (unsigned): the links are these hashes.
-                    log.insert_batch(&batch).unwrap();
+                    log.insert(&batch).unwrap();
                     batch
                 } else {
                     log.transaction(|w| {
@@ -342,7 +342,7 @@ fn grow(log: &Log, n: usize, tag: &str) -> Vec<braidlog::Node> {
         batch.push(node);
     }
     // Stored as built (unsigned), so each link is the hash computed here.
-    log.insert_batch(&batch).unwrap();
+    log.insert(&batch).unwrap();
     batch
 }
 

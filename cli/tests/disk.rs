@@ -10,7 +10,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use braidlog::{Error, Kv, Log};
+use braidlog::{Error, Kv, Log, LogError, StorageError};
 use cli_common::braid;
 
 /// A small tmpfs mounted for one test, unmounted on drop.
@@ -122,7 +122,10 @@ fn a_write_on_a_full_disk_is_a_typed_error_and_the_store_stays_valid() {
     }
     let failure = failure.expect("8 MiB fills up");
     assert!(
-        matches!(failure, Error::DiskFull { .. }),
+        matches!(
+            Error::from(failure.clone()),
+            Error::Storage(StorageError::DiskFull { .. })
+        ),
         "expected DiskFull, got {failure:?}"
     );
     assert!(failure.to_string().contains("no space left"), "{failure}");
@@ -130,7 +133,13 @@ fn a_write_on_a_full_disk_is_a_typed_error_and_the_store_stays_valid() {
     // A single write fails the same way, and nothing is half stored.
     let before = log.len().unwrap();
     let err = kv.put("one-more", vec![7u8; 64 << 10]).unwrap_err();
-    assert!(matches!(err, Error::DiskFull { .. }), "{err:?}");
+    assert!(
+        matches!(
+            Error::from(err.clone()),
+            Error::Storage(StorageError::DiskFull { .. })
+        ),
+        "{err:?}"
+    );
     assert_eq!(log.len().unwrap(), before);
     assert!(log.verify().unwrap().is_ok());
     for h in &acked {
@@ -471,7 +480,10 @@ fn a_sync_receiver_on_a_full_disk_fails_with_a_typed_error_and_keeps_what_it_sto
     }
     let err = failure.error;
     assert!(
-        matches!(err, SyncError::Store(braidlog::Error::DiskFull { .. })),
+        matches!(
+            err,
+            SyncError::Store(LogError::Storage(StorageError::DiskFull { .. }))
+        ),
         "{err:?}"
     );
     assert!(err.to_string().contains("no space left"), "{err}");
