@@ -123,7 +123,8 @@ mod tests {
     #[test]
     fn repeated_causes_are_printed_once() {
         let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
-        let e = anyhow::Error::new(braidlog::SyncError::from(io)).context("syncing with x");
+        let e = anyhow::Error::new(braidlog::SyncError::<braidlog::LogError>::from(io))
+            .context("syncing with x");
         assert_eq!(message(&e).matches("refused").count(), 1, "{}", message(&e));
     }
 

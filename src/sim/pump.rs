@@ -98,7 +98,7 @@ pub fn drive<S: SyncStore + Clone>(
     cut: Option<usize>,
     input: &mut Input<'_>,
     write: Option<LocalWrite<'_>>,
-) -> Result<Ended, SyncError> {
+) -> Result<Ended, SyncError<S::Error>> {
     let wiring = Wiring::from_input(cut, input);
     pump(stores, cfgs, &wiring, input, write)
 }
@@ -111,7 +111,7 @@ pub fn pump<S: SyncStore + Clone>(
     wiring: &Wiring,
     input: &mut Input<'_>,
     write: Option<LocalWrite<'_>>,
-) -> Result<Ended, SyncError> {
+) -> Result<Ended, SyncError<S::Error>> {
     let [c0, c1] = cfgs;
     let limits = wiring.limits.clone();
     let sides = [
@@ -197,7 +197,7 @@ impl<S: SyncStore> Pair<S> {
     }
 
     /// Lets side `i` produce up to `max` messages onto its wire; how many it produced.
-    pub fn transmit(&mut self, i: usize, max: usize) -> Result<usize, SyncError> {
+    pub fn transmit(&mut self, i: usize, max: usize) -> Result<usize, SyncError<S::Error>> {
         let mut n = 0;
         let mut nodes = Vec::new();
         let wire = &mut self.wires[i];
@@ -222,7 +222,7 @@ impl<S: SyncStore> Pair<S> {
 
     /// Delivers up to `n` bytes of the other side's wire to side `i`, which handles every
     /// whole message (and, live, flushes); `Ok(false)` when the connection was cut.
-    pub fn deliver(&mut self, i: usize, n: usize) -> Result<bool, SyncError> {
+    pub fn deliver(&mut self, i: usize, n: usize) -> Result<bool, SyncError<S::Error>> {
         let mut n = n.min(self.wires[1 - i].len());
         let mut cut_now = false;
         if let Some(c) = self.cut {
@@ -245,7 +245,7 @@ impl<S: SyncStore> Pair<S> {
     }
 
     /// Moves everything side `from` has to send to the other side, as a driver would.
-    pub fn exchange(&mut self, from: usize) -> Result<usize, SyncError> {
+    pub fn exchange(&mut self, from: usize) -> Result<usize, SyncError<S::Error>> {
         let moved = self.transmit(from, usize::MAX)?;
         self.deliver(1 - from, usize::MAX)?;
         Ok(moved)
@@ -265,7 +265,7 @@ impl<S: SyncStore> Pair<S> {
         &mut self,
         input: &mut Input<'_>,
         write: Option<LocalWrite<'_>>,
-    ) -> Result<Ended, SyncError> {
+    ) -> Result<Ended, SyncError<S::Error>> {
         match self.schedule(input, write) {
             Ok(true) => Ok(Ended::Complete),
             Ok(false) => {
@@ -293,7 +293,7 @@ impl<S: SyncStore> Pair<S> {
         &mut self,
         input: &mut Input<'_>,
         mut write: Option<LocalWrite<'_>>,
-    ) -> Result<bool, (usize, SyncError)> {
+    ) -> Result<bool, (usize, SyncError<S::Error>)> {
         let mut idle_rounds = 0;
         let mut draining = false;
         let mut writes = 0;

@@ -1,14 +1,24 @@
 //! `SyncError`: everything that can end a replication session.
 
+use std::convert::Infallible;
+
+use super::store::StoreError;
 use crate::hash::Hash;
 use crate::identity::PeerId;
+use crate::log::LogError;
 use crate::node::NodeError;
 
 /// Why a sync session failed. Whatever the cause, the local store stays valid: only checked
 /// nodes whose links are stored are ever committed.
+///
+/// `E` is the error of the store the session ran on (its [`SyncStore::Error`]): a
+/// [`LogError`] for a [`crate::Log`], the default. The wire layer, which touches no store,
+/// returns `SyncError<Infallible>`, which converts into any `SyncError<E>`.
+///
+/// [`SyncStore::Error`]: super::SyncStore::Error
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum SyncError {
+pub enum SyncError<E = LogError> {
     /// The transport failed.
     #[error("i/o error: {0}")]
     Io(#[from] std::io::Error),
@@ -175,10 +185,74 @@ pub enum SyncError {
     },
     /// The local store failed.
     #[error("store error: {0}")]
-    Store(#[from] crate::log::LogError),
+    Store(E),
 }
 
-impl SyncError {
+/// An error of the wire layer (framing, decoding): it touches no store.
+pub type WireError = SyncError<Infallible>;
+
+impl<E: StoreError> From<E> for SyncError<E> {
+    fn from(e: E) -> Self {
+        SyncError::Store(e)
+    }
+}
+
+impl<E: StoreError> From<SyncError<Infallible>> for SyncError<E> {
+    fn from(e: SyncError<Infallible>) -> Self {
+        e.with_store()
+    }
+}
+
+impl SyncError<Infallible> {
+    /// This store-free error as a session's error on a store with error type `E`.
+    pub fn with_store<E>(self) -> SyncError<E> {
+        use SyncError as S;
+        match self {
+            S::Io(e) => S::Io(e),
+            S::BadMagic { expected, got } => S::BadMagic { expected, got },
+            S::Version { expected, got } => S::Version { expected, got },
+            S::FrameTooLarge { got, max } => S::FrameTooLarge { got, max },
+            S::Malformed { kind, reason } => S::Malformed { kind, reason },
+            S::Unexpected { state, got } => S::Unexpected { state, got },
+            S::UnexpectedEof { state } => S::UnexpectedEof { state },
+            S::SelfSync { peer } => S::SelfSync { peer },
+            S::InvalidNode { peer, source } => S::InvalidNode { peer, source },
+            S::MissingLink { peer, node, link } => S::MissingLink { peer, node, link },
+            S::MissingHead { peer, hash } => S::MissingHead { peer, hash },
+            S::TooManyPending { peer, nodes, bytes } => S::TooManyPending { peer, nodes, bytes },
+            S::ModeMismatch { peer, mine, theirs } => S::ModeMismatch { peer, mine, theirs },
+            S::TooManyHeads { peer, count, max } => S::TooManyHeads { peer, count, max },
+            S::TooManyWants {
+                peer,
+                rounds,
+                max,
+                walked,
+            } => S::TooManyWants {
+                peer,
+                rounds,
+                max,
+                walked,
+            },
+            S::Timeout { state, after } => S::Timeout { state, after },
+            S::Rejected {
+                peer,
+                node,
+                author,
+                reason,
+            } => S::Rejected {
+                peer,
+                node,
+                author,
+                reason,
+            },
+            S::ShuttingDown { state } => S::ShuttingDown { state },
+            S::PeerAborted { reason, detail } => S::PeerAborted { reason, detail },
+            S::Store(never) => match never {},
+        }
+    }
+}
+
+impl<E: StoreError> SyncError<E> {
     /// What to tell the peer when this error ends a session on this side: the `Abort` reason,
     /// or `None` when there is no one to tell (the transport failed, the peer hung up or
     /// aborted itself, or it does not speak this protocol version).

@@ -57,6 +57,7 @@ pub mod gossip;
 pub mod iroh;
 
 pub use error::SyncError;
+pub use error::WireError;
 pub use limits::{
     Limits, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS,
     DEFAULT_MEMORY_BUDGET, FREE_BYTES, MIN_MEMORY_BUDGET,
@@ -72,5 +73,5 @@ pub use net::server::{serve, OnEvent, ServeEvent, ServeOptions, ServeReport};
 #[cfg(feature = "net")]
 pub use net::tcp::connect;
 pub use session::{Mode, Phase, Session, SessionConfig, SessionStats};
-pub use store::{Cursor, MemStore, SyncStore};
+pub use store::{Cursor, MemStore, Refusal, StoreError, SyncStore};
 pub use wire::AbortReason;

@@ -12,45 +12,104 @@ use crate::log::{RawEntry, Subscription};
 use crate::node::Node;
 use crate::sync::wire::message::{SamplePrefix, MAX_FLOOR_HEADS};
 
+/// What a store's error must tell the session: whether the disk was full (the peer is told
+/// so), and whether it is the store refusing a received node (the peer's fault, named with
+/// the node and its author) rather than the store failing.
+pub trait StoreError: std::error::Error + Send + Sync + 'static {
+    /// The disk holding the store is full.
+    fn is_disk_full(&self) -> bool {
+        false
+    }
+    /// The store refused a received node (its policy, or a signature that is not its
+    /// author's): the node, its author when signed, and why.
+    fn refusal(&self) -> Option<Refusal> {
+        None
+    }
+    /// The store handed the session bytes that are not what it promised (a feed entry that
+    /// vanished, stored bytes that do not decode): an error of this type saying so.
+    fn corrupt(detail: String) -> Self;
+}
+
+/// A received node the store refused; see [`StoreError::refusal`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// The node.
+    pub node: Hash,
+    /// Its author, when signed.
+    pub author: Option<crate::identity::PublicKey>,
+    /// Why.
+    pub reason: String,
+}
+
+impl StoreError for Error {
+    fn corrupt(detail: String) -> Self {
+        crate::store::StorageError::Corrupt(detail).into()
+    }
+    fn is_disk_full(&self) -> bool {
+        Error::is_disk_full(self)
+    }
+    fn refusal(&self) -> Option<Refusal> {
+        match self {
+            Error::Policy(p) => p.node().map(|node| Refusal {
+                node,
+                author: p.author(),
+                reason: p.to_string(),
+            }),
+            Error::Node(crate::node::NodeError::BadSignature { node, author }) => Some(Refusal {
+                node: *node,
+                author: Some(*author),
+                reason: "signature is not the author's".into(),
+            }),
+            _ => None,
+        }
+    }
+}
+
 /// A replica as the sync state machine sees it. Every method is synchronous and short or
 /// bounded (the driver calls them off the async executor).
 pub trait SyncStore {
+    /// What the store fails with.
+    type Error: StoreError;
     /// This replica's id.
     fn peer_id(&self) -> PeerId;
     /// The heads (sorted) and the newest feed seq, read together: every node at or below that
     /// seq is reachable from those heads.
-    fn snapshot(&self) -> Result<(Vec<Hash>, u64)>;
+    fn snapshot(&self) -> Result<(Vec<Hash>, u64), Self::Error>;
     /// The newest feed seq (0 when empty).
-    fn last_seq(&self) -> Result<u64>;
+    fn last_seq(&self) -> Result<u64, Self::Error>;
     /// The feed seq of each hash, `None` when not stored.
-    fn seqs_of(&self, hashes: &[Hash]) -> Result<Vec<Option<u64>>>;
+    fn seqs_of(&self, hashes: &[Hash]) -> Result<Vec<Option<u64>>, Self::Error>;
     /// For each prefix, a stored node whose hash starts with it.
-    fn find_prefixes(&self, prefixes: &[SamplePrefix]) -> Result<Vec<Option<Hash>>>;
+    fn find_prefixes(&self, prefixes: &[SamplePrefix]) -> Result<Vec<Option<Hash>>, Self::Error>;
     /// The feed entry at `seq`.
-    fn entry_at(&self, seq: u64) -> Result<Option<RawEntry>>;
+    fn entry_at(&self, seq: u64) -> Result<Option<RawEntry>, Self::Error>;
     /// Up to `limit` feed entries with `after < seq <= upto`, in feed order.
-    fn entries(&self, after: u64, upto: u64, limit: usize) -> Result<Vec<RawEntry>>;
+    fn entries(&self, after: u64, upto: u64, limit: usize) -> Result<Vec<RawEntry>, Self::Error>;
     /// Visits the nodes reachable from `starts` in strictly decreasing seq order, each once;
     /// `visit` says whether to go on into a node's links (see [`Log::walk_back`]).
     fn walk_back(
         &self,
         starts: &[Hash],
-        visit: &mut dyn FnMut(u64, &Node) -> Result<bool>,
-    ) -> Result<()>;
+        visit: &mut dyn FnMut(u64, &Node) -> Result<bool, Self::Error>,
+    ) -> Result<(), Self::Error>;
     /// Stores checked nodes in one transaction (links stored or earlier in the batch).
-    fn insert_batch(&self, nodes: &[Node]) -> Result<Vec<Inserted>>;
+    fn insert_batch(&self, nodes: &[Node]) -> Result<Vec<Inserted>, Self::Error>;
     /// [`SyncStore::insert_batch`] for nodes received from `peer`, so that watchers can say
     /// where a change came from.
-    fn insert_batch_from(&self, nodes: &[Node], peer: PeerId) -> Result<Vec<Inserted>> {
+    fn insert_batch_from(
+        &self,
+        nodes: &[Node],
+        peer: PeerId,
+    ) -> Result<Vec<Inserted>, Self::Error> {
         let _ = peer;
         self.insert_batch(nodes)
     }
     /// What this replica remembers of `peer`: a seq of its own feed up to which the peer had
     /// every node, with heads that prove it (see [`Cursor`]). Stored as
     /// `peer/<hex id>/acked`: the seq as `u64` big-endian, then the heads, 32 bytes each.
-    fn peer_cursor(&self, peer: PeerId) -> Result<Option<Cursor>>;
+    fn peer_cursor(&self, peer: PeerId) -> Result<Option<Cursor>, Self::Error>;
     /// Remembers (or, with `None`, forgets) [`SyncStore::peer_cursor`].
-    fn set_peer_cursor(&self, peer: PeerId, cursor: Option<&Cursor>) -> Result<()>;
+    fn set_peer_cursor(&self, peer: PeerId, cursor: Option<&Cursor>) -> Result<(), Self::Error>;
     /// The newest feed seq after each commit, for live sessions. `None` (the default): the
     /// driver of a live session only polls [`SyncStore::last_seq`] (once a second).
     fn subscribe(&self) -> Option<Subscription> {
@@ -99,6 +158,7 @@ impl Cursor {
 }
 
 impl SyncStore for Log {
+    type Error = crate::log::LogError;
     fn peer_id(&self) -> PeerId {
         Log::peer_id(self)
     }
@@ -247,6 +307,7 @@ impl MemStore {
 }
 
 impl SyncStore for MemStore {
+    type Error = crate::log::LogError;
     fn peer_id(&self) -> PeerId {
         self.lock().peer.expect("set at construction")
     }

@@ -40,7 +40,7 @@ pub fn check_sync_frames(data: &[u8]) {
             let msg = match decoder.next_message() {
                 Ok(Some(m)) => m,
                 Ok(None) => break,
-                Err(e) => break 'feed Err(e),
+                Err(e) => break 'feed Err(e.with_store()),
             };
             if let Err(e) = session.handle(msg) {
                 break 'feed Err(e);

@@ -12,7 +12,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant as Deadline;
 
-use crate::sync::error::SyncError;
+use crate::sync::error::WireError;
 use crate::sync::limits::{ABORT_DRAIN, ABORT_GRACE, READ_MAX, READ_START};
 use crate::sync::session::Phase;
 use crate::sync::wire::codec::{encode, preamble, Decoder};
@@ -152,7 +152,7 @@ impl<R: AsyncRead + Unpin> ReadHalf<R> {
     }
 
     /// Every whole message received so far.
-    pub fn messages(&mut self) -> Result<Vec<Message>, SyncError> {
+    pub fn messages(&mut self) -> Result<Vec<Message>, WireError> {
         let mut msgs = Vec::new();
         while let Some(m) = self.dec.next_message()? {
             msgs.push(m);

@@ -20,10 +20,12 @@ use tokio::sync::watch;
 use super::budget::Held;
 use super::conn::{Conn, Deadlines, Wait};
 use super::options::{Progress, SyncOptions, SyncReport};
+use crate::log::LogError;
 use crate::log::Subscription;
 use crate::sync::error::SyncError;
 use crate::sync::limits::{CLOSE_GRACE, LIVE_POLL, OUT_CHUNK, PROGRESS_EVERY, QUIET};
 use crate::sync::session::{Phase, Session, SessionConfig, SessionStats};
+use crate::sync::store::StoreError;
 use crate::sync::store::SyncStore;
 use crate::sync::wire::codec::encode;
 
@@ -35,7 +37,11 @@ use crate::sync::wire::codec::encode;
 /// with [`SyncError::Timeout`] (see [`SyncOptions`]; both are on by default). On error,
 /// everything received and checked so far is kept, and the peer is told why with an `Abort`
 /// when it can be; [`sync_reporting`] also says what was done before the error.
-pub async fn sync<S, T>(store: &S, stream: T, options: SyncOptions) -> Result<SyncReport, SyncError>
+pub async fn sync<S, T>(
+    store: &S,
+    stream: T,
+    options: SyncOptions,
+) -> Result<SyncReport, SyncError<S::Error>>
 where
     S: SyncStore + Clone + Send + 'static,
     T: AsyncRead + AsyncWrite + Unpin + Send,
@@ -48,14 +54,14 @@ where
 /// A sync that failed, with what it did before: the nodes it committed (kept in the store)
 /// and sent.
 #[derive(Debug)]
-pub struct SyncFailure {
+pub struct SyncFailure<E = LogError> {
     /// Why it failed.
-    pub error: SyncError,
+    pub error: SyncError<E>,
     /// The counters up to the failure; `nodes_received` counts only nodes committed.
     pub report: SyncReport,
 }
 
-impl std::fmt::Display for SyncFailure {
+impl<E: StoreError> std::fmt::Display for SyncFailure<E> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
@@ -65,7 +71,7 @@ impl std::fmt::Display for SyncFailure {
     }
 }
 
-impl std::error::Error for SyncFailure {
+impl<E: StoreError> std::error::Error for SyncFailure<E> {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         Some(&self.error)
     }
@@ -76,7 +82,7 @@ pub async fn sync_reporting<S, T>(
     store: &S,
     stream: T,
     options: SyncOptions,
-) -> Result<SyncReport, SyncFailure>
+) -> Result<SyncReport, SyncFailure<S::Error>>
 where
     S: SyncStore + Clone + Send + 'static,
     T: AsyncRead + AsyncWrite + Unpin + Send,
@@ -121,7 +127,7 @@ where
 
 /// A blocking task's outcome: a panic in a session step is a bug and propagates; a task the
 /// runtime cancelled (it is shutting down) is a typed error, never a panic.
-fn joined<R>(r: Result<R, tokio::task::JoinError>) -> Result<R, SyncError> {
+fn joined<R, E>(r: Result<R, tokio::task::JoinError>) -> Result<R, SyncError<E>> {
     match r {
         Ok(v) => Ok(v),
         Err(e) => match e.try_into_panic() {
@@ -176,9 +182,9 @@ impl<S: SyncStore + Clone + Send + 'static> Driver<S> {
     async fn abort<R, W>(
         &mut self,
         conn: &mut Conn<R, W>,
-        error: SyncError,
+        error: SyncError<S::Error>,
         options: &SyncOptions,
-    ) -> SyncError
+    ) -> SyncError<S::Error>
     where
         R: AsyncRead + Unpin,
         W: AsyncWrite + Unpin,
@@ -216,18 +222,22 @@ impl<S: SyncStore + Clone + Send + 'static> Driver<S> {
     /// Runs `f` on the session in the blocking pool.
     async fn blocking<R: Send + 'static>(
         &mut self,
-        f: impl FnOnce(&mut Session<S>) -> Result<R, SyncError> + Send + 'static,
-    ) -> Result<R, SyncError> {
-        let mut s = self.session.take().ok_or(SyncError::ShuttingDown {
-            state: "running a store step",
-        })?;
+        f: impl FnOnce(&mut Session<S>) -> Result<R, SyncError<S::Error>> + Send + 'static,
+    ) -> Result<R, SyncError<S::Error>> {
+        let mut s = self
+            .session
+            .take()
+            .ok_or(SyncError::<S::Error>::ShuttingDown {
+                state: "running a store step",
+            })?;
         let (s, r) = joined(
             tokio::task::spawn_blocking(move || {
                 let r = f(&mut s);
                 (s, r)
             })
             .await,
-        )?;
+        )
+        .map_err(|e: SyncError<S::Error>| e)?;
         self.session = Some(s);
         r
     }
@@ -266,7 +276,7 @@ impl<S: SyncStore + Clone + Send + 'static> Driver<S> {
     async fn encode_chunk<W: AsyncWrite + Unpin>(
         &mut self,
         wr: &mut super::conn::WriteHalf<W>,
-    ) -> Result<(), SyncError> {
+    ) -> Result<(), SyncError<S::Error>> {
         let mut buf = wr.take_buffer();
         let buf = self
             .blocking(move |s| {
@@ -288,7 +298,7 @@ impl<S: SyncStore + Clone + Send + 'static> Driver<S> {
     async fn take_input<R: AsyncRead + Unpin>(
         &mut self,
         rd: &mut super::conn::ReadHalf<R>,
-    ) -> Result<(), SyncError> {
+    ) -> Result<(), SyncError<S::Error>> {
         let msgs = rd.messages()?;
         if msgs.is_empty() {
             return Ok(());
@@ -313,7 +323,7 @@ impl<S: SyncStore + Clone + Send + 'static> Driver<S> {
         options: &SyncOptions,
         mut changes: Option<Subscription>,
         store: &S,
-    ) -> Result<(), SyncError>
+    ) -> Result<(), SyncError<S::Error>>
     where
         R: AsyncRead + Unpin,
         W: AsyncWrite + Unpin,
@@ -484,7 +494,7 @@ mod tests {
     async fn a_cancelled_task_is_an_error_not_a_panic() {
         let task = tokio::spawn(std::future::pending::<()>());
         task.abort();
-        let r = joined(task.await);
+        let r: Result<(), SyncError> = joined(task.await);
         assert!(matches!(r, Err(SyncError::ShuttingDown { .. })), "{r:?}");
     }
 }

@@ -18,7 +18,7 @@ fn mode_name(send: bool) -> &'static str {
 }
 
 impl<S: SyncStore> Session<S> {
-    pub(super) fn on_hello(&mut self, h: Hello) -> Result<(), SyncError> {
+    pub(super) fn on_hello(&mut self, h: Hello) -> Result<(), SyncError<S::Error>> {
         if h.peer == self.me {
             return Err(SyncError::SelfSync { peer: h.peer });
         }
@@ -36,7 +36,7 @@ impl<S: SyncStore> Session<S> {
         self.on_peer_heads(h)
     }
 
-    pub(super) fn on_heads(&mut self, more: Vec<Hash>) -> Result<(), SyncError> {
+    pub(super) fn on_heads(&mut self, more: Vec<Hash>) -> Result<(), SyncError<S::Error>> {
         let taken = std::mem::replace(&mut self.state, State::Handshake(Handshake::AwaitHello));
         let State::Handshake(Handshake::CollectHeads(mut h)) = taken else {
             unreachable!("checked by handle");
@@ -57,7 +57,7 @@ impl<S: SyncStore> Session<S> {
 
     /// The peer's `Hello` with all its heads: decides who streams and answers with a
     /// `Summary` (unless both have the same heads).
-    fn on_peer_heads(&mut self, h: Hello) -> Result<(), SyncError> {
+    fn on_peer_heads(&mut self, h: Hello) -> Result<(), SyncError<S::Error>> {
         let send_on = self.cfg.mode != Mode::Pull && h.mode.receive;
         let recv_on = self.cfg.mode != Mode::Push && h.mode.send;
         if !send_on && !recv_on {
@@ -164,7 +164,7 @@ impl<S: SyncStore> Session<S> {
         &self,
         known_points: &[Hash],
         floor: u64,
-    ) -> Result<Option<crate::sync::wire::message::Filter>, SyncError> {
+    ) -> Result<Option<crate::sync::wire::message::Filter>, SyncError<S::Error>> {
         let painted = paint(
             &self.store,
             &self.mine.heads,

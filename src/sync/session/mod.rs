@@ -210,7 +210,7 @@ pub struct Session<S: SyncStore> {
     stats: SessionStats,
 }
 
-fn samples(store: &impl SyncStore, last: u64) -> Result<Vec<Hash>, SyncError> {
+fn samples<St: SyncStore>(store: &St, last: u64) -> Result<Vec<Hash>, SyncError<St::Error>> {
     let mut out = Vec::new();
     let mut dist = 0u64;
     while dist < last && out.len() < MAX_SAMPLES.min(24) {
@@ -225,7 +225,7 @@ fn samples(store: &impl SyncStore, last: u64) -> Result<Vec<Hash>, SyncError> {
 impl<S: SyncStore> Session<S> {
     /// Starts a session with the default [`Limits`]: reads the local heads and queues the
     /// `Hello` (and `Heads`, when there are more heads than one message lists).
-    pub fn new(store: S, cfg: SessionConfig) -> Result<Session<S>, SyncError> {
+    pub fn new(store: S, cfg: SessionConfig) -> Result<Session<S>, SyncError<S::Error>> {
         Session::with_limits(store, cfg, Limits::default())
     }
 
@@ -234,7 +234,7 @@ impl<S: SyncStore> Session<S> {
         store: S,
         cfg: SessionConfig,
         limits: Limits,
-    ) -> Result<Session<S>, SyncError> {
+    ) -> Result<Session<S>, SyncError<S::Error>> {
         let me = store.peer_id();
         // One snapshot: a node stored between reading the heads and the last seq would be
         // neither in the catch-up (not under the heads) nor in the live stream (not after it).
@@ -353,7 +353,7 @@ impl<S: SyncStore> Session<S> {
         }
     }
 
-    fn unexpected(&self, got: &Message) -> SyncError {
+    fn unexpected(&self, got: &Message) -> SyncError<S::Error> {
         SyncError::Unexpected {
             state: self.state_name(),
             got: got.name(),
@@ -362,7 +362,7 @@ impl<S: SyncStore> Session<S> {
 
     /// Handles one message from the peer. This is the one table of which message is legal
     /// in which state; anything else is [`SyncError::Unexpected`].
-    pub fn handle(&mut self, msg: Message) -> Result<(), SyncError> {
+    pub fn handle(&mut self, msg: Message) -> Result<(), SyncError<S::Error>> {
         // An abort is legal in every state, even after a live Close crossed it: the peer is
         // gone either way, and its reason is worth more than "connection closed".
         if let Message::Abort { reason, detail } = msg {
@@ -415,7 +415,7 @@ impl<S: SyncStore> Session<S> {
         }
     }
 
-    fn on_summary(&mut self, s: Summary) -> Result<(), SyncError> {
+    fn on_summary(&mut self, s: Summary) -> Result<(), SyncError<S::Error>> {
         let ex = self.state.exchange_mut().expect("checked by handle");
         ex.summary = SummaryState::Received;
         let peer_knows_all_mine = (0..self.mine.heads.len()).all(|i| bit(&s.known_heads, i));
@@ -464,7 +464,7 @@ impl<S: SyncStore> Session<S> {
 
     /// Ends the catch-up when both halves are done: remembers the peer, then goes live or
     /// finishes.
-    fn maybe_finish(&mut self) -> Result<(), SyncError> {
+    fn maybe_finish(&mut self) -> Result<(), SyncError<S::Error>> {
         let State::CatchUp(ex) = &self.state else {
             return Ok(());
         };
@@ -490,7 +490,7 @@ impl<S: SyncStore> Session<S> {
 
     /// The peer has every node I had at the start and those it sent me: remember a floor
     /// with heads that prove it (checked by the peer next time).
-    fn remember_peer(&mut self) -> Result<(), SyncError> {
+    fn remember_peer(&mut self) -> Result<(), SyncError<S::Error>> {
         let (heads, last) = self.store.snapshot()?;
         // If nothing but the peer's nodes was stored meanwhile, the peer has my whole feed.
         let cursor = if last == self.mine.last + self.stats.nodes_received
@@ -539,7 +539,7 @@ impl<S: SyncStore> Session<S> {
     }
 
     /// The next message to send, if any. Reads the store for node streams.
-    pub fn poll_transmit(&mut self) -> Result<Option<Message>, SyncError> {
+    pub fn poll_transmit(&mut self) -> Result<Option<Message>, SyncError<S::Error>> {
         if let Some(m) = self.out.pop_front() {
             return Ok(Some(m));
         }
@@ -551,7 +551,7 @@ impl<S: SyncStore> Session<S> {
     }
 
     /// Ends a live session in order: commits, then queues `Close`.
-    pub fn close(&mut self) -> Result<(), SyncError> {
+    pub fn close(&mut self) -> Result<(), SyncError<S::Error>> {
         self.commit()?;
         if !matches!(self.state, State::Finished(_)) {
             self.out.push_back(Message::Close);
@@ -570,7 +570,7 @@ impl<S: SyncStore> Session<S> {
 
     /// The peer's stream ended. Fine once caught up in a live session; otherwise an error.
     /// Either way what was checked is committed.
-    pub fn on_eof(&mut self) -> Result<(), SyncError> {
+    pub fn on_eof(&mut self) -> Result<(), SyncError<S::Error>> {
         self.commit()?;
         match self.state {
             State::Finished(_) => Ok(()),
@@ -589,7 +589,7 @@ impl<S: SyncStore> Session<S> {
     /// [`Session::salvage`]) and gives the `Abort` to send the peer, if there is anyone to
     /// tell (see [`SyncError::abort_reason`]). The session's counters then include the
     /// nodes that batch committed.
-    pub fn abort(&mut self, err: &SyncError) -> Option<Message> {
+    pub fn abort(&mut self, err: &SyncError<S::Error>) -> Option<Message> {
         self.salvage();
         self.drop_output();
         self.state.finish();

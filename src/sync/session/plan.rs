@@ -7,11 +7,10 @@ use std::collections::{HashMap, VecDeque};
 
 use super::filter::SeqBits;
 use crate::hash::Hash;
-use crate::log::LogError as Error;
 use crate::log::RawEntry;
 use crate::node::Node;
 use crate::sync::error::SyncError;
-use crate::sync::store::SyncStore;
+use crate::sync::store::{StoreError, SyncStore};
 use crate::sync::wire::message::Filter;
 
 const MINE: u8 = 1;
@@ -45,13 +44,13 @@ impl Painted {
 /// The seqs of nodes reachable from `mine` and not from `theirs`, above `floor` (nodes at or
 /// below it are known to be shared and are not entered). The walk decodes at most `budget`
 /// nodes; past that it stops and returns the newest seqs found with `complete == false`.
-pub(crate) fn paint(
-    store: &impl SyncStore,
+pub(crate) fn paint<St: SyncStore>(
+    store: &St,
     mine: &[Hash],
     theirs: &[Hash],
     floor: u64,
     budget: usize,
-) -> Result<Painted, SyncError> {
+) -> Result<Painted, SyncError<St::Error>> {
     let mine_seqs = store.seqs_of(mine)?;
     let their_seqs = store.seqs_of(theirs)?;
     if their_seqs.iter().all(Option::is_none) {
@@ -159,11 +158,11 @@ impl Plan {
     }
 
     /// The next node to send, or `None` when the plan is exhausted.
-    pub fn next(
+    pub fn next<St: SyncStore>(
         &mut self,
-        store: &impl SyncStore,
+        store: &St,
         sent: &mut SeqBits,
-    ) -> Result<Option<RawEntry>, SyncError> {
+    ) -> Result<Option<RawEntry>, SyncError<St::Error>> {
         loop {
             if self.buf.is_empty() {
                 self.fill(store)?;
@@ -179,7 +178,12 @@ impl Plan {
                 // A positive is skipped unless one of its links was sent: the peer lacks that
                 // link, so it lacks this node too (it was a false positive).
                 if f.contains(&e.hash) {
-                    let node = Node::decode_trusted(&e.bytes, e.hash).map_err(Error::from)?;
+                    let node = Node::decode_trusted(&e.bytes, e.hash).map_err(|err| {
+                        SyncError::Store(St::Error::corrupt(format!(
+                            "stored node {}: {err}",
+                            e.hash
+                        )))
+                    })?;
                     let linked_sent = store
                         .seqs_of(node.links())?
                         .into_iter()
@@ -197,7 +201,7 @@ impl Plan {
     }
 
     /// Reads the next run of consecutive candidates (at most `CHUNK`) in one store call.
-    fn fill(&mut self, store: &impl SyncStore) -> Result<(), SyncError> {
+    fn fill<St: SyncStore>(&mut self, store: &St) -> Result<(), SyncError<St::Error>> {
         let Some(&first) = self.cands.get(self.pos) else {
             return Ok(());
         };
@@ -207,12 +211,9 @@ impl Plan {
         }
         let got = store.entries(first - 1, first + n as u64 - 1, n)?;
         if got.len() != n {
-            return Err(
-                crate::log::LogError::from(crate::store::StorageError::Corrupt(format!(
-                    "feed seqs {first}.. vanished"
-                )))
-                .into(),
-            );
+            return Err(SyncError::Store(St::Error::corrupt(format!(
+                "feed seqs {first}.. vanished"
+            ))));
         }
         self.pos += n;
         self.buf.extend(got);

@@ -178,7 +178,10 @@ impl RecvHalf {
 
     /// Links waited for that are neither pending nor stored: what the peer still owes.
     /// Links stored meanwhile (by another session, or locally) release their waiters.
-    fn settle(&mut self, store: &impl SyncStore) -> Result<Vec<(Hash, Hash)>, SyncError> {
+    fn settle<St: SyncStore>(
+        &mut self,
+        store: &St,
+    ) -> Result<Vec<(Hash, Hash)>, SyncError<St::Error>> {
         self.to_probe.clear();
         self.held_since_probe = 0;
         let absent: Vec<Hash> = (self.waiters.keys())
@@ -203,7 +206,7 @@ impl RecvHalf {
 
     /// Looks up the links first waited for since the last lookup, in one store call; those
     /// stored release their waiters.
-    fn probe(&mut self, store: &impl SyncStore) -> Result<(), SyncError> {
+    fn probe<St: SyncStore>(&mut self, store: &St) -> Result<(), SyncError<St::Error>> {
         let links = std::mem::take(&mut self.to_probe);
         self.held_since_probe = 0;
         let seqs = store.seqs_of(&links)?;
@@ -221,10 +224,10 @@ impl RecvHalf {
 }
 
 impl<S: SyncStore> Session<S> {
-    pub(super) fn on_node(&mut self, bytes: Vec<u8>) -> Result<(), SyncError> {
+    pub(super) fn on_node(&mut self, bytes: Vec<u8>) -> Result<(), SyncError<S::Error>> {
         let peer = self.peer();
-        let node =
-            Node::decode(&bytes).map_err(|source| SyncError::InvalidNode { peer, source })?;
+        let node = Node::decode(&bytes)
+            .map_err(|source| SyncError::<S::Error>::InvalidNode { peer, source })?;
         let hash = node.hash();
         let r = &mut self.state.exchange_mut().expect("checked by handle").recv;
         r.prev.note(hash, &bytes);
@@ -277,7 +280,7 @@ impl<S: SyncStore> Session<S> {
     }
 
     /// Stores the checked batch in one transaction.
-    pub(super) fn commit(&mut self) -> Result<(), SyncError> {
+    pub(super) fn commit(&mut self) -> Result<(), SyncError<S::Error>> {
         let peer = self.peer();
         let Some(ex) = self.state.exchange_mut() else {
             return Ok(());
@@ -288,7 +291,7 @@ impl<S: SyncStore> Session<S> {
         }
         // Signatures in batches on every core, then the policy in the write transaction; a
         // refusal names node and author and ends the session, storing nothing of the batch.
-        crate::sync::refused::screen(peer, &mut r.batch)?;
+        crate::sync::refused::screen::<S::Error>(peer, &mut r.batch)?;
         let done = (self.store.insert_batch_from(&r.batch, peer))
             .map_err(|e| crate::sync::refused::refused(peer, e))?;
         for (n, res) in r.batch.iter().zip(done) {
@@ -309,7 +312,7 @@ impl<S: SyncStore> Session<S> {
 
     /// Hashes still missing (with a node that waits for each, or `None` for an announced
     /// head), after admitting what links stored meanwhile released.
-    fn missing(&mut self) -> Result<Vec<(Hash, Option<Hash>)>, SyncError> {
+    fn missing(&mut self) -> Result<Vec<(Hash, Option<Hash>)>, SyncError<S::Error>> {
         let ex = self.state.exchange_mut().expect("after the handshake");
         let mut out: Vec<(Hash, Option<Hash>)> = (ex.recv.settle(&self.store)?.into_iter())
             .map(|(l, n)| (l, Some(n)))
@@ -333,7 +336,7 @@ impl<S: SyncStore> Session<S> {
         &mut self.state.exchange_mut().expect("after the handshake").recv
     }
 
-    pub(super) fn on_end_stream(&mut self) -> Result<(), SyncError> {
+    pub(super) fn on_end_stream(&mut self) -> Result<(), SyncError<S::Error>> {
         self.recv().owed -= 1;
         self.commit()?;
         if self.recv().owed > 0 {
@@ -376,7 +379,7 @@ impl<S: SyncStore> Session<S> {
 
     /// Commits what has been received and checked so far; in a live session also asks for
     /// links that have not come. Call it when no more input is immediately available.
-    pub fn flush(&mut self) -> Result<(), SyncError> {
+    pub fn flush(&mut self) -> Result<(), SyncError<S::Error>> {
         self.commit()?;
         let State::Live(ex) = &self.state else {
             return Ok(());

@@ -8,7 +8,7 @@ use super::{Session, SessionStats};
 use crate::hash::Hash;
 use crate::log::RawEntry;
 use crate::sync::error::SyncError;
-use crate::sync::store::{Cursor, SyncStore};
+use crate::sync::store::{Cursor, StoreError, SyncStore};
 use crate::sync::wire::delta::{self, Prev};
 use crate::sync::wire::message::{Filter, Message};
 
@@ -226,12 +226,12 @@ impl SendHalf {
 
     /// The next node or `EndStream` to send: answers to `Want`s first, then the catch-up
     /// stream, then (live) new nodes.
-    pub fn poll(
+    pub fn poll<St: SyncStore>(
         &mut self,
-        store: &impl SyncStore,
+        store: &St,
         live: bool,
         stats: &mut SessionStats,
-    ) -> Result<Option<Message>, SyncError> {
+    ) -> Result<Option<Message>, SyncError<St::Error>> {
         if let Some(a) = self.answers.front_mut() {
             return Ok(Some(match a.next(store, &mut self.sent)? {
                 Some(e) => sent(stats, &mut self.prev, self.deltas, e),
@@ -295,7 +295,10 @@ fn sent(stats: &mut SessionStats, prev: &mut Prev, deltas: bool, e: RawEntry) ->
 }
 
 /// The hashes of the nodes at `seqs` (ascending), read in runs.
-pub(super) fn hashes_at(store: &impl SyncStore, seqs: &[u64]) -> Result<Vec<Hash>, SyncError> {
+pub(super) fn hashes_at<St: SyncStore>(
+    store: &St,
+    seqs: &[u64],
+) -> Result<Vec<Hash>, SyncError<St::Error>> {
     let mut out = Vec::with_capacity(seqs.len());
     let mut i = 0;
     while i < seqs.len() {
@@ -306,12 +309,9 @@ pub(super) fn hashes_at(store: &impl SyncStore, seqs: &[u64]) -> Result<Vec<Hash
         }
         let got = store.entries(first - 1, first + n as u64 - 1, n)?;
         if got.len() != n {
-            return Err(
-                crate::log::LogError::from(crate::store::StorageError::Corrupt(format!(
-                    "feed seqs {first}.. vanished"
-                )))
-                .into(),
-            );
+            return Err(SyncError::Store(St::Error::corrupt(format!(
+                "feed seqs {first}.. vanished"
+            ))));
         }
         out.extend(got.into_iter().map(|e| e.hash));
         i += n;
@@ -326,7 +326,7 @@ impl<S: SyncStore> Session<S> {
     /// most [`super::Limits::wants_answered`] answers per session, each walking at most
     /// [`super::Limits::want_walk`] nodes beyond the catch-up plan's size; nothing is ever
     /// sent twice.
-    pub(super) fn on_want(&mut self, wanted: Vec<Hash>) -> Result<(), SyncError> {
+    pub(super) fn on_want(&mut self, wanted: Vec<Hash>) -> Result<(), SyncError<S::Error>> {
         let peer = self.peer();
         let ex = self.state.exchange_mut().expect("checked by handle");
         let s = &mut ex.send;

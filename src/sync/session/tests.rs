@@ -47,7 +47,7 @@ const DRIVE_STEPS: usize = 4000;
 pub(super) fn drive<S: SyncStore>(
     sides: [Session<S>; 2],
     seed: u64,
-) -> Result<[Session<S>; 2], SyncError> {
+) -> Result<[Session<S>; 2], SyncError<S::Error>> {
     let schedule = slicing_schedule(seed, DRIVE_STEPS);
     let mut pair = Pair::new(sides).with_steps(DRIVE_STEPS);
     match pair.run(&mut Input::new(&schedule), None)? {

@@ -23,6 +23,7 @@ struct Filling {
 }
 
 impl SyncStore for Filling {
+    type Error = crate::log::LogError;
     fn peer_id(&self) -> PeerId {
         self.mem.peer_id()
     }

@@ -248,6 +248,7 @@ impl Counting {
 }
 
 impl SyncStore for Counting {
+    type Error = crate::log::LogError;
     fn peer_id(&self) -> PeerId {
         self.inner.peer_id()
     }

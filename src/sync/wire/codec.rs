@@ -11,7 +11,7 @@
 //! [`MAX_FRAME_BYTES`] as soon as its 4 bytes are in, before the body is read or buffered.
 
 use crate::hash::Hash;
-use crate::sync::error::SyncError;
+use crate::sync::error::{SyncError, WireError};
 use crate::sync::wire::message::{
     AbortReason, Hello, Message, Summary, MAGIC, MAX_ABORT_DETAIL, MAX_FILTER_BYTES,
     MAX_FILTER_PROBES, MAX_FLOOR_HEADS, MAX_FRAME_BYTES, MAX_HEADS, MAX_HEADS_PER_MESSAGE,
@@ -94,7 +94,7 @@ mod erased {
     }
 }
 
-fn malformed(kind: &'static str, reason: impl ToString) -> SyncError {
+fn malformed(kind: &'static str, reason: impl ToString) -> WireError {
     SyncError::Malformed {
         kind,
         reason: reason.to_string(),
@@ -104,7 +104,7 @@ fn malformed(kind: &'static str, reason: impl ToString) -> SyncError {
 fn postcard_all<'a, T: serde::Deserialize<'a>>(
     kind: &'static str,
     body: &'a [u8],
-) -> Result<T, SyncError> {
+) -> Result<T, WireError> {
     let (v, rest) = postcard::take_from_bytes(body).map_err(|e| malformed(kind, e))?;
     if !rest.is_empty() {
         return Err(malformed(kind, format!("{} trailing bytes", rest.len())));
@@ -113,7 +113,7 @@ fn postcard_all<'a, T: serde::Deserialize<'a>>(
 }
 
 /// Decodes one frame body (kind byte first) into a message, checking every message limit.
-pub fn decode_body(frame: &[u8]) -> Result<Message, SyncError> {
+pub fn decode_body(frame: &[u8]) -> Result<Message, WireError> {
     let (&kind, body) = frame
         .split_first()
         .ok_or_else(|| malformed("empty", "frame of length 0"))?;
@@ -230,7 +230,7 @@ impl Decoder {
     }
 
     /// Decodes the next message if a whole frame is buffered.
-    pub fn next_message(&mut self) -> Result<Option<Message>, SyncError> {
+    pub fn next_message(&mut self) -> Result<Option<Message>, WireError> {
         let avail = &self.buf[self.start..];
         if !self.preamble_seen {
             // Check the magic as soon as its bytes are in, so a foreign peer fails fast.

@@ -22,7 +22,7 @@
 
 use crate::hash::Hash;
 use crate::node::SIGNED_FORMAT_VERSION;
-use crate::sync::error::SyncError;
+use crate::sync::error::{SyncError, WireError};
 
 /// The author is the previous node's.
 pub const AUTHOR_PREV: u8 = 1;
@@ -117,7 +117,7 @@ pub fn compact(prev: &Prev, canonical: &[u8]) -> Option<Vec<u8>> {
     Some(out)
 }
 
-fn malformed(reason: &str) -> SyncError {
+fn malformed(reason: &str) -> WireError {
     SyncError::Malformed {
         kind: "NodeDelta",
         reason: reason.to_string(),
@@ -125,7 +125,7 @@ fn malformed(reason: &str) -> SyncError {
 }
 
 /// The canonical bytes a delta body stands for, after `prev`.
-pub fn expand(prev: &Prev, body: &[u8]) -> Result<Vec<u8>, SyncError> {
+pub fn expand(prev: &Prev, body: &[u8]) -> Result<Vec<u8>, WireError> {
     let (&flags, rest) = body.split_first().ok_or_else(|| malformed("empty body"))?;
     if flags == 0 || flags & !(AUTHOR_PREV | LINK_PREV) != 0 {
         return Err(malformed(&format!("flags {flags:#04x}")));
