@@ -5,7 +5,7 @@
 //! Application merges that need a person's judgement, or run outside the write path, are
 //! written like this: [`braidlog::kv::Kv::watch_prefix`] says where each change came from and
 //! whether the key is in conflict; [`braidlog::kv::Kv::merge_base`] gives the common
-//! ancestor to merge against; [`braidlog::kv::Kv::try_resolve`] reads and resolves in one
+//! ancestor to merge against; [`braidlog::kv::Kv::resolve`] with a fallible [`braidlog::kv::MergeFn`] reads and resolves in one
 //! transaction, so a version that arrives meanwhile is never superseded unseen.
 //!
 //! `cargo run --example live_merge`

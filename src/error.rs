@@ -97,7 +97,10 @@ impl From<LookupError> for Error {
 
 impl From<SyncError> for Error {
     fn from(e: SyncError) -> Self {
-        Error::Sync(e)
+        match e {
+            SyncError::Store(l) => Error::from(l),
+            other => Error::Sync(other),
+        }
     }
 }
 

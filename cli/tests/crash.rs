@@ -9,7 +9,7 @@
 //!
 //! Writers, one kind per kill point in turn:
 //! - `add`: single `Log::add` / `Log::append` calls;
-//! - `batch`: `Log::add_batch` and `Log::transaction`;
+//! - `batch`: `Log::insert` and `Log::transaction`;
 //! - `kv`: `Kv::batch` and `Kv::put`;
 //! - `sync`: a live sync receiver pulling from a replica served by this (parent) process;
 //! - `serve`: the `braid serve` binary receiving pushes from this process.

@@ -86,7 +86,7 @@
 //! - [`Replica`]: one replica's log and KV view; [`scratch_base`], where replicas live.
 //! - [`pump`]: two sans-IO sessions joined by in-memory wires under a schedule (partial
 //!   deliveries, cuts, child-first node runs, writes during a session).
-//! - [`checks`]: braidlog's own fuzz checks (decoder, log, sync, KV against models).
+//! - `checks` (hidden): braidlog's own fuzz checks (decoder, log, sync, KV against models).
 
 mod app;
 /// braidlog's own fuzz targets and corpus replays (`fuzz/`, `tests/fuzz_corpus.rs`): not part

@@ -180,7 +180,7 @@ pub enum SyncError<E = LogError> {
     PeerAborted {
         /// Why, as the peer classified it.
         reason: AbortReason,
-        /// The peer's error message (at most [`crate::sync::limits::MAX_ABORT_DETAIL`] bytes).
+        /// The peer's error message (at most [`crate::sync::wire::MAX_ABORT_DETAIL`] bytes).
         detail: String,
     },
     /// The local store failed.

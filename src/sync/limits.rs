@@ -4,6 +4,8 @@
 //! gets. The sections go bottom up: the wire's hard bounds (every implementation must keep
 //! them; [`crate::sync::wire`] re-exports them), the session's [`Limits`] (may be tightened),
 //! the driver's timings, the server's defaults and its memory budget, then iroh and gossip.
+// The driver's and the server's constants are used only with the `net` feature.
+#![cfg_attr(not(feature = "net"), allow(dead_code))]
 
 use std::time::Duration;
 

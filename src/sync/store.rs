@@ -125,7 +125,7 @@ pub trait SyncStore {
 pub struct Cursor {
     /// The floor seq.
     pub seq: u64,
-    /// At most [`crate::sync::wire::message::MAX_FLOOR_HEADS`] hashes whose closure is the feed up
+    /// At most [`crate::sync::wire::MAX_FLOOR_HEADS`] hashes whose closure is the feed up
     /// to `seq`.
     pub heads: Vec<Hash>,
 }

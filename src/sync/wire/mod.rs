@@ -1,9 +1,9 @@
 //! The wire, for people who write their own peers: the typed messages, the framing and the
 //! node deltas, with the wire's hard bounds. No I/O: bytes in, messages out, and back.
 //!
-//! - `message`: [`Message`] and its parts;
-//! - `codec`: the preamble ([`MAGIC`], [`PROTOCOL_VERSION`]) and length-prefixed frames
-//!   ([`encode`], [`Decoder`]);
+//! - [`Message`] and its parts (`message.rs`);
+//! - the preamble ([`MAGIC`], [`PROTOCOL_VERSION`]) and length-prefixed frames
+//!   ([`encode`], [`Decoder`]) (`codec.rs`);
 //! - [`delta`]: how a `NodeDelta` frame leaves out what the node before it gives.
 //!
 //! The byte layout of every frame is in `docs/PROTOCOL.md`.

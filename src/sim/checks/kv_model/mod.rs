@@ -17,7 +17,7 @@ use crate::sim::pump::{drive, moves, receives, sends, Ended, MODES};
 use crate::sim::Input;
 use crate::sync::{SessionConfig, SyncError};
 
-/// `kv_model`: a program of KV operations (put, del, `write_with_links` with input-chosen
+/// `kv_model`: a program of KV operations (put, del, a `Write::superseding` with input-chosen
 /// links, `resolve` with a simple merge, over several namespaces and keys that need escaping,
 /// plain non-KV nodes, floods of more concurrent versions than one node may link so that the
 /// next write folds them, reopening) on one or two [`Log`](crate::Log) replicas in `dir`, with
