@@ -625,3 +625,5 @@ mod tests;
 mod tests_abort;
 #[cfg(test)]
 mod tests_bounds;
+#[cfg(test)]
+mod tests_plan;
