@@ -144,7 +144,6 @@ fn log_reads(c: &mut Criterion) {
         .transaction(|w| {
             (0..10_000)
                 .map(|i| (Vec::new(), payload(i, 100)))
-                .into_iter()
                 .map(|(l, p)| w.add(l, p))
                 .collect::<Result<Vec<_>, _>>()
         })

@@ -147,8 +147,7 @@ impl<'a> Ancestry<'a> {
                 return Err(KvError::NotAnOperation {
                     key: self.key.clone(),
                     hash: *h,
-                }
-                .into());
+                });
             }
         }
         Ok(())
@@ -159,7 +158,6 @@ impl<'a> Ancestry<'a> {
             key: self.key.clone(),
             limit: self.limit,
         }
-        .into()
     }
 
     /// The merge base of `versions`: the operations on this key that are ancestors of (or

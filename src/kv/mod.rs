@@ -349,7 +349,7 @@ impl Kv {
     }
 
     pub(crate) fn op(&self, key: &[u8], op: Op) -> Result<KvOp> {
-        Ok(KvOp::new(&self.ns, key, op)?)
+        KvOp::new(&self.ns, key, op)
     }
 
     /// Runs `f` on one consistent snapshot of the store, for reads that must agree with each

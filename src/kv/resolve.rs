@@ -65,6 +65,8 @@ impl<F> MergeFn<F, KvError> {
 impl<F, E> MergeFn<F, E> {
     /// A merge that may fail: its error (any type a [`KvError`] converts into) is returned
     /// and nothing is written.
+    // The return type names the closure's signature: an alias would need the same bounds.
+    #[allow(clippy::type_complexity)]
     pub fn fallible<R>(
         mut f: F,
     ) -> MergeFn<impl FnMut(&[u8], &[Version]) -> std::result::Result<Op, E>, E>

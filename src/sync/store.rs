@@ -65,6 +65,9 @@ impl StoreError for Error {
     }
 }
 
+/// What [`SyncStore::walk_back`] calls for each node: whether to go on into its links.
+pub type Visit<'a, E> = dyn FnMut(u64, &Node) -> Result<bool, E> + 'a;
+
 /// A replica as the sync state machine sees it. Every method is synchronous and short or
 /// bounded (the driver calls them off the async executor).
 pub trait SyncStore {
@@ -90,7 +93,7 @@ pub trait SyncStore {
     fn walk_back(
         &self,
         starts: &[Hash],
-        visit: &mut dyn FnMut(u64, &Node) -> Result<bool, Self::Error>,
+        visit: &mut Visit<'_, Self::Error>,
     ) -> Result<(), Self::Error>;
     /// Stores checked nodes in one transaction (links stored or earlier in the batch).
     fn insert_batch(&self, nodes: &[Node]) -> Result<Vec<Inserted>, Self::Error>;
@@ -188,11 +191,7 @@ impl SyncStore for Log {
         }
         Ok(out)
     }
-    fn walk_back(
-        &self,
-        starts: &[Hash],
-        visit: &mut dyn FnMut(u64, &Node) -> Result<bool>,
-    ) -> Result<()> {
+    fn walk_back(&self, starts: &[Hash], visit: &mut Visit<'_, Self::Error>) -> Result<()> {
         Log::walk_back(self, starts.iter().copied(), visit)
     }
     fn insert_batch(&self, nodes: &[Node]) -> Result<Vec<Inserted>> {
@@ -355,11 +354,7 @@ impl SyncStore for MemStore {
             })
             .collect())
     }
-    fn walk_back(
-        &self,
-        starts: &[Hash],
-        visit: &mut dyn FnMut(u64, &Node) -> Result<bool>,
-    ) -> Result<()> {
+    fn walk_back(&self, starts: &[Hash], visit: &mut Visit<'_, Self::Error>) -> Result<()> {
         let mut frontier: BinaryHeap<u64> = {
             let m = self.lock();
             starts

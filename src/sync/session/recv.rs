@@ -223,6 +223,9 @@ impl RecvHalf {
     }
 }
 
+/// A hash still missing, with the node that waits for it (`None` for an announced head).
+type Wait = (Hash, Option<Hash>);
+
 impl<S: SyncStore> Session<S> {
     pub(super) fn on_node(&mut self, bytes: Vec<u8>) -> Result<(), SyncError<S::Error>> {
         let peer = self.peer();
@@ -312,7 +315,7 @@ impl<S: SyncStore> Session<S> {
 
     /// Hashes still missing (with a node that waits for each, or `None` for an announced
     /// head), after admitting what links stored meanwhile released.
-    fn missing(&mut self) -> Result<Vec<(Hash, Option<Hash>)>, SyncError<S::Error>> {
+    fn missing(&mut self) -> Result<Vec<Wait>, SyncError<S::Error>> {
         let ex = self.state.exchange_mut().expect("after the handshake");
         let mut out: Vec<(Hash, Option<Hash>)> = (ex.recv.settle(&self.store)?.into_iter())
             .map(|(l, n)| (l, Some(n)))

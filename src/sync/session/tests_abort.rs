@@ -48,7 +48,7 @@ impl SyncStore for Filling {
     fn walk_back(
         &self,
         starts: &[Hash],
-        visit: &mut dyn FnMut(u64, &Node) -> Result<bool>,
+        visit: &mut crate::sync::store::Visit<'_, Self::Error>,
     ) -> Result<()> {
         self.mem.walk_back(starts, visit)
     }

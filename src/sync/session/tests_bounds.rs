@@ -277,7 +277,7 @@ impl SyncStore for Counting {
     fn walk_back(
         &self,
         starts: &[Hash],
-        visit: &mut dyn FnMut(u64, &Node) -> crate::log::Result<bool>,
+        visit: &mut crate::sync::store::Visit<'_, Self::Error>,
     ) -> crate::log::Result<()> {
         self.inner.walk_back(starts, visit)
     }
