@@ -11,42 +11,11 @@ use braidlog::{Hash, Identity, Log, LogError, Node, Policy, PolicyError, PolicyM
 use quickcheck::{Arbitrary, Gen, QuickCheck, TestResult};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-struct Replica {
-    log: Log,
-    _dir: tempfile::TempDir,
-}
+mod common;
 
-fn replica() -> Replica {
-    let dir = tempfile::tempdir().unwrap();
-    let log = Log::open_with(
-        dir.path(),
-        braidlog::LogOptions {
-            durability: braidlog::Durability::NoSync,
-            ..Default::default()
-        },
-    )
-    .unwrap();
-    Replica { log, _dir: dir }
-}
-
-fn hashes(log: &Log) -> BTreeSet<Hash> {
-    log.changes(0).map(|c| c.unwrap().node.hash()).collect()
-}
-
-fn assert_verified(log: &Log) {
-    let report = log.verify().unwrap();
-    assert!(report.is_ok(), "{:?}", report.violations);
-}
+use common::{assert_verified, hashes, replica, try_both, Replica};
 
 type Outcome = (Result<SyncReport, SyncError>, Result<SyncReport, SyncError>);
-
-async fn pair(a: &Log, b: &Log) -> Outcome {
-    let (sa, sb) = tokio::io::duplex(64 * 1024);
-    tokio::join!(
-        sync(a, sa, SyncOptions::new(Mode::Both)),
-        sync(b, sb, SyncOptions::new(Mode::Both))
-    )
-}
 
 /// Syncs `a` (pushing) into `b` (pulling) through a relay that rewrites the first node frame
 /// from `a` with `tamper`.
@@ -130,7 +99,7 @@ async fn signed_nodes_replicate_and_verify_on_the_other_side() {
         a.log.append(i.to_be_bytes().to_vec()).unwrap();
     }
     b.log.set_policy(&Policy::new(PolicyMode::Signed)).unwrap();
-    let (ra, rb) = pair(&a.log, &b.log).await;
+    let (ra, rb) = try_both(&a.log, &b.log).await;
     ra.unwrap();
     assert_eq!(rb.unwrap().nodes_received, 50);
     assert_eq!(hashes(&a.log), hashes(&b.log));
@@ -186,7 +155,7 @@ async fn tampering_in_transit_is_rejected_and_the_store_is_unchanged() {
         assert_eq!(hashes(&b.log), before, "{what}: store unchanged");
         assert_verified(&b.log);
         // Without the tamperer the same sync succeeds.
-        let (ra, rb) = pair(&a.log, &b.log).await;
+        let (ra, rb) = try_both(&a.log, &b.log).await;
         ra.unwrap();
         rb.unwrap();
         assert_eq!(hashes(&a.log), hashes(&b.log), "{what}");
@@ -201,7 +170,7 @@ async fn unsigned_nodes_are_rejected_where_signatures_are_required() {
     b.log.set_policy(&Policy::new(PolicyMode::Signed)).unwrap();
     b.log.append(b"mine".to_vec()).unwrap();
     let before = hashes(&b.log);
-    let (_, rb) = pair(&a.log, &b.log).await;
+    let (_, rb) = try_both(&a.log, &b.log).await;
     match rb {
         Err(SyncError::Rejected { node, author, .. }) => {
             assert_eq!((node, author), (unsigned.hash(), None))
@@ -229,7 +198,7 @@ async fn an_unknown_author_is_rejected_and_an_allow_list_change_applies_at_the_n
     b.log.append(b"bob's".to_vec()).unwrap();
     let from_alice = a.log.append(b"alice's".to_vec()).unwrap();
     let before = hashes(&b.log);
-    let (ra, rb) = pair(&a.log, &b.log).await;
+    let (ra, rb) = try_both(&a.log, &b.log).await;
     match rb {
         Err(SyncError::Rejected { node, author, .. }) => {
             assert_eq!((node, author), (from_alice.hash(), Some(alice)))
@@ -247,14 +216,14 @@ async fn an_unknown_author_is_rejected_and_an_allow_list_change_applies_at_the_n
     }
     assert_eq!(hashes(&b.log), before);
     b.log.trust(alice).unwrap();
-    let (ra, rb) = pair(&a.log, &b.log).await;
+    let (ra, rb) = try_both(&a.log, &b.log).await;
     ra.unwrap();
     rb.unwrap();
     assert!(b.log.contains(&from_alice.hash()).unwrap());
     // Removing her again refuses her next node, keeps the stored one.
     b.log.distrust(alice).unwrap();
     let later = a.log.append(b"alice again".to_vec()).unwrap();
-    let (_, rb) = pair(&a.log, &b.log).await;
+    let (_, rb) = try_both(&a.log, &b.log).await;
     assert!(matches!(rb, Err(SyncError::Rejected { node, .. }) if node == later.hash()));
     assert!(b.log.contains(&from_alice.hash()).unwrap());
     // The auditor's view: every node held to the policy in force when it arrived.
@@ -317,7 +286,7 @@ async fn three_replicas_auto_resolving_the_same_conflicts_stop_after_one_round()
             for _ in 0..2 {
                 for i in 0..logs.len() {
                     for j in i + 1..logs.len() {
-                        let (x, y) = pair(&logs[i], &logs[j]).await;
+                        let (x, y) = try_both(&logs[i], &logs[j]).await;
                         x.unwrap();
                         y.unwrap();
                     }
@@ -433,6 +402,8 @@ fn prop_replicas_hold_exactly_what_the_policy_accepts(case: Case) -> TestResult 
                 Node::decode(&bytes).unwrap()
             }
         };
+        // Whether, not why: the property is "stored exactly when allowed", so any refusal
+        // (policy, signature) counts and the error kinds are left to the unit tests.
         let allowed = policy.allows(&node).is_ok() && node.verify_signature().is_ok();
         let is_outsider = std::ptr::eq(log, &outsider.log);
         let stored = log.insert(&[&node]).is_ok();
@@ -452,12 +423,12 @@ fn prop_replicas_hold_exactly_what_the_policy_accepts(case: Case) -> TestResult 
         for r in &reps {
             // The outsider's stream stops at its first refused node; what it delivered before
             // passed the policy (verify checks that below).
-            let _ = pair(&outsider.log, &r.log).await;
+            let _ = try_both(&outsider.log, &r.log).await;
         }
         for _ in 0..2 {
             for i in 0..3 {
                 for j in i + 1..3 {
-                    let (x, y) = pair(&reps[i].log, &reps[j].log).await;
+                    let (x, y) = try_both(&reps[i].log, &reps[j].log).await;
                     x.unwrap();
                     y.unwrap();
                 }
@@ -472,6 +443,7 @@ fn prop_replicas_hold_exactly_what_the_policy_accepts(case: Case) -> TestResult 
         }
         for h in &held {
             let n = r.log.get(h).unwrap().unwrap();
+            // Any refusal fails the property: every held node must pass the policy.
             if policy.allows(&n).is_err() {
                 return TestResult::error(format!("holds {h}, which the policy refuses"));
             }
@@ -505,7 +477,7 @@ async fn a_signed_node_at_the_payload_limit_replicates() {
         Err(LogError::Node(braidlog::NodeError::PayloadTooLarge { .. }))
     ));
     b.log.set_policy(&Policy::new(PolicyMode::Signed)).unwrap();
-    let (ra, rb) = pair(&a.log, &b.log).await;
+    let (ra, rb) = try_both(&a.log, &b.log).await;
     ra.unwrap();
     rb.unwrap();
     assert_eq!(b.log.get(&big.hash()).unwrap().unwrap(), big);

@@ -18,6 +18,10 @@ use braidlog::sync::wire::{
 use braidlog::sync::{Mode, Session, SessionConfig};
 use braidlog::{Hash, Identity, Log, PeerId, Policy, PolicyMode, PublicKey, STORE_FORMAT_VERSION};
 
+mod common;
+
+use common::assert_verified;
+
 const STORE: &str = "store-fmt1";
 const SESSION: &str = "session-v3";
 
@@ -164,7 +168,7 @@ fn store_fixture_opens_verifies_and_reads_back() {
     log.set_identity(Some(Identity::from_secret_bytes(&[1; 32]))); // alice, as in GENERATOR.md
     let put = kv.put("shape", b"resolved".to_vec()).unwrap();
     assert_eq!(kv.get("shape").unwrap().unwrap().hashes(), [put]);
-    assert!(log.verify().unwrap().is_ok());
+    assert_verified(&log);
 }
 
 /// A recorded direction's frames (length prefix included), after checking its preamble.
@@ -258,7 +262,7 @@ fn replay(store: &str, other_side: &str, own_side: &str, expected_state: &str) {
     // First what this side took in from old code (the compatibility that matters), then
     // what it wrote (stricter: a legal change of output, say a node sent whole instead of
     // as a delta, fails here too; judge such a failure by the frame it names).
-    assert!(log.verify().unwrap().is_ok());
+    assert_verified(&log);
     assert_eq!(state(&log), exp.sub(expected_state).state());
 
     let (written, want) = (frames(&out), frames(&own));

@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::future::Future;
 use std::time::Duration;
 
 use braidlog::sync::gossip::{
@@ -19,12 +18,6 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 const LIMIT: Duration = Duration::from_secs(120);
-
-async fn within<T>(what: &str, f: impl Future<Output = T>) -> T {
-    tokio::time::timeout(LIMIT, f)
-        .await
-        .unwrap_or_else(|_| panic!("{what}: no result within {LIMIT:?}"))
-}
 
 /// One replica on loopback: its log, node, server and fan-out.
 struct Member {
@@ -43,7 +36,7 @@ impl Member {
             gossip: true,
             ..Default::default()
         };
-        let node = within("bind", IrohNode::bind(&r.log, config))
+        let node = within(LIMIT, "bind", IrohNode::bind(&r.log, config))
             .await
             .unwrap();
         let (stop, rx) = oneshot::channel();
@@ -59,7 +52,7 @@ impl Member {
             .await
             .unwrap();
         });
-        let fanout = within("join", node.join_gossip(topic, bootstrap, options))
+        let fanout = within(LIMIT, "join", node.join_gossip(topic, bootstrap, options))
             .await
             .unwrap();
         Member {
@@ -78,7 +71,7 @@ impl Member {
     async fn leave(self) {
         self.fanout.shutdown().await;
         let _ = self.stop.send(());
-        let _ = within("server", self.server).await;
+        let _ = within(LIMIT, "server", self.server).await;
         self.node.close().await;
     }
 }
@@ -89,13 +82,6 @@ fn options() -> GossipOptions {
         // Short, so a lost announcement is repaired within a test's patience.
         reannounce: Duration::from_secs(2),
         ..Default::default()
-    }
-}
-
-async fn until_has_all(log: &Log, want: &[Hash]) {
-    let mut sub = log.subscribe();
-    while !want.iter().all(|h| log.contains(h).unwrap()) {
-        sub.changed().await.expect("log alive");
     }
 }
 
@@ -135,11 +121,11 @@ async fn twenty_replicas_converge_and_a_late_joiner_catches_up() {
             continue; // let the next write overlap this one's fan-out
         }
         for m in &members {
-            within("fan-out", until_has_all(m.log(), &written)).await;
+            within(LIMIT, "fan-out", until_has_all(m.log(), &written)).await;
         }
     }
     for m in &members {
-        within("fan-out", until_has_all(m.log(), &written)).await;
+        within(LIMIT, "fan-out", until_has_all(m.log(), &written)).await;
     }
     // All heads agree once the merge writes settle: wait for every replica to reach the
     // union of everything written anywhere.
@@ -150,7 +136,7 @@ async fn twenty_replicas_converge_and_a_late_joiner_catches_up() {
         }
         all
     };
-    within("convergence", async {
+    within(LIMIT, "convergence", async {
         loop {
             let all: Vec<Hash> = everything().into_iter().collect();
             let mut done = true;
@@ -167,18 +153,18 @@ async fn twenty_replicas_converge_and_a_late_joiner_catches_up() {
     })
     .await;
     for m in &members {
-        assert!(m.log().verify().unwrap().is_ok());
+        assert_verified(m.log());
         assert_eq!(hashes(m.log()), hashes(members[0].log()));
     }
     // A late joiner, through one member's ticket, gets the whole history.
     let late = Member::join(topic, &[members[5].node.ticket()], options()).await;
     let all: Vec<Hash> = hashes(members[0].log()).into_iter().collect();
-    within("late joiner", until_has_all(late.log(), &all)).await;
-    assert!(late.log().verify().unwrap().is_ok());
+    within(LIMIT, "late joiner", until_has_all(late.log(), &all)).await;
+    assert_verified(late.log());
     // And its own write reaches everyone.
     let n = late.log().append(b"from the late joiner".to_vec()).unwrap();
     for m in &members {
-        within("late write", until_has_all(m.log(), &[n.hash()])).await;
+        within(LIMIT, "late write", until_has_all(m.log(), &[n.hash()])).await;
     }
     let s: Vec<GossipStats> = members.iter().map(|m| m.fanout.stats()).collect();
     assert!(s.iter().map(|s| s.fetches).sum::<u64>() > 0);
@@ -188,7 +174,7 @@ async fn twenty_replicas_converge_and_a_late_joiner_catches_up() {
     for m in members.into_iter().chain([late]) {
         leaving.spawn(m.leave());
     }
-    within("leaving", leaving.join_all()).await;
+    within(LIMIT, "leaving", leaving.join_all()).await;
 }
 
 /// Waits until the victim has counted `n` announcements, whatever it did with them.
@@ -216,9 +202,13 @@ async fn attacker(topic: Topic, victim: &Member) -> (IrohNode, iroh_gossip::api:
     let id = iroh::PublicKey::from_bytes(victim.node.id().as_bytes()).unwrap();
     let topic = iroh_gossip::TopicId::from_bytes(topic.0);
     let gossip = node.gossip().unwrap();
-    let sub = within("attacker join", gossip.subscribe_and_join(topic, vec![id]))
-        .await
-        .unwrap();
+    let sub = within(
+        LIMIT,
+        "attacker join",
+        gossip.subscribe_and_join(topic, vec![id]),
+    )
+    .await
+    .unwrap();
     let (tx, rx) = sub.split();
     // Kept, so the attacker stays in the topic; dropped with the test's runtime.
     tokio::spawn(async move {

@@ -5,7 +5,6 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -13,26 +12,21 @@ use braidlog::sync::iroh::{
     Access, IrohConfig, IrohError, IrohEvent, IrohNode, IrohServeOptions, IrohServeReport, Ticket,
 };
 use braidlog::sync::{Mode, SyncOptions};
-use braidlog::{Hash, Log, PublicKey};
+use braidlog::{Log, PublicKey};
 use common::*;
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
 const LIMIT: Duration = Duration::from_secs(60);
 
-/// Awaits `f`, failing the test if it takes longer than [`LIMIT`].
-async fn within<T>(what: &str, f: impl Future<Output = T>) -> T {
-    tokio::time::timeout(LIMIT, f)
-        .await
-        .unwrap_or_else(|_| panic!("{what}: no result within {LIMIT:?}"))
-}
-
 async fn node(log: &Log) -> IrohNode {
     let config = IrohConfig {
         bind: Some("127.0.0.1:0".parse().unwrap()),
         ..Default::default()
     };
-    within("bind", IrohNode::bind(log, config)).await.unwrap()
+    within(LIMIT, "bind", IrohNode::bind(log, config))
+        .await
+        .unwrap()
 }
 
 struct Server {
@@ -81,7 +75,7 @@ impl Server {
 
     async fn stop(self) -> IrohServeReport {
         let _ = self.stop.send(());
-        let r = within("server stop", self.task).await.unwrap();
+        let r = within(LIMIT, "server stop", self.task).await.unwrap();
         self.node.close().await;
         r
     }
@@ -89,16 +83,6 @@ impl Server {
 
 fn keys(nodes: &[&IrohNode]) -> Access {
     Access::Keys(nodes.iter().map(|n| n.id()).collect())
-}
-
-async fn until_has(log: &Log, hash: Hash) {
-    within("a node to arrive", async {
-        let mut sub = log.subscribe();
-        while !log.contains(&hash).unwrap() {
-            sub.changed().await.expect("log alive");
-        }
-    })
-    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -119,6 +103,7 @@ async fn clone_over_iroh() {
     let client = node(&b.log).await;
     let srv = Server::start(&a.log, keys(&[&client]), SyncOptions::default()).await;
     let r = within(
+        LIMIT,
         "clone",
         client.connect(&srv.ticket(), SyncOptions::new(Mode::Pull)),
     )
@@ -140,6 +125,7 @@ async fn two_sided_over_iroh() {
     let client = node(&b.log).await;
     let srv = Server::start(&a.log, keys(&[&client]), SyncOptions::default()).await;
     let r = within(
+        LIMIT,
         "sync",
         client.connect(&srv.ticket(), SyncOptions::new(Mode::Both)),
     )
@@ -161,10 +147,12 @@ async fn three_replicas_converge_through_one_server() {
     let srv = Server::start(&a.log, keys(&[&nb, &nc]), SyncOptions::default()).await;
     let t = srv.ticket();
     let both = || SyncOptions::new(Mode::Both);
-    within("b", nb.connect(&t, both())).await.unwrap();
-    within("c", nc.connect(&t, both())).await.unwrap();
+    within(LIMIT, "b", nb.connect(&t, both())).await.unwrap();
+    within(LIMIT, "c", nc.connect(&t, both())).await.unwrap();
     // b learns c's nodes through a.
-    within("b again", nb.connect(&t, both())).await.unwrap();
+    within(LIMIT, "b again", nb.connect(&t, both()))
+        .await
+        .unwrap();
     assert_same(&a.log, &b.log);
     assert_same(&a.log, &c.log);
     assert_eq!(a.log.len().unwrap(), 180);
@@ -187,11 +175,11 @@ async fn live_over_iroh_both_ways() {
     let (c, t) = (client.clone(), srv.ticket());
     let session = tokio::spawn(async move { c.connect(&t, options).await });
     let n = a.log.append(b"after".to_vec()).unwrap();
-    until_has(&b.log, n.hash()).await;
+    within(LIMIT, "a node to arrive", until_has(&b.log, n.hash())).await;
     let m = b.log.append(b"reply".to_vec()).unwrap();
-    until_has(&a.log, m.hash()).await;
+    within(LIMIT, "a node to arrive", until_has(&a.log, m.hash())).await;
     stop_tx.send(true).unwrap();
-    let r = within("live close", session).await.unwrap().unwrap();
+    let r = within(LIMIT, "live close", session).await.unwrap().unwrap();
     assert!(r.nodes_received >= 11 && r.nodes_sent >= 1, "{r:?}");
     assert_same(&a.log, &b.log);
     srv.stop().await;
@@ -208,7 +196,7 @@ async fn a_refused_key_learns_nothing() {
     // Many times: whether the refusal is recognised once depended on timing.
     let modes = [Mode::Pull, Mode::Both, Mode::Push];
     for mode in modes.into_iter().cycle().take(30) {
-        let r = within("refused", ns.connect(&t, SyncOptions::new(mode))).await;
+        let r = within(LIMIT, "refused", ns.connect(&t, SyncOptions::new(mode))).await;
         match r {
             Err(IrohError::Refused { by }) => assert_eq!(by, srv.node.id()),
             other => panic!("expected a refusal, got {other:?}"),
@@ -217,9 +205,13 @@ async fn a_refused_key_learns_nothing() {
     assert_eq!(stranger.log.len().unwrap(), 0, "the stranger got nodes");
     assert_eq!(a.log.len().unwrap(), 500, "the stranger pushed nodes");
     // The allowed key still syncs.
-    within("friend", nf.connect(&t, SyncOptions::new(Mode::Pull)))
-        .await
-        .unwrap();
+    within(
+        LIMIT,
+        "friend",
+        nf.connect(&t, SyncOptions::new(Mode::Pull)),
+    )
+    .await
+    .unwrap();
     assert_same(&a.log, &friend.log);
     assert_eq!(*srv.refused.lock().unwrap(), vec![ns.id(); 30]);
     let report = srv.stop().await;
@@ -235,16 +227,26 @@ async fn the_authorship_allow_list_is_read_per_connection() {
     let nb = node(&b.log).await;
     let srv = Server::start(&a.log, Access::default(), SyncOptions::default()).await;
     let t = srv.ticket();
-    let r = within("before trust", nb.connect(&t, SyncOptions::new(Mode::Pull))).await;
+    let r = within(
+        LIMIT,
+        "before trust",
+        nb.connect(&t, SyncOptions::new(Mode::Pull)),
+    )
+    .await;
     assert!(matches!(r, Err(IrohError::Refused { .. })), "{r:?}");
     assert_eq!(b.log.len().unwrap(), 0);
     a.log.trust(nb.id()).unwrap();
-    within("after trust", nb.connect(&t, SyncOptions::new(Mode::Pull)))
-        .await
-        .unwrap();
+    within(
+        LIMIT,
+        "after trust",
+        nb.connect(&t, SyncOptions::new(Mode::Pull)),
+    )
+    .await
+    .unwrap();
     assert_same(&a.log, &b.log);
     a.log.distrust(nb.id()).unwrap();
     let r = within(
+        LIMIT,
         "after distrust",
         nb.connect(&t, SyncOptions::new(Mode::Pull)),
     )
@@ -255,6 +257,7 @@ async fn the_authorship_allow_list_is_read_per_connection() {
     let readers: BTreeSet<PublicKey> = [nb.id()].into();
     let srv = Server::start(&a.log, Access::Authors { readers }, SyncOptions::default()).await;
     within(
+        LIMIT,
         "reader",
         nb.connect(&srv.ticket(), SyncOptions::new(Mode::Pull)),
     )
@@ -275,7 +278,7 @@ async fn an_unreachable_ticket_fails_in_time() {
         handshake_timeout: Some(Duration::from_secs(2)),
         ..SyncOptions::new(Mode::Pull)
     };
-    let r = within("unreachable", nb.connect(&t, options)).await;
+    let r = within(LIMIT, "unreachable", nb.connect(&t, options)).await;
     assert!(
         matches!(r, Err(IrohError::Connect { peer, .. }) if peer == ghost),
         "{r:?}"

@@ -10,7 +10,7 @@ use braidlog::{Hash, Log};
 
 mod common;
 
-use common::{kv_replica as replica, KvReplica as Replica};
+use common::{assert_verified_with_view, kv_replica, sorted, KvReplica};
 
 /// Copies every node `to` lacks from `from`, in `from`'s feed order (topological), as a
 /// stand-in for replication.
@@ -37,11 +37,6 @@ fn values(kv: &Kv, key: &[u8]) -> Vec<Option<Vec<u8>>> {
         .collect()
 }
 
-fn sorted(mut v: Vec<Option<Vec<u8>>>) -> Vec<Option<Vec<u8>>> {
-    v.sort();
-    v
-}
-
 fn put_val(s: &str) -> Option<Vec<u8>> {
     Some(s.as_bytes().to_vec())
 }
@@ -50,15 +45,9 @@ fn keys(scan: impl Iterator<Item = Result<Entry, KvError>>) -> Vec<Vec<u8>> {
     scan.map(|e| e.unwrap().key).collect()
 }
 
-fn assert_verified(log: &Log) {
-    let report = log.verify().unwrap();
-    assert!(report.is_ok(), "{:?}", report.violations);
-    assert_eq!(report.views, 1);
-}
-
 #[test]
 fn put_get_overwrite_delete() {
-    let r = replica();
+    let r = kv_replica();
     assert!(r.kv.get(b"k").unwrap().is_none());
     assert!(r.kv.versions(b"k").unwrap().is_empty());
 
@@ -86,12 +75,12 @@ fn put_get_overwrite_delete() {
     r.kv.put(b"k", b"back".to_vec()).unwrap();
     assert_eq!(values(&r.kv, b"k"), vec![put_val("back")]);
     assert_eq!(r.kv.conflicts().count(), 0);
-    assert_verified(&r.log);
+    assert_verified_with_view(&r.log);
 }
 
 #[test]
 fn history_lists_every_operation_newest_first() {
-    let r = replica();
+    let r = kv_replica();
     let h1 = r.kv.put(b"k", b"1".to_vec()).unwrap();
     let h2 = r.kv.put(b"k", b"2".to_vec()).unwrap();
     r.kv.put(b"other", b"x".to_vec()).unwrap();
@@ -117,7 +106,7 @@ fn history_lists_every_operation_newest_first() {
 
 #[test]
 fn long_history_reads_in_chunks() {
-    let r = replica();
+    let r = kv_replica();
     let mut written = Vec::new();
     for i in 0..150u32 {
         written.push(r.kv.put(b"k", i.to_be_bytes().to_vec()).unwrap());
@@ -129,7 +118,7 @@ fn long_history_reads_in_chunks() {
 
 #[test]
 fn concurrent_puts_show_both_versions_on_both_replicas() {
-    let (a, b) = (replica(), replica());
+    let (a, b) = (kv_replica(), kv_replica());
     a.kv.put(b"k", b"base".to_vec()).unwrap();
     exchange(&a.log, &b.log);
     let ha = a.kv.put(b"k", b"from a".to_vec()).unwrap();
@@ -159,14 +148,14 @@ fn concurrent_puts_show_both_versions_on_both_replicas() {
             }
             other => panic!("expected a conflict, got {other:?}"),
         }
-        assert_verified(&r.log);
+        assert_verified_with_view(&r.log);
     }
     assert_eq!(a.kv.get(b"k").unwrap(), b.kv.get(b"k").unwrap());
 }
 
 #[test]
 fn resolving_on_one_side_clears_the_conflict_on_both() {
-    let (a, b) = (replica(), replica());
+    let (a, b) = (kv_replica(), kv_replica());
     a.kv.put(b"k", b"1".to_vec()).unwrap();
     b.kv.put(b"k", b"2".to_vec()).unwrap();
     exchange(&a.log, &b.log);
@@ -185,13 +174,13 @@ fn resolving_on_one_side_clears_the_conflict_on_both() {
         let history: Vec<_> = r.kv.history(b"k").map(Result::unwrap).collect();
         assert_eq!(history.len(), 3);
         assert_eq!(history.iter().filter(|e| e.current).count(), 1);
-        assert_verified(&r.log);
+        assert_verified_with_view(&r.log);
     }
 }
 
 #[test]
 fn resolve_with_a_merge_function() {
-    let (a, b) = (replica(), replica());
+    let (a, b) = (kv_replica(), kv_replica());
     a.kv.put(b"set", b"x".to_vec()).unwrap();
     b.kv.put(b"set", b"y".to_vec()).unwrap();
     assert_eq!(
@@ -227,7 +216,7 @@ fn resolve_with_a_merge_function() {
 
 #[test]
 fn deterministic_policy_is_opt_in_and_agrees_across_replicas() {
-    let (a, b) = (replica(), replica());
+    let (a, b) = (kv_replica(), kv_replica());
     a.kv.put(b"k", b"a1".to_vec()).unwrap();
     a.kv.put(b"k", b"a2".to_vec()).unwrap(); // depth 2
     b.kv.put(b"k", b"b1".to_vec()).unwrap(); // depth 1
@@ -259,7 +248,7 @@ fn deterministic_policy_is_opt_in_and_agrees_across_replicas() {
 
 #[test]
 fn concurrent_put_and_delete_show_both() {
-    let (a, b) = (replica(), replica());
+    let (a, b) = (kv_replica(), kv_replica());
     a.kv.put(b"k", b"v".to_vec()).unwrap();
     exchange(&a.log, &b.log);
     a.kv.put(b"k", b"new".to_vec()).unwrap();
@@ -281,13 +270,13 @@ fn concurrent_put_and_delete_show_both() {
     for r in [&a, &b] {
         assert!(r.kv.get(b"k").unwrap().is_none());
         assert_eq!(r.kv.conflicts().count(), 0);
-        assert_verified(&r.log);
+        assert_verified_with_view(&r.log);
     }
 }
 
 #[test]
 fn concurrent_deletes_are_absent_not_a_conflict() {
-    let (a, b) = (replica(), replica());
+    let (a, b) = (kv_replica(), kv_replica());
     a.kv.put(b"k", b"v".to_vec()).unwrap();
     exchange(&a.log, &b.log);
     // Deletes by two authors are two nodes; both tombstones, so the key is absent.
@@ -310,7 +299,7 @@ fn concurrent_deletes_are_absent_not_a_conflict() {
 
 #[test]
 fn resolution_concurrent_with_another_write_leaves_a_new_conflict() {
-    let (a, b) = (replica(), replica());
+    let (a, b) = (kv_replica(), kv_replica());
     a.kv.put(b"k", b"1".to_vec()).unwrap();
     b.kv.put(b"k", b"2".to_vec()).unwrap();
     exchange(&a.log, &b.log);
@@ -329,7 +318,7 @@ fn resolution_concurrent_with_another_write_leaves_a_new_conflict() {
 
 #[test]
 fn explicit_links_supersede_only_what_they_link() {
-    let r = replica();
+    let r = kv_replica();
     let v1 = r.kv.put(b"k", b"1".to_vec()).unwrap();
     let v2 =
         r.kv.write(b"k", Write::from(Op::Put(b"2".to_vec())).superseding([]))
@@ -353,12 +342,12 @@ fn explicit_links_supersede_only_what_they_link() {
     let mut expected = vec![v3, v4];
     expected.sort();
     assert_eq!(r.kv.versions(b"k").unwrap().hashes(), expected);
-    assert_verified(&r.log);
+    assert_verified_with_view(&r.log);
 }
 
 #[test]
 fn links_to_other_keys_and_app_nodes_do_not_supersede() {
-    let r = replica();
+    let r = kv_replica();
     let app = r.log.add([], b"an app's own node".to_vec()).unwrap();
     let other = r.kv.put(b"other", b"o".to_vec()).unwrap();
     let k1 =
@@ -375,12 +364,12 @@ fn links_to_other_keys_and_app_nodes_do_not_supersede() {
     )
     .unwrap();
     assert_eq!(r.kv.get(b"k").unwrap().unwrap().hashes(), vec![k1]);
-    assert_verified(&r.log);
+    assert_verified_with_view(&r.log);
 }
 
 #[test]
 fn nodes_that_are_not_kv_operations_are_ignored() {
-    let r = replica();
+    let r = kv_replica();
     r.log.append(b"hello".to_vec()).unwrap();
     r.log.append(b"\0bkv".to_vec()).unwrap(); // the magic alone
     r.log.append(b"\0bkv\x01garbage".to_vec()).unwrap();
@@ -389,12 +378,12 @@ fn nodes_that_are_not_kv_operations_are_ignored() {
     r.kv.put(b"k", b"v".to_vec()).unwrap();
     assert_eq!(r.kv.iter().count(), 1);
     assert_eq!(r.kv.history(b"k").count(), 1);
-    assert_verified(&r.log);
+    assert_verified_with_view(&r.log);
 }
 
 #[test]
 fn local_concurrent_puts_never_conflict() {
-    let r = replica();
+    let r = kv_replica();
     let threads: Vec<_> = (0..2u8)
         .map(|t| {
             let kv = r.kv.clone();
@@ -419,7 +408,7 @@ fn local_concurrent_puts_never_conflict() {
 
 #[test]
 fn range_and_prefix_scan_in_key_order() {
-    let r = replica();
+    let r = kv_replica();
     let all: [&[u8]; 9] = [
         b"",
         b"a",
@@ -471,7 +460,7 @@ fn range_and_prefix_scan_in_key_order() {
 
 #[test]
 fn scans_cross_chunk_boundaries() {
-    let r = replica();
+    let r = kv_replica();
     let mut batch = Vec::new();
     for i in 0..700u32 {
         let op = braidlog::kv::KvOp::new(b"", &i.to_be_bytes(), Op::Put(vec![1])).unwrap();
@@ -502,12 +491,12 @@ fn scans_cross_chunk_boundaries() {
     let conflicts = keys(r.kv.conflicts());
     assert_eq!(conflicts.len(), 234);
     assert!(conflicts.windows(2).all(|w| w[0] < w[1]));
-    assert_verified(&r.log);
+    assert_verified_with_view(&r.log);
 }
 
 #[test]
 fn namespaces_are_independent() {
-    let r = replica();
+    let r = kv_replica();
     let users = r.kv.namespace("users").unwrap();
     let groups = r.kv.namespace("groups").unwrap();
     let nested = users.namespace("archived").unwrap();
@@ -537,19 +526,21 @@ fn namespaces_are_independent() {
     assert_eq!(keys(users.conflicts()), [b"bob"]);
     assert_eq!(r.kv.conflicts().count(), 0);
     assert_eq!(nested.conflicts().count(), 0);
-    assert!(r.kv.namespace([b'n'; 64]).is_err());
-    assert_verified(&r.log);
+    let err = r.kv.namespace([b'n'; 64]).unwrap_err();
+    assert!(matches!(err, KvError::NamespaceTooLong { .. }), "{err:?}");
+    assert_verified_with_view(&r.log);
 }
 
 #[test]
 fn limits_are_enforced() {
-    let r = replica();
+    let r = kv_replica();
     let long = vec![b'k'; braidlog::kv::MAX_KEY_LEN + 1];
     assert!(matches!(
         r.kv.put(&long, b"v".to_vec()),
         Err(KvError::KeyTooLong { .. })
     ));
-    assert!(r.kv.get(&long).is_err());
+    let got = r.kv.get(&long);
+    assert!(matches!(got, Err(KvError::KeyTooLong { .. })), "{got:?}");
     let max = vec![0u8; braidlog::kv::MAX_KEY_LEN];
     let ns =
         r.kv.namespace([0u8; braidlog::kv::MAX_NAMESPACE_LEN - 1])
@@ -560,7 +551,7 @@ fn limits_are_enforced() {
 
 #[test]
 fn watch_fires_on_local_and_received_changes() {
-    let (a, b) = (replica(), replica());
+    let (a, b) = (kv_replica(), kv_replica());
     let mut key_watch = b.kv.watch(b"door");
     let mut prefix_watch = b.kv.watch_prefix(b"do");
     let mut other_ns = b.kv.namespace("x").unwrap().watch(b"door");
@@ -592,7 +583,7 @@ fn watch_fires_on_local_and_received_changes() {
 
 #[tokio::test]
 async fn watch_works_in_async_code() {
-    let r = replica();
+    let r = kv_replica();
     let mut watcher = r.kv.watch(b"k");
     let kv = r.kv.clone();
     let writer = tokio::task::spawn_blocking(move || {
@@ -609,7 +600,7 @@ fn handles_move_between_threads_and_tasks() {
     fn send_sync<T: Send + Sync>() {}
     fn send<T: Send>(_: &T) {}
     send_sync::<Kv>();
-    let r = replica();
+    let r = kv_replica();
     send(&r.kv.iter());
     send(&r.kv.history(b"k"));
     let mut watcher = r.kv.watch(b"k");
@@ -639,7 +630,7 @@ fn the_view_catches_up_and_survives_reopening() {
     let kv = Kv::open(&log).unwrap();
     assert_eq!(kv.get(b"k").unwrap().unwrap().hashes(), vec![h]);
     assert_eq!(keys(kv.iter()), [&b"early"[..], b"k", b"late"]);
-    assert_verified(&log);
+    assert_verified_with_view(&log);
 }
 
 #[test]
@@ -649,7 +640,7 @@ fn typed_values() {
         x: i32,
         y: i32,
     }
-    let (a, b) = (replica(), replica());
+    let (a, b) = (kv_replica(), kv_replica());
     let pa = a.kv.typed::<Point>();
     let pb = b.kv.typed::<Point>();
     pa.put(b"p", &Point { x: 1, y: 2 }).unwrap();
@@ -658,7 +649,11 @@ fn typed_values() {
     exchange(&a.log, &b.log);
     let both = pa.get(b"p").unwrap().unwrap();
     assert_eq!(both.len(), 2);
-    assert!(pa.get_single(b"p").is_err());
+    let single = pa.get_single(b"p");
+    assert!(
+        matches!(&single, Err(KvError::Conflict { versions, .. }) if versions.len() == 2),
+        "{single:?}"
+    );
     pa.del(b"p").unwrap();
     assert_eq!(pa.get(b"p").unwrap(), None);
     // A value that does not decode names its version.
@@ -741,7 +736,7 @@ mod props {
         }
     }
 
-    fn run(replicas: &[Replica], steps: &[Step]) {
+    fn run(replicas: &[KvReplica], steps: &[Step]) {
         for step in steps {
             match *step {
                 Step::Put { at, key, value } => {
@@ -833,7 +828,7 @@ mod props {
     }
 
     fn prop_view_equals_rebuild(steps: Vec<Step>) -> bool {
-        let replicas: Vec<Replica> = (0..REPLICAS).map(|_| replica()).collect();
+        let replicas: Vec<KvReplica> = (0..REPLICAS).map(|_| kv_replica()).collect();
         run(&replicas, &steps);
         replicas.iter().all(|r| {
             let report = r.log.verify().unwrap();
@@ -871,7 +866,7 @@ mod props {
     }
 
     fn prop_replicas_that_exchanged_everything_agree(steps: Vec<Step>, order: Vec<u8>) -> bool {
-        let replicas: Vec<Replica> = (0..REPLICAS).map(|_| replica()).collect();
+        let replicas: Vec<KvReplica> = (0..REPLICAS).map(|_| kv_replica()).collect();
         run(&replicas, &steps);
         // Spread everything in an arbitrary order, then make sure every replica has it all.
         for pair in order.chunks(2) {
@@ -918,7 +913,7 @@ mod props {
     }
 
     fn prop_single_replica_agrees_with_a_btreemap(steps: Vec<ModelStep>, lo: u8, hi: u8) -> bool {
-        let r = replica();
+        let r = kv_replica();
         let mut model = BTreeMap::new();
         for step in &steps {
             match *step {
@@ -994,7 +989,7 @@ mod props {
 
 #[test]
 fn writes_to_many_keys_leave_one_head() {
-    let r = replica();
+    let r = kv_replica();
     for i in 0..200u32 {
         r.kv.put(format!("key-{i}"), i.to_be_bytes().to_vec())
             .unwrap();
@@ -1007,12 +1002,12 @@ fn writes_to_many_keys_leave_one_head() {
     );
     assert_eq!(r.kv.iter().count(), 199);
     assert_eq!(r.kv.conflicts().count(), 0);
-    assert_verified(&r.log);
+    assert_verified_with_view(&r.log);
 }
 
 #[test]
 fn a_batch_commits_all_its_writes_or_none() {
-    let r = replica();
+    let r = kv_replica();
     r.kv.put("kept", "before").unwrap();
     let hashes =
         r.kv.batch(|b| {
@@ -1042,7 +1037,7 @@ fn a_batch_commits_all_its_writes_or_none() {
         "writes in a batch see each other"
     );
     assert_eq!(r.log.heads().unwrap().len(), 1);
-    assert_verified(&r.log);
+    assert_verified_with_view(&r.log);
 
     let before = r.log.last_seq().unwrap();
     let too_long = vec![b'x'; braidlog::kv::MAX_KEY_LEN + 1];
@@ -1050,7 +1045,7 @@ fn a_batch_commits_all_its_writes_or_none() {
         b.put("k001", "lost")?;
         b.put(&too_long, "too long")
     });
-    assert!(err.is_err());
+    assert!(matches!(err, Err(KvError::KeyTooLong { .. })), "{err:?}");
     assert_eq!(
         r.log.last_seq().unwrap(),
         before,
@@ -1062,5 +1057,5 @@ fn a_batch_commits_all_its_writes_or_none() {
         r.kv.get("k007").unwrap().unwrap().value(),
         Some(&b"again"[..])
     );
-    assert_verified(&r.log);
+    assert_verified_with_view(&r.log);
 }

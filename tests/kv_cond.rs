@@ -3,29 +3,16 @@
 
 use braidlog::kv::MergeFn;
 use braidlog::kv::{Deterministic, KvRead, Pick, Write};
-use braidlog::kv::{Kv, KvError, Op};
-use braidlog::{Durability, Error, Hash, Log, LogOptions};
-use tempfile::TempDir;
+use braidlog::kv::{KvError, Op};
+use braidlog::{Error, Hash};
 
-fn open() -> (TempDir, Log, Kv) {
-    let dir = tempfile::tempdir().unwrap();
-    let options = LogOptions {
-        durability: Durability::NoSync,
-        ..LogOptions::default()
-    };
-    let log = Log::open_with(dir.path(), options).unwrap();
-    let kv = Kv::open(&log).unwrap();
-    (dir, log, kv)
-}
+mod common;
 
-fn sorted(mut v: Vec<Hash>) -> Vec<Hash> {
-    v.sort();
-    v
-}
+use common::{kv_replica, sorted, KvReplica};
 
 #[test]
 fn write_if_refuses_a_key_that_changed_and_names_the_current_versions() {
-    let (_d, log, kv) = open();
+    let KvReplica { dir: _d, log, kv } = kv_replica();
     let a = kv
         .write(b"k", Write::put(b"1".to_vec()).expecting(&[]))
         .unwrap();
@@ -49,9 +36,12 @@ fn write_if_refuses_a_key_that_changed_and_names_the_current_versions() {
     let c = kv
         .write(b"k", Write::from(Op::Put(b"c".to_vec())).superseding([a]))
         .unwrap();
-    assert!(kv
-        .write(b"k", Write::put(b"4".to_vec()).expecting(&[b]))
-        .is_err());
+    let r = kv.write(b"k", Write::put(b"4".to_vec()).expecting(&[b]));
+    assert!(
+        matches!(&r, Err(KvError::Changed { expected, current, .. })
+            if *expected == vec![b] && *current == sorted(vec![b, c])),
+        "{r:?}"
+    );
     kv.write(b"k", Write::put(b"4".to_vec()).expecting(&[c, b]))
         .unwrap();
     assert_eq!(kv.get(b"k").unwrap().unwrap().value(), Some(&b"4"[..]));
@@ -61,7 +51,11 @@ fn write_if_refuses_a_key_that_changed_and_names_the_current_versions() {
 /// must not be superseded unseen.
 #[test]
 fn update_reads_again_when_a_write_lands_between_its_read_and_write() {
-    let (_d, _log, kv) = open();
+    let KvReplica {
+        dir: _d,
+        log: _log,
+        kv,
+    } = kv_replica();
     kv.put(b"n", b"10".to_vec()).unwrap();
     let (mut calls, other) = (0, kv.clone());
     kv.update(b"n", |versions| {
@@ -83,7 +77,11 @@ fn update_reads_again_when_a_write_lands_between_its_read_and_write() {
 
 #[test]
 fn update_gives_up_after_its_bound_with_the_typed_error() {
-    let (_d, _log, kv) = open();
+    let KvReplica {
+        dir: _d,
+        log: _log,
+        kv,
+    } = kv_replica();
     let (mut calls, other) = (0, kv.clone());
     let err = kv
         .update(b"n", |_| {
@@ -101,7 +99,11 @@ fn update_gives_up_after_its_bound_with_the_typed_error() {
 
 #[test]
 fn a_batch_reads_what_it_supersedes() {
-    let (_d, _log, kv) = open();
+    let KvReplica {
+        dir: _d,
+        log: _log,
+        kv,
+    } = kv_replica();
     let root = kv.put(b"k", b"1".to_vec()).unwrap();
     let x = kv
         .write(
@@ -127,7 +129,11 @@ fn a_batch_reads_what_it_supersedes() {
             Write::from(Op::Put(sum.to_string().into_bytes())).expecting(&seen.hashes()),
         )?;
         assert_eq!(b.get(b"k")?.unwrap().value(), Some(&b"5"[..]));
-        assert!(b.write(b"k", Write::from(Op::Del).expecting(&[x])).is_err());
+        let r = b.write(b"k", Write::from(Op::Del).expecting(&[x]));
+        assert!(
+            matches!(&r, Err(KvError::Changed { expected, .. }) if *expected == vec![x]),
+            "{r:?}"
+        );
         Ok(())
     })
     .unwrap();
@@ -136,7 +142,11 @@ fn a_batch_reads_what_it_supersedes() {
 
 #[test]
 fn resolve_pick_reads_and_resolves_in_one_transaction_with_typed_errors() {
-    let (_d, _log, kv) = open();
+    let KvReplica {
+        dir: _d,
+        log: _log,
+        kv,
+    } = kv_replica();
     let root = kv.put(b"c", b"red".to_vec()).unwrap();
     let blue = kv
         .write(
@@ -169,7 +179,7 @@ fn resolve_pick_reads_and_resolves_in_one_transaction_with_typed_errors() {
 
 #[test]
 fn try_resolve_writes_nothing_when_the_merge_fails() {
-    let (_d, log, kv) = open();
+    let KvReplica { dir: _d, log, kv } = kv_replica();
     let root = kv.put(b"k", b"1".to_vec()).unwrap();
     kv.write(
         b"k",
@@ -203,7 +213,7 @@ fn try_resolve_writes_nothing_when_the_merge_fails() {
 /// write: resolving many keys then left as many heads, which every sync announces.
 #[test]
 fn resolutions_do_not_stay_heads_of_the_log() {
-    let (_d, log, kv) = open();
+    let KvReplica { dir: _d, log, kv } = kv_replica();
     for key in ["a", "b", "c"] {
         let root = kv.put(key, b"0".to_vec()).unwrap();
         kv.write(key, Write::from(Op::Put(b"1".to_vec())).superseding([root]))
@@ -222,7 +232,11 @@ fn resolutions_do_not_stay_heads_of_the_log() {
 
 #[test]
 fn merge_base_and_history_since_follow_the_keys_dag() {
-    let (_d, _log, kv) = open();
+    let KvReplica {
+        dir: _d,
+        log: _log,
+        kv,
+    } = kv_replica();
     let a = kv.put(b"k", b"a".to_vec()).unwrap();
     let b = kv.put(b"k", b"b".to_vec()).unwrap();
     // Another key in between: its writes link the log's heads, never the key's DAG.
@@ -296,7 +310,11 @@ fn merge_base_and_history_since_follow_the_keys_dag() {
 /// long history below the base (not walked).
 #[test]
 fn merge_base_of_many_versions_through_folds() {
-    let (_d, _log, kv) = open();
+    let KvReplica {
+        dir: _d,
+        log: _log,
+        kv,
+    } = kv_replica();
     let mut last = kv.put(b"k", b"0".to_vec()).unwrap();
     for i in 0..50 {
         last = kv.put(b"k", i.to_string()).unwrap();

@@ -3,32 +3,13 @@
 
 use braidlog::kv::MergeFn;
 use braidlog::kv::{Deterministic, KvRead, Write};
-use braidlog::kv::{Kv, KvOp, Op};
+use braidlog::kv::{KvOp, Op};
 use braidlog::MAX_LINKS;
-use braidlog::{Durability, Hash, Log, LogOptions, Node};
-use tempfile::TempDir;
+use braidlog::{Hash, Log, Node};
 
-fn open(dir: &std::path::Path) -> (Log, Kv) {
-    let options = LogOptions {
-        durability: Durability::NoSync,
-        ..LogOptions::default()
-    };
-    let log = Log::open_with(dir, options).unwrap();
-    let kv = Kv::open(&log).unwrap();
-    (log, kv)
-}
+mod common;
 
-fn replica() -> (TempDir, Log, Kv) {
-    let dir = tempfile::tempdir().unwrap();
-    let (log, kv) = open(dir.path());
-    (dir, log, kv)
-}
-
-fn assert_verified(log: &Log) {
-    let report = log.verify().unwrap();
-    assert!(report.is_ok(), "{:?}", report.violations);
-    assert_eq!(report.views, 1);
-}
+use common::{assert_verified, assert_verified_with_view, kv_replica, open_kv, KvReplica};
 
 /// Writes `n` versions of `key` that saw nothing (as `n` replicas writing at once would), in
 /// one transaction. Returns their hashes.
@@ -46,7 +27,7 @@ fn concurrent_versions(log: &Log, key: &[u8], n: u32) -> Vec<Hash> {
 
 #[test]
 fn a_key_with_more_versions_than_a_node_may_link_can_be_resolved() {
-    let (_dir, log, kv) = replica();
+    let KvReplica { dir: _dir, log, kv } = kv_replica();
     let n = MAX_LINKS as u32 * 2 + 300; // two full folds and a partial one
     let mut versions = concurrent_versions(&log, b"k", n);
     // The deterministic policy: all at depth 1, so the greatest hash wins.
@@ -81,14 +62,14 @@ fn a_key_with_more_versions_than_a_node_may_link_can_be_resolved() {
     assert!(history[1..]
         .iter()
         .all(|e| !e.current && e.folds.is_empty()));
-    assert_verified(&log);
+    assert_verified_with_view(&log);
     log.reindex().unwrap();
     assert_eq!(kv.get(b"k").unwrap().unwrap().hashes(), vec![top]);
 }
 
 #[test]
 fn put_and_del_fold_too_and_the_key_stays_writable() {
-    let (_dir, log, kv) = replica();
+    let KvReplica { dir: _dir, log, kv } = kv_replica();
     concurrent_versions(&log, b"k", MAX_LINKS as u32 + 1);
     let put = kv.put(b"k", b"one".to_vec()).unwrap();
     assert_eq!(kv.get(b"k").unwrap().unwrap().hashes(), vec![put]);
@@ -107,7 +88,7 @@ fn put_and_del_fold_too_and_the_key_stays_writable() {
         1,
         "fold nodes are linked, not heads"
     );
-    assert_verified(&log);
+    assert_verified_with_view(&log);
 }
 
 /// Two replicas folding the same versions write the same fold nodes when they write unsigned
@@ -115,8 +96,16 @@ fn put_and_del_fold_too_and_the_key_stays_writable() {
 /// the only conflict is between the two resolutions, as with an ordinary resolution.
 #[test]
 fn replicas_folding_the_same_versions_agree_on_the_folds() {
-    let (_da, a_log, a) = replica();
-    let (_db, b_log, b) = replica();
+    let KvReplica {
+        dir: _da,
+        log: a_log,
+        kv: a,
+    } = kv_replica();
+    let KvReplica {
+        dir: _db,
+        log: b_log,
+        kv: b,
+    } = kv_replica();
     a_log.set_identity(None);
     b_log.set_identity(None);
     concurrent_versions(&a_log, b"k", MAX_LINKS as u32 + 10);
@@ -143,14 +132,22 @@ fn replicas_folding_the_same_versions_agree_on_the_folds() {
     let mut both = vec![ra, rb];
     both.sort();
     assert_eq!(a.get(b"k").unwrap().unwrap().hashes(), both);
-    assert_verified(&a_log);
+    assert_verified_with_view(&a_log);
 }
 
 /// Signed, each replica folds under its own key: more nodes, the same reading.
 #[test]
 fn signed_replicas_folding_the_same_versions_agree_on_the_reading() {
-    let (_da, a_log, a) = replica();
-    let (_db, b_log, b) = replica();
+    let KvReplica {
+        dir: _da,
+        log: a_log,
+        kv: a,
+    } = kv_replica();
+    let KvReplica {
+        dir: _db,
+        log: b_log,
+        kv: b,
+    } = kv_replica();
     concurrent_versions(&a_log, b"k", MAX_LINKS as u32 + 10);
     for entry in a_log.changes(0) {
         b_log.insert(&[&entry.unwrap().node]).unwrap();
@@ -173,16 +170,24 @@ fn signed_replicas_folding_the_same_versions_agree_on_the_reading() {
     both.sort();
     assert_eq!(a.get(b"k").unwrap().unwrap().hashes(), both);
     assert_eq!(a.get(b"k").unwrap(), b.get(b"k").unwrap());
-    assert_verified(&a_log);
-    assert_verified(&b_log);
+    assert_verified_with_view(&a_log);
+    assert_verified_with_view(&b_log);
 }
 
 /// A replica that received the fold nodes but not yet the resolution on top of them (a sync
 /// cut between batches) still shows every original version: a fold hides nothing by itself.
 #[test]
 fn fold_nodes_alone_change_no_read() {
-    let (_da, a_log, a) = replica();
-    let (_db, b_log, b) = replica();
+    let KvReplica {
+        dir: _da,
+        log: a_log,
+        kv: a,
+    } = kv_replica();
+    let KvReplica {
+        dir: _db,
+        log: b_log,
+        kv: b,
+    } = kv_replica();
     let versions = concurrent_versions(&a_log, b"k", MAX_LINKS as u32 + 10);
     let top = a.put(b"k", b"merged".to_vec()).unwrap();
     for entry in a_log.changes(0) {
@@ -195,17 +200,17 @@ fn fold_nodes_alone_change_no_read() {
     sorted.sort();
     assert_eq!(b.get(b"k").unwrap().unwrap().hashes(), sorted);
     assert_eq!(b.history(b"k").count(), versions.len());
-    assert_verified(&b_log);
+    assert_verified_with_view(&b_log);
     b_log.insert(&[&a_log.get(&top).unwrap().unwrap()]).unwrap();
     assert_eq!(b.get(b"k").unwrap().unwrap().hashes(), vec![top]);
-    assert_verified(&b_log);
+    assert_verified_with_view(&b_log);
 }
 
 /// A scan resumes at the next key's id, not at the first version it saw of it: a write
 /// between chunks that replaces that version with one of a smaller hash must not hide the key.
 #[test]
 fn a_scan_sees_a_key_rewritten_between_chunks() {
-    let (_dir, log, kv) = replica();
+    let KvReplica { dir: _dir, log, kv } = kv_replica();
     let key = |i: u32| format!("k{i:03}").into_bytes();
     let mut old = Vec::new();
     log.transaction(|w| {
@@ -249,13 +254,13 @@ fn a_scan_sees_a_key_rewritten_between_chunks() {
 fn verify_reports_a_damaged_kv_table() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let (log, kv) = open(dir.path());
+        let (log, kv) = open_kv(dir.path());
         kv.put(b"a", b"honest".to_vec()).unwrap();
         kv.put(b"b", b"other".to_vec()).unwrap();
-        assert!(log.verify().unwrap().is_ok());
+        assert_verified(&log);
     }
     damage_kv_value(dir.path(), b"evil!!");
-    let (log, kv) = open(dir.path());
+    let (log, kv) = open_kv(dir.path());
     let versions = kv.get(b"a").unwrap().unwrap();
     let values: Vec<Option<&[u8]>> = versions.as_slice().iter().map(|v| v.value()).collect();
     assert_eq!(
@@ -306,27 +311,25 @@ fn damage_kv_value(dir: &std::path::Path, value: &[u8]) {
 /// folds) and the resolution reaches the peer by sync: both converge on one version.
 #[tokio::test]
 async fn a_flooded_key_is_resolved_and_the_resolution_syncs() {
-    use braidlog::sync::{sync, Mode, SyncOptions};
-    let (_da, a_log, a) = replica();
-    let (_db, b_log, b) = replica();
+    let KvReplica {
+        dir: _da,
+        log: a_log,
+        kv: a,
+    } = kv_replica();
+    let KvReplica {
+        dir: _db,
+        log: b_log,
+        kv: b,
+    } = kv_replica();
     concurrent_versions(&a_log, b"k", MAX_LINKS as u32 * 2);
-    let once = |x: Log, y: Log| async move {
-        let (sx, sy) = tokio::io::duplex(1 << 16);
-        let (rx, ry) = tokio::join!(
-            sync(&x, sx, SyncOptions::new(Mode::Both)),
-            sync(&y, sy, SyncOptions::new(Mode::Both))
-        );
-        rx.unwrap();
-        ry.unwrap();
-    };
-    once(a_log.clone(), b_log.clone()).await;
+    common::both(&a_log, &b_log).await;
     assert_eq!(b.versions(b"k").unwrap().len(), MAX_LINKS * 2);
     let top = b.put(b"k", b"calm".to_vec()).unwrap();
-    once(a_log.clone(), b_log.clone()).await;
+    common::both(&a_log, &b_log).await;
     for kv in [&a, &b] {
         assert_eq!(kv.get(b"k").unwrap().unwrap().hashes(), vec![top]);
     }
     assert_eq!(a_log.heads().unwrap(), b_log.heads().unwrap());
-    assert_verified(&a_log);
-    assert_verified(&b_log);
+    assert_verified_with_view(&a_log);
+    assert_verified_with_view(&b_log);
 }

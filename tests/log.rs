@@ -3,14 +3,12 @@
 
 use std::collections::{BTreeSet, HashSet};
 
-use braidlog::{Durability, Hash, Inserted, Log, LogError, LogOptions, Node, NodeError};
+use braidlog::{Hash, Inserted, Log, LogError, LogOptions, Node, NodeError};
 use quickcheck::{quickcheck, Gen, TestResult};
 
-fn open() -> (tempfile::TempDir, Log) {
-    let dir = tempfile::tempdir().unwrap();
-    let log = Log::open(dir.path()).unwrap();
-    (dir, log)
-}
+mod common;
+
+use common::{assert_verified, durable_replica, hashes, replica_with, small_map, Replica};
 
 /// Builds a random DAG in memory: op `i` links to the nodes picked by `picks` among 0..i.
 fn build_dag(ops: &[(Vec<u8>, u8)]) -> Vec<Node> {
@@ -60,10 +58,6 @@ fn shuffled_topological(nodes: &[Node], seed: u64) -> Vec<Node> {
     out
 }
 
-fn node_set(log: &Log) -> BTreeSet<Hash> {
-    log.changes(0).map(|c| c.unwrap().node.hash()).collect()
-}
-
 #[test]
 fn reopens_with_everything_intact() {
     let dir = tempfile::tempdir().unwrap();
@@ -80,14 +74,14 @@ fn reopens_with_everything_intact() {
     assert_eq!(log.changes(0).map(|c| c.unwrap()).collect::<Vec<_>>(), feed);
     assert_eq!(log.peer_id(), peer, "the peer id survives a reopen");
     assert_eq!(log.len().unwrap(), 3);
-    assert!(log.verify().unwrap().is_ok());
+    assert_verified(&log);
     let next = log.append(b"four".to_vec()).unwrap();
     assert_eq!(log.seq_of(&next.hash()).unwrap(), Some(4));
 }
 
 #[test]
 fn add_rejects_a_missing_link_and_changes_nothing() {
-    let (_d, log) = open();
+    let Replica { dir: _d, log } = durable_replica();
     let a = log.append(b"a".to_vec()).unwrap();
     let ghost = Hash::of(b"never stored");
     let err = log.add([a.hash(), ghost], b"b".to_vec()).unwrap_err();
@@ -101,7 +95,7 @@ fn add_rejects_a_missing_link_and_changes_nothing() {
 
 #[test]
 fn a_batch_is_all_or_nothing() {
-    let (_d, log) = open();
+    let Replica { dir: _d, log } = durable_replica();
     let a = Node::new([], b"a".to_vec()).unwrap();
     let b = Node::new([a.hash()], b"b".to_vec()).unwrap();
     let bad = Node::new([Hash::of(b"nowhere")], b"c".to_vec()).unwrap();
@@ -125,7 +119,7 @@ fn a_batch_is_all_or_nothing() {
 
 #[test]
 fn insert_is_idempotent_and_checks_bytes() {
-    let (_d, log) = open();
+    let Replica { dir: _d, log } = durable_replica();
     let a = Node::new([], b"a".to_vec()).unwrap();
     assert_eq!(log.insert(&[&a]).unwrap(), [Inserted::New(1)]);
     assert_eq!(log.insert(&[&a]).unwrap(), [Inserted::Existing(1)]);
@@ -147,7 +141,7 @@ fn insert_is_idempotent_and_checks_bytes() {
 
 #[test]
 fn limits_are_enforced_on_add() {
-    let (_d, log) = open();
+    let Replica { dir: _d, log } = durable_replica();
     let err = log
         .add([], vec![0; braidlog::MAX_PAYLOAD_BYTES + 1])
         .unwrap_err();
@@ -160,7 +154,7 @@ fn limits_are_enforced_on_add() {
 
 #[test]
 fn changes_resume_from_a_seq() {
-    let (_d, log) = open();
+    let Replica { dir: _d, log } = durable_replica();
     let nodes: Vec<Node> = (0..1500u32)
         .map(|i| log.append(i.to_be_bytes().to_vec()).unwrap())
         .collect();
@@ -175,7 +169,7 @@ fn changes_resume_from_a_seq() {
 
 #[test]
 fn walk_back_visits_each_ancestor_once_in_descending_order() {
-    let (_d, log) = open();
+    let Replica { dir: _d, log } = durable_replica();
     let a = log.append(b"a".to_vec()).unwrap();
     let b = log.add([a.hash()], b"b".to_vec()).unwrap();
     let c = log.add([a.hash()], b"c".to_vec()).unwrap();
@@ -198,7 +192,7 @@ fn walk_back_visits_each_ancestor_once_in_descending_order() {
 
 #[test]
 fn subscribers_hear_of_commits_from_other_threads() {
-    let (_d, log) = open();
+    let Replica { dir: _d, log } = durable_replica();
     let mut sub = log.subscribe();
     assert_eq!(sub.latest(), 0);
     let writer = log.clone();
@@ -207,7 +201,6 @@ fn subscribers_hear_of_commits_from_other_threads() {
             .transaction(|w| {
                 (0..10u8)
                     .map(|i| (vec![], vec![i]))
-                    .into_iter()
                     .map(|(l, p)| w.add(l, p))
                     .collect::<Result<Vec<_>, _>>()
             })
@@ -223,7 +216,7 @@ fn subscribers_hear_of_commits_from_other_threads() {
 
 #[tokio::test]
 async fn subscribers_work_in_async_code() {
-    let (_d, log) = open();
+    let Replica { dir: _d, log } = durable_replica();
     let mut sub = log.subscribe();
     let writer = log.clone();
     tokio::task::spawn_blocking(move || writer.append(b"x".to_vec()).unwrap());
@@ -232,7 +225,7 @@ async fn subscribers_work_in_async_code() {
 
 #[test]
 fn many_threads_write_and_read_one_log() {
-    let (_d, log) = open();
+    let Replica { dir: _d, log } = durable_replica();
     let threads: Vec<_> = (0..4u8)
         .map(|t| {
             let log = log.clone();
@@ -253,17 +246,12 @@ fn many_threads_write_and_read_one_log() {
         1,
         "append links every head, read in its own txn"
     );
-    assert!(log.verify().unwrap().is_ok());
+    assert_verified(&log);
 }
 
 #[test]
 fn the_map_grows_past_its_initial_size() {
-    let dir = tempfile::tempdir().unwrap();
-    let options = LogOptions {
-        map_size: 1 << 20,
-        durability: Durability::NoSync,
-    };
-    let log = Log::open_with(dir.path(), options).unwrap();
+    let Replica { dir, log } = replica_with(small_map());
     let initial = log.map_size();
     // 16 MiB of payload through single adds and a batch, against a 1 MiB map.
     for i in 0..64u32 {
@@ -279,7 +267,7 @@ fn the_map_grows_past_its_initial_size() {
         log.map_size()
     );
     assert_eq!(log.len().unwrap(), 128);
-    assert!(log.verify().unwrap().is_ok());
+    assert_verified(&log);
     drop(log);
     let log = Log::open_with(
         dir.path(),
@@ -318,7 +306,7 @@ fn a_copied_directory_gets_a_new_peer_id() {
 }
 
 fn prop_adds_keep_invariants(ops: Vec<(Vec<u8>, u8)>) -> TestResult {
-    let (_d, log) = open();
+    let Replica { dir: _d, log } = durable_replica();
     log.set_identity(None); // unsigned, so the ids are those `build_dag` computed
     let nodes = build_dag(&ops);
     for n in &nodes {
@@ -334,20 +322,26 @@ fn prop_adds_keep_invariants(ops: Vec<(Vec<u8>, u8)>) -> TestResult {
 
 fn prop_any_topological_order_gives_the_same_replica(ops: Vec<(Vec<u8>, u8)>, seed: u64) -> bool {
     let nodes = build_dag(&ops);
-    let (_d1, first) = open();
-    let (_d2, second) = open();
+    let Replica {
+        dir: _d1,
+        log: first,
+    } = durable_replica();
+    let Replica {
+        dir: _d2,
+        log: second,
+    } = durable_replica();
     first.insert(&nodes).unwrap();
     for n in shuffled_topological(&nodes, seed) {
         second.insert(&[&n]).unwrap();
     }
     first.heads().unwrap() == second.heads().unwrap()
-        && node_set(&first) == node_set(&second)
+        && hashes(&first) == hashes(&second)
         && second.verify().unwrap().is_ok()
 }
 
 fn prop_reinserting_is_idempotent(ops: Vec<(Vec<u8>, u8)>, seed: u64) -> bool {
     let nodes = build_dag(&ops);
-    let (_d, log) = open();
+    let Replica { dir: _d, log } = durable_replica();
     log.insert(&nodes).unwrap();
     let (heads, last) = (log.heads().unwrap(), log.last_seq().unwrap());
     let again = log.insert(&shuffled_topological(&nodes, seed)).unwrap();
@@ -369,7 +363,7 @@ fn properties() {
 
 quickcheck! {
     fn prop_insert_bytes_never_panics_and_never_corrupts(bytes: Vec<u8>) -> bool {
-        let (_d, log) = open();
+        let Replica { dir: _d, log } = durable_replica();
         let mut v = bytes;
         v.insert(0, 1);
         let _ = Node::decode(&v).map(|n| log.insert(&[n]));

@@ -5,36 +5,22 @@
 use braidlog::kv::KvRead;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc};
-use std::time::Duration;
+use std::sync::Arc;
 
-use braidlog::sync::{sync, Mode, SyncOptions};
+use braidlog::sync::{Mode, SyncError};
 use braidlog::{Change, Table, View, ViewTxn};
-use braidlog::{Durability, Hash, Kv, KvError, Log, LogError, LogOptions, StorageError};
+use braidlog::{Hash, Kv, KvError, Log, LogError, StorageError};
 
-fn small(dir: &Path) -> Log {
-    let options = LogOptions {
-        map_size: 1 << 20,
-        durability: Durability::NoSync,
-    };
-    Log::open_with(dir, options).unwrap()
-}
+mod common;
 
-/// Runs `f` on a thread and fails the test if it has not finished within `secs` (a
-/// deadlock), instead of hanging the suite.
-fn within<T: Send + 'static>(secs: u64, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(f());
-    });
-    rx.recv_timeout(Duration::from_secs(secs))
-        .expect("finished in time (no deadlock)")
-}
+use common::{
+    assert_verified, durable_replica, replica, replica_with, small_map, try_pair, within_thread,
+    Replica,
+};
 
 #[test]
 fn a_swallowed_missing_link_commits_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = Log::open(dir.path()).unwrap();
+    let Replica { dir: _dir, log } = durable_replica();
     let root = log.append(b"root".to_vec()).unwrap();
     let ghost = Hash([9; 32]);
     let err = log
@@ -55,7 +41,7 @@ fn a_swallowed_missing_link_commits_nothing() {
         "nothing of the transaction committed"
     );
     assert_eq!(log.heads().unwrap(), vec![root.hash()]);
-    assert!(log.verify().unwrap().is_ok());
+    assert_verified(&log);
     assert!(log.get(&ghost).unwrap().is_none());
 }
 
@@ -81,8 +67,7 @@ impl View for Picky {
 
 #[test]
 fn a_swallowed_view_error_commits_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = Log::open(dir.path()).unwrap();
+    let Replica { dir: _dir, log } = durable_replica();
     let table = log.create_table("picky-v1").unwrap();
     log.register_view(Arc::new(Picky(table))).unwrap();
     log.append(b"ok".to_vec()).unwrap();
@@ -97,17 +82,16 @@ fn a_swallowed_view_error_commits_nothing() {
         "{err}"
     );
     assert_eq!(log.len().unwrap(), 1);
-    assert!(log.verify().unwrap().is_ok());
+    assert_verified(&log);
     // The store still takes writes, and the watermark did not move past a lost node.
     log.append(b"ok2".to_vec()).unwrap();
     assert_eq!(log.read(|txn| txn.len(table)).unwrap(), 2);
-    assert!(log.verify().unwrap().is_ok());
+    assert_verified(&log);
 }
 
 #[test]
 fn nested_reads_never_deadlock_while_the_map_grows() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = small(dir.path());
+    let Replica { dir: _dir, log } = replica_with(small_map());
     let root = log.append(b"root".to_vec()).unwrap().hash();
     let initial = log.map_size();
     let done = Arc::new(AtomicBool::new(false));
@@ -143,7 +127,7 @@ fn nested_reads_never_deadlock_while_the_map_grows() {
         })
         .collect();
     let writer = log.clone();
-    let rounds = within(120, move || {
+    let rounds = within_thread(120, move || {
         // 16 MiB through a 1 MiB map: the map grows several times under the readers.
         for i in 0..128u32 {
             writer.append(vec![i as u8; 128 << 10]).unwrap();
@@ -160,13 +144,12 @@ fn nested_reads_never_deadlock_while_the_map_grows() {
         "map grew: {}",
         log.map_size()
     );
-    assert!(log.verify().unwrap().is_ok());
+    assert_verified(&log);
 }
 
 #[test]
 fn writes_larger_than_the_map_grow_it_without_running_user_code_twice() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = small(dir.path());
+    let Replica { dir: _dir, log } = replica_with(small_map());
     // braidlog's own writes retry after growing.
     log.append(vec![1; 900 << 10]).unwrap();
     let nodes: Vec<_> = (0..4u8)
@@ -197,13 +180,12 @@ fn writes_larger_than_the_map_grow_it_without_running_user_code_twice() {
         }
     }
     assert_eq!(log.len().unwrap(), 13);
-    assert!(log.verify().unwrap().is_ok());
+    assert_verified(&log);
 }
 
 #[test]
 fn verify_during_puts_never_fails() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = small(dir.path());
+    let Replica { dir: _dir, log } = replica_with(small_map());
     let kv = Kv::open(&log).unwrap();
     let done = Arc::new(AtomicBool::new(false));
     let checker = {
@@ -230,7 +212,7 @@ fn verify_during_puts_never_fails() {
 fn verify_works_on_a_reopened_store_above_64_mib() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let log = small(dir.path());
+        let log = Log::open_with(dir.path(), small_map()).unwrap();
         let kv = Kv::open(&log).unwrap();
         for i in 0..36u32 {
             kv.put(format!("big{i}"), vec![i as u8; (1 << 20) - 1024])
@@ -241,7 +223,7 @@ fn verify_works_on_a_reopened_store_above_64_mib() {
         .unwrap()
         .len();
     assert!(size > 64 << 20, "store of {size} bytes");
-    let log = small(dir.path());
+    let log = Log::open_with(dir.path(), small_map()).unwrap();
     Kv::open(&log).unwrap();
     let report = log.verify().unwrap();
     assert!(report.is_ok() && report.views == 1, "{report:?}");
@@ -296,19 +278,34 @@ async fn a_damaged_node_is_reported_never_returned_or_sent() {
         feed[1],
         Err(LogError::Storage(StorageError::Damaged { seq: 2, .. }))
     ));
-    assert!(log.walk_back([after.hash()], |_, _| Ok(true)).is_err());
+    let walk = log.walk_back([after.hash()], |_, _| Ok(true));
+    assert!(
+        matches!(
+            walk,
+            Err(LogError::Storage(StorageError::Damaged { seq: 2, .. }))
+        ),
+        "{walk:?}"
+    );
     let report = log.verify().unwrap();
     assert!(!report.is_ok());
 
     // A peer pulling from the damaged replica never stores a corrupted node.
-    let peer_dir = tempfile::tempdir().unwrap();
-    let peer = Log::open(peer_dir.path()).unwrap();
-    let (a, b) = tokio::io::duplex(64 << 10);
-    let (ra, rb) = tokio::join!(
-        sync(&log, a, SyncOptions::new(Mode::Push)),
-        sync(&peer, b, SyncOptions::new(Mode::Pull))
+    let Replica {
+        dir: _peer_dir,
+        log: peer,
+    } = durable_replica();
+    let (ra, rb) = try_pair(&log, &peer, Mode::Push, Mode::Pull).await;
+    // The damaged side reports what it found; the puller only sees the session end.
+    assert!(
+        matches!(
+            ra,
+            Err(SyncError::Store(LogError::Storage(StorageError::Damaged {
+                seq: 2,
+                ..
+            })))
+        ),
+        "the sync reports the damage: {ra:?} {rb:?}"
     );
-    assert!(ra.is_err() || rb.is_err(), "the sync reports the damage");
     for entry in peer.changes(0) {
         let node = entry.unwrap().node;
         assert!(
@@ -316,7 +313,7 @@ async fn a_damaged_node_is_reported_never_returned_or_sent() {
             "no corrupted copy stored"
         );
     }
-    assert!(peer.verify().unwrap().is_ok());
+    assert_verified(&peer);
 }
 
 #[test]
@@ -398,15 +395,7 @@ fn a_read_only_open_works_without_write_permission() {
 
 #[test]
 fn commit_notifications_never_go_backwards() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = Log::open_with(
-        dir.path(),
-        LogOptions {
-            durability: Durability::NoSync,
-            ..LogOptions::default()
-        },
-    )
-    .unwrap();
+    let Replica { dir: _dir, log } = replica();
     let writers: Vec<_> = (0..4)
         .map(|t| {
             let log = log.clone();
@@ -419,7 +408,7 @@ fn commit_notifications_never_go_backwards() {
         .collect();
     let mut sub = log.subscribe();
     let mut seen = 0;
-    let watcher = within(60, move || {
+    let watcher = within_thread(60, move || {
         let mut regressions = 0;
         while seen < 800 {
             let now = sub.wait_blocking().unwrap();

@@ -2,7 +2,7 @@
 
 mod common;
 
-use braidlog::sync::{connect, serve, Mode, SyncOptions};
+use braidlog::sync::{connect, serve, AbortReason, Mode, SyncError, SyncOptions};
 use common::*;
 use quickcheck::{QuickCheck, TestResult};
 
@@ -248,9 +248,20 @@ async fn copied_directory_gets_its_own_peer_id() {
         braidlog::sync::sync(&a.log, s1, SyncOptions::default()),
         braidlog::sync::sync(&a.log, s2, SyncOptions::default())
     );
-    let self_sync = |r: &Result<_, _>| matches!(r, Err(braidlog::SyncError::SelfSync { .. }));
+    let self_sync = |r: &Result<_, _>| matches!(r, Err(SyncError::SelfSync { .. }));
     assert!(self_sync(&r1) || self_sync(&r2), "{r1:?} {r2:?}");
-    assert!(r1.is_err() && r2.is_err());
+    // The other side is either refused the same way or told so by an abort.
+    let refused = |r: &Result<_, _>| {
+        self_sync(r)
+            || matches!(
+                r,
+                Err(SyncError::PeerAborted {
+                    reason: AbortReason::Refused,
+                    ..
+                })
+            )
+    };
+    assert!(refused(&r1) && refused(&r2), "{r1:?} {r2:?}");
 }
 
 fn prop_random_adds_and_syncs(ops: Vec<(u8, u8, u8)>) -> TestResult {
@@ -319,12 +330,22 @@ async fn both_push_or_both_pull_is_refused_on_both_sides() {
         let (a, b) = (replica(), replica());
         chain(&a.log, 3, "a");
         chain(&b.log, 3, "b");
-        let (sa, sb) = tokio::io::duplex(64 * 1024);
-        let (ra, rb) = tokio::join!(
-            braidlog::sync::sync(&a.log, sa, SyncOptions::new(mode)),
-            braidlog::sync::sync(&b.log, sb, SyncOptions::new(mode)),
-        );
-        assert!(ra.is_err() && rb.is_err(), "{mode:?}: {ra:?} {rb:?}");
+        let (ra, rb) = try_pair(&a.log, &b.log, mode, mode).await;
+        // At least one side finds the mismatch; the other finds it too or is told by an
+        // abort, whichever comes first.
+        let mismatch = |r: &Result<_, _>| matches!(r, Err(SyncError::ModeMismatch { .. }));
+        let refused = |r: &Result<_, _>| {
+            mismatch(r)
+                || matches!(
+                    r,
+                    Err(SyncError::PeerAborted {
+                        reason: AbortReason::Refused,
+                        ..
+                    })
+                )
+        };
+        assert!(mismatch(&ra) || mismatch(&rb), "{mode:?}: {ra:?} {rb:?}");
+        assert!(refused(&ra) && refused(&rb), "{mode:?}: {ra:?} {rb:?}");
     }
 }
 

@@ -166,11 +166,7 @@ async fn truncated_frame() {
     let ns = nodes(3, "t");
     let head = ns[2].hash();
     let r = against(&l.log, move |mut p| async move {
-        p.handshake(
-            vec![head],
-            &Log::open(tempfile::tempdir().unwrap().path()).unwrap(),
-        )
-        .await;
+        p.handshake(vec![head], &durable_replica().log).await;
         let mut frame = Vec::new();
         encode(&Message::Node(ns[0].encode()), &mut frame);
         p.bytes(&frame[..frame.len() / 2]).await;
@@ -399,7 +395,7 @@ async fn a_peer_that_stalls_mid_stream_times_out() {
     };
     let r = sync(&l.log, mine, opts).await;
     assert!(matches!(r, Err(SyncError::Timeout { .. })), "{r:?}");
-    assert!(l.log.verify().unwrap().is_ok());
+    assert_verified(&l.log);
     assert_eq!(l.log.len().unwrap(), 6, "the node before the stall is kept");
     let _ = hold_tx.send(());
     peer.await.unwrap();

@@ -4,18 +4,10 @@
 mod common;
 
 use braidlog::sync::{serve, sync, Mode, SyncOptions, SyncReport};
-use braidlog::{Hash, Log, SyncError};
+use braidlog::{Log, SyncError};
 use common::*;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-
-/// Waits until `log` stores `hash`, woken by its commits.
-async fn until_has(log: &Log, hash: Hash) {
-    let mut sub = log.subscribe();
-    while !log.contains(&hash).unwrap() {
-        sub.changed().await.expect("log alive");
-    }
-}
 
 fn live_opts(stop: &watch::Receiver<bool>) -> SyncOptions {
     SyncOptions {

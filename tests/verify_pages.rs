@@ -4,8 +4,11 @@
 use std::os::unix::fs::FileExt;
 use std::time::Instant;
 
-use braidlog::Log;
 use braidlog::Violation;
+
+mod common;
+
+use common::{durable_replica, replica, Replica};
 
 const PAGE: u64 = 4096;
 
@@ -25,8 +28,7 @@ fn overflow_page(file: &std::fs::File) -> u64 {
 
 #[test]
 fn verify_reports_a_damaged_page_its_table_checks_never_read() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = Log::open(dir.path()).unwrap();
+    let Replica { dir, log } = durable_replica();
     for i in 0..50u32 {
         log.append(i.to_be_bytes().to_vec()).unwrap();
     }
@@ -59,15 +61,7 @@ fn verify_reports_a_damaged_page_its_table_checks_never_read() {
 #[test]
 #[ignore]
 fn measure_the_page_walk_on_a_hundred_thousand_nodes() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = Log::open_with(
-        dir.path(),
-        braidlog::LogOptions {
-            durability: braidlog::Durability::NoSync,
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let Replica { dir, log } = replica();
     for chunk in 0..100u32 {
         log.transaction(|w| {
             for i in 0..1000u32 {
