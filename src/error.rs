@@ -106,3 +106,32 @@ impl From<SyncError> for Error {
 
 /// Shorthand for results with the umbrella [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The umbrella flattens: a full disk is one error whichever layer reports it; a sync's
+    /// own failure keeps its sync context.
+    #[test]
+    fn a_full_disk_is_one_error_whatever_layer_reports_it() {
+        let full = || StorageError::DiskFull {
+            path: "/full".into(),
+            available: 0,
+        };
+        let from_log = Error::from(LogError::from(full()));
+        let from_kv = Error::from(KvError::from(full()));
+        let from_sync = Error::from(SyncError::<LogError>::Store(full().into()));
+        for e in [from_log, from_kv, from_sync] {
+            assert!(
+                matches!(e, Error::Storage(StorageError::DiskFull { .. })),
+                "{e}"
+            );
+        }
+        let timeout = Error::from(SyncError::<LogError>::Timeout {
+            state: "handshaking",
+            after: std::time::Duration::from_secs(1),
+        });
+        assert!(matches!(timeout, Error::Sync(SyncError::Timeout { .. })));
+    }
+}
