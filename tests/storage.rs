@@ -35,6 +35,14 @@ fn a_swallowed_missing_link_commits_nothing() {
         matches!(err, LogError::Storage(StorageError::Aborted { .. })),
         "{err}"
     );
+    // The cause is kept typed: the missing link the closure swallowed.
+    let LogError::Storage(StorageError::Aborted { cause }) = &err else {
+        unreachable!()
+    };
+    assert!(
+        matches!(cause.downcast_ref::<LogError>(), Some(LogError::MissingLink { link, .. }) if *link == ghost),
+        "{cause}"
+    );
     assert_eq!(
         log.len().unwrap(),
         1,
@@ -80,6 +88,13 @@ fn a_swallowed_view_error_commits_nothing() {
     assert!(
         matches!(err, LogError::Storage(StorageError::Aborted { .. })),
         "{err}"
+    );
+    let LogError::Storage(StorageError::Aborted { cause }) = &err else {
+        unreachable!()
+    };
+    assert!(
+        matches!(cause.downcast_ref::<LogError>(), Some(LogError::View { view, .. }) if view == "picky"),
+        "{cause}"
     );
     assert_eq!(log.len().unwrap(), 1);
     assert_verified(&log);
